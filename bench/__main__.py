@@ -1,0 +1,25 @@
+"""``python -m bench <runtime|http> [options]``: dispatch to one benchmark's ``main``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+BENCHES = {"runtime": "bench.runtime", "http": "bench.http"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark named by the first argument with the remaining arguments."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in BENCHES:
+        print(
+            f"usage: python -m bench {{{','.join(BENCHES)}}} [options]  (--help after the name for options)"
+        )
+        return 2
+    module = importlib.import_module(BENCHES[args[0]])  # imported lazily: each bench has its own dependencies
+    return int(module.main(args[1:]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m export``: train, onnx, quantize, hf, evaluate."""
+
+from export.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Command line of the offline pipeline (also reachable as ``switchboard export ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_RUN = Path("runs/default")
+DEFAULT_PACK = Path("models/packs/default")
+
+
+def _recipe_args(parser: argparse.ArgumentParser) -> None:
+    from export.recipe import Recipe
+
+    defaults = Recipe()
+    parser.add_argument("--data", default=defaults.data_dir, help="folder with the public data sets")
+    parser.add_argument("--backbone", default="", help="HF checkpoint (path or hub id); default all-MiniLM-L6-v2")
+    parser.add_argument("--out", type=Path, default=DEFAULT_RUN, help="run folder (checkpoint, logs)")
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--max-length", type=int, default=defaults.max_length)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--csv", action="append", default=[], metavar="HEAD=PATH",
+                        help="your own labelled CSV (text,label) for a head; repeatable")
+    parser.add_argument("--no-public-data", action="store_true", help="train on --csv files only")
+    parser.add_argument("--tiny", action="store_true", help="a minutes-long smoke recipe")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from export.recipe import Recipe, tiny
+    from export.train import train
+
+    recipe = Recipe(
+        data_dir=args.data, backbone=args.backbone, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        max_length=args.max_length, seed=args.seed, eval_every=args.eval_every, user_csv=list(args.csv),
+        public_data=not args.no_public_data,
+    )
+    if args.tiny:
+        recipe = tiny(recipe)
+    summary = train(recipe, args.out)
+    print(json.dumps({k: summary[k] for k in ("best_step", "best_score", "train_seconds")}))
+    return 0
+
+
+def _cmd_onnx(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_checkpoint
+
+    result = export_checkpoint(args.run / "checkpoint", args.run / "onnx", tolerance=args.tolerance)
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from export.pack import build_pack, provenance
+    from export.quantize import quantize
+
+    summary = json.loads((args.run / "train_summary.json").read_text())
+    fp32 = args.run / "onnx" / "model.fp32.onnx"
+    int8 = args.run / "onnx" / "model.int8.onnx"
+    quant = quantize(fp32, int8, args.preset)
+    inputs = json.loads((args.run / "onnx" / "inputs.json").read_text()) if (args.run / "onnx" / "inputs.json").exists() \
+        else ["input_ids", "attention_mask", "token_type_ids"]
+    manifest = build_pack(
+        int8, args.run / "onnx" / "tokenizer.json", args.pack, inputs=inputs, max_length=args.max_length,
+        name=args.name, version=args.version, recipe={**summary["recipe"], "backbone": summary["backbone"]},
+        sources=provenance(summary["data"], Path(summary["recipe"]["data_dir"])), quantization=quant,
+    )
+    print(json.dumps({"pack": str(args.pack), "files": {k: v.bytes for k, v in manifest.files.items()}, **quant}))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from export.evaluate import evaluate
+
+    results = evaluate(args.run, args.pack, compare_presets=not args.no_presets)
+    print(json.dumps({"headline": results["headline"], "agreement": results["agreement_int8_vs_fp32"],
+                      "temperatures": results["calibration"]["temperatures"]}, indent=2))
+    return 0
+
+
+def _cmd_hf(args: argparse.Namespace) -> int:
+    from export.hf import export_hf
+
+    mapping = dict(item.split("=", 1) for item in args.label_map)
+    manifest = export_hf(args.checkpoint, args.head, args.pack, label_map=mapping, kind=args.kind,
+                         max_length=args.max_length, preset=args.preset)
+    print(json.dumps({"pack": str(args.pack), "head": args.head, "labels": manifest.heads[args.head].labels}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree for every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="fine-tune the shared encoder with three heads")
+    _recipe_args(p_train)
+    p_train.set_defaults(func=_cmd_train)
+
+    p_onnx = sub.add_parser("onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch")
+    p_onnx.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_onnx.add_argument("--tolerance", type=float, default=1e-4)
+    p_onnx.set_defaults(func=_cmd_onnx)
+
+    from export.quantize import PRESETS
+
+    p_quant = sub.add_parser("quantize", help="dynamic int8 quantization and pack assembly")
+    p_quant.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_quant.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_quant.add_argument("--preset", choices=sorted(PRESETS), default="portable")
+    p_quant.add_argument("--max-length", type=int, default=128, help="serving truncation length")
+    p_quant.add_argument("--name", default="switchboard-default")
+    p_quant.add_argument("--version", default="1.0.0")
+    p_quant.set_defaults(func=_cmd_quantize)
+
+    p_eval = sub.add_parser("evaluate", help="metrics, calibration, figures and model card")
+    p_eval.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_eval.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_eval.add_argument("--no-presets", action="store_true", help="skip comparing quantization presets")
+    p_eval.set_defaults(func=_cmd_evaluate)
+
+    p_hf = sub.add_parser("hf", help="serve one head from a Hugging Face sequence-classification checkpoint")
+    p_hf.add_argument("checkpoint", help="local path, or hub id where a hub is reachable")
+    p_hf.add_argument("--head", required=True, choices=["sentiment", "emotion", "intent"])
+    p_hf.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_hf.add_argument("--label-map", action="append", default=[], metavar="OLD=NEW")
+    p_hf.add_argument("--kind", choices=["softmax", "sigmoid"], default=None)
+    p_hf.add_argument("--max-length", type=int, default=128)
+    p_hf.add_argument("--preset", choices=sorted(PRESETS), default="portable")
+    p_hf.set_defaults(func=_cmd_hf)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return int(args.func(args))
+
+

@@ -1,0 +1,115 @@
+"""Confusion matrices and reliability diagrams as PNG files inside the pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from export import metrics as m
+from export.pack import LABELS
+from routing.taxonomy import CATEGORIES, category_of
+
+FIG_DIR = "card"
+
+
+def _confusion_png(matrix: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    norm = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
+    size = max(4.0, 0.42 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if len(labels) <= 20:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 4))
+    for ax, (name, (conf, correct)) in zip(np.atleast_1d(axes), curves.items(), strict=True):
+        points = m.reliability(conf, correct)
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-")
+        ax.set_title(f"{name} (ECE {m.ece(conf, correct):.3f})")
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_all(pack_dir: Path, sets: list[Any], logits: dict[str, np.ndarray], temps: dict[str, float],
+              thresholds: np.ndarray, seed: int) -> list[str]:
+    """Write every figure for the report halves; returns paths relative to the pack."""
+    from export.evaluate import halves, targets
+
+    out_dir = pack_dir / FIG_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for s in sets:
+        _, rep = halves(len(s.examples), seed)
+        y = targets(s.examples, s.head)[rep]
+        z = logits[s.name][rep]
+        if s.name == "sentiment_tweeteval":
+            probs = m.softmax(z, temps["sentiment"])
+            _confusion_png(m.confusion(y, probs.argmax(1), 3), LABELS["sentiment"], "sentiment (TweetEval val)",
+                           out_dir / "confusion_sentiment.png")
+            written.append(f"{FIG_DIR}/confusion_sentiment.png")
+            curves["sentiment"] = (probs.max(1), probs.argmax(1) == y)
+        elif s.name == "intent_all":
+            probs = m.softmax(z, temps["intent"])
+            pred = probs.argmax(1)
+            cat = {c: i for i, c in enumerate(CATEGORIES)}
+            yc = np.array([cat[category_of(LABELS["intent"][i])] for i in y])
+            pc = np.array([cat[category_of(LABELS["intent"][i])] for i in pred])
+            _confusion_png(m.confusion(yc, pc, len(CATEGORIES)), list(CATEGORIES),
+                           "intent, by contact-reason category", out_dir / "confusion_intent_categories.png")
+            written.append(f"{FIG_DIR}/confusion_intent_categories.png")
+            curves["intent"] = (probs.max(1), pred == y)
+        elif s.name == "emotion_goemotions":
+            probs = m.sigmoid(z, temps["emotion"])
+            pred = probs >= thresholds
+            labels = LABELS["emotion"]
+            matrix = np.zeros((len(labels), 2, 2), dtype=np.int64)
+            for j in range(len(labels)):
+                matrix[j] = m.confusion(y[:, j].astype(int), pred[:, j].astype(int), 2)
+            _emotion_png(matrix, labels, out_dir / "confusion_emotion.png")
+            written.append(f"{FIG_DIR}/confusion_emotion.png")
+            curves["emotion (per label)"] = (probs.ravel(), y.ravel().astype(bool))
+    _reliability_png(curves, out_dir / "reliability.png")
+    written.append(f"{FIG_DIR}/reliability.png")
+    return written
+
+
+def _emotion_png(matrix: np.ndarray, labels: list[str], path: Path) -> None:
+    fig, axes = plt.subplots(2, 4, figsize=(10, 5))
+    for ax, label, cm in zip(axes.ravel(), labels, matrix, strict=True):
+        ax.imshow(cm / max(1, cm.sum()), cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+    fig.suptitle("emotion: true (rows) vs predicted (columns), GoEmotions dev")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,106 @@
+"""Assemble a model pack folder: int8 graph, tokenizer, manifest.
+
+``quantize`` calls ``build_pack`` with neutral calibration (temperature 1,
+emotion thresholds 0.5); ``evaluate`` later fills in fitted calibration,
+metrics and the model card, and rewrites the manifest (with fresh hashes).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.manifest import FileEntry, GraphSpec, HeadSpec, Manifest, read_manifest, write_manifest
+from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
+
+GRAPH_KEY = "multitask"
+GRAPH_FILE = "model.int8.onnx"
+LABELS = {"sentiment": list(SENTIMENT_LABELS), "emotion": list(EMOTION_LABELS), "intent": list(INTENT_LABELS)}
+KINDS = {"sentiment": "softmax", "emotion": "sigmoid", "intent": "softmax"}
+
+LICENCES = {
+    "banking77": ("PolyAI Banking77", "CC BY 4.0", "https://github.com/PolyAI-LDN/task-specific-datasets"),
+    "bitext_customer_service": (
+        "Bitext customer-service sample",
+        "not stated; '(c) Bitext Innovations 2022' public sample",
+        "https://github.com/bitext/customer-support-llm-chatbot-training-dataset",
+    ),
+    "clinc150": ("CLINC150 (oos-eval)", "CC BY 3.0", "https://github.com/clinc/oos-eval"),
+    "semeval2017_task4a": ("SemEval-2017 Task 4A", "research use, Twitter terms", "https://alt.qcri.org/semeval2017/task4/"),
+    "tweeteval_sentiment": ("TweetEval sentiment (validation)", "original terms, Twitter terms",
+                            "https://github.com/cardiffnlp/tweeteval"),
+    "sst2": ("Stanford Sentiment Treebank (SST-2)", "research use", "https://nlp.stanford.edu/sentiment/"),
+    "goemotions": ("GoEmotions", "Apache-2.0", "https://github.com/google-research/google-research/tree/master/goemotions"),
+    "service_requests_weak": ("weak sentiment labels derived from Banking77 + Bitext intents",
+                              "as Banking77 / Bitext", "derived in export/data.py"),
+}
+
+
+def provenance(used: dict[str, dict[str, int]], data_dir: Path) -> list[dict[str, Any]]:
+    """One record per data source used: counts, licence, origin repository and commit."""
+    origin: dict[str, Any] = {}
+    if (data_dir / "PROVENANCE.json").exists():
+        origin = json.loads((data_dir / "PROVENANCE.json").read_text())
+    records = []
+    for source, counts in used.items():
+        name, licence, url = LICENCES.get(source, (source, "user-supplied", ""))
+        key = "tweeteval" if source.startswith("tweeteval") else source
+        record: dict[str, Any] = {"source": source, "name": name, "licence": licence, "url": url, **counts}
+        if key in origin:
+            record["repo"] = origin[key].get("repo")
+            record["commit"] = origin[key].get("commit")
+        records.append(record)
+    return records
+
+
+def build_pack(
+    int8_graph: Path,
+    tokenizer_json: Path,
+    pack_dir: Path,
+    *,
+    inputs: list[str],
+    max_length: int,
+    name: str,
+    version: str,
+    recipe: dict[str, Any],
+    sources: list[dict[str, Any]],
+    quantization: dict[str, Any],
+) -> Manifest:
+    """Copy the graph and tokenizer into ``pack_dir`` and write a fresh manifest."""
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(int8_graph, pack_dir / GRAPH_FILE)
+    shutil.copy(tokenizer_json, pack_dir / "tokenizer.json")
+    heads = {
+        head: HeadSpec(
+            graph=GRAPH_KEY,
+            output=f"{head}_logits",
+            kind=KINDS[head],  # type: ignore[arg-type]
+            labels=labels,
+            thresholds={label: 0.5 for label in labels} if head == "emotion" else {},
+        )
+        for head, labels in LABELS.items()
+    }
+    manifest = Manifest(
+        name=name,
+        version=version,
+        graphs={GRAPH_KEY: GraphSpec(file=GRAPH_FILE, inputs=inputs, max_length=max_length)},
+        heads=heads,
+        files={GRAPH_FILE: FileEntry("", 0), "tokenizer.json": FileEntry("", 0)},
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        recipe=recipe,
+        provenance=sources,
+        metrics={"quantization": quantization},
+    )
+    write_manifest(pack_dir, manifest)
+    return read_manifest(pack_dir)
+
+
+def add_files(pack_dir: Path, manifest: Manifest, names: list[str]) -> Manifest:
+    """Return ``manifest`` with ``names`` (relative to the pack) added to its file list."""
+    files = dict(manifest.files)
+    for name in names:
+        files[name] = FileEntry("", (pack_dir / name).stat().st_size)
+    return Manifest(**{**{f: getattr(manifest, f) for f in manifest.__struct_fields__}, "files": files})

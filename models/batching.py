@@ -1,0 +1,250 @@
+"""Micro-batching: concurrent async requests coalesced into few ONNX runs.
+
+Requests go from the event loop into a bounded queue; one dedicated worker
+thread takes a *window* of requests, tokenizes them, cuts the window into
+length-bucketed batches and runs them, then hands the results back to each
+request's event loop in a single ``call_soon_threadsafe`` per loop. ONNX and
+the tokenizer release the GIL, so the event loop keeps serving while a batch
+runs.
+
+Coalescing waits at most ``max_wait_s`` for more requests, and only when the
+previous window held more than one request: with one client there is nobody
+to wait for, so a lone request runs at once (no added latency), while under
+concurrency the short wait lets the clients whose results were just delivered
+submit again and join the next batch.
+
+Fail-fast rules: a full queue raises ``OverloadedError`` at submit time;
+expired requests are dropped (``DeadlineExceededError``) before their batch
+runs; an exception while processing a window fails every request of that
+window; ``close`` stops intake and drains what is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from models.engine import BatchHook, Engine
+from models.errors import DeadlineExceededError, InferenceError, NotReadyError, OverloadedError
+from models.types import TextPrediction
+
+Outcome = list[TextPrediction] | BaseException
+
+
+@dataclass(eq=False)
+class Request:
+    """One submitted request: its texts, where to deliver, and by when (monotonic seconds)."""
+
+    texts: Sequence[str]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[TextPrediction]]
+    deadline: float
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """Coalescing limits of the worker."""
+
+    max_batch_size: int = 32
+    max_batch_tokens: int = 4096
+    max_wait_s: float = 0.0015
+    queue_size: int = 256
+    batching: bool = True
+
+
+def _batch_error(cause: BaseException, requests: int) -> InferenceError:
+    """A fresh error per waiter (one shared instance would collect every awaiter's traceback)."""
+    error = InferenceError(f"inference failed for a batch of {requests} requests: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[list[TextPrediction]], Outcome]]) -> None:
+    """Runs on the event loop: deliver results, skipping futures already done (expired/cancelled)."""
+    for future, outcome in outcomes:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class MicroBatcher:
+    """Bounded queue + one worker thread running ``Engine`` batches."""
+
+    def __init__(self, engine: Engine, limits: BatchLimits, on_batch: BatchHook | None = None) -> None:
+        self._engine = engine
+        self._limits = limits
+        self._on_batch = on_batch
+        self._items: deque[Request] = deque()
+        self._queued_texts = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # Seconds per text, smoothed: turns queue depth into a retry-after hint.
+        self._seconds_per_text = 0.005
+
+    @property
+    def queue_depth(self) -> int:
+        """Texts waiting in the queue (not counting the batch being run)."""
+        return self._queued_texts
+
+    @property
+    def batch_size(self) -> int:
+        """Largest batch the worker forms (1 when batching is switched off)."""
+        return self._limits.max_batch_size if self._limits.batching else 1
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="models-batcher", daemon=True)
+            self._thread.start()
+
+    def submit(self, texts: Sequence[str], deadline: float) -> asyncio.Future[list[TextPrediction]]:
+        """Queue texts for the worker; call from a running event loop.
+
+        Raises NotReadyError when closed or not started, OverloadedError when
+        the queue cannot take ``len(texts)`` more texts (an oversized request is
+        still accepted into an empty queue).
+        """
+        loop = asyncio.get_running_loop()
+        request = Request(texts, loop, loop.create_future(), deadline)
+        with self._cond:
+            if self._closed or self._thread is None:
+                raise NotReadyError("the runtime is not running (not started or closed)")
+            if self._items and self._queued_texts + len(texts) > self._limits.queue_size:
+                retry_after = max(0.001, self._queued_texts * self._seconds_per_text)
+                raise OverloadedError(
+                    f"inference queue full ({self._queued_texts}/{self._limits.queue_size} texts)",
+                    retry_after,
+                )
+            self._items.append(request)
+            self._queued_texts += len(texts)
+            self._cond.notify()
+        return request.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop intake, let the worker drain the queue, and join it (blocking)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _pop_locked(self, window: list[Request], texts: int) -> int:
+        request = self._items.popleft()
+        self._queued_texts -= len(request.texts)
+        window.append(request)
+        return texts + len(request.texts)
+
+    def _take_queued_locked(self, window: list[Request], texts: int) -> int:
+        """Move queued requests into the window while they fit the batch size."""
+        while self._items and texts + len(self._items[0].texts) <= self._limits.max_batch_size:
+            texts = self._pop_locked(window, texts)
+        return texts
+
+    def _collect(self, wait_for_more: bool) -> list[Request]:
+        """Block for the next window of requests; [] once closed and drained."""
+        window: list[Request] = []
+        with self._cond:
+            while not self._items and not self._closed:
+                self._cond.wait()
+            if not self._items:
+                return window
+            texts = self._pop_locked(window, 0)
+            if not self._limits.batching:
+                return window
+            texts = self._take_queued_locked(window, texts)
+            if not wait_for_more or self._limits.max_wait_s <= 0:
+                return window
+            until = time.monotonic() + self._limits.max_wait_s
+            while texts < self._limits.max_batch_size and not self._closed:
+                if self._items and texts + len(self._items[0].texts) > self._limits.max_batch_size:
+                    break
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                if not self._items:
+                    self._cond.wait(remaining)
+                texts = self._take_queued_locked(window, texts)
+        return window
+
+    def _work(self) -> None:
+        coalesced = 1
+        while True:
+            window = self._collect(wait_for_more=coalesced > 1)
+            if not window:
+                return
+            coalesced = len(window)
+            pending = set(window)
+            try:
+                self._process(window, pending)
+            except BaseException as exc:  # nobody may hang: every undelivered waiter gets the error
+                failed = [request for request in window if request in pending]
+                self._deliver([(request, _batch_error(exc, len(failed))) for request in failed], pending)
+
+    def _process(self, window: list[Request], pending: set[Request]) -> None:
+        """Drop expired requests, run the rest in length-bucketed batches, deliver as batches finish.
+
+        Short texts run first and their requests are answered before the longer
+        batches of the same window run.
+        """
+        now = time.monotonic()
+        live: list[Request] = []
+        for request in window:
+            if request.future.done():  # expired or cancelled on the loop side: skip the work
+                pending.discard(request)
+            elif request.deadline <= now:
+                waited_ms = (now - request.enqueued) * 1000
+                error = DeadlineExceededError(f"deadline passed after {waited_ms:.1f} ms in queue")
+                self._deliver([(request, error)], pending)
+            else:
+                live.append(request)
+        texts = [text for request in live for text in request.texts]
+        if not texts:
+            return
+        owner = [index for index, request in enumerate(live) for _ in request.texts]
+        first = [0] * len(live)
+        for index in range(len(owner) - 1, -1, -1):
+            first[owner[index]] = index
+        missing = [len(request.texts) for request in live]
+        results: list[TextPrediction | None] = [None] * len(texts)
+        started = time.perf_counter()
+        tokens = self._engine.tokenize(texts)
+        for group in self._engine.plan(tokens, self.batch_size, self._limits.max_batch_tokens):
+            predictions = self._engine.infer([tokens[i] for i in group], self._on_batch)
+            finished: list[tuple[Request, Outcome]] = []
+            for index, prediction in zip(group, predictions, strict=True):
+                results[index] = prediction
+                missing[owner[index]] -= 1
+                if missing[owner[index]] == 0:
+                    request = live[owner[index]]
+                    start = first[owner[index]]
+                    done = results[start : start + len(request.texts)]
+                    finished.append((request, [r for r in done if r is not None]))
+            self._deliver(finished, pending)
+        elapsed = time.perf_counter() - started
+        self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * elapsed / len(texts)
+
+    @staticmethod
+    def _deliver(outcomes: list[tuple[Request, Outcome]], pending: set[Request]) -> None:
+        """One thread-safe callback per event loop carrying all of its results."""
+        for request, _ in outcomes:
+            pending.discard(request)
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[TextPrediction]], Outcome]]
+        ] = {}
+        for request, outcome in outcomes:
+            by_loop.setdefault(request.loop, []).append((request.future, outcome))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
+                loop.call_soon_threadsafe(_settle, items)

@@ -1,0 +1,297 @@
+"""The runtime facade the service uses: load a pack, predict, micro-batch, report.
+
+Serving needs only onnxruntime, tokenizers and numpy: nothing here (or in any
+module it imports) imports torch or transformers; a test enforces it.
+
+Thread plan: ONNX Runtime gets ``intra_op_threads`` = the CPUs this process may
+really use (affinity mask and cgroup CPU quota, see ``models.cpu``) and one
+inter-op thread with sequential execution: the graph is a chain, so parallel
+operator scheduling only adds contention. All batches run on one worker thread,
+so intra-op threads are never oversubscribed by the async path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from models.batching import BatchLimits, MicroBatcher
+from models.cpu import CpuQuota, cpu_quota
+from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS, BatchHook, Engine
+from models.errors import DeadlineExceededError, NotReadyError
+from models.pack import LoadedPack, SessionFactory, load_pack, ort_session
+from models.types import TextPrediction
+
+WARMUP_TEXT = (
+    "hi I was charged twice for my subscription this month and I would like a refund "
+    "because I already cancelled it last week and nobody called me back"
+)
+WARMUP_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Tuning of the runtime; every field has a production default.
+
+    ``intra_op_threads`` None means "the process's CPU quota". ``max_wait_ms`` is
+    the longest a batch waits for more requests once it has one. ``queue_size``
+    counts texts. ``batching=False`` runs every text alone (for comparisons).
+    ``spinning`` lets ONNX Runtime's worker threads spin briefly between
+    operators (lower latency, but CPU burnt while idle on a shared box).
+    """
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int = 1
+    max_batch_size: int = 32
+    max_batch_tokens: int = 4096
+    max_wait_ms: float = 1.5
+    queue_size: int = 256
+    default_deadline_ms: float = 2000
+    batching: bool = True
+    spinning: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("inter_op_threads", "max_batch_size", "max_batch_tokens", "queue_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RuntimeConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise ValueError(f"RuntimeConfig.intra_op_threads must be >= 1, got {self.intra_op_threads}")
+        if self.max_wait_ms < 0 or self.default_deadline_ms <= 0:
+            raise ValueError("RuntimeConfig.max_wait_ms must be >= 0 and default_deadline_ms > 0")
+
+
+def session_options(config: RuntimeConfig, intra_op_threads: int) -> ort.SessionOptions:
+    """ONNX Runtime options for serving: all graph optimizations, sequential execution."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = config.inter_op_threads
+    # Memory patterns only pay off for fixed shapes; ours change with every batch.
+    options.enable_mem_pattern = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
+    options.log_severity_level = 3
+    return options
+
+
+class Runtime:
+    """A loaded pack plus its micro-batcher. Build with ``Runtime.load``.
+
+    ``on_batch`` (optional) is called after every ONNX batch with
+    ``(texts, real tokens, seconds)``; it runs on the inference thread, so it
+    must be quick and thread-safe. Exceptions it raises are ignored.
+    """
+
+    def __init__(
+        self, pack: LoadedPack, config: RuntimeConfig, quota: CpuQuota, intra_op: int, load_ms: float
+    ) -> None:
+        self._pack = pack
+        self._config = config
+        self._quota = quota
+        self._intra_op = intra_op
+        self._load_ms = load_ms
+        self._engine = Engine(pack)
+        limits = BatchLimits(
+            max_batch_size=config.max_batch_size,
+            max_batch_tokens=config.max_batch_tokens,
+            max_wait_s=config.max_wait_ms / 1000,
+            queue_size=config.queue_size,
+            batching=config.batching,
+        )
+        self._batcher = MicroBatcher(self._engine, limits, self._emit_batch)
+        self._ready = False
+        self._closed = False
+        self._warmup_ms: dict[str, float] = {}
+        self.on_batch: BatchHook | None = None
+
+    @classmethod
+    def load(
+        cls,
+        pack_dir: Path,
+        config: RuntimeConfig = RuntimeConfig(),  # frozen dataclass: a shared default is safe
+        *,
+        session_factory: SessionFactory = ort_session,
+    ) -> Runtime:
+        """Verify and load a pack (sha256 of every file, manifest vs graphs); PackError on any problem.
+
+        ``session_factory(path, options)`` builds each ONNX session; tests inject
+        slow or failing sessions through it.
+        """
+        started = time.perf_counter()
+        quota = cpu_quota()
+        intra_op = config.intra_op_threads or quota.cpus
+        pack = load_pack(Path(pack_dir), session_options(config, intra_op), session_factory)
+        return cls(pack, config, quota, intra_op, (time.perf_counter() - started) * 1000)
+
+    def _emit_batch(self, texts: int, tokens: int, seconds: float) -> None:
+        hook = self.on_batch
+        if hook is not None:
+            with contextlib.suppress(Exception):  # metrics must never fail inference
+                hook(texts, tokens, seconds)
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        """Predict synchronously on the caller's thread (batched within the config limits).
+
+        Works right after ``load``; raises InferenceError if the model fails, TypeError
+        unless ``texts`` is a sequence of strings.
+        """
+        return self._engine.predict(
+            _checked(texts), self._config.max_batch_size, self._config.max_batch_tokens, self._emit_batch
+        )
+
+    def _warm_up(self) -> dict[str, float]:
+        """Run each batch size a few times; the timings (ms per batch) double as a micro-benchmark.
+
+        They also calibrate length bucketing: ``t(size) = overhead + size * length * per_token``
+        from the smallest and largest batch gives the fixed cost of one run in tokens.
+        """
+        sizes = sorted({1, min(8, self._config.max_batch_size), self._config.max_batch_size})
+        timings: dict[str, float] = {}
+        length = 0
+        for size in sizes:
+            tokens = self._engine.tokenize([WARMUP_TEXT] * size)
+            length = self._engine.length(tokens[0])
+            self._engine.infer(tokens)  # first run allocates buffers: not timed
+            best = float("inf")
+            for _ in range(WARMUP_ROUNDS):  # best of N: the least disturbed estimate
+                started = time.perf_counter()
+                self._engine.infer(tokens)
+                best = min(best, time.perf_counter() - started)
+            timings[str(size)] = round(best * 1000, 3)
+        self._engine.run_overhead_tokens = run_overhead_tokens(timings, length)
+        return timings
+
+    async def start(self) -> None:
+        """Warm up (off the event loop), then start the batching worker; ``ready`` afterwards."""
+        if self._closed:
+            raise NotReadyError("the runtime is closed")
+        if self._ready:
+            return
+        self._warmup_ms = await asyncio.to_thread(self._warm_up)
+        self._batcher.start()
+        self._ready = True
+
+    async def submit(self, texts: Sequence[str], deadline_ms: float | None = None) -> list[TextPrediction]:
+        """Predict through the micro-batcher; results in input order.
+
+        Raises NotReadyError before ``start``/after ``close``, OverloadedError
+        (with ``retry_after`` seconds) when the queue is full,
+        DeadlineExceededError when no result is ready within ``deadline_ms``
+        (default ``config.default_deadline_ms``), InferenceError when the batch fails,
+        TypeError unless ``texts`` is a sequence of strings.
+        """
+        if not self._ready:
+            raise NotReadyError("the runtime is not ready (call start() first, or it is closed)")
+        texts = _checked(texts)
+        if not texts:
+            return []
+        timeout = (deadline_ms if deadline_ms is not None else self._config.default_deadline_ms) / 1000
+        future = self._batcher.submit(texts, time.monotonic() + timeout)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, timeout)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    async def close(self) -> None:
+        """Stop taking requests and finish the queued ones (graceful drain); idempotent."""
+        self._ready = False
+        self._closed = True
+        await asyncio.to_thread(self._batcher.close)
+
+    @property
+    def ready(self) -> bool:
+        """True after ``start`` finished warming up and until ``close``."""
+        return self._ready
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """Label order of every head, as in the pack manifest."""
+        return {name: list(head.labels) for name, head in self._pack.heads.items()}
+
+    @property
+    def queue_depth(self) -> int:
+        """Texts waiting for the inference worker."""
+        return self._batcher.queue_depth
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description: pack, files with sha256, heads, thread plan, batching, warm-up timings."""
+        manifest = self._pack.manifest
+        return {
+            "pack": manifest.name,
+            "version": manifest.version,
+            "path": str(self._pack.path),
+            "files": {name: entry.sha256 for name, entry in manifest.files.items()},
+            "graphs": {
+                key: {"file": graph.file, "inputs": list(graph.inputs), "max_length": graph.max_length}
+                for key, graph in manifest.graphs.items()
+            },
+            "heads": {
+                name: {
+                    "graph": head.graph,
+                    "output": head.output,
+                    "kind": head.kind,
+                    "labels": len(head.labels),
+                    "temperature": head.temperature,
+                    "source": head.source,
+                }
+                for name, head in manifest.heads.items()
+            },
+            "truncation": manifest.truncation,
+            "threads": {
+                "intra_op": self._intra_op,
+                "inter_op": self._config.inter_op_threads,
+                "cpus": self._quota.cpus,
+                "cpu_source": self._quota.source,
+                "affinity": self._quota.affinity,
+                "cgroup_quota": self._quota.cgroup_quota,
+            },
+            "config": asdict(self._config),
+            "load_ms": round(self._load_ms, 3),
+            "warmup_ms": dict(self._warmup_ms),
+            "run_overhead_tokens": round(self._engine.run_overhead_tokens, 1),
+            "ready": self._ready,
+        }
+
+
+def _checked(texts: Sequence[str]) -> tuple[str, ...]:
+    """A private copy of the texts; TypeError for a bare string or a non-string item.
+
+    Checked up front so that one bad request cannot fail the batch it would share with others.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    copy = tuple(texts)
+    for index, text in enumerate(copy):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+    return copy
+
+
+def run_overhead_tokens(timings: dict[str, float], length: int) -> float:
+    """Fixed cost of one ONNX run in padded tokens, from warm-up timings of equal-length texts.
+
+    Clamped to [16, 512]; the default is kept when the timings are inconsistent (noise).
+    """
+    sizes = sorted(int(size) for size in timings)
+    small, large = sizes[0], sizes[-1]
+    if large == small or length <= 0:
+        return DEFAULT_RUN_OVERHEAD_TOKENS
+    per_token = (timings[str(large)] - timings[str(small)]) / ((large - small) * length)
+    overhead = timings[str(small)] - small * length * per_token
+    if per_token <= 0 or overhead <= 0:
+        return DEFAULT_RUN_OVERHEAD_TOKENS
+    return min(512.0, max(16.0, overhead / per_token))
+
+
+def _expire(future: asyncio.Future[list[TextPrediction]], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceededError(f"no result within the {timeout * 1000:.0f} ms deadline"))

@@ -1,0 +1,39 @@
+"""The one error hierarchy of the routing layer.
+
+Routing is pure: errors here mean the *input* is unusable (a policy that does
+not validate, a turn whose scores are not numbers). The service maps them to
+HTTP statuses in one place; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class RoutingError(ValueError):
+    """Base of every error raised by ``routing``.
+
+    ``errors`` lists every problem found (one line each), so a caller can show
+    them all at once instead of making the user fix them one by one.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[str] = list(errors) if errors is not None else [message]
+
+
+class PolicyError(RoutingError):
+    """A routing policy failed to parse or validate.
+
+    Each entry of ``errors`` names where the problem is: ``rule '<id>', field
+    '<path>': <problem>`` for rules, ``field '<path>': <problem>`` elsewhere.
+    """
+
+    def __init__(self, errors: list[str]) -> None:
+        count = len(errors)
+        head = f"invalid routing policy ({count} error{'s' if count != 1 else ''})"
+        super().__init__(head + ":\n" + "\n".join(f"- {e}" for e in errors), errors)
+
+
+class TurnError(RoutingError):
+    """A scored turn cannot be used: unknown speaker or sentiment label, or a
+    score that is not a finite number in its range. Model output never does
+    this; it means the caller built a ``TurnScores`` by hand and got it wrong."""

@@ -1,0 +1,583 @@
+"""Conversation signals, updated incrementally one scored turn at a time.
+
+``update_signals`` folds one ``TurnScores`` into a ``ConversationSignals`` in
+O(1): it never re-reads earlier turns. Everything the decision and the handoff
+context need later is kept in bounded form: running sums and levels, the few
+turns worth quoting (reason-stating, most negative, last customer turn), at
+most ``max_tracked_intents`` contact-reason candidates, one peak per emotion,
+one hit per escalation flag. The state is a tree of msgspec Structs and
+round-trips through ``msgspec.json`` exactly, so the service can store it
+between requests.
+
+Who says what matters: customer turns drive the contact reason, sentiment
+trajectory, emotions and escalation flags; agent and bot turns only feed their
+own sentiment track (a rude agent is a signal too) and the bot-loop detector.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from routing.errors import TurnError
+from routing.phrases import churn_phrase, complaint_phrase, human_request_phrase, legal_threat_phrase
+from routing.redact import safe_truncate
+from routing.taxonomy import EMOTION_LABELS, OUT_OF_SCOPE, SENTIMENT_LABELS, category_of
+from routing.types import SPEAKERS, Speaker, TurnScores
+
+ReasonStatus = Literal["none", "low_confidence", "ambiguous", "confident"]
+TrendBand = Literal["unknown", "improving", "steady", "declining"]
+FlagName = Literal["human_request", "churn_intent", "complaint", "legal_threat", "bot_loop", "anger_peak"]
+FLAG_NAMES: tuple[FlagName, ...] = (
+    "human_request",
+    "churn_intent",
+    "complaint",
+    "legal_threat",
+    "bot_loop",
+    "anger_peak",
+)
+# Tolerance for probabilities that float arithmetic pushed a hair outside [0, 1].
+_EPS = 1e-6
+
+
+class SignalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Thresholds of the signal layer (the policy's ``[signals]`` section).
+
+    Contact reason (Rasa-style "not sure"): the reason is confident when its
+    share of the evidence is at least ``confidence_threshold`` and leads the
+    runner-up by at least ``ambiguity_gap``. Once confident it only switches to
+    a rival that leads it by ``switch_margin`` (hysteresis). The k-th customer
+    turn that states a reason weighs ``early_turn_decay ** k``; a turn whose top
+    intent is below ``min_turn_confidence``, ``out_of_scope`` or a
+    ``meta_intents`` one ("get me a human") states no reason.
+    """
+
+    confidence_threshold: float = 0.5
+    ambiguity_gap: float = 0.1
+    switch_margin: float = 0.15
+    early_turn_decay: float = 0.6
+    min_turn_confidence: float = 0.3
+    meta_intents: tuple[str, ...] = ("contact_human_agent", "contact_customer_service")
+    # Escalation by intent: the turn's top intent is one of these with at least intent_flag_threshold.
+    human_intents: tuple[str, ...] = ("contact_human_agent",)
+    churn_intents: tuple[str, ...] = ("terminate_account", "delete_account")
+    complaint_intents: tuple[str, ...] = ("complaint",)
+    intent_flag_threshold: float = 0.5
+    # Sentiment trajectory: EWM level, and (recent - start) / 2 banded at +-trend_band.
+    ewm_alpha: float = 0.4
+    trend_window: int = 2
+    trend_min_turns: int = 3
+    trend_band: float = 0.2
+    # Emotion peaks that raise the anger_peak flag.
+    peak_emotions: tuple[str, ...] = ("anger", "frustration")
+    emotion_peak_threshold: float = 0.6
+    # Same top intent this many customer turns in a row, each after a bot reply.
+    bot_loop_turns: int = 3
+    # contacts_last_30d at or above this raises repeat_contact (customer metadata).
+    repeat_contact_threshold: int = 3
+    # Bounds that keep the state O(1).
+    max_tracked_intents: int = 8
+    max_excerpt_chars: int = 1000
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Return ``(field, problem)`` for every out-of-range value (labels are checked by the policy)."""
+        out: list[tuple[str, str]] = []
+        for name in (
+            "confidence_threshold",
+            "ambiguity_gap",
+            "switch_margin",
+            "min_turn_confidence",
+            "intent_flag_threshold",
+            "trend_band",
+            "emotion_peak_threshold",
+        ):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                out.append((name, f"must be between 0 and 1, got {value}"))
+        for name in ("early_turn_decay", "ewm_alpha"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                out.append((name, f"must be greater than 0 and at most 1, got {value}"))
+        for name, low in (
+            ("trend_window", 1),
+            ("trend_min_turns", 1),
+            ("bot_loop_turns", 2),
+            ("repeat_contact_threshold", 1),
+            ("max_tracked_intents", 2),
+            ("max_excerpt_chars", 40),
+        ):
+            value = getattr(self, name)
+            if value < low:
+                out.append((name, f"must be at least {low}, got {value}"))
+        return out
+
+
+# --- the state ---------------------------------------------------------------
+
+
+class TurnRef(msgspec.Struct, frozen=True):
+    """A turn kept for quoting: its index, speaker, text (clipped, not redacted), time and sentiment."""
+
+    index: int
+    speaker: Speaker
+    text: str
+    ts: datetime | None
+    sentiment_label: str
+    sentiment_score: float
+
+
+class TurnCounts(msgspec.Struct, frozen=True):
+    """How many turns each speaker had."""
+
+    total: int = 0
+    customer: int = 0
+    agent: int = 0
+    bot: int = 0
+    system: int = 0
+
+
+class IntentEvidence(msgspec.Struct, frozen=True):
+    """Weighted evidence for one contact-reason candidate.
+
+    ``weight`` is the decayed sum of the candidate's probability over the
+    reason-stating turns; ``turns`` the first few turns where it was the top
+    intent; ``ref`` the turn to quote (first top-1 turn, else the strongest).
+    """
+
+    weight: float = 0.0
+    turns: tuple[int, ...] = ()
+    ref: TurnRef | None = None
+    ref_prob: float = 0.0
+    ref_top: bool = False
+
+
+class ReasonState(msgspec.Struct, frozen=True):
+    """The contact reason as of the last customer turn.
+
+    ``intent``/``category`` are ``out_of_scope`` unless ``status`` is
+    ``confident``; ``confidence`` is the reported intent's share of the
+    evidence (the top candidate's share while not confident).
+    ``ranked`` lists the leading candidates with their shares, best first.
+    """
+
+    intent: str = OUT_OF_SCOPE
+    category: str = OUT_OF_SCOPE
+    confidence: float = 0.0
+    status: ReasonStatus = "none"
+    locked: str | None = None
+    since_turn: int | None = None
+    ranked: tuple[tuple[str, float], ...] = ()
+
+
+class CustomerSentiment(msgspec.Struct, frozen=True):
+    """The customer's sentiment trajectory.
+
+    ``level`` is the exponentially weighted score; ``trend_value`` is
+    ``(mean of the last trend_window scores - mean of the first trend_window) / 2``
+    (as Genesys computes its trend), banded into ``trend``.
+    """
+
+    turns: int = 0
+    last_label: str | None = None
+    last_score: float | None = None
+    level: float | None = None
+    start_sum: float = 0.0
+    start_n: int = 0
+    recent: tuple[float, ...] = ()
+    trend: TrendBand = "unknown"
+    trend_value: float | None = None
+    negative_turns: int = 0
+    negative_run: int = 0
+    max_negative_run: int = 0
+
+
+class SpeakerSentiment(msgspec.Struct, frozen=True):
+    """Sentiment of the agent's or the bot's turns, kept apart from the customer's."""
+
+    turns: int = 0
+    last_label: str | None = None
+    level: float | None = None
+    min_score: float | None = None
+    negative_turns: int = 0
+
+
+class EmotionPeak(msgspec.Struct, frozen=True):
+    """The highest score an emotion reached in a customer turn, and where."""
+
+    score: float
+    turn: int
+
+
+class FlagHit(msgspec.Struct, frozen=True):
+    """The first turn that raised an escalation flag, and why (intent, phrase, emotion or pattern)."""
+
+    turn: int
+    source: Literal["intent", "phrase", "emotion", "pattern"]
+    evidence: str
+
+
+def _turn_counts() -> TurnCounts:
+    return TurnCounts()
+
+
+def _reason() -> ReasonState:
+    return ReasonState()
+
+
+def _customer() -> CustomerSentiment:
+    return CustomerSentiment()
+
+
+def _speaker() -> SpeakerSentiment:
+    return SpeakerSentiment()
+
+
+class ConversationSignals(msgspec.Struct, frozen=True):
+    """Everything routing knows about a conversation, in O(1) space.
+
+    Build with ``new_signals()``, advance with ``update_signals``. Flags are
+    sticky: once a customer asked for a person, the conversation keeps that
+    flag. ``schema`` versions the stored form.
+    """
+
+    schema: int = 1
+    turns: TurnCounts = msgspec.field(default_factory=_turn_counts)
+    last_index: int = -1
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    reason: ReasonState = msgspec.field(default_factory=_reason)
+    evidence: dict[str, IntentEvidence] = {}
+    evidence_total: float = 0.0
+    reason_turns: int = 0
+    current_intent: str | None = None
+    current_intent_confidence: float | None = None
+    customer: CustomerSentiment = msgspec.field(default_factory=_customer)
+    most_negative: TurnRef | None = None
+    last_customer: TurnRef | None = None
+    agent: SpeakerSentiment = msgspec.field(default_factory=_speaker)
+    bot: SpeakerSentiment = msgspec.field(default_factory=_speaker)
+    emotion_peaks: dict[str, EmotionPeak] = {}
+    current_emotions: tuple[str, ...] = ()
+    flags: dict[str, FlagHit] = {}
+    loop_intent: str | None = None
+    loop_count: int = 0
+    bot_answered: bool = False
+
+
+def new_signals() -> ConversationSignals:
+    """Return the signals of a conversation with no turns yet."""
+    return ConversationSignals()
+
+
+# --- validation --------------------------------------------------------------
+
+
+def _check_prob(name: str, value: float, low: float = 0.0) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise TurnError(f"{name} must be a finite number, got {value!r}")
+    if not low - _EPS <= value <= 1.0 + _EPS:
+        raise TurnError(f"{name} must be between {low:g} and 1, got {value!r}")
+    return min(1.0, max(low, float(value)))
+
+
+def _validated(turn: TurnScores) -> tuple[float, dict[str, float], list[tuple[str, float]]]:
+    """Check ``turn`` and return its clamped sentiment score, emotions and intents."""
+    where = f"turn {turn.index}"
+    if turn.speaker not in SPEAKERS:
+        raise TurnError(f"{where}: speaker must be one of {', '.join(SPEAKERS)}, got {turn.speaker!r}")
+    if turn.sentiment_label not in SENTIMENT_LABELS:
+        raise TurnError(
+            f"{where}: sentiment_label must be one of {', '.join(SENTIMENT_LABELS)}, "
+            f"got {turn.sentiment_label!r}"
+        )
+    score = _check_prob(f"{where}: sentiment_score", turn.sentiment_score, low=-1.0)
+    emotions = {k: _check_prob(f"{where}: emotions[{k!r}]", v) for k, v in turn.emotions.items()}
+    intents = [(label, _check_prob(f"{where}: intent {label!r}", p)) for label, p in (turn.intent or [])]
+    return score, emotions, intents
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    # Naive timestamps are taken as UTC so that durations never mix naive and aware.
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+# --- the update --------------------------------------------------------------
+
+
+def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalConfig) -> ConversationSignals:
+    """Return ``state`` advanced by one scored ``turn`` (``state`` is not modified).
+
+    O(1) in the length of the conversation. Feed each turn once, in order.
+    Raises ``TurnError`` if the turn's scores are not usable (unknown speaker
+    or sentiment label, non-finite or out-of-range numbers).
+    """
+    score, emotions, intents = _validated(turn)
+    ts = _aware(turn.ts)
+    ref = TurnRef(
+        index=turn.index,
+        speaker=turn.speaker,
+        text=safe_truncate(turn.text, config.max_excerpt_chars),
+        ts=ts,
+        sentiment_label=turn.sentiment_label,
+        sentiment_score=score,
+    )
+    new = msgspec.structs.replace(
+        state,
+        turns=_count(state.turns, turn.speaker),
+        last_index=max(state.last_index, turn.index),
+        first_ts=ts if state.first_ts is None or (ts is not None and ts < state.first_ts) else state.first_ts,
+        last_ts=ts if state.last_ts is None or (ts is not None and ts > state.last_ts) else state.last_ts,
+    )
+    if turn.speaker == "agent":
+        # A person has the conversation: whatever the bot did is no longer a loop.
+        return msgspec.structs.replace(
+            new, agent=_speaker_update(new.agent, turn.sentiment_label, score, config), loop_count=0
+        )
+    if turn.speaker == "bot":
+        return msgspec.structs.replace(
+            new, bot=_speaker_update(new.bot, turn.sentiment_label, score, config), bot_answered=True
+        )
+    if turn.speaker == "system":
+        return new
+    labels = tuple(label for label in turn.emotion_labels if label in EMOTION_LABELS)
+    return _customer_update(new, ref, emotions, labels, intents, config)
+
+
+def _count(counts: TurnCounts, speaker: Speaker) -> TurnCounts:
+    return msgspec.structs.replace(counts, total=counts.total + 1, **{speaker: getattr(counts, speaker) + 1})
+
+
+def _ewm(level: float | None, score: float, alpha: float) -> float:
+    return score if level is None else alpha * score + (1.0 - alpha) * level
+
+
+def _speaker_update(
+    track: SpeakerSentiment, label: str, score: float, config: SignalConfig
+) -> SpeakerSentiment:
+    return SpeakerSentiment(
+        turns=track.turns + 1,
+        last_label=label,
+        level=_ewm(track.level, score, config.ewm_alpha),
+        min_score=score if track.min_score is None else min(track.min_score, score),
+        negative_turns=track.negative_turns + (label == "negative"),
+    )
+
+
+def _customer_update(
+    state: ConversationSignals,
+    ref: TurnRef,
+    emotions: dict[str, float],
+    emotion_labels: tuple[str, ...],
+    intents: list[tuple[str, float]],
+    config: SignalConfig,
+) -> ConversationSignals:
+    top, top_p = intents[0] if intents else (None, None)
+    most_negative = state.most_negative
+    if most_negative is None or ref.sentiment_score < most_negative.sentiment_score:
+        most_negative = ref
+    state = msgspec.structs.replace(
+        state,
+        customer=_sentiment_update(state.customer, ref.sentiment_label, ref.sentiment_score, config),
+        most_negative=most_negative,
+        last_customer=ref,
+        current_intent=top,
+        current_intent_confidence=top_p,
+        emotion_peaks=_peaks_update(state.emotion_peaks, emotions, ref.index),
+        current_emotions=emotion_labels,
+    )
+    state = _reason_update(state, ref, intents, config)
+    state = _loop_update(state, top, config)
+    return msgspec.structs.replace(state, flags=_flags_update(state, ref, emotions, top, top_p, config))
+
+
+def _sentiment_update(
+    track: CustomerSentiment, label: str, score: float, config: SignalConfig
+) -> CustomerSentiment:
+    window = config.trend_window
+    start_sum, start_n = track.start_sum, track.start_n
+    if start_n < window:
+        start_sum, start_n = start_sum + score, start_n + 1
+    recent = (*track.recent, score)[-window:]
+    turns = track.turns + 1
+    trend: TrendBand = "unknown"
+    trend_value: float | None = None
+    if turns >= config.trend_min_turns:
+        trend_value = (sum(recent) / len(recent) - start_sum / start_n) / 2.0
+        if trend_value >= config.trend_band:
+            trend = "improving"
+        elif trend_value <= -config.trend_band:
+            trend = "declining"
+        else:
+            trend = "steady"
+    negative = label == "negative"
+    run = track.negative_run + 1 if negative else 0
+    return CustomerSentiment(
+        turns=turns,
+        last_label=label,
+        last_score=score,
+        level=_ewm(track.level, score, config.ewm_alpha),
+        start_sum=start_sum,
+        start_n=start_n,
+        recent=recent,
+        trend=trend,
+        trend_value=trend_value,
+        negative_turns=track.negative_turns + negative,
+        negative_run=run,
+        max_negative_run=max(track.max_negative_run, run),
+    )
+
+
+def _peaks_update(
+    peaks: dict[str, EmotionPeak], emotions: dict[str, float], index: int
+) -> dict[str, EmotionPeak]:
+    out = dict(peaks)
+    for label in EMOTION_LABELS:
+        if label == "neutral" or label not in emotions:
+            continue
+        current = out.get(label)
+        if current is None or emotions[label] > current.score:
+            out[label] = EmotionPeak(score=emotions[label], turn=index)
+    return out
+
+
+def _reason_update(
+    state: ConversationSignals, ref: TurnRef, intents: list[tuple[str, float]], config: SignalConfig
+) -> ConversationSignals:
+    """Fold one customer turn's intents into the contact-reason evidence."""
+    if not intents:
+        return state
+    top, top_p = intents[0]
+    if top == OUT_OF_SCOPE or top in config.meta_intents or top_p < config.min_turn_confidence:
+        return state  # "hi", "ok thanks", "get me a human": no reason stated here
+    # Early turns say why the customer came; later ones drift into details and side issues.
+    weight = config.early_turn_decay**state.reason_turns
+    evidence = dict(state.evidence)
+    for rank, (label, prob) in enumerate(intents):
+        if label in config.meta_intents or prob <= 0.0:
+            continue
+        evidence[label] = _add_evidence(evidence.get(label), ref, prob, weight, is_top=rank == 0)
+    ranked = sorted(evidence.items(), key=lambda kv: (-kv[1].weight, kv[0]))
+    locked = state.reason.locked
+    if len(ranked) > config.max_tracked_intents:
+        keep = ranked[: config.max_tracked_intents]
+        if locked is not None and locked in evidence and all(label != locked for label, _ in keep):
+            keep = [*keep[:-1], (locked, evidence[locked])]
+        ranked = keep
+        evidence = dict(keep)
+    total = state.evidence_total + weight
+    reason = _judge(ranked, total, state.reason, ref.index, config)
+    return msgspec.structs.replace(
+        state, evidence=evidence, evidence_total=total, reason_turns=state.reason_turns + 1, reason=reason
+    )
+
+
+def _add_evidence(
+    old: IntentEvidence | None, ref: TurnRef, prob: float, weight: float, *, is_top: bool
+) -> IntentEvidence:
+    old = old or IntentEvidence()
+    turns = (*old.turns, ref.index) if is_top and len(old.turns) < 3 else old.turns
+    # Quote the first turn where this was the top intent; until there is one, the strongest.
+    take = old.ref is None or (is_top and not old.ref_top) or (not old.ref_top and prob > old.ref_prob)
+    return IntentEvidence(
+        weight=old.weight + weight * prob,
+        turns=turns,
+        ref=ref if take else old.ref,
+        ref_prob=prob if take else old.ref_prob,
+        ref_top=old.ref_top or is_top,
+    )
+
+
+def _judge(
+    ranked: list[tuple[str, IntentEvidence]],
+    total: float,
+    previous: ReasonState,
+    index: int,
+    config: SignalConfig,
+) -> ReasonState:
+    """Decide the contact reason from the ranked evidence (threshold, gap, hysteresis)."""
+    shares = [(label, ev.weight / total if total > 0 else 0.0) for label, ev in ranked]
+    share = dict(shares)
+    best, best_share = shares[0] if shares else (OUT_OF_SCOPE, 0.0)
+    runner_up = shares[1][1] if len(shares) > 1 else 0.0
+    candidate = (
+        best
+        if best != OUT_OF_SCOPE
+        and best_share >= config.confidence_threshold
+        and best_share - runner_up >= config.ambiguity_gap
+        else None
+    )
+    top = tuple(shares[:4])
+    locked, since = previous.locked, previous.since_turn
+    if locked is not None and candidate is not None and candidate != locked:
+        # Hysteresis: a confident reason only yields to a clearly stronger rival.
+        if best_share >= share.get(locked, 0.0) + config.switch_margin:
+            locked, since = candidate, index
+    elif locked is None and candidate is not None:
+        locked, since = candidate, index
+    if locked is not None:
+        return ReasonState(
+            intent=locked,
+            category=category_of(locked),
+            confidence=share.get(locked, 0.0),
+            status="confident",
+            locked=locked,
+            since_turn=since,
+            ranked=top,
+        )
+    status: ReasonStatus = "low_confidence" if best_share < config.confidence_threshold else "ambiguous"
+    return ReasonState(confidence=best_share, status=status, ranked=top)
+
+
+def _loop_update(state: ConversationSignals, top: str | None, config: SignalConfig) -> ConversationSignals:
+    """Count the customer's consecutive turns with the same top intent, each after a bot reply."""
+    if top is None or top == OUT_OF_SCOPE:
+        return state  # "ok", "hmm": neither a repeat nor a change of subject
+    if top == state.loop_intent:
+        count = state.loop_count + 1 if state.bot_answered else state.loop_count
+    else:
+        count = 1
+    return msgspec.structs.replace(state, loop_intent=top, loop_count=count, bot_answered=False)
+
+
+def _flags_update(
+    state: ConversationSignals,
+    ref: TurnRef,
+    emotions: dict[str, float],
+    top: str | None,
+    top_p: float | None,
+    config: SignalConfig,
+) -> dict[str, FlagHit]:
+    """Raise the escalation flags this customer turn shows (first hit per flag is kept)."""
+    flags = state.flags
+    new: dict[str, FlagHit] = {}
+    strong = top if top is not None and top_p is not None and top_p >= config.intent_flag_threshold else None
+    by_intent_or_phrase = (
+        ("human_request", config.human_intents, human_request_phrase),
+        ("churn_intent", config.churn_intents, churn_phrase),
+        ("complaint", config.complaint_intents, complaint_phrase),
+        ("legal_threat", (), legal_threat_phrase),
+    )
+    for name, intents, phrase_of in by_intent_or_phrase:
+        if name in flags:
+            continue
+        if strong is not None and strong in intents:
+            new[name] = FlagHit(ref.index, "intent", f"intent {strong} ({top_p:.2f})")
+        elif (phrase := phrase_of(ref.text)) is not None:
+            new[name] = FlagHit(ref.index, "phrase", f'"{phrase}"')
+    if "anger_peak" not in flags:
+        peaks = [(emotions.get(label, 0.0), label) for label in config.peak_emotions]
+        score, label = max(peaks, default=(0.0, ""))
+        if score >= config.emotion_peak_threshold and label:
+            new["anger_peak"] = FlagHit(ref.index, "emotion", f"{label} {score:.2f}")
+    if "bot_loop" not in flags and state.loop_count >= config.bot_loop_turns:
+        new["bot_loop"] = FlagHit(
+            ref.index,
+            "pattern",
+            f"intent {state.loop_intent} {state.loop_count} times in a row, each after a bot reply",
+        )
+    return {**flags, **new} if new else flags

@@ -1,0 +1,343 @@
+"""From turns to an ``AnalysisResponse``: score, fold into signals, decide, describe.
+
+The same steps serve ``POST /v1/analyze`` (all turns, stateless), live
+conversations (only new turns, folded into stored signals) and the
+``switchboard analyze`` CLI, so a transcript gets the same decision whichever
+way it arrives:
+
+1. ``check_turns``: validate against the configured limits;
+2. predict every text with the model pack (one ``submit``: the runtime batches);
+3. ``score_turn``: model output + turn -> routing's ``TurnScores`` and the API's
+   ``TurnOut``. The text kept in both is redacted (when redaction is on), so
+   PII never reaches the store or the handoff context;
+4. ``fold``: ``update_signals`` per turn, in order (O(1) each);
+5. ``decide`` with the active policy, ``build_context``, and the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from models.types import TextPrediction
+from routing.churn import assess_churn
+from routing.context import build_context
+from routing.decision import Decision, decide
+from routing.facts import observe
+from routing.policy import Policy
+from routing.redact import redact
+from routing.signals import ConversationSignals, SignalConfig, new_signals, update_signals
+from routing.taxonomy import category_of
+from routing.types import CustomerInfo, TurnScores
+from service.logs import transcript_field
+from service.metrics import Metrics
+from service.policy_source import PolicySource
+from service.schemas import (
+    AnalysisResponse,
+    AnalyzeRequest,
+    ConversationSentiment,
+    CustomerIn,
+    DecisionOut,
+    ExplanationLine,
+    PolicyRef,
+    TurnIn,
+    TurnIntent,
+    TurnOut,
+    TurnSentiment,
+)
+from service.settings import Settings
+from service.validation import check_turns
+
+Predict = Callable[[list[str]], Awaitable[list[TextPrediction]]]
+_log = logging.getLogger("switchboard.analysis")
+
+
+@dataclass(frozen=True)
+class ScoredTurn:
+    """One turn as routing sees it and as the API returns it."""
+
+    scores: TurnScores
+    out: TurnOut
+
+
+def customer_info(customer: CustomerIn | None) -> CustomerInfo:
+    """The routing view of the request's customer block."""
+    if customer is None:
+        return CustomerInfo()
+    return CustomerInfo(
+        id=customer.id,
+        tier=customer.tier,
+        tenure_months=customer.tenure_months,
+        lifetime_value=customer.lifetime_value,
+        contacts_last_30d=customer.contacts_last_30d,
+        attributes=dict(customer.attributes),
+    )
+
+
+def merge_customer(stored: CustomerIn | None, update: CustomerIn | None) -> CustomerIn | None:
+    """Later requests refine the customer: set fields override, unset ones keep the stored value."""
+    if update is None:
+        return stored
+    if stored is None:
+        return update
+    changes: dict[str, Any] = {
+        name: getattr(update, name)
+        for name in ("id", "tier", "tenure_months", "lifetime_value", "contacts_last_30d")
+        if getattr(update, name) is not None
+    }
+    changes["attributes"] = {**stored.attributes, **update.attributes}
+    return msgspec.structs.replace(stored, **changes)
+
+
+def score_turn(
+    index: int, turn: TurnIn, stamp: datetime | None, prediction: TextPrediction, *, redact_text: bool
+) -> ScoredTurn:
+    """Combine a turn and its prediction. Only customer turns carry an intent."""
+    text = redact(turn.text) if redact_text else turn.text
+    customer = turn.speaker == "customer"
+    intent = prediction.intent
+    scores = TurnScores(
+        index=index,
+        speaker=turn.speaker,
+        text=text,
+        ts=stamp,
+        sentiment_label=prediction.sentiment.label,
+        sentiment_score=prediction.sentiment.score,
+        sentiment_probs=dict(prediction.sentiment.probs),
+        emotions=dict(prediction.emotion.scores),
+        emotion_labels=list(prediction.emotion.labels),
+        intent=[(label, prob) for label, prob in intent.alternatives] if customer else None,
+    )
+    out = TurnOut(
+        index=index,
+        speaker=turn.speaker,
+        text=text,
+        ts=turn.ts,
+        id=turn.id,
+        sentiment=TurnSentiment(
+            label=prediction.sentiment.label,
+            score=round(prediction.sentiment.score, 4),
+            probs={k: round(v, 4) for k, v in prediction.sentiment.probs.items()},
+        ),
+        emotions=list(prediction.emotion.labels),
+        emotion_scores={k: round(v, 4) for k, v in prediction.emotion.scores.items()},
+        intent=(
+            TurnIntent(
+                label=intent.label, confidence=round(intent.confidence, 4), category=category_of(intent.label)
+            )
+            if customer
+            else None
+        ),
+    )
+    return ScoredTurn(scores=scores, out=out)
+
+
+def log_scored(turns: Sequence[ScoredTurn], *, log_transcripts: bool) -> None:
+    """DEBUG line per scored turn; its text only with ``SWITCHBOARD_LOG_TRANSCRIPTS=true``."""
+    if not _log.isEnabledFor(logging.DEBUG):
+        return
+    for turn in turns:
+        out = turn.out
+        _log.debug(
+            "turn scored",
+            extra={
+                "index": out.index,
+                "speaker": out.speaker,
+                "sentiment": out.sentiment.label,
+                "emotions": out.emotions,
+                "intent": out.intent.label if out.intent else None,
+                "text": transcript_field(out.text, log_transcripts),
+            },
+        )
+
+
+def fold(
+    signals: ConversationSignals, turns: Sequence[ScoredTurn], config: SignalConfig
+) -> ConversationSignals:
+    """Advance the signals by each turn, in order."""
+    for turn in turns:
+        signals = update_signals(signals, turn.scores, config)
+    return signals
+
+
+def decision_out(decision: Decision) -> DecisionOut:
+    """The API shape of routing's decision."""
+    return DecisionOut(
+        route=decision.route,
+        queue=decision.queue,
+        priority=decision.priority,
+        rule=decision.rule,
+        explanation=[
+            ExplanationLine(
+                kind=item.kind,
+                text=item.text,
+                path=item.path,
+                signal=item.signal,
+                op=item.op,
+                expected=item.expected,
+                observed=item.observed,
+                held=item.held,
+            )
+            for item in decision.explanation
+        ],
+        policy=PolicyRef(version=decision.policy_version, hash=decision.policy_hash),
+        variant=decision.variant,
+        guardrail=decision.guardrail,
+        fallback=decision.fallback,
+        fallback_queue=decision.fallback_queue,
+        experiment=decision.experiment,
+        summary=decision.summary,
+        churn_risk=round(decision.churn_risk, 4),
+        flags=list(decision.flags),
+        guardrails_active=list(decision.guardrails_active),
+    )
+
+
+def sentiment_out(signals: ConversationSignals) -> ConversationSentiment:
+    """The customer's sentiment as the policy sees it: last turn's label and score, EWM level, trend."""
+    track = signals.customer
+    return ConversationSentiment(
+        label=track.last_label,
+        score=None if track.last_score is None else round(track.last_score, 4),
+        level=None if track.level is None else round(track.level, 4),
+        trend=track.trend,
+    )
+
+
+def policy_facts(signals: ConversationSignals, customer: CustomerInfo, policy: Policy) -> dict[str, Any]:
+    """Every signal's value exactly as the policy's conditions see it (``None`` where unknown)."""
+    churn = assess_churn(signals, customer, policy.churn, policy.signals.peak_emotions)
+    return dict(observe(signals, customer, churn, policy.signals))
+
+
+def emotions_out(signals: ConversationSignals) -> list[str]:
+    """Emotions over their threshold in the customer's latest turn, strongest first."""
+    return list(signals.current_emotions)
+
+
+def build_response(
+    conversation_id: str,
+    *,
+    signals: ConversationSignals,
+    customer: CustomerIn | None,
+    decision: Decision,
+    policy: Policy,
+    turns: list[TurnOut],
+    models: dict[str, Any],
+    timing_ms: dict[str, float],
+    redact_text: bool,
+    channel: str | None = None,
+    version: int | None = None,
+    closed: bool = False,
+    appended: list[int] | None = None,
+    duplicates: int = 0,
+) -> AnalysisResponse:
+    """Assemble the response (same shape for every endpoint)."""
+    info = customer_info(customer)
+    context = build_context(signals, info, decision, models_info=models, redact=redact_text)
+    return AnalysisResponse(
+        conversation_id=conversation_id,
+        decision=decision_out(decision),
+        contact_reason=context.contact_reason,
+        sentiment=sentiment_out(signals),
+        emotions=emotions_out(signals),
+        signals=policy_facts(signals, info, policy),
+        context=context,
+        turns=turns,
+        models=models,
+        timing_ms=timing_ms,
+        channel=channel,
+        version=version,
+        closed=closed,
+        appended=appended if appended is not None else [t.index for t in turns],
+        duplicates=duplicates,
+    )
+
+
+def models_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """What every response says about the models: pack name, version, model file hashes."""
+    return {
+        "pack": info.get("pack"),
+        "version": info.get("version"),
+        "files": {name: digest[:16] for name, digest in sorted(info.get("files", {}).items())},
+    }
+
+
+class Analyzer:
+    """Scores and decides; shared by the HTTP API, live conversations and the CLI."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policies: PolicySource,
+        predict: Predict,
+        models: dict[str, Any],
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self.predict = predict
+        self.models = models
+        self.metrics = metrics
+
+    @property
+    def policy(self) -> Policy:
+        """The active policy (read once per request)."""
+        return self.policies.policy
+
+    async def score(self, turns: Sequence[TurnIn], first_index: int) -> tuple[list[ScoredTurn], float]:
+        """Validate and score ``turns`` numbered from ``first_index``; returns (turns, inference ms)."""
+        stamps = check_turns(turns, self.settings.limits)
+        started = time.perf_counter()
+        predictions = await self.predict([turn.text for turn in turns])
+        elapsed = (time.perf_counter() - started) * 1000
+        scored = [
+            score_turn(first_index + n, turn, stamp, prediction, redact_text=self.settings.redact)
+            for n, (turn, stamp, prediction) in enumerate(zip(turns, stamps, predictions, strict=True))
+        ]
+        for turn in turns:
+            self.metrics.turns_scored.labels(speaker=turn.speaker).inc()
+        log_scored(scored, log_transcripts=self.settings.log_transcripts)
+        return scored, elapsed
+
+    def count_decision(self, decision: Decision, signals: ConversationSignals) -> None:
+        """Count a returned decision by route, rule and category."""
+        self.metrics.decisions.labels(
+            route=decision.route, rule=decision.rule, category=signals.reason.category
+        ).inc()
+
+    async def analyze(self, request: AnalyzeRequest) -> AnalysisResponse:
+        """``POST /v1/analyze``: every turn of a transcript, nothing stored."""
+        started = time.perf_counter()
+        conversation_id = request.conversation_id or f"anon-{uuid.uuid4().hex}"
+        scored, inference_ms = await self.score(request.turns, 0)
+        routing_started = time.perf_counter()
+        policy = self.policy
+        signals = fold(new_signals(), scored, policy.signals)
+        customer = customer_info(request.customer)
+        decision = decide(signals, customer, policy, conversation_id)
+        routing_ms = (time.perf_counter() - routing_started) * 1000
+        self.count_decision(decision, signals)
+        return build_response(
+            conversation_id,
+            signals=signals,
+            customer=request.customer,
+            decision=decision,
+            policy=policy,
+            turns=[turn.out for turn in scored],
+            models=self.models,
+            timing_ms={
+                "inference": round(inference_ms, 3),
+                "routing": round(routing_ms, 3),
+                "total": round((time.perf_counter() - started) * 1000, 3),
+            },
+            redact_text=self.settings.redact,
+            channel=request.channel,
+        )

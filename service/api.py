@@ -1,0 +1,167 @@
+"""The ``/v1`` API: analyze, live conversations, policy.
+
+Handlers are thin: decode (Litestar + msgspec), call the analyzer or the
+conversation service, return a Struct. Every error propagates to
+``service.problems``. All routes here sit behind the API-key guard; the
+platform webhooks (``service.adapters.routes``) authenticate by signature.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Router, delete, get, post
+from litestar.params import JSONBody, Parameter
+from litestar.types import Guard
+
+from routing.errors import PolicyError
+from service.analysis import Analyzer
+from service.conversations import ConversationService, ExportRecord
+from service.policy_source import PolicySource, validate_policy_text
+from service.schemas import (
+    AnalysisResponse,
+    AnalyzeRequest,
+    AppendRequest,
+    DeletedResponse,
+    PolicyCheck,
+    PolicyInfo,
+    PolicyValidateRequest,
+)
+
+ConversationIdParam = Annotated[
+    str, Parameter(description="Conversation id: 1-128 of letters, digits and ._:@-", max_length=128)
+]
+TurnsParam = Annotated[
+    Literal["all", "new"],
+    Parameter(description="`all`: every stored turn (default); `new`: only the turns this request added."),
+]
+
+
+def _policy_info(policies: PolicySource) -> PolicyInfo:
+    active = policies.active
+    policy = active.policy
+    return PolicyInfo(
+        version=policy.version,
+        hash=policy.hash,
+        source=active.source,
+        loaded_at=active.loaded_at,
+        rules=msgspec.to_builtins(policy.rules),
+        policy=msgspec.to_builtins(policy),
+    )
+
+
+def _check(text: str) -> PolicyCheck:
+    try:
+        policy = validate_policy_text(text)
+    except PolicyError as exc:
+        return PolicyCheck(valid=False, errors=list(exc.errors))
+    return PolicyCheck(valid=True, version=policy.version, hash=policy.hash, rules=len(policy.rules))
+
+
+def build_api_router(
+    analyzer: Analyzer, conversations: ConversationService, policies: PolicySource, guard: Guard
+) -> Router:
+    """The authenticated ``/v1`` router, closed over the app's services (no globals)."""
+
+    @post("/analyze", status_code=200, summary="Analyze a whole transcript (stateless)", tags=["analyze"])
+    async def analyze(data: JSONBody[AnalyzeRequest]) -> AnalysisResponse:
+        """Score every turn, decide a route, explain it and build the handoff context. Stores nothing."""
+        return await analyzer.analyze(data)
+
+    @post(
+        "/conversations/{conversation_id:str}/turns",
+        status_code=200,
+        summary="Append turns to a live conversation",
+        tags=["conversations"],
+    )
+    async def append_turns(
+        conversation_id: ConversationIdParam, data: JSONBody[AppendRequest], turns: TurnsParam = "all"
+    ) -> AnalysisResponse:
+        """Idempotent on turn `id`; only new turns are scored. Concurrent appends lose and reorder nothing."""
+        return await conversations.append(
+            conversation_id,
+            data.turns,
+            customer=data.customer,
+            channel=data.channel,
+            source=data.source,
+            language=data.language,
+            include_all_turns=turns == "all",
+        )
+
+    @get(
+        "/conversations/{conversation_id:str}",
+        summary="Current state of a live conversation",
+        tags=["conversations"],
+    )
+    async def get_conversation(conversation_id: ConversationIdParam) -> AnalysisResponse:
+        """The stored analysis with every turn; 404 when unknown, erased or expired."""
+        return await conversations.get(conversation_id)
+
+    @delete(
+        "/conversations/{conversation_id:str}",
+        status_code=200,
+        summary="Erase everything stored about a conversation",
+        tags=["conversations"],
+    )
+    async def delete_conversation(conversation_id: ConversationIdParam) -> DeletedResponse:
+        """Erases the state, its turns and queued decision callbacks. Idempotent."""
+        deleted = await conversations.delete(conversation_id)
+        return DeletedResponse(conversation_id=conversation_id, deleted=deleted)
+
+    @post(
+        "/conversations/{conversation_id:str}/close",
+        status_code=200,
+        summary="Close a live conversation",
+        tags=["conversations"],
+    )
+    async def close_conversation(conversation_id: ConversationIdParam) -> AnalysisResponse:
+        """No more turns are accepted (409); it stays readable and exportable until its TTL."""
+        return await conversations.close(conversation_id)
+
+    @get(
+        "/conversations/{conversation_id:str}/export",
+        summary="Export everything stored about a conversation",
+        tags=["conversations"],
+    )
+    async def export_conversation(conversation_id: ConversationIdParam) -> ExportRecord:
+        """The stored record: turns (redacted), signals, last decision, customer, sources."""
+        return await conversations.export(conversation_id)
+
+    @get("/policy", summary="The active routing policy", tags=["policy"])
+    async def get_policy() -> PolicyInfo:
+        """Version, content hash, rules and the whole validated policy."""
+        return _policy_info(policies)
+
+    @post(
+        "/policy/validate",
+        status_code=200,
+        summary="Validate a policy without activating it",
+        tags=["policy"],
+    )
+    async def validate_policy(data: JSONBody[PolicyValidateRequest]) -> PolicyCheck:
+        """Body `{"policy": "<TOML text>"}`. 200 with `valid` and, when invalid, the validator's `errors`."""
+        return _check(data.policy)
+
+    @post("/policy/reload", status_code=200, summary="Reload the policy file now", tags=["policy"])
+    async def reload_policy() -> PolicyInfo:
+        """Re-read SWITCHBOARD_POLICY; 422 with the validator's errors (old policy kept) if it is invalid."""
+        policies.reload()
+        return _policy_info(policies)
+
+    return Router(
+        path="/v1",
+        route_handlers=[
+            analyze,
+            append_turns,
+            get_conversation,
+            delete_conversation,
+            close_conversation,
+            export_conversation,
+            get_policy,
+            validate_policy,
+            reload_policy,
+        ],
+        guards=[guard],
+        security=[{"bearer": []}],
+    )

@@ -1,0 +1,269 @@
+"""The app factory: ``create_app(settings)`` builds one independent service.
+
+Nothing is created at import time: the metrics registry, store, policy,
+runtime, outbox and routers all belong to the app returned here, so tests can
+build several apps in one process and every uvicorn worker builds its own.
+
+Lifecycle: the port opens at once; on startup the model pack is loaded and
+warmed up in the background (``/readyz`` answers 503 until it is ready, and
+``/v1`` calls answer 503 + Retry-After), the policy watcher, TTL purge and
+callback outbox start. On shutdown the runtime drains its queue, then the
+outbox and store close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from models.errors import PackError
+from models.packs import DEFAULT_PACK
+from models.runtime import Runtime, RuntimeConfig
+from models.types import TextPrediction
+from routing.errors import PolicyError
+from service.adapters.outbox import Outbox
+from service.adapters.routes import build_adapter_routers
+from service.analysis import Analyzer, models_summary
+from service.api import build_api_router
+from service.auth import ApiKeyGuard, Authenticator
+from service.conversations import ConversationService
+from service.errors import NotReady, SettingsError
+from service.logs import configure_logging, exception_location
+from service.metrics import Metrics
+from service.middleware import RequestContextMiddleware
+from service.ops import build_ops_router
+from service.policy_source import PolicySource
+from service.problems import problem_response
+from service.ratelimit import TokenBucketLimiter
+from service.settings import Settings
+from service.store import ConversationStore, open_store
+
+_log = logging.getLogger("switchboard.app")
+VERSION = "0.1.0"
+
+
+@dataclass
+class ServiceState:
+    """Everything one app owns; reachable as ``app.state.service``."""
+
+    settings: Settings
+    metrics: Metrics
+    policies: PolicySource
+    store: ConversationStore
+    analyzer: Analyzer
+    conversations: ConversationService
+    outbox: Outbox
+    runtime: Runtime | None = None
+    load_error: str | None = None
+    draining: bool = False
+    ready_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        """Pack loaded and warm, and not shutting down."""
+        return self.runtime is not None and self.runtime.ready and not self.draining
+
+    @property
+    def pack_status(self) -> str:
+        """``starting`` / ``ready`` / ``failed`` / ``draining`` for the probes."""
+        if self.load_error is not None:
+            return "failed"
+        if self.draining:
+            return "draining"
+        return "ready" if self.ready else "starting"
+
+    async def predict(self, texts: list[str]) -> list[TextPrediction]:
+        """Inference through the runtime's micro-batcher (503 until it is ready)."""
+        runtime = self.runtime
+        if runtime is None or not self.ready:
+            raise NotReady(
+                "the model pack is still loading"
+                if self.load_error is None
+                else "the model pack failed to load"
+            )
+        return await runtime.submit(texts, deadline_ms=self.settings.inference.deadline_ms)
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the runtime is warm (tests, CLI); raise if loading failed."""
+        # Polls instead of awaiting the event: callers (test clients) may run another event loop.
+        deadline = time.monotonic() + timeout
+        while not self.ready_event.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the model pack was not ready within {timeout:g} s")
+            await asyncio.sleep(0.02)
+        if self.load_error is not None:
+            raise RuntimeError(f"model pack failed to load: {self.load_error}")
+
+
+def runtime_config(settings: Settings) -> RuntimeConfig:
+    """The runtime tuning from the settings."""
+    inference = settings.inference
+    return RuntimeConfig(
+        intra_op_threads=inference.intra_op_threads,
+        max_batch_size=inference.max_batch_size,
+        max_wait_ms=inference.max_wait_ms,
+        queue_size=inference.queue_size,
+        default_deadline_ms=inference.deadline_ms,
+    )
+
+
+async def _load_runtime(service: ServiceState) -> None:
+    settings = service.settings
+    pack_dir = settings.pack_dir or DEFAULT_PACK
+    try:
+        runtime = await asyncio.to_thread(Runtime.load, pack_dir, runtime_config(settings))
+        runtime.on_batch = service.metrics.observe_batch
+        await runtime.start()
+    except PackError as exc:
+        # PackError messages name files and tensors, never request content: log them for the operator.
+        service.load_error = "pack invalid"
+        _log.error("model pack failed to load", extra={"pack": str(pack_dir), "detail": str(exc)})
+    except Exception as exc:
+        service.load_error = type(exc).__name__
+        _log.error(
+            "model pack failed to load",
+            extra={
+                "pack": str(pack_dir),
+                "exc_type": type(exc).__name__,
+                "where": exception_location(exc.__traceback__),
+            },
+        )
+    else:
+        service.runtime = runtime
+        service.metrics.track_queue_depth(lambda: runtime.queue_depth)
+        service.analyzer.models = models_summary(runtime.info)
+        service.metrics.ready.set(1)
+        _log.info(
+            "ready", extra={"pack": runtime.info.get("pack"), "warmup_ms": runtime.info.get("warmup_ms")}
+        )
+    finally:
+        service.ready_event.set()
+
+
+async def _purge_loop(service: ServiceState) -> None:
+    interval = min(60.0, max(1.0, service.settings.conversation_ttl_s / 2))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purged = await service.store.purge_expired()
+        except Exception:
+            _log.warning("TTL purge failed; will retry", exc_info=True)
+            continue
+        if purged:
+            service.metrics.expired.inc(purged)
+
+
+def _reload_on_sighup(service: ServiceState) -> None:
+    with contextlib.suppress(PolicyError, SettingsError):  # logged and counted by reload(); old policy stays
+        service.policies.reload()
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the service. Raises ``SettingsError``/``PolicyError`` for unusable configuration."""
+    settings.validate()
+    metrics = Metrics()
+    policies = PolicySource(settings.policy_path, metrics)
+    store = open_store(settings.resolved_store_url, settings.conversation_ttl_s)
+    holder: dict[str, ServiceState] = {}
+
+    async def predict(texts: list[str]) -> list[TextPrediction]:
+        return await holder["service"].predict(texts)
+
+    analyzer = Analyzer(settings, policies, predict, models={}, metrics=metrics)
+    conversations = ConversationService(analyzer, store)
+    outbox = Outbox.from_settings(settings, registry=metrics.registry)
+    outbox.attach(conversations)
+    conversations.add_erase_listener(outbox.erase)
+    service = ServiceState(
+        settings=settings,
+        metrics=metrics,
+        policies=policies,
+        store=store,
+        analyzer=analyzer,
+        conversations=conversations,
+        outbox=outbox,
+    )
+    holder["service"] = service
+    guard = ApiKeyGuard(
+        Authenticator(settings.api_keys, settings.auth_disabled),
+        TokenBucketLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
+    )
+
+    async def startup() -> None:
+        if settings.auth_disabled:
+            _log.warning(
+                "API-key authentication is DISABLED (SWITCHBOARD_AUTH_DISABLED=true): local development only"
+            )
+        service.ready_event = asyncio.Event()
+        service.tasks.append(asyncio.create_task(_load_runtime(service), name="switchboard-load-pack"))
+        service.tasks.append(asyncio.create_task(_purge_loop(service), name="switchboard-ttl-purge"))
+        if settings.policy_path is not None and settings.policy_reload_interval_s > 0:
+            watcher = policies.watch(settings.policy_reload_interval_s)
+            service.tasks.append(asyncio.create_task(watcher, name="switchboard-policy-watch"))
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            # Only possible in the main thread of a Unix process (not under a test client).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_on_sighup, service)
+        await outbox.start()
+
+    async def shutdown() -> None:
+        service.draining = True
+        service.metrics.ready.set(0)
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in service.tasks:
+            task.cancel()
+        await asyncio.gather(*service.tasks, return_exceptions=True)
+        service.tasks.clear()
+        if service.runtime is not None:
+            await service.runtime.close()  # drains queued requests before returning
+        await outbox.stop()
+        await store.close()
+
+    return Litestar(
+        route_handlers=[
+            build_api_router(analyzer, conversations, policies, guard),
+            build_ops_router(service),
+            *build_adapter_routers(conversations, settings, outbox=outbox, registry=metrics.registry),
+        ],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        exception_handlers={Exception: problem_response},
+        middleware=[RequestContextMiddleware(metrics, settings.limits.max_inflight)],
+        request_max_body_size=settings.limits.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Switchboard",
+            version=VERSION,
+            description="Per-turn sentiment, emotion and intent on CPU, and an explainable routing decision.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="API key (see SWITCHBOARD_API_KEYS)"
+                    )
+                }
+            ),
+        ),
+        state=State({"metrics": metrics, "service": service}),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """uvicorn factory (``service.app:app_from_env``): settings from the environment, JSON logs."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

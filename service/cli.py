@@ -1,0 +1,287 @@
+"""The ``switchboard`` command line.
+
+``serve``        run the HTTP service (uvicorn + uvloop, optional worker processes)
+``analyze FILE`` score transcripts from a JSON or JSONL file (or ``-``) and print decisions
+``policy check`` validate a policy file
+``export``       write closed (or all given) conversations from the store as JSONL
+``keygen``       make an API key and the hash to put in SWITCHBOARD_API_KEYS
+
+Exit codes: 0 ok, 1 a checked input is invalid, 2 usage/configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import secrets
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from service.errors import ServiceError, SettingsError
+from service.settings import Settings, env_table, hash_api_key
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``switchboard`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:
+        print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Configuration (environment):\n" + env_table(),
+    )
+    serve.add_argument("--host", help="bind address (default SWITCHBOARD_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default SWITCHBOARD_PORT or 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default SWITCHBOARD_WORKERS or 1)")
+    serve.set_defaults(handler=_serve)
+
+    analyze = sub.add_parser("analyze", help="analyze transcripts from a JSON or JSONL file ('-' = stdin)")
+    analyze.add_argument(
+        "file", help="JSON object, JSON array of objects, or JSONL; the /v1/analyze body shape"
+    )
+    analyze.add_argument(
+        "--full", action="store_true", help="print the whole analysis, not just the decision"
+    )
+    analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    analyze.set_defaults(handler=_analyze)
+
+    policy = sub.add_parser("policy", help="policy tools")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate a policy TOML file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_policy_check)
+
+    export = sub.add_parser("export", help="export conversations from the configured store as JSONL")
+    export.add_argument("ids", nargs="*", help="conversation ids (default: every closed conversation)")
+    export.add_argument("--out", type=Path, help="output file (default stdout)")
+    export.add_argument("--delete", action="store_true", help="erase each conversation after exporting it")
+    export.set_defaults(handler=_export)
+
+    keygen = sub.add_parser("keygen", help="make an API key and its SWITCHBOARD_API_KEYS entry")
+    keygen.add_argument("--name", default="default", help="a name for logs and metrics")
+    keygen.set_defaults(handler=_keygen)
+    return parser
+
+
+# ---- serve -----------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.logs import configure_logging, uvicorn_log_config
+
+    # Flags become environment so that every worker process builds the same Settings.
+    for flag, name in ((args.host, "HOST"), (args.port, "PORT"), (args.workers, "WORKERS")):
+        if flag is not None:
+            os.environ[f"SWITCHBOARD_{name}"] = str(flag)
+    settings = Settings.from_env()  # fail fast here, in the parent, with a readable message
+    if settings.workers > 1 and "SWITCHBOARD_INTRA_OP_THREADS" not in os.environ:
+        # Split the CPU quota between workers instead of letting each grab all cores.
+        from models.cpu import cpu_quota
+
+        os.environ["SWITCHBOARD_INTRA_OP_THREADS"] = str(max(1, cpu_quota().cpus // settings.workers))
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "service.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        # httptools parses HTTP in C (much cheaper than h11 per request); h11 if it is missing.
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        log_config=uvicorn_log_config(settings.log_level),
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    return 0
+
+
+# ---- analyze ---------------------------------------------------------------------------------------
+
+
+def read_transcripts(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, raw JSON)`` per transcript: a JSON object, a JSON array, or JSONL."""
+    data = stream.read()
+    stripped = data.lstrip()
+    if stripped.startswith(b"["):
+        for position, item in enumerate(msgspec.json.decode(data, type=list[msgspec.Raw])):
+            yield position + 1, bytes(item)
+        return
+    lines = [(n + 1, line) for n, line in enumerate(data.splitlines()) if line.strip()]
+    if len(lines) > 1 and all(line.lstrip().startswith(b"{") for _, line in lines):
+        try:  # one pretty-printed JSON object also has several lines starting with "{"
+            msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            yield from lines
+            return
+    yield 1, data
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    settings = Settings.from_env({**os.environ, "SWITCHBOARD_AUTH_DISABLED": "true"})
+    if args.file == "-":
+        items = list(read_transcripts(sys.stdin.buffer))
+    else:
+        with open(args.file, "rb") as handle:
+            items = list(read_transcripts(handle))
+    return asyncio.run(_analyze_all(settings, items, args))
+
+
+async def _analyze_all(settings: Settings, items: list[tuple[int, bytes]], args: argparse.Namespace) -> int:
+    """Same code path as ``POST /v1/analyze``, with predictions on the caller's thread (no HTTP)."""
+    from tqdm import tqdm
+
+    from models.packs import DEFAULT_PACK
+    from models.runtime import Runtime
+    from service.analysis import Analyzer, models_summary
+    from service.app import runtime_config
+    from service.metrics import Metrics
+    from service.policy_source import PolicySource
+    from service.schemas import AnalyzeRequest
+
+    metrics = Metrics()
+    policies = PolicySource(settings.policy_path, metrics)
+    runtime = await asyncio.to_thread(
+        Runtime.load, settings.pack_dir or DEFAULT_PACK, runtime_config(settings)
+    )
+
+    async def predict(texts: list[str]) -> list[Any]:
+        return await asyncio.to_thread(runtime.predict, texts)
+
+    analyzer = Analyzer(settings, policies, predict, models_summary(runtime.info), metrics)
+    encoder = msgspec.json.Encoder()
+    failures = 0
+    show = not args.no_progress and args.file != "-" and len(items) > 1
+    for line, raw in tqdm(items, desc="transcripts", unit="conv", disable=not show, file=sys.stderr):
+        try:
+            request = msgspec.json.decode(raw, type=AnalyzeRequest)
+            result = await analyzer.analyze(request)
+        except (msgspec.DecodeError, ServiceError) as exc:
+            failures += 1
+            print(f"{args.file}:{line}: {_describe(exc)}", file=sys.stderr)
+            continue
+        payload: Any = result if args.full else _decision_line(result)
+        sys.stdout.write(encoder.encode(payload).decode("utf-8") + "\n")
+        sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ServiceError):
+        fields = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+        return f"{exc.detail}" + (f" ({fields})" if fields else "")
+    return f"invalid transcript: {exc}"
+
+
+def _decision_line(result: Any) -> dict[str, Any]:
+    decision = result.decision
+    return {
+        "conversation_id": result.conversation_id,
+        "route": decision.route,
+        "queue": decision.queue,
+        "priority": decision.priority,
+        "rule": decision.rule,
+        "guardrail": decision.guardrail,
+        "category": result.contact_reason.category,
+        "intent": result.contact_reason.intent,
+        "confidence": round(result.contact_reason.confidence, 4),
+        "sentiment": result.sentiment.label,
+        "trend": result.sentiment.trend,
+        "policy": decision.policy.version,
+    }
+
+
+# ---- policy check ----------------------------------------------------------------------------------
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from routing.errors import PolicyError
+    from service.policy_source import validate_policy_text
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{args.file}: cannot read ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    try:
+        policy = validate_policy_text(text)
+    except PolicyError as exc:
+        print(f"{args.file}: invalid policy", file=sys.stderr)
+        for message in exc.errors:
+            print(f"  - {message}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok (version {policy.version}, hash {policy.hash}, {len(policy.rules)} rules)")
+    return 0
+
+
+# ---- export ----------------------------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> int:
+    settings = Settings.from_env({**os.environ, "SWITCHBOARD_AUTH_DISABLED": "true"})
+    return asyncio.run(_export_async(settings, list(args.ids), args.out, args.delete))
+
+
+async def _export_async(settings: Settings, ids: list[str], out: Path | None, delete: bool) -> int:
+    from service.conversations import decode_state, export_record
+    from service.store import open_store
+
+    store = open_store(settings.resolved_store_url, settings.conversation_ttl_s)
+    encoder = msgspec.json.Encoder()
+    missing = 0
+    handle: IO[str] = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+    try:
+        targets = ids or await store.closed_ids()
+        for conversation_id in targets:
+            record = await store.load(conversation_id)
+            if record is None:
+                missing += 1
+                print(f"switchboard export: {conversation_id}: not found", file=sys.stderr)
+                continue
+            state = decode_state(record.data)
+            handle.write(encoder.encode(export_record(state, record.version)).decode("utf-8") + "\n")
+            if delete:
+                await store.delete(conversation_id)
+    finally:
+        if out:
+            handle.close()
+        await store.close()
+    return 1 if missing else 0
+
+
+# ---- keygen ----------------------------------------------------------------------------------------
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    token = "sb_" + secrets.token_urlsafe(32)
+    print(f"API key (give to the client, shown once): {token}")
+    print(f"SWITCHBOARD_API_KEYS entry:               {args.name}={hash_api_key(token)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

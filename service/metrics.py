@@ -1,0 +1,133 @@
+"""Prometheus metrics, one registry per app.
+
+Why a per-app ``CollectorRegistry``: the default global registry is created at
+import and would make two apps in one process (tests) collide. Every metric the
+service exposes is created here, so names and labels live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_TOKEN_BUCKETS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+class Metrics:
+    """All service metrics, registered on a private registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_seconds = Histogram(
+            "switchboard_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ("route", "method", "status"),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "switchboard_inference_batch_duration_seconds",
+            "Time of one ONNX micro-batch run (tokenize to heads).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "switchboard_inference_batch_size",
+            "Texts per ONNX micro-batch.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "switchboard_inference_batch_tokens",
+            "Padded tokens per ONNX micro-batch.",
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "switchboard_inference_queue_depth", "Texts waiting for the inference worker.", registry=r
+        )
+        self.decisions = Counter(
+            "switchboard_decisions_total",
+            "Routing decisions returned, by route, matched rule and contact-reason category.",
+            ("route", "rule", "category"),
+            registry=r,
+        )
+        self.decision_changes = Counter(
+            "switchboard_decision_changes_total",
+            "Live conversations whose route, queue or priority changed (decision listeners fired).",
+            registry=r,
+        )
+        self.turns_scored = Counter(
+            "switchboard_turns_scored_total",
+            "Turns scored by the models, by speaker.",
+            ("speaker",),
+            registry=r,
+        )
+        self.errors = Counter(
+            "switchboard_errors_total",
+            "Error responses by problem type and status.",
+            ("type", "status"),
+            registry=r,
+        )
+        self.store_conflicts = Counter(
+            "switchboard_store_conflicts_total",
+            "Optimistic-concurrency conflicts on conversation writes (retried).",
+            registry=r,
+        )
+        self.policy_reloads = Counter(
+            "switchboard_policy_reloads_total", "Policy reload attempts by result.", ("result",), registry=r
+        )
+        self.policy_info = Gauge(
+            "switchboard_policy_info", "The active policy (value 1).", ("version", "hash"), registry=r
+        )
+        self.ready = Gauge("switchboard_ready", "1 when the model pack is loaded and warm.", registry=r)
+        self.listener_failures = Counter(
+            "switchboard_decision_listener_failures_total",
+            "Decision listeners (callbacks/outbox) that raised.",
+            registry=r,
+        )
+        self.expired = Counter(
+            "switchboard_conversations_expired_total", "Idle conversations purged by TTL.", registry=r
+        )
+
+    def observe_batch(self, batch_size: int, tokens: int, seconds: float) -> None:
+        """The runtime's ``on_batch`` hook."""
+        self.batch_size.observe(batch_size)
+        self.batch_tokens.observe(tokens)
+        self.inference_seconds.observe(seconds)
+
+    def track_queue_depth(self, depth: Callable[[], float]) -> None:
+        """Read the queue depth lazily at scrape time."""
+        self.queue_depth.set_function(depth)
+
+    def set_policy(self, version: str, policy_hash: str) -> None:
+        """Expose exactly one active policy."""
+        self.policy_info.clear()
+        self.policy_info.labels(version=version, hash=policy_hash).set(1)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

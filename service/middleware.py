@@ -1,0 +1,118 @@
+"""Request-scoped plumbing: request id, admission control, access log and latency metrics.
+
+A plain ASGI middleware (cheaper than a Litestar ``AbstractMiddleware`` with
+its request object): it reads or makes the ``X-Request-ID``, puts it in a
+context variable for every log line of the request, echoes it in the response,
+and after the response records the latency per route template and one access
+log line. It never reads the body, so transcript text cannot reach the log.
+
+Admission control: at most ``max_inflight`` ``/v1`` requests are processed at
+once per worker; the next one is refused at once with 429 + Retry-After. Why:
+when the event loop itself (HTTP parsing, JSON, routing) is the bottleneck, the
+inference queue never fills, and without this limit excess load would wait in
+socket buffers with unbounded latency instead of being told to come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import Overloaded
+from service.logs import REQUEST_ID
+from service.metrics import Metrics
+from service.problems import problem_message
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_access_log = logging.getLogger("switchboard.access")
+
+
+def request_id_from(scope: Scope) -> str:
+    """The caller's X-Request-ID if it is a sane token, else a fresh one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """ASGI middleware factory bound to one app's metrics and in-flight limit (see ``create_app``)."""
+
+    def __init__(self, metrics: Metrics, max_inflight: int = 0) -> None:
+        self.metrics = metrics
+        self.max_inflight = max_inflight  # 0 = no limit
+        self.inflight = 0
+
+    def _admit(self, scope: Scope) -> bool:
+        """Take an in-flight slot for a /v1 request; False when none is free."""
+        if self.max_inflight <= 0 or not scope["path"].startswith("/v1/"):
+            return True
+        if self.inflight >= self.max_inflight:
+            return False
+        self.inflight += 1
+        scope["state"]["inflight_slot"] = True
+        return True
+
+    def __call__(self, app: ASGIApp) -> ASGIApp:
+        metrics = self.metrics
+
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            state: dict[str, Any] = scope.setdefault("state", {})
+            request_id = state.get("request_id") or request_id_from(scope)
+            state["request_id"] = request_id
+            token = REQUEST_ID.set(request_id)
+            started = time.perf_counter()
+            status = 500
+            header = (b"x-request-id", request_id.encode("latin-1"))
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                    message["headers"] = [*headers, header]
+                await send(message)
+
+            try:
+                if self._admit(scope):
+                    await app(scope, receive, send_with_id)
+                else:
+                    error = Overloaded(retry_after=1.0, detail="too many requests in flight; retry shortly")
+                    state["error_type"] = error.slug
+                    metrics.errors.labels(type=error.slug, status=str(error.status)).inc()
+                    for message in problem_message(error, scope["path"], request_id):
+                        await send_with_id(message)  # type: ignore[arg-type]
+            finally:
+                if state.pop("inflight_slot", False):
+                    self.inflight -= 1
+                elapsed = time.perf_counter() - started
+                route = scope.get("path_template") or "unmatched"
+                method = scope.get("method", "")
+                metrics.request_seconds.labels(route=route, method=method, status=str(status)).observe(
+                    elapsed
+                )
+                _access_log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "api_key": state.get("api_key"),
+                        "error": state.get("error_type"),
+                    },
+                )
+                REQUEST_ID.reset(token)
+
+        return middleware

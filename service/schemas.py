@@ -1,0 +1,253 @@
+"""Request and response bodies of the HTTP API, as msgspec Structs.
+
+Requests forbid unknown fields, so a typo (``"speeker"``) is a 422 naming the
+field instead of a silently ignored value. Static constraints (enums, patterns,
+lengths) live here and appear in the OpenAPI schema; limits that come from
+configuration are checked in ``service/validation.py``. Responses may grow new
+fields; the ones in the issue's API contract are never renamed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from routing.context import ContactReason, HandoffContext
+from routing.types import Route, Speaker
+from service.validation import CONVERSATION_ID_PATTERN, RFC3339_PATTERN
+
+Channel = Literal["voice", "chat", "email", "sms"]
+ConversationId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=CONVERSATION_ID_PATTERN,
+        description="Letters, digits and ._:@- (1-128, starting alphanumeric).",
+    ),
+]
+Timestamp = Annotated[str, Meta(pattern=RFC3339_PATTERN, description="RFC 3339 date-time with offset.")]
+Text = Annotated[str, Meta(min_length=1, description="What was said; must contain non-whitespace.")]
+TurnId = Annotated[
+    str, Meta(min_length=1, max_length=128, description="Caller's turn id; appends are idempotent on it.")
+]
+Source = Annotated[
+    str, Meta(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$", description="Origin, selects the callback URL.")
+]
+ShortText = Annotated[str, Meta(max_length=128)]
+AttributeValue = str | int | float | bool
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of request bodies: unknown fields are an error."""
+
+
+class TurnIn(Request):
+    """One turn as a client sends it."""
+
+    speaker: Speaker
+    text: Text
+    ts: Timestamp | None = None
+    id: TurnId | None = None
+
+
+class CustomerIn(Request):
+    """What the platform knows about the customer (all optional)."""
+
+    id: ShortText | None = None
+    tier: Annotated[str, Meta(max_length=64)] | None = None
+    tenure_months: Annotated[int, Meta(ge=0, le=1200)] | None = None
+    lifetime_value: Annotated[float, Meta(ge=0, le=1e12)] | None = None
+    contacts_last_30d: Annotated[int, Meta(ge=0, le=100_000)] | None = None
+    attributes: Annotated[dict[Annotated[str, Meta(max_length=64)], AttributeValue], Meta(max_length=64)] = {}
+
+
+class AnalyzeRequest(Request):
+    """``POST /v1/analyze``: a whole transcript, analysed statelessly."""
+
+    turns: Annotated[list[TurnIn], Meta(min_length=1)]
+    conversation_id: ConversationId | None = None
+    channel: Channel | None = None
+    language: Annotated[str, Meta(max_length=35)] | None = None
+    customer: CustomerIn | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AppendRequest(Request):
+    """``POST /v1/conversations/{id}/turns``: new turns of a live conversation."""
+
+    turns: Annotated[list[TurnIn], Meta(min_length=1)]
+    channel: Channel | None = None
+    language: Annotated[str, Meta(max_length=35)] | None = None
+    customer: CustomerIn | None = None
+    source: Source | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class PolicyValidateRequest(Request):
+    """``POST /v1/policy/validate`` with a JSON body (TOML text in ``policy``)."""
+
+    policy: Annotated[str, Meta(max_length=1_000_000)]
+
+
+# ---- responses ----------------------------------------------------------------------------------
+
+
+class Response(msgspec.Struct):
+    """Base of response bodies."""
+
+
+class TurnSentiment(Response):
+    """Sentiment of one turn; ``score`` = p(positive) - p(negative)."""
+
+    label: str
+    score: float
+    probs: dict[str, float]
+
+
+class TurnIntent(Response):
+    """Intent of one customer turn and its contact-reason category."""
+
+    label: str
+    confidence: float
+    category: str
+
+
+class TurnOut(Response):
+    """One scored turn. ``text`` is PII-redacted (unless redaction is switched off)."""
+
+    index: int
+    speaker: Speaker
+    text: str
+    sentiment: TurnSentiment
+    emotions: list[str]
+    emotion_scores: dict[str, float]
+    intent: TurnIntent | None = None
+    ts: str | None = None
+    id: str | None = None
+
+
+class PolicyRef(Response):
+    """Which policy made a decision."""
+
+    version: str
+    hash: str
+
+
+class ExplanationLine(Response, omit_defaults=True):
+    """One line of a decision's explanation (mirrors ``routing.conditions.ExplanationItem``).
+
+    ``kind``: rule, default, condition, group, guardrail, priority or variant; ``text`` is what a
+    supervisor reads; ``signal``/``op``/``expected``/``observed``/``held`` carry the same facts
+    for machines. (Own type because routing's ``expected`` union of two list types cannot be
+    described by msgspec's schema generator.)
+    """
+
+    kind: str
+    text: str
+    path: str | None = None
+    signal: str | None = None
+    op: str | None = None
+    expected: Any = None
+    observed: Any = None
+    held: bool | None = None
+
+
+class DecisionOut(Response):
+    """The routing decision and why.
+
+    ``summary`` is the line a supervisor reads first; ``explanation`` lists the
+    matched rule's conditions with observed values, guardrails, priority boosts
+    and the experiment variant. ``guardrail`` names a guardrail that overrode a
+    bot route; ``flags`` are the escalation flags raised so far.
+    """
+
+    route: Route
+    queue: str
+    priority: int
+    rule: str
+    explanation: list[ExplanationLine]
+    policy: PolicyRef
+    variant: str | None = None
+    guardrail: str | None = None
+    fallback: Route | None = None
+    fallback_queue: str | None = None
+    experiment: str | None = None
+    summary: str = ""
+    churn_risk: float = 0.0
+    flags: list[str] = []
+    guardrails_active: list[str] = []
+
+
+class ConversationSentiment(Response):
+    """The customer's sentiment: last customer turn's ``label`` and ``score`` (what the policy's
+    ``sentiment.label``/``sentiment.score`` see), the exponentially weighted ``level`` and the
+    ``trend`` band (unknown until enough customer turns). Null before any customer turn."""
+
+    label: str | None
+    score: float | None
+    trend: str
+    level: float | None = None
+
+
+class AnalysisResponse(Response):
+    """The analysis of a conversation (stateless or live): same shape for every endpoint.
+
+    ``version`` is the live conversation's store version (None for ``/v1/analyze``);
+    ``appended`` the indices scored by this request; ``duplicates`` the turns
+    skipped because their ``id`` was already stored.
+    """
+
+    conversation_id: str
+    decision: DecisionOut
+    contact_reason: ContactReason
+    sentiment: ConversationSentiment
+    emotions: list[str]
+    signals: dict[str, Any]
+    context: HandoffContext
+    turns: list[TurnOut]
+    models: dict[str, Any]
+    timing_ms: dict[str, float]
+    channel: str | None = None
+    version: int | None = None
+    closed: bool = False
+    appended: list[int] = []
+    duplicates: int = 0
+
+
+class DeletedResponse(Response):
+    """``DELETE /v1/conversations/{id}``."""
+
+    conversation_id: str
+    deleted: bool
+
+
+class PolicyInfo(Response):
+    """The active policy."""
+
+    version: str
+    hash: str
+    source: str
+    loaded_at: str
+    rules: list[Any]
+    policy: dict[str, Any]
+
+
+class PolicyCheck(Response):
+    """Result of validating a policy without activating it."""
+
+    valid: bool
+    version: str | None = None
+    hash: str | None = None
+    rules: int | None = None
+    errors: list[str] = []
+
+
+class Health(Response):
+    """Liveness/readiness body."""
+
+    status: str
+    ready: bool
+    checks: dict[str, str] = {}

@@ -1,0 +1,207 @@
+"""Micro-batching: coalescing, overload, deadlines, failure propagation, drain on close.
+
+Sessions are real tiny ONNX sessions wrapped in a gate (``ScriptedSession``):
+closing the gate parks the worker inside a batch, which makes queueing
+scenarios deterministic without sleeps-as-synchronisation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.errors import DeadlineExceededError, InferenceError, NotReadyError, OverloadedError
+from models.runtime import Runtime, RuntimeConfig
+from models.types import TextPrediction
+
+
+@asynccontextmanager
+async def running(pack: Path, recorder: Any, **config: Any) -> AsyncIterator[Runtime]:
+    runtime = Runtime.load(pack, RuntimeConfig(intra_op_threads=1, **config), session_factory=recorder)
+    await runtime.start()
+    recorder.main.calls.clear()  # forget probe + warm-up runs
+    try:
+        yield runtime
+    finally:
+        recorder.main.gate.set()
+        await runtime.close()
+
+
+async def park_worker(runtime: Runtime, recorder: Any) -> asyncio.Task[list[TextPrediction]]:
+    """Close the gate and submit one request; returns once the worker is blocked inside its batch."""
+    session = recorder.main
+    session.gate.clear()
+    session.entered.clear()
+    first = asyncio.create_task(runtime.submit(["where is my order"], deadline_ms=10_000))
+    assert await asyncio.to_thread(session.entered.wait, 5)
+    return first
+
+
+async def enqueue(runtime: Runtime, texts: list[list[str]], **kwargs: Any) -> list[asyncio.Task[Any]]:
+    tasks = [asyncio.create_task(runtime.submit(t, **kwargs)) for t in texts]
+    await asyncio.sleep(0)  # let every task run up to its await: all are queued now
+    return tasks
+
+
+async def test_waiting_requests_are_coalesced_into_one_run(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        first = await park_worker(runtime, recorder)
+        texts = [["cancel my account"], ["thank you", "great help"], ["why"], ["refund today"]]
+        tasks = await enqueue(runtime, texts)
+        assert runtime.queue_depth == 5
+        recorder.main.gate.set()
+        results = await asyncio.gather(first, *tasks)
+        assert recorder.main.calls == [1, 5]
+        assert runtime.queue_depth == 0
+        for request, result in zip(texts, results[1:], strict=True):
+            alone = runtime.predict(request)
+            assert len(result) == len(request)
+            for got, want in zip(result, alone, strict=True):
+                assert got.intent.label == want.intent.label and got.emotion.labels == want.emotion.labels
+                assert got.sentiment.score == pytest.approx(want.sentiment.score, abs=1e-5)
+                assert got.intent.confidence == pytest.approx(want.intent.confidence, abs=1e-5)
+
+
+async def test_batching_off_runs_one_text_at_a_time(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, batching=False) as runtime:
+        first = await park_worker(runtime, recorder)
+        tasks = await enqueue(runtime, [["cancel my account"], ["thank you", "great help"], ["why"]])
+        recorder.main.gate.set()
+        await asyncio.gather(first, *tasks)
+        assert recorder.main.calls == [1, 1, 1, 1, 1]
+
+
+async def test_max_batch_size_caps_a_coalesced_batch(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, max_batch_size=3) as runtime:
+        first = await park_worker(runtime, recorder)
+        tasks = await enqueue(runtime, [["a"], ["b"], ["c"], ["d"], ["e"]])
+        recorder.main.gate.set()
+        await asyncio.gather(first, *tasks)
+        assert recorder.main.calls == [1, 3, 2]
+
+
+async def test_full_queue_raises_overloaded_at_once(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, queue_size=4) as runtime:
+        first = await park_worker(runtime, recorder)
+        tasks = await enqueue(runtime, [["a"], ["b", "c"], ["d"]])
+        with pytest.raises(OverloadedError, match=r"queue full \(4/4 texts\)") as info:
+            await runtime.submit(["one too many"])
+        assert info.value.retry_after > 0
+        recorder.main.gate.set()
+        assert [len(r) for r in await asyncio.gather(first, *tasks)] == [1, 1, 2, 1]
+
+
+async def test_oversized_request_is_accepted_into_an_empty_queue(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, queue_size=2, max_batch_size=4) as runtime:
+        results = await runtime.submit(["a", "b", "c", "d", "e", "f"])
+        assert len(results) == 6
+        assert recorder.main.calls == [4, 2]
+
+
+async def test_deadline_fires_while_worker_is_busy_and_expired_work_never_runs(
+    tiny_pack: Path, recorder: Any
+) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        first = await park_worker(runtime, recorder)
+        with pytest.raises(DeadlineExceededError, match="50 ms deadline"):
+            await runtime.submit(["too late"], deadline_ms=50)
+        recorder.main.gate.set()
+        await first
+        await runtime.submit(["next"])  # the worker has gone past the expired request
+        assert recorder.main.calls == [1, 1]  # first + next: the expired one was dropped
+
+
+async def test_default_deadline_comes_from_config(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, default_deadline_ms=30) as runtime:
+        first = await park_worker(runtime, recorder)
+        with pytest.raises(DeadlineExceededError):
+            await runtime.submit(["waits forever"])
+        recorder.main.gate.set()
+        await first
+
+
+async def test_failing_batch_fails_every_waiter_and_runtime_recovers(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        first = await park_worker(runtime, recorder)
+        tasks = await enqueue(runtime, [["a"], ["b"], ["c"]])
+        recorder.main.fail = RuntimeError("kaboom")
+        recorder.main.gate.set()
+        outcomes = await asyncio.gather(first, *tasks, return_exceptions=True)
+        assert all(isinstance(o, InferenceError) and "kaboom" in str(o) for o in outcomes), outcomes
+        assert recorder.main.calls == [1, 3]  # the three waiters shared one failed batch
+        recorder.main.fail = None
+        assert len(await runtime.submit(["works again"])) == 1
+
+
+async def test_close_drains_queued_requests_and_refuses_new_ones(tiny_pack: Path, recorder: Any) -> None:
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=1), session_factory=recorder)
+    await runtime.start()
+    first = await park_worker(runtime, recorder)
+    tasks = await enqueue(runtime, [["a"], ["b"]])
+    closing = asyncio.create_task(runtime.close())
+    await asyncio.sleep(0)
+    assert not runtime.ready
+    with pytest.raises(NotReadyError):
+        await runtime.submit(["after close"])
+    recorder.main.gate.set()
+    results = await asyncio.gather(first, *tasks)
+    await closing
+    assert [len(r) for r in results] == [1, 1, 1]
+
+
+async def test_submit_before_start_is_not_ready(tiny_pack: Path) -> None:
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=1))
+    with pytest.raises(NotReadyError, match="start"):
+        await runtime.submit(["hello"])
+
+
+async def test_cannot_restart_after_close(tiny_pack: Path) -> None:
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=1))
+    await runtime.start()
+    await runtime.close()
+    with pytest.raises(NotReadyError):
+        await runtime.start()
+
+
+async def test_on_batch_hook_sees_every_run_and_cannot_break_inference(
+    tiny_pack: Path, recorder: Any
+) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        seen: list[tuple[int, int, float]] = []
+        runtime.on_batch = lambda texts, tokens, seconds: seen.append((texts, tokens, seconds))
+        await runtime.submit(["cancel my account", "why"])
+        assert [(texts, tokens) for texts, tokens, _ in seen] == [(2, 5 + 3)]  # real tokens incl. specials
+        assert seen[0][2] > 0
+
+        def broken(*_: Any) -> None:
+            raise ValueError("metrics backend down")
+
+        runtime.on_batch = broken
+        assert len(await runtime.submit(["still fine"])) == 1
+
+
+async def test_bad_input_is_rejected_before_it_can_share_a_batch(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        with pytest.raises(TypeError, match=r"texts\[0\] is NoneType"):
+            await runtime.submit([None])  # type: ignore[list-item]
+        assert runtime.queue_depth == 0 and recorder.main.calls == []
+
+
+async def test_empty_submit_returns_nothing(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        assert await runtime.submit([]) == []
+        assert recorder.main.calls == []
+
+
+async def test_many_concurrent_clients_all_get_their_own_results(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, max_batch_size=8) as runtime:
+        texts = [f"order {n} " + "why " * (n % 9) for n in range(64)]
+        expected = [r.intent.label for r in runtime.predict(texts)]
+        results = await asyncio.gather(*(runtime.submit([t]) for t in texts))
+        assert [r[0].intent.label for r in results] == expected
+        assert max(recorder.main.calls) <= 8

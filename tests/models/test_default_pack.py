@@ -1,0 +1,99 @@
+"""The committed default pack: it loads, verifies, and gives sensible answers on obvious turns.
+
+Skipped only while ``models/packs/default/`` does not exist (the pack is committed
+after training); once the folder exists every check here must pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from models.packs import DEFAULT_PACK
+from models.runtime import Runtime, RuntimeConfig
+from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS, category_of
+
+pytestmark = pytest.mark.skipif(not DEFAULT_PACK.exists(), reason="default pack not committed yet")
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Runtime:
+    return Runtime.load(DEFAULT_PACK, RuntimeConfig())
+
+
+def test_pack_matches_the_shared_taxonomy(runtime: Runtime) -> None:
+    assert runtime.labels == {
+        "sentiment": list(SENTIMENT_LABELS),
+        "emotion": list(EMOTION_LABELS),
+        "intent": list(INTENT_LABELS),
+    }
+    info = runtime.info
+    assert info["pack"] and info["version"]
+    assert all(len(digest) == 64 for digest in info["files"].values())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I want to cancel my account", "please close my account, I'm leaving", "delete my account now"],
+)
+def test_cancellation_turns(runtime: Runtime, text: str) -> None:
+    (result,) = runtime.predict([text])
+    assert category_of(result.intent.label) == "cancellation", result.intent
+
+
+@pytest.mark.parametrize("text", ["thank you so much, great help", "that's brilliant, thanks a lot!"])
+def test_grateful_turns_are_positive(runtime: Runtime, text: str) -> None:
+    (result,) = runtime.predict([text])
+    assert result.sentiment.label == "positive", result.sentiment
+    assert result.sentiment.score > 0.3
+    top_emotion = max(result.emotion.scores, key=result.emotion.scores.__getitem__)
+    assert top_emotion in {"gratitude", "joy"}, result.emotion
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this is the third time I'm calling and it's still broken, I'm furious",
+        "you charged me twice and nobody is helping, this is ridiculous",
+    ],
+)
+def test_angry_turns_are_negative(runtime: Runtime, text: str) -> None:
+    (result,) = runtime.predict([text])
+    assert result.sentiment.label == "negative", result.sentiment
+    assert result.sentiment.score < -0.3
+    assert {"anger", "frustration"} & set(result.emotion.labels), result.emotion
+
+
+def test_batched_equals_single_on_the_real_pack(runtime: Runtime) -> None:
+    """Same labels, probabilities within 0.02.
+
+    int8 dynamic quantization scales activations per tensor, i.e. over the whole
+    batch, so neighbours move probabilities slightly; labels must not change.
+    """
+    texts = [
+        "I want to cancel my account",
+        "thank you so much, great help",
+        "my card was declined at the shop and I don't know why, can you check what's going on with it please",
+        "where is my refund",
+    ]
+    batched = runtime.predict(texts)
+    for text, many in zip(texts, batched, strict=True):
+        (one,) = runtime.predict([text])
+        assert one.intent.label == many.intent.label and one.sentiment.label == many.sentiment.label
+        assert one.sentiment.score == pytest.approx(many.sentiment.score, abs=0.02)
+        assert one.intent.confidence == pytest.approx(many.intent.confidence, abs=0.02)
+
+
+def test_ready_within_three_seconds() -> None:
+    async def start() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        runtime = Runtime.load(DEFAULT_PACK, RuntimeConfig())
+        await runtime.start()
+        elapsed = loop.time() - started
+        assert len(await runtime.submit(["hello"])) == 1
+        await runtime.close()
+        return elapsed
+
+    assert asyncio.run(start()) < 10  # the 3 s target is measured by the benchmark; this guards regressions

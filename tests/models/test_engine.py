@@ -1,0 +1,86 @@
+"""The pre-process / run / post-process pipeline: one pass per graph, mixed packs, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.engine import Engine
+from models.errors import InferenceError
+from models.pack import load_pack, ort_session
+from models.postprocess import softmax
+from models.runtime import RuntimeConfig, session_options
+from models.tokenize import TextEncoder, pad_batch
+
+OPTIONS = session_options(RuntimeConfig(), intra_op_threads=1)
+TEXTS = ["I want to cancel my account", "thank you so much great help", "where is my order", "why"]
+
+
+def test_one_encoder_pass_when_heads_share_a_graph(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    recorder.main.calls.clear()  # drop the load-time probe
+    results = engine.predict(TEXTS, max_batch_size=32, max_batch_tokens=4096)
+    assert recorder.main.calls == [len(TEXTS)]
+    assert len(results) == len(TEXTS)
+
+
+def test_batches_follow_size_limit(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    recorder.main.calls.clear()
+    engine.run_overhead_tokens = 1000.0  # runs are expensive: as few batches as the size limit allows
+    engine.predict(TEXTS * 3, max_batch_size=5, max_batch_tokens=4096)
+    assert sorted(recorder.main.calls) == [3, 4, 5] or sorted(recorder.main.calls) == [2, 5, 5]
+    assert len(recorder.main.calls) == 3
+
+
+def test_mixed_pack_runs_each_graph_once_and_takes_intent_from_its_graph(
+    mixed_pack: Path, recorder: Any
+) -> None:
+    pack = load_pack(mixed_pack, OPTIONS, recorder)
+    engine = Engine(pack)
+    for session in recorder.sessions.values():
+        session.calls.clear()
+    results = engine.predict(TEXTS, max_batch_size=32, max_batch_tokens=4096)
+    assert recorder.sessions["model.onnx"].calls == [len(TEXTS)]
+    assert recorder.sessions["intent.onnx"].calls == [len(TEXTS)]
+
+    # The intent head must equal the single-task graph run on its own (2 inputs, max_length 12).
+    encoder = TextEncoder.from_file(mixed_pack / "tokenizer.json", max_length=12)
+    ids, mask = pad_batch(encoder.encode(TEXTS), encoder.pad_id)
+    (logits,) = ort_session(mixed_pack / "intent.onnx", OPTIONS).run(
+        ["logits"], {"input_ids": ids, "attention_mask": mask}
+    )
+    expected = softmax(logits)
+    labels = pack.heads["intent"].labels
+    for row, result in zip(expected, results, strict=True):
+        assert result.intent.label == labels[int(row.argmax())]
+        assert result.intent.confidence == pytest.approx(float(row.max()), abs=1e-6)
+
+
+def test_session_failure_becomes_inference_error(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    recorder.main.fail = RuntimeError("onnx exploded")
+    with pytest.raises(InferenceError, match="graph 'multitask' failed on a batch of 2: onnx exploded"):
+        engine.predict(TEXTS[:2], max_batch_size=32, max_batch_tokens=4096)
+
+
+def test_unexpected_output_shape_becomes_inference_error(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    inner_run = recorder.main.inner.run
+
+    def truncated(names: Any, feed: Any) -> Any:
+        return [np.asarray(value)[:1] for value in inner_run(names, feed)]
+
+    recorder.main.inner = type("Inner", (), {"run": staticmethod(truncated)})()
+    with pytest.raises(InferenceError, match=r"returned shape \[1, 3\], expected \[2, 3\]"):
+        engine.predict(TEXTS[:2], max_batch_size=32, max_batch_tokens=4096)
+
+
+def test_empty_input_runs_nothing(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    recorder.main.calls.clear()
+    assert engine.predict([], max_batch_size=32, max_batch_tokens=4096) == []
+    assert recorder.main.calls == []

@@ -1,0 +1,191 @@
+"""Runtime facade: predictions, batched == single, readiness, info, and no torch on the serving path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
+from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
+from models.types import TextPrediction
+
+CONFIG = RuntimeConfig(intra_op_threads=1)
+REPO = Path(__file__).resolve().parents[2]
+TEXTS = [
+    "I want to cancel my account",
+    "thank you so much, great help!",
+    "why",
+    "",
+    "the bill is wrong I was charged twice " * 6 + "and I am angry",  # longer than max_length
+    "where is my order package today",
+    "password reset login still not working again why",
+]
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_pack: Path) -> Runtime:
+    return Runtime.load(tiny_pack, CONFIG)
+
+
+def as_dict(prediction: TextPrediction) -> dict:  # type: ignore[type-arg]
+    return msgspec.to_builtins(prediction)  # type: ignore[no-any-return]
+
+
+def assert_close(left: object, right: object, tol: float = 1e-5) -> None:
+    """Structural equality with float tolerance (labels, order and keys must match exactly)."""
+    if isinstance(left, float) and isinstance(right, float):
+        assert left == pytest.approx(right, abs=tol)
+    elif isinstance(left, dict) and isinstance(right, dict):
+        assert list(left) == list(right)
+        for key in left:
+            assert_close(left[key], right[key], tol)
+    elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        assert len(left) == len(right)
+        for a, b in zip(left, right, strict=True):
+            assert_close(a, b, tol)
+    else:
+        assert left == right
+
+
+def test_predict_returns_one_result_per_text_with_consistent_fields(runtime: Runtime) -> None:
+    results = runtime.predict(TEXTS)
+    assert len(results) == len(TEXTS)
+    for result in results:
+        sentiment = result.sentiment
+        assert sum(sentiment.probs.values()) == pytest.approx(1.0)
+        assert sentiment.score == pytest.approx(sentiment.probs["positive"] - sentiment.probs["negative"])
+        assert sentiment.confidence == max(sentiment.probs.values())
+        assert sentiment.probs[sentiment.label] == sentiment.confidence
+        emotion = result.emotion
+        assert len(emotion.scores) == 8
+        assert all(emotion.scores[label] >= 0.4 for label in emotion.labels)
+        assert [emotion.scores[label] for label in emotion.labels] == sorted(
+            (emotion.scores[label] for label in emotion.labels), reverse=True
+        )
+        intent = result.intent
+        assert len(intent.alternatives) == 5
+        assert intent.alternatives[0] == (intent.label, intent.confidence)
+        assert [p for _, p in intent.alternatives] == sorted(
+            (p for _, p in intent.alternatives), reverse=True
+        )
+
+
+def test_emotion_thresholds_come_from_the_manifest(runtime: Runtime) -> None:
+    for result in runtime.predict(TEXTS):
+        scores = result.emotion.scores
+        expected = {
+            label
+            for label, score in scores.items()
+            if score >= {"anger": 0.4, "neutral": 0.7}.get(label, 0.5)
+        }
+        assert set(result.emotion.labels) == expected
+
+
+def test_batched_results_equal_one_at_a_time(runtime: Runtime) -> None:
+    batched = runtime.predict(TEXTS)
+    single = [runtime.predict([text])[0] for text in TEXTS]
+    for one, many in zip(single, batched, strict=True):
+        assert_close(as_dict(one), as_dict(many))
+
+
+def test_results_do_not_depend_on_batch_neighbours(runtime: Runtime) -> None:
+    alone = runtime.predict(["why"])[0]
+    with_long_neighbours = runtime.predict([TEXTS[4], "why", TEXTS[6]])[1]
+    assert_close(as_dict(alone), as_dict(with_long_neighbours))
+
+
+def test_predict_of_nothing(runtime: Runtime) -> None:
+    assert runtime.predict([]) == []
+
+
+def test_predict_rejects_non_strings(runtime: Runtime) -> None:
+    with pytest.raises(TypeError, match="single string"):
+        runtime.predict("a bare string")
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        runtime.predict(["ok", 3])  # type: ignore[list-item]
+
+
+async def test_submit_matches_predict_and_info_after_warm_up(tiny_pack: Path) -> None:
+    runtime = Runtime.load(tiny_pack, CONFIG)
+    assert not runtime.ready
+    await runtime.start()
+    try:
+        assert runtime.ready
+        submitted = await runtime.submit(TEXTS)
+        for a, b in zip(submitted, runtime.predict(TEXTS), strict=True):
+            assert_close(as_dict(a), as_dict(b))
+        info = runtime.info
+        assert set(info["warmup_ms"]) == {"1", "8", "32"} and all(v > 0 for v in info["warmup_ms"].values())
+        assert info["pack"] == "tiny" and info["ready"] is True
+        assert set(info["files"]) == {"model.onnx", "tokenizer.json"}
+        assert info["threads"]["intra_op"] == 1 and info["threads"]["inter_op"] == 1
+        assert info["heads"]["intent"]["labels"] == 6
+        json.dumps(info)  # JSON-ready for /v1/models
+    finally:
+        await runtime.close()
+    assert not runtime.ready
+
+
+def test_run_overhead_calibration_from_warm_up_timings() -> None:
+    # t = 1 ms + size * 10 tokens * 0.05 ms: the overhead is 20 tokens' worth.
+    timings = {str(size): 1 + size * 10 * 0.05 for size in (1, 8, 32)}
+    assert run_overhead_tokens(timings, 10) == pytest.approx(20)
+    assert (
+        run_overhead_tokens({"1": 5.0, "32": 4.0}, 10) == DEFAULT_RUN_OVERHEAD_TOKENS
+    )  # noise: keep default
+    assert run_overhead_tokens({"1": 100.0, "32": 100.1}, 10) == 512  # clamped
+
+
+def test_default_thread_plan_follows_cpu_quota(tiny_pack: Path) -> None:
+    from models.cpu import cpu_quota
+
+    info = Runtime.load(tiny_pack).info
+    assert info["threads"]["intra_op"] == cpu_quota().cpus
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_batch_size": 0},
+        {"queue_size": 0},
+        {"intra_op_threads": 0},
+        {"max_wait_ms": -1},
+        {"default_deadline_ms": 0},
+    ],
+)
+def test_config_rejects_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="RuntimeConfig"):
+        RuntimeConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_serving_path_never_imports_torch_or_transformers(tiny_pack: Path) -> None:
+    script = f"""
+import asyncio, sys
+from pathlib import Path
+from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
+from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
+import models, models.batching, models.cpu, models.engine, models.pack, models.packs, models.tokenize
+
+runtime = Runtime.load(Path({str(tiny_pack)!r}), RuntimeConfig(intra_op_threads=1))
+assert runtime.predict(["cancel my account"])[0].intent.label
+
+async def main():
+    await runtime.start()
+    await runtime.submit(["thank you"])
+    await runtime.close()
+
+asyncio.run(main())
+leaked = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "transformers"))
+print("LEAKED", leaked)
+sys.exit(1 if leaked else 0)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "LEAKED []" in done.stdout

@@ -1,0 +1,241 @@
+"""The decision: order of steps, explanation, guardrails, and the properties that must always hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routing.decision import Decision, decide
+from routing.policy import Policy, load_policy
+from routing.signals import ConversationSignals, new_signals, update_signals
+from routing.types import ROUTES, CustomerInfo, TurnScores
+
+MakeTurn = Callable[..., TurnScores]
+
+
+def signals_of(turns: list[TurnScores], policy: Policy) -> ConversationSignals:
+    state = new_signals()
+    for turn in turns:
+        state = update_signals(state, turn, policy.signals)
+    return state
+
+
+def test_decision_carries_policy_identity(make_turn: MakeTurn, policy: Policy) -> None:
+    d = decide(signals_of([make_turn(0, intent="balance")], policy), CustomerInfo(), policy, "c")
+    assert d.policy_version == policy.version
+    assert d.policy_hash == policy.hash
+    assert d.variant is None and d.experiment is None
+
+
+def test_explanation_lists_every_condition_with_observed_values(make_turn: MakeTurn, policy: Policy) -> None:
+    turns = [
+        make_turn(
+            0, text="close my account!", sentiment=-0.7, emotions={"anger": 0.9}, intent="terminate_account"
+        )
+    ]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert d.rule == "angry-account-threat"
+    kinds = [item.kind for item in d.explanation]
+    assert kinds[0] == "rule"
+    conditions = [item for item in d.explanation if item.kind == "condition"]
+    # Every leaf of the rule, held or not, in file order.
+    assert [c.signal for c in conditions] == [
+        "sentiment.label",
+        "emotion.current",
+        "emotion.current",
+        "escalation.churn_intent",
+        "escalation.legal_threat",
+        "escalation.complaint",
+        "reason.category",
+    ]
+    first = conditions[0]
+    assert (first.op, first.expected, first.observed, first.held) == ("eq", "negative", "negative", True)
+    frustration = conditions[2]
+    assert frustration.held is False and frustration.observed == ["anger"]
+    assert first.text.strip() == "✓ sentiment.label = 'negative' (observed 'negative')"
+    assert frustration.text.strip() == "✗ emotion.current contains 'frustration' (observed ['anger'])"
+    groups = [item for item in d.explanation if item.kind == "group"]
+    assert [g.text.strip() for g in groups] == [
+        "✓ all of 2 (2 held)",
+        "✓ any of 3 (2 held)",
+        "✓ any of 4 (2 held)",
+    ]
+    assert d.summary == "retention_human → retention (priority 90): rule 'angry-account-threat'"
+
+
+def test_default_explanation(make_turn: MakeTurn, policy: Policy) -> None:
+    turns = [make_turn(0, text="my card was swallowed", sentiment=-0.3, intent="card_swallowed")]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert d.rule == "default"
+    assert d.explanation[0].kind == "default"
+    assert d.explanation[0].text == "no rule matched (7 checked): default target specialist → @reason"
+    assert d.queue == "cards"
+
+
+def test_guardrail_overrides_a_bot_rule_and_says_so(
+    make_turn: MakeTurn, test_policy: Callable[[str], Policy]
+) -> None:
+    policy = test_policy("bot_first")
+    turns = [
+        make_turn(0, text="balance?", intent="balance"),
+        make_turn(1, text="get me a human", intent="balance"),
+    ]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert d.route == "specialist"
+    assert d.guardrail == "human_request"
+    assert d.rule == "even-human-requests-to-bot"
+    fired = [item for item in d.explanation if item.kind == "guardrail"]
+    assert fired[0].text == (
+        'guardrail human_request fired (customer asked for a person at turn 1: "get me a human"): '
+        "an explicit request for a person never stays with the bot; "
+        "rule 'even-human-requests-to-bot' chose self_serve_bot, sent to specialist instead"
+    )
+    assert d.fallback is None  # the rule's bot fallback would undo the guardrail
+    assert "guardrail human_request overrode the bot" in d.summary
+
+
+def test_active_guardrail_without_a_bot_route_changes_nothing(make_turn: MakeTurn, policy: Policy) -> None:
+    turns = [make_turn(0, text="agent", intent="card_arrival")]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert d.rule == "human-request" and d.route == "specialist"
+    assert d.guardrail is None
+    assert d.guardrails_active == ["human_request"]
+    active = [item.text for item in d.explanation if item.kind == "guardrail"]
+    assert active == ['guardrail human_request active (customer asked for a person at turn 0: "agent")']
+
+
+def test_low_confidence_guardrail_names_the_status(
+    make_turn: MakeTurn, test_policy: Callable[[str], Policy]
+) -> None:
+    policy = test_policy("bot_first")
+    d = decide(signals_of([make_turn(0, intent=[["balance", 0.4]])], policy), CustomerInfo(), policy, "c")
+    assert d.guardrail == "low_confidence"
+    assert (d.route, d.queue, d.priority) == ("specialist", "humans", 40)
+
+
+def test_priority_boosts_and_clamp(make_turn: MakeTurn, policy: Policy) -> None:
+    turns = [make_turn(0, text="close my account", intent="terminate_account")]
+    vip = CustomerInfo(lifetime_value=10_000, contacts_last_30d=3)
+    d = decide(signals_of(turns, policy), vip, policy, "c")
+    assert d.rule == "cancellation"
+    assert d.priority == 100
+    texts = [item.text for item in d.explanation if item.kind == "priority"]
+    assert texts == [
+        "priority +20 by boost 'high-value': lifetime value of 5000 or more",
+        "priority +10 by boost 'repeat-contact': contacted us 3 or more times in 30 days",
+        "priority 110 clamped to 100 (0..100)",
+    ]
+    assert "repeat_contact" in d.flags
+
+
+def test_fallback_resolves_its_queue(make_turn: MakeTurn, policy: Policy) -> None:
+    d = decide(signals_of([make_turn(0, intent="track_order")], policy), CustomerInfo(), policy, "c")
+    assert (d.route, d.fallback, d.fallback_queue) == ("self_serve_bot", "specialist", "orders")
+
+
+def test_fallback_to_the_same_place_is_dropped() -> None:
+    text = """
+version = "t"
+[queues.general]
+categories = ["*"]
+[guardrails]
+human_request = { route = "specialist", queue = "general", priority = 50 }
+low_confidence = { route = "specialist", queue = "general", priority = 20 }
+[default]
+route = "specialist"
+queue = "@reason"
+priority = 0
+fallback = { route = "specialist", queue = "general" }
+"""
+    policy = load_policy(text)
+    d = decide(new_signals(), CustomerInfo(), policy, "c")
+    assert (d.queue, d.fallback, d.fallback_queue) == ("general", None, None)
+
+
+def test_churn_risk_is_in_the_decision(make_turn: MakeTurn, policy: Policy) -> None:
+    turns = [make_turn(0, text="I'm calling my lawyer", sentiment=-0.8, intent="complaint")]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert 0.0 < d.churn_risk <= 1.0
+    assert [name for name, _ in d.churn_drivers][:2] == ["legal_threat", "complaint"]
+
+
+def test_decision_round_trips_through_json(make_turn: MakeTurn, policy: Policy) -> None:
+    turns = [make_turn(0, text="agent", sentiment=-0.5, emotions={"anger": 0.7}, intent="card_arrival")]
+    d = decide(signals_of(turns, policy), CustomerInfo(tenure_months=3), policy, "c")
+    assert msgspec.json.decode(msgspec.json.encode(d), type=Decision) == d
+
+
+# --- properties --------------------------------------------------------------
+
+_customers = st.builds(
+    CustomerInfo,
+    id=st.one_of(st.none(), st.text(max_size=8)),
+    tier=st.one_of(st.none(), st.sampled_from(["gold", "vip", "basic"])),
+    tenure_months=st.one_of(st.none(), st.integers(-12, 400)),
+    # Odd metadata (negative, NaN, infinite) must not break a decision either.
+    lifetime_value=st.one_of(st.none(), st.floats(-1e6, 1e9), st.just(float("nan")), st.just(float("inf"))),
+    contacts_last_30d=st.one_of(st.none(), st.integers(-5, 500)),
+    attributes=st.dictionaries(
+        st.sampled_from(["plan", "region", "vip"]), st.one_of(st.text(max_size=5), st.booleans())
+    ),
+)
+_POLICIES = ("default", "bot_first", "bot_holdout")
+
+
+@given(
+    data=st.data(), customer=_customers, conversation_id=st.text(max_size=12), name=st.sampled_from(_POLICIES)
+)
+@settings(max_examples=120, derandomize=True, deadline=None)
+def test_properties_of_every_decision(
+    data: st.DataObject,
+    customer: CustomerInfo,
+    conversation_id: str,
+    name: str,
+    turn_lists: st.SearchStrategy[list[TurnScores]],
+    test_policy: Callable[[str], Policy],
+) -> None:
+    policy = test_policy(name)
+    turns = data.draw(turn_lists)
+    signals = signals_of(turns, policy)
+    decision = decide(signals, customer, policy, conversation_id)
+
+    # Exactly one, well-formed decision.
+    assert isinstance(decision, Decision)
+    assert decision.route in ROUTES
+    assert decision.queue in policy.queues
+    assert 0 <= decision.priority <= 100
+    variant = next((v for v in policy.variants if v.id == decision.variant), None)
+    rule_ids = {r.id for r in (variant.rules if variant else policy.rules)} | {"default"}
+    assert decision.rule in rule_ids
+    assert 0.0 <= decision.churn_risk <= 1.0
+    # Deterministic, also after the state went through storage.
+    stored = msgspec.json.decode(msgspec.json.encode(signals), type=ConversationSignals)
+    assert decide(stored, customer, policy, conversation_id) == decision
+    # The guardrails.
+    if "human_request" in signals.flags:
+        assert decision.route != "self_serve_bot"
+    if signals.reason.status != "confident":
+        assert decision.route != "self_serve_bot"
+    if decision.route != "self_serve_bot" and decision.guardrails_active:
+        assert decision.fallback != "self_serve_bot"
+    if name == "bot_first":
+        # Everything goes to the bot unless a guardrail stops it, and then it says which.
+        assert (decision.route == "self_serve_bot") == (not decision.guardrails_active)
+        assert (decision.guardrail is not None) == bool(decision.guardrails_active)
+
+
+@pytest.mark.parametrize("name", _POLICIES)
+def test_explicit_request_for_a_person_never_goes_to_the_bot(
+    name: str, make_turn: MakeTurn, test_policy: Callable[[str], Policy]
+) -> None:
+    policy = test_policy(name)
+    for text in ("agent", "I want to speak to a real person", "a gent", "representative please"):
+        for intent in ("balance", "track_order", None):
+            turns = [make_turn(0, text="hi", intent=intent), make_turn(1, "bot"), make_turn(2, text=text)]
+            for cid in ("a", "b", "c", "d", "e"):
+                d = decide(signals_of(turns, policy), CustomerInfo(), policy, cid)
+                assert d.route != "self_serve_bot", (name, text, intent, cid)

@@ -1,0 +1,432 @@
+"""Incremental conversation signals: reason, trajectory, emotions, escalation, state."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routing.errors import TurnError
+from routing.signals import ConversationSignals, SignalConfig, new_signals, update_signals
+from routing.taxonomy import INTENT_LABELS
+from routing.types import TurnScores
+
+CFG = SignalConfig()
+MakeTurn = Callable[..., TurnScores]
+
+
+def fold(turns: list[TurnScores], config: SignalConfig = CFG) -> ConversationSignals:
+    state = new_signals()
+    for turn in turns:
+        state = update_signals(state, turn, config)
+    return state
+
+
+# --- contact reason ----------------------------------------------------------
+
+
+def test_confident_reason_from_one_clear_turn(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(
+                0, text="where is my card", intent=[["card_arrival", 0.8], ["card_delivery_estimate", 0.1]]
+            )
+        ]
+    )
+    assert s.reason.status == "confident"
+    assert s.reason.intent == "card_arrival"
+    assert s.reason.category == "cards"
+    assert s.reason.confidence == pytest.approx(0.8)
+    assert s.reason.since_turn == 0
+    assert s.evidence["card_arrival"].turns == (0,)
+
+
+def test_low_top_confidence_is_out_of_scope(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, intent=[["card_arrival", 0.45], ["balance", 0.1]])])
+    assert s.reason.status == "low_confidence"
+    assert s.reason.intent == "out_of_scope"
+    assert s.reason.category == "out_of_scope"
+    assert s.reason.confidence == pytest.approx(0.45)
+    assert s.reason.ranked[0] == ("card_arrival", pytest.approx(0.45))
+
+
+def test_close_top_two_is_ambiguous(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, intent=[["pending_transfer", 0.52], ["pending_top_up", 0.44]])])
+    assert s.reason.status == "ambiguous"
+    assert s.reason.intent == "out_of_scope"
+
+
+def test_threshold_and_gap_are_configurable(make_turn: MakeTurn) -> None:
+    turn = make_turn(0, intent=[["pending_transfer", 0.52], ["pending_top_up", 0.44]])
+    lenient = SignalConfig(confidence_threshold=0.4, ambiguity_gap=0.05)
+    assert fold([turn], lenient).reason.intent == "pending_transfer"
+    strict = SignalConfig(confidence_threshold=0.95)
+    assert fold([make_turn(0, intent="balance")], strict).reason.status == "low_confidence"
+
+
+def test_greetings_and_meta_intents_state_no_reason(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(0, text="hi"),
+            make_turn(1, text="get me an agent", intent="contact_human_agent"),
+            make_turn(2, text="ok", intent=[["balance", 0.2]]),  # too unsure to state a reason
+        ]
+    )
+    assert s.reason.status == "none"
+    assert s.reason_turns == 0
+    assert s.evidence == {}
+    # The first turn that does state a reason gets full weight.
+    s = update_signals(s, make_turn(3, text="my balance is wrong", intent="balance"), CFG)
+    assert s.reason.intent == "balance"
+    assert s.evidence_total == 1.0
+
+
+def test_early_turns_weigh_more(make_turn: MakeTurn) -> None:
+    # Same strength, opposite order: the earlier statement wins.
+    a = fold([make_turn(0, intent=[["card_arrival", 0.6]]), make_turn(1, intent=[["balance", 0.6]])])
+    b = fold([make_turn(0, intent=[["balance", 0.6]]), make_turn(1, intent=[["card_arrival", 0.6]])])
+    assert a.reason.ranked[0][0] == "card_arrival"
+    assert b.reason.ranked[0][0] == "balance"
+    weights = a.evidence
+    assert weights["card_arrival"].weight == pytest.approx(0.6)
+    assert weights["balance"].weight == pytest.approx(0.6 * CFG.early_turn_decay)
+
+
+def test_hysteresis_keeps_a_confident_reason(make_turn: MakeTurn) -> None:
+    config = SignalConfig(early_turn_decay=1.0)  # equal weights isolate the hysteresis
+    turns = [
+        make_turn(0, intent=[["card_swallowed", 0.9]]),
+        make_turn(1, intent=[["balance", 0.95]]),
+        make_turn(2, intent=[["balance", 0.95]]),
+    ]
+    s = fold(turns[:2], config)
+    # balance now leads on its own (0.475 vs 0.45) but not by the switch margin.
+    assert s.reason.ranked[0][0] == "balance"
+    assert s.reason.intent == "card_swallowed"
+    assert s.reason.since_turn == 0
+    # A clear lead makes it switch.
+    s = fold(turns, config)
+    assert s.reason.intent == "balance"
+    assert s.reason.since_turn == 2
+
+
+def test_without_hysteresis_the_reason_would_flip(make_turn: MakeTurn) -> None:
+    config = SignalConfig(
+        early_turn_decay=1.0, switch_margin=0.0, ambiguity_gap=0.0, confidence_threshold=0.4
+    )
+    s = fold(
+        [make_turn(0, intent=[["card_swallowed", 0.9]]), make_turn(1, intent=[["balance", 0.95]])], config
+    )
+    assert s.reason.intent == "balance"
+
+
+def test_stated_turns_and_quote(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(
+                0,
+                text="is my card on its way",
+                intent=[["card_delivery_estimate", 0.5], ["card_arrival", 0.4]],
+            ),
+            make_turn(1, text="it hasn't arrived", intent=[["card_arrival", 0.9]]),
+            make_turn(2, text="still not arrived", intent=[["card_arrival", 0.9]]),
+        ]
+    )
+    evidence = s.evidence["card_arrival"]
+    assert evidence.turns == (1, 2)
+    assert evidence.ref is not None and evidence.ref.index == 1  # first turn where it was the top intent
+    assert s.evidence["card_delivery_estimate"].ref.index == 0  # type: ignore[union-attr]
+
+
+def test_tracked_intents_are_bounded_and_keep_the_locked_one(make_turn: MakeTurn) -> None:
+    config = SignalConfig(max_tracked_intents=3)
+    turns = [make_turn(0, intent=[["card_arrival", 0.9]])]
+    labels = [label for label in INTENT_LABELS if label not in ("card_arrival", "out_of_scope")][:40]
+    for i, label in enumerate(labels, start=1):
+        turns.append(make_turn(i, intent=[[label, 0.5], [labels[-i], 0.4]]))
+    s = fold(turns, config)
+    assert len(s.evidence) <= 3
+    assert "card_arrival" in s.evidence
+    assert s.reason.intent == "card_arrival"
+
+
+# --- sentiment trajectory ----------------------------------------------------
+
+
+def test_level_is_exponentially_weighted(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, sentiment=-0.5), make_turn(1, sentiment=0.5)])
+    assert s.customer.level == pytest.approx(CFG.ewm_alpha * 0.5 + (1 - CFG.ewm_alpha) * -0.5)
+    assert s.customer.last_score == 0.5
+    assert s.customer.last_label == "positive"
+
+
+@pytest.mark.parametrize(
+    ("scores", "band"),
+    [
+        ([0.0, 0.0], "unknown"),  # too few turns
+        ([-0.8, -0.6, 0.2, 0.4], "improving"),
+        ([0.1, 0.0, 0.1, 0.0], "steady"),
+        ([0.6, 0.4, -0.5, -0.7], "declining"),
+    ],
+)
+def test_trend_bands(make_turn: MakeTurn, scores: list[float], band: str) -> None:
+    s = fold([make_turn(i, sentiment=v) for i, v in enumerate(scores)])
+    assert s.customer.trend == band
+    if band != "unknown":
+        start = sum(scores[:2]) / 2
+        recent = sum(scores[-2:]) / 2
+        assert s.customer.trend_value == pytest.approx((recent - start) / 2)
+
+
+def test_most_negative_turn_and_runs(make_turn: MakeTurn) -> None:
+    scores = [-0.3, -0.6, 0.1, -0.4, -0.9, -0.5]
+    s = fold([make_turn(i, text=f"turn {i}", sentiment=v) for i, v in enumerate(scores)])
+    assert s.most_negative is not None
+    assert s.most_negative.index == 4
+    assert s.most_negative.text == "turn 4"
+    assert s.customer.negative_run == 3
+    assert s.customer.max_negative_run == 3
+    assert s.customer.negative_turns == 5
+    s = update_signals(s, make_turn(6, sentiment=0.5), CFG)
+    assert s.customer.negative_run == 0
+    assert s.customer.max_negative_run == 3
+
+
+def test_agent_and_bot_sentiment_are_kept_apart(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(0, sentiment=0.5, intent="balance"),
+            make_turn(1, "agent", "read the FAQ", sentiment=-0.7),
+            make_turn(2, "bot", "Happy to help!", sentiment=0.8),
+            make_turn(3, "system", "transferred", sentiment=-1.0),
+        ]
+    )
+    assert s.customer.turns == 1 and s.customer.level == 0.5
+    assert s.agent.turns == 1 and s.agent.negative_turns == 1 and s.agent.min_score == -0.7
+    assert s.bot.turns == 1 and s.bot.level == 0.8
+    assert s.turns.total == 4 and s.turns.system == 1
+    assert s.most_negative is not None and s.most_negative.index == 0
+
+
+# --- emotions and escalation -------------------------------------------------
+
+
+def test_emotion_peaks_and_current(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(0, emotions={"anger": 0.4, "confusion": 0.7}),
+            make_turn(1, emotions={"anger": 0.8, "neutral": 0.9}),
+            make_turn(2, emotions={"anger": 0.2, "gratitude": 0.6}),
+        ]
+    )
+    assert s.emotion_peaks["anger"].score == 0.8 and s.emotion_peaks["anger"].turn == 1
+    assert s.emotion_peaks["confusion"].turn == 0
+    assert "neutral" not in s.emotion_peaks
+    assert s.current_emotions == ("gratitude",)
+    assert s.flags["anger_peak"].turn == 1
+    assert s.flags["anger_peak"].evidence == "anger 0.80"
+
+
+def test_unknown_emotions_are_ignored(make_turn: MakeTurn) -> None:
+    turn = make_turn(0, emotions={"anger": 0.2})
+    turn = msgspec.structs.replace(turn, emotions={"anger": 0.2, "awe": 0.9}, emotion_labels=["awe"])
+    s = fold([turn])
+    assert set(s.emotion_peaks) == {"anger"}
+    assert s.current_emotions == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "flag", "source"),
+    [
+        ("agent", None, "human_request", "phrase"),
+        ("hello", "contact_human_agent", "human_request", "intent"),
+        ("please close my account", None, "churn_intent", "phrase"),
+        ("bye", "terminate_account", "churn_intent", "intent"),
+        ("I want to file a complaint", None, "complaint", "phrase"),
+        ("this is bad", "complaint", "complaint", "intent"),
+        ("I'm calling my lawyer", None, "legal_threat", "phrase"),
+    ],
+)
+def test_escalation_flags(make_turn: MakeTurn, text: str, intent: str | None, flag: str, source: str) -> None:
+    s = fold([make_turn(0, text=text, intent=intent)])
+    assert s.flags[flag].source == source
+    assert s.flags[flag].turn == 0
+
+
+def test_weak_intent_does_not_raise_a_flag(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, text="hmm", intent=[["contact_human_agent", 0.4]])])
+    assert "human_request" not in s.flags
+
+
+def test_flags_are_sticky_and_keep_the_first_hit(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, text="agent please"), make_turn(1, text="thanks, all good", sentiment=0.8)])
+    assert s.flags["human_request"].turn == 0
+    s = update_signals(s, make_turn(2, text="agent again"), CFG)
+    assert s.flags["human_request"].turn == 0
+
+
+def test_agent_and_bot_turns_raise_no_flags(make_turn: MakeTurn) -> None:
+    s = fold(
+        [make_turn(0, "agent", "I'll sue you, talk to a human"), make_turn(1, "bot", "close my account")]
+    )
+    assert s.flags == {}
+
+
+def test_bot_loop_needs_bot_replies(make_turn: MakeTurn) -> None:
+    ask = dict(text="where is my order", intent="track_order")
+    looped = fold(
+        [
+            make_turn(0, **ask),
+            make_turn(1, "bot", "Check the app."),
+            make_turn(2, **ask),
+            make_turn(3, "bot", "Check the app."),
+            make_turn(4, **ask),
+        ]
+    )
+    assert looped.loop_count == 3
+    assert looped.flags["bot_loop"].turn == 4
+    # Three messages in a row without bot replies are not a loop.
+    burst = fold([make_turn(0, **ask), make_turn(1, **ask), make_turn(2, **ask)])
+    assert burst.loop_count == 1 and "bot_loop" not in burst.flags
+
+
+def test_bot_loop_resets_on_a_new_intent_or_an_agent(make_turn: MakeTurn) -> None:
+    ask = dict(intent="track_order")
+    s = fold(
+        [
+            make_turn(0, **ask),
+            make_turn(1, "bot"),
+            make_turn(2, **ask),
+            make_turn(3, "agent"),
+            make_turn(4, **ask),
+            make_turn(5, "bot"),
+            make_turn(6, intent="balance"),
+        ]
+    )
+    assert s.loop_count == 1 and s.loop_intent == "balance"
+    assert "bot_loop" not in s.flags
+    # Small talk in between neither counts nor breaks the loop.
+    s = fold(
+        [
+            make_turn(0, **ask),
+            make_turn(1, "bot"),
+            make_turn(2, text="ok"),
+            make_turn(3, "bot"),
+            make_turn(4, **ask),
+        ]
+    )
+    assert s.loop_count == 2
+
+
+def test_bot_loop_length_is_configurable(make_turn: MakeTurn) -> None:
+    turns = [make_turn(0, intent="balance"), make_turn(1, "bot"), make_turn(2, intent="balance")]
+    assert "bot_loop" in fold(turns, SignalConfig(bot_loop_turns=2)).flags
+    assert "bot_loop" not in fold(turns).flags
+
+
+# --- time, text, validation --------------------------------------------------
+
+
+def test_duration_from_timestamps_naive_and_aware(make_turn: MakeTurn) -> None:
+    t0 = datetime(2025, 1, 1, 12, 0, 0)
+    plus_one = timezone(timedelta(hours=1))
+    s = fold(
+        [
+            make_turn(0, ts=t0),
+            make_turn(1, "bot", ts=None),
+            make_turn(2, ts=datetime(2025, 1, 1, 13, 5, 0, tzinfo=plus_one)),  # 12:05 UTC
+        ]
+    )
+    assert s.first_ts == datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    assert s.last_ts == datetime(2025, 1, 1, 12, 5, tzinfo=UTC)
+
+
+def test_long_turns_are_clipped_without_splitting_pii(make_turn: MakeTurn) -> None:
+    text = "x " * 30 + "card 4111 1111 1111 1111 " + "y " * 100
+    s = fold([make_turn(0, text=text)], SignalConfig(max_excerpt_chars=70))
+    assert s.last_customer is not None
+    assert len(s.last_customer.text) <= 70
+    assert "4111" not in s.last_customer.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"speaker": "robot"}, "turn 0: speaker must be one of customer, agent, bot, system, got 'robot'"),
+        ({"sentiment_label": "angry"}, "turn 0: sentiment_label must be one of negative, neutral, positive"),
+        ({"sentiment_score": math.nan}, "turn 0: sentiment_score must be a finite number, got nan"),
+        ({"sentiment_score": 1.5}, "turn 0: sentiment_score must be between -1 and 1, got 1.5"),
+        ({"emotions": {"anger": 2.0}}, "turn 0: emotions['anger'] must be between 0 and 1, got 2.0"),
+        ({"intent": [("balance", -0.1)]}, "turn 0: intent 'balance' must be between 0 and 1, got -0.1"),
+    ],
+)
+def test_unusable_turns_are_rejected(make_turn: MakeTurn, change: dict[str, object], message: str) -> None:
+    turn = msgspec.structs.replace(make_turn(0), **change)
+    with pytest.raises(TurnError) as info:
+        update_signals(new_signals(), turn, CFG)
+    assert str(info.value).startswith(message)
+
+
+def test_float_noise_at_the_edges_is_tolerated(make_turn: MakeTurn) -> None:
+    turn = msgspec.structs.replace(make_turn(0), sentiment_score=1.0000000001, emotions={"joy": -1e-9})
+    s = update_signals(new_signals(), turn, CFG)
+    assert s.customer.last_score == 1.0
+    assert s.emotion_peaks["joy"].score == 0.0
+
+
+def test_config_problems() -> None:
+    bad = SignalConfig(confidence_threshold=1.2, ewm_alpha=0.0, bot_loop_turns=1)
+    assert dict(bad.problems()) == {
+        "confidence_threshold": "must be between 0 and 1, got 1.2",
+        "ewm_alpha": "must be greater than 0 and at most 1, got 0.0",
+        "bot_loop_turns": "must be at least 2, got 1",
+    }
+    assert SignalConfig().problems() == []
+
+
+# --- state: purity, O(1), round trip -----------------------------------------
+
+
+def test_update_does_not_modify_its_input(make_turn: MakeTurn) -> None:
+    before = fold([make_turn(0, intent="balance", emotions={"anger": 0.7}), make_turn(1, "bot")])
+    snapshot = msgspec.json.encode(before)
+    update_signals(before, make_turn(2, text="agent", intent="card_arrival", emotions={"anger": 0.9}), CFG)
+    assert msgspec.json.encode(before) == snapshot
+
+
+def test_state_size_does_not_grow_with_the_conversation(make_turn: MakeTurn) -> None:
+    def conversation(n: int) -> ConversationSignals:
+        turns = []
+        for i in range(n):
+            label = INTENT_LABELS[i % 40]
+            turns.append(
+                make_turn(2 * i, text="word " * 30, sentiment=((i % 7) - 3) / 3, intent=[[label, 0.6]])
+            )
+            turns.append(make_turn(2 * i + 1, "bot", text="reply " * 30))
+        return fold(turns)
+
+    short, long = (len(msgspec.json.encode(conversation(n))) for n in (60, 600))
+    assert long <= short * 1.05
+
+
+@given(data=st.data())
+@settings(max_examples=80, derandomize=True, deadline=None)
+def test_state_round_trips_through_json_at_every_step(
+    data: st.DataObject, turn_lists: st.SearchStrategy[list[TurnScores]]
+) -> None:
+    turns = data.draw(turn_lists)
+    state = new_signals()
+    for turn in turns:
+        state = update_signals(state, turn, CFG)
+        restored = msgspec.json.decode(msgspec.json.encode(state), type=ConversationSignals)
+        assert restored == state
+        state = restored
+    assert state.turns.total == len(turns)
+    assert 0.0 <= state.reason.confidence <= 1.0 + 1e-9
+    if state.customer.level is not None:
+        assert -1.0 <= state.customer.level <= 1.0

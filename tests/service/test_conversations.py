@@ -1,0 +1,224 @@
+"""ConversationService: compare-and-set retries across "processes", idempotency, listeners, erase.
+
+Two services over one SQLite file stand for two worker processes: each has its
+own connection, thread and in-process locks, so only the store's versioning
+keeps them consistent. Predictions come from the real default pack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from models.runtime import Runtime
+from models.types import TextPrediction
+from service.analysis import Analyzer, models_summary
+from service.conversations import ConversationService, decode_state, load_decision, store_decision
+from service.errors import Conflict, NotFound, ValidationFailed
+from service.metrics import Metrics
+from service.policy_source import PolicySource
+from service.schemas import AnalysisResponse, CustomerIn, TurnIn
+from service.settings import Settings
+from service.store.base import ConversationStore, Record
+from service.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.pack
+
+
+@pytest.fixture(scope="module")
+def runtime(test_pack: Path) -> Runtime:
+    return Runtime.load(test_pack)
+
+
+def make_service(runtime: Runtime, store: ConversationStore) -> ConversationService:
+    settings = Settings.from_env({"SWITCHBOARD_AUTH_DISABLED": "true"})
+    metrics = Metrics()
+
+    async def predict(texts: list[str]) -> list[TextPrediction]:
+        return await asyncio.to_thread(runtime.predict, texts)
+
+    analyzer = Analyzer(settings, PolicySource(None, metrics), predict, models_summary(runtime.info), metrics)
+    return ConversationService(analyzer, store)
+
+
+class RacingStore:
+    """Delegates to a real store, but lets a rival write first just before our first save."""
+
+    def __init__(self, inner: SQLiteStore, rival: Any) -> None:
+        self.inner = inner
+        self.ttl_s = inner.ttl_s
+        self.rival = rival
+        self.saves = 0
+
+    async def load(self, conversation_id: str) -> Record | None:
+        return await self.inner.load(conversation_id)
+
+    async def save(
+        self, conversation_id: str, data: bytes, *, expected_version: int, closed: bool = False
+    ) -> int:
+        self.saves += 1
+        if self.saves == 1:
+            await self.rival()
+        return await self.inner.save(conversation_id, data, expected_version=expected_version, closed=closed)
+
+    async def delete(self, conversation_id: str) -> bool:
+        return await self.inner.delete(conversation_id)
+
+    async def closed_ids(self) -> list[str]:
+        return await self.inner.closed_ids()
+
+    async def purge_expired(self) -> int:
+        return await self.inner.purge_expired()
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def turn(text: str, turn_id: str | None = None, speaker: str = "customer") -> TurnIn:
+    return TurnIn(speaker=speaker, text=text, id=turn_id)  # type: ignore[arg-type]
+
+
+async def test_lost_race_is_retried_on_top_of_the_winner(runtime: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    other = make_service(runtime, SQLiteStore(path, ttl_s=600))
+
+    async def rival_appends() -> None:
+        await other.append("race", [turn("I need help with my card", "b")])
+
+    racing = RacingStore(SQLiteStore(path, ttl_s=600), rival_appends)
+    mine = make_service(runtime, racing)
+    result = await mine.append("race", [turn("it was declined twice today", "a")])
+    assert racing.saves == 2  # first save conflicted, the retry won
+    assert [(t.index, t.id) for t in result.turns] == [(0, "b"), (1, "a")]
+    assert result.version == 2 and result.appended == [1]
+    assert mine.analyzer.metrics.store_conflicts._value.get() == 1
+
+
+async def test_lost_race_drops_turns_the_winner_already_stored(runtime: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    other = make_service(runtime, SQLiteStore(path, ttl_s=600))
+
+    async def rival_appends_same_turn() -> None:  # e.g. a webhook retry landing on another replica
+        await other.append("dup", [turn("cancel my subscription", "x")])
+
+    mine = make_service(runtime, RacingStore(SQLiteStore(path, ttl_s=600), rival_appends_same_turn))
+    result = await mine.append("dup", [turn("cancel my subscription", "x"), turn("right now", "y")])
+    assert [t.id for t in result.turns] == ["x", "y"] and result.duplicates == 1 and result.appended == [1]
+
+
+async def test_two_services_interleaving_lose_nothing(runtime: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    services = [make_service(runtime, SQLiteStore(path, ttl_s=600)) for _ in range(2)]
+    await asyncio.gather(
+        *(services[n % 2].append("busy", [turn(f"turn number {n}", f"id{n}")]) for n in range(16))
+    )
+    final = await services[0].get("busy")
+    assert [t.index for t in final.turns] == list(range(16))
+    assert sorted(t.id or "" for t in final.turns) == sorted(f"id{n}" for n in range(16))
+    assert final.version == 16
+
+
+async def test_decision_listeners_fire_only_on_change(runtime: Runtime) -> None:
+    from service.store.memory import MemoryStore
+
+    service = make_service(runtime, MemoryStore(600))
+    calls: list[tuple[str, str, str | None]] = []
+
+    async def listener(cid: str, analysis: AnalysisResponse, source: str | None) -> None:
+        calls.append((cid, analysis.decision.route, source))
+
+    async def failing(cid: str, analysis: AnalysisResponse, source: str | None) -> None:
+        raise RuntimeError("callback store down")
+
+    service.add_decision_listener(failing)
+    service.add_decision_listener(listener)
+    first = await service.append("c", [turn("hello")], source="twilio_voice")
+    assert calls == [("c", first.decision.route, "twilio_voice")]  # the first decision is a change
+    assert service.analyzer.metrics.listener_failures._value.get() == 1  # and a failing listener is survived
+    again = await service.append("c", [turn("hello")])
+    if (again.decision.route, again.decision.queue, again.decision.priority) == (
+        first.decision.route,
+        first.decision.queue,
+        first.decision.priority,
+    ):
+        assert len(calls) == 1
+    await service.append("c", [turn("I want to talk to a real person right now")])
+    assert calls[-1][1] != "self_serve_bot"
+
+
+async def test_customer_is_merged_and_close_blocks_appends(runtime: Runtime) -> None:
+    from service.store.memory import MemoryStore
+
+    service = make_service(runtime, MemoryStore(600))
+    await service.append("m", [turn("hi")], customer=CustomerIn(tier="gold", attributes={"a": 1}))
+    result = await service.append(
+        "m", [turn("hi again")], customer=CustomerIn(tenure_months=3, attributes={"b": 2})
+    )
+    assert result.context.customer.tier == "gold" and result.context.customer.tenure_months == 3
+    assert result.context.customer.attributes == {"a": 1, "b": 2}
+    closed = await service.close("m")
+    assert closed.closed and (await service.close("m")).closed
+    with pytest.raises(Conflict):
+        await service.append("m", [turn("more")])
+
+
+async def test_delete_calls_erase_listeners(runtime: Runtime) -> None:
+    from service.store.memory import MemoryStore
+
+    service = make_service(runtime, MemoryStore(600))
+    erased: list[str] = []
+
+    async def on_erase(cid: str) -> None:
+        erased.append(cid)
+
+    service.add_erase_listener(on_erase)
+    await service.append("gone", [turn("hi")])
+    assert await service.delete("gone") is True
+    assert erased == ["gone"]
+    with pytest.raises(NotFound):
+        await service.get("gone")
+
+
+async def test_invalid_input_is_rejected_before_anything_is_stored(runtime: Runtime) -> None:
+    from service.store.memory import MemoryStore
+
+    store = MemoryStore(600)
+    service = make_service(runtime, store)
+    with pytest.raises(ValidationFailed):
+        await service.append("v", [turn("ok"), turn("   ")])
+    with pytest.raises(ValidationFailed):
+        await service.append("bad id", [turn("ok")])
+    assert await store.load("v") is None
+
+
+async def test_stored_state_round_trips(runtime: Runtime) -> None:
+    from service.store.memory import MemoryStore
+
+    store = MemoryStore(600)
+    service = make_service(runtime, store)
+    result = await service.append("rt", [turn("my card 4111 1111 1111 1111 was stolen", "t1")])
+    record = await store.load("rt")
+    assert record is not None
+    state = decode_state(record.data)
+    assert b"4111" not in record.data  # PII is redacted before it is stored
+    decision = load_decision(state.decision)
+    assert decision is not None
+    assert msgspec.json.encode(store_decision(decision)) == msgspec.json.encode(state.decision)
+    assert decision.route == result.decision.route and decision.explanation[0].text
+
+
+async def test_undecodable_stored_state_is_an_internal_error(runtime: Runtime) -> None:
+    from service.errors import InternalError
+    from service.store.memory import MemoryStore
+
+    store = MemoryStore(600)
+    await store.save("broken", b'{"not": "a conversation"}', expected_version=0)
+    with pytest.raises(InternalError):  # not a 4xx: the client did nothing wrong
+        await make_service(runtime, store).get("broken")

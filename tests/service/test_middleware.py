@@ -1,0 +1,63 @@
+"""Request context middleware: in-flight admission control answers 429 at once; request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from service.app import ServiceState, create_app
+from service.middleware import request_id_from
+from service.settings import Settings
+
+TURN = {"speaker": "customer", "text": "where is my refund"}
+
+
+def test_request_id_from_headers() -> None:
+    assert request_id_from({"headers": [(b"x-request-id", b"abc.1:2-3")]}) == "abc.1:2-3"  # type: ignore[typeddict-item]
+    assert len(request_id_from({"headers": [(b"x-request-id", b"no spaces allowed")]})) == 32  # type: ignore[typeddict-item]
+    assert len(request_id_from({"headers": []})) == 32  # type: ignore[typeddict-item]
+
+
+@pytest.mark.pack
+async def test_excess_in_flight_requests_get_429_immediately(
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, serve_app: Any
+) -> None:
+    app = create_app(Settings.from_env({**base_env, "SWITCHBOARD_MAX_INFLIGHT": "2"}))
+    with serve_app(app) as server:
+        service: ServiceState = app.state.service
+        assert service.runtime is not None
+        real_submit = service.runtime.submit
+        gate = threading.Event()
+        entered = 0
+
+        async def held(texts: Any, deadline_ms: Any = None) -> Any:
+            nonlocal entered
+            entered += 1
+            while not gate.is_set():  # set from the test's thread
+                await asyncio.sleep(0.005)
+            return await real_submit(texts, deadline_ms)
+
+        monkeypatch.setattr(service.runtime, "submit", held)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            busy = [asyncio.create_task(client.post("/v1/analyze", json={"turns": [TURN]})) for _ in range(2)]
+            while entered < 2:
+                await asyncio.sleep(0.01)
+            refused = await client.post("/v1/analyze", json={"turns": [TURN]})
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert (
+                refused.json()["type"] == "urn:switchboard:problem:overloaded"
+                and refused.headers["x-request-id"]
+            )
+            assert (await client.get("/healthz")).status_code == 200  # probes are never shed
+            gate.set()
+            assert [r.status_code for r in await asyncio.gather(*busy)] == [200, 200]
+            assert (
+                await client.post("/v1/analyze", json={"turns": [TURN]})
+            ).status_code == 200  # slots freed
+            metrics = (await client.get("/metrics")).text
+        assert 'switchboard_errors_total{status="429",type="overloaded"} 1.0' in metrics

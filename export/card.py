@@ -82,8 +82,7 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         quant = manifest.metrics.get("quantization", {})
         lines += ["", f"The pack ships the `{quant.get('preset', '?')}` preset; see `export/quantize.py` for why.", ""]
     lines += [
-        "Per-class precision/recall for every set are in `manifest.json` → `metrics` and in the run's "
-        "`evaluation.json`.",
+        "Per-class precision and recall for every set (fp32 and int8) are in `card/metrics.json`.",
         "",
         "![sentiment confusion](card/confusion_sentiment.png)",
         "![intent categories confusion](card/confusion_intent_categories.png)",

@@ -286,6 +286,10 @@ def evaluate(run_dir: Path, pack_dir: Path, *, compare_presets: bool = True, fig
         extra_files = fig.write_all(pack_dir, sets, int8_logits, temps, thresholds, seed)
     from export.card import write_card
 
+    (pack_dir / "card").mkdir(exist_ok=True)
+    detail = {k: results[k] for k in ("int8", "fp32", "presets", "calibration")}
+    (pack_dir / "card" / "metrics.json").write_text(json.dumps(detail, indent=1))
+    extra_files.append("card/metrics.json")
     new_manifest = _calibrated_manifest(manifest, temps, thresholds, results, extra_files)
     write_card(pack_dir, new_manifest, results)  # before the manifest, which hashes it
     write_manifest(pack_dir, new_manifest)

@@ -167,7 +167,11 @@ def _active_guardrails(signals: ConversationSignals, facts: dict[str, Value]) ->
     hit = signals.flags.get("human_request")
     if hit is not None:
         active.append(("human_request", f"customer asked for a person at turn {hit.turn}: {hit.evidence}"))
-    if facts["reason.confident"] is not True:
+    # The customer's opening turn with no reason in it ("hi") is not an unclear
+    # reason yet: the bot's job at that point is to ask what they need. From
+    # the second customer turn on, no reason means out of scope.
+    opening = signals.reason.status == "none" and (facts["turns.customer"] or 0) <= 1
+    if facts["reason.confident"] is not True and not opening:
         reason = signals.reason
         active.append(
             (

@@ -105,9 +105,12 @@ class RedisStore:
         """Scan this prefix for closed conversations (export is rare; SCAN does not block Redis)."""
         found: list[str] = []
         offset = len(self._key(""))
-        async for key in self._client.scan_iter(match=self._key("*"), count=500):
-            if await self._call(self._client.hget(key, "c")) == b"1":
-                found.append(key.decode("utf-8")[offset:])
+        try:
+            async for key in self._client.scan_iter(match=self._key("*"), count=500):
+                if await self._client.hget(key, "c") == b"1":
+                    found.append(key.decode("utf-8")[offset:])
+        except RedisError as exc:
+            raise StoreError(f"redis store failed ({type(exc).__name__})") from exc
         return found
 
     async def purge_expired(self) -> int:

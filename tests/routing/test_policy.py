@@ -72,6 +72,7 @@ def test_default_policy_loads_and_is_what_the_issue_asks_for() -> None:
         "human-request-churn-risk",
         "human-request",
         "bot-loop",
+        "awaiting-reason",
         "unclear-reason",
         "simple-question-bot",
     ]

@@ -1,0 +1,120 @@
+"""train -> onnx -> quantize -> evaluate -> load, on the tiny fixture data with the tiny recipe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from export.evaluate import evaluate  # noqa: E402
+from export.onnx_export import export_checkpoint  # noqa: E402
+from export.pack import build_pack, provenance  # noqa: E402
+from export.quantize import quantize  # noqa: E402
+from export.recipe import Recipe, tiny  # noqa: E402
+from export.train import train  # noqa: E402
+from models.manifest import read_manifest, sha256_file  # noqa: E402
+from models.runtime import Runtime  # noqa: E402
+from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS  # noqa: E402
+
+pytestmark = pytest.mark.export
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    run = tmp_path_factory.mktemp("run")
+    pack = tmp_path_factory.mktemp("pack")
+    recipe = tiny(Recipe(data_dir=str(tiny_data)))
+    summary = train(recipe, run, progress=False)
+    exported = export_checkpoint(run / "checkpoint", run / "onnx")
+    assert exported["max_abs_diff"] < 1e-4
+    quant = quantize(run / "onnx" / "model.fp32.onnx", run / "onnx" / "model.int8.onnx", "portable")
+    build_pack(
+        run / "onnx" / "model.int8.onnx", run / "onnx" / "tokenizer.json", pack,
+        inputs=exported["inputs"], max_length=64, name="tiny", version="0.0.1",  # type: ignore[arg-type]
+        recipe={**summary["recipe"], "backbone": summary["backbone"]},  # type: ignore[dict-item]
+        sources=provenance(summary["data"], tiny_data), quantization=quant,  # type: ignore[arg-type]
+    )
+    evaluate(run, pack, compare_presets=False)
+    return run, pack
+
+
+def test_training_writes_checkpoint_and_log(tiny_pack: tuple[Path, Path]) -> None:
+    run, _ = tiny_pack
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["best_step"] > 0
+    assert (run / "checkpoint" / "heads.safetensors").exists()
+    assert "banking77" in summary["data"] and summary["data"]["banking77"]["train"] > 0
+    assert (run / "train_log.jsonl").read_text().strip()
+
+
+def test_int8_is_smaller_than_fp32(tiny_pack: tuple[Path, Path]) -> None:
+    run, pack = tiny_pack
+    assert (pack / "model.int8.onnx").stat().st_size < 0.4 * (run / "onnx" / "model.fp32.onnx").stat().st_size
+
+
+def test_pack_manifest_is_complete(tiny_pack: tuple[Path, Path]) -> None:
+    _, pack = tiny_pack
+    manifest = read_manifest(pack)
+    assert manifest.heads["sentiment"].labels == list(SENTIMENT_LABELS)
+    assert manifest.heads["emotion"].labels == list(EMOTION_LABELS)
+    assert manifest.heads["intent"].labels == list(INTENT_LABELS)
+    for name, entry in manifest.files.items():
+        assert sha256_file(pack / name) == entry.sha256, name
+    assert {"MODEL_CARD.md", "card/reliability.png", "card/confusion_sentiment.png"} <= set(manifest.files)
+    assert manifest.heads["sentiment"].temperature > 0
+    assert set(manifest.heads["emotion"].thresholds) == set(EMOTION_LABELS)
+    assert "headline" in manifest.metrics
+    card = (pack / "MODEL_CARD.md").read_text()
+    assert "CC BY 4.0" in card and "Known limits" in card
+
+
+def test_runtime_loads_the_exported_pack(tiny_pack: tuple[Path, Path]) -> None:
+    _, pack = tiny_pack
+    runtime = Runtime.load(pack)
+    out = runtime.predict(["where is my card", "thank you so much"])
+    assert len(out) == 2
+    for p in out:
+        assert p.sentiment.label in SENTIMENT_LABELS and -1 <= p.sentiment.score <= 1
+        assert p.intent.label in INTENT_LABELS
+        assert abs(sum(p.sentiment.probs.values()) - 1) < 1e-4
+
+
+def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from export.hf import export_hf
+    from export.modeling import default_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(default_backbone())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, num_labels=3, id2label={0: "NEG", 1: "NEU", 2: "POS"},
+                        label2id={"NEG": 0, "NEU": 1, "POS": 2})
+    import torch
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ckpt"
+    BertForSequenceClassification(config).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    pack = tmp_path / "pack"
+    shutil.copytree(tiny_pack[1], pack)
+
+    with pytest.raises(ValueError, match="not sentiment labels"):
+        export_hf(str(ckpt), "sentiment", pack)
+    manifest = export_hf(str(ckpt), "sentiment", pack,
+                         label_map={"NEG": "negative", "NEU": "neutral", "POS": "positive"})
+    assert manifest.heads["sentiment"].graph == "sentiment_hf"
+    assert manifest.heads["sentiment"].source == f"hf:{ckpt}"
+    assert manifest.heads["intent"].graph == "multitask"
+
+    runtime = Runtime.load(pack)
+    mixed = runtime.predict(["this is awful"])[0]
+    original = Runtime.load(tiny_pack[1]).predict(["this is awful"])[0]
+    assert mixed.intent.label == original.intent.label
+    probs = np.array(list(mixed.sentiment.probs.values()))
+    assert abs(probs.sum() - 1) < 1e-4
+    assert mixed.sentiment.probs != original.sentiment.probs

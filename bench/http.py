@@ -11,7 +11,8 @@ drives it with an aiohttp client from this process:
   10 agent turns);
 
 each closed-loop at concurrency 1, 16 and 64 for a fixed time, reporting p50 /
-p99 latency and throughput (requests/s and customer turns/s). Then an
+p99 latency of the 200s and throughput (requests/s and customer turns/s); a
+client that gets 429 waits for its Retry-After, as a well-behaved one would. Then an
 open-loop overload run offers twice the measured saturation rate of
 ``append-1`` and reports how much got 200 vs 429 and the latency of both: the
 service must shed the excess with 429 + Retry-After and keep p99 bounded.
@@ -234,10 +235,14 @@ async def closed_loop(
             async with session.post(base + path, data=body) as reply:
                 await reply.read()
                 status = reply.status
+                retry_after = reply.headers.get("Retry-After")
             done = time.perf_counter()
             if sent >= measure_from and done <= stop_at:
-                latencies.append((done - sent) * 1000)
                 statuses[str(status)] += 1
+                if status == 200:
+                    latencies.append((done - sent) * 1000)
+            if status == 429:  # a well-behaved client backs off as told
+                await asyncio.sleep(min(float(retry_after or 1), max(0.0, stop_at - time.perf_counter())))
 
     await asyncio.gather(*(client(n) for n in range(concurrency)))
     return latencies, statuses, seconds
@@ -289,7 +294,7 @@ def make_cell(
     return Cell(
         workload=workload,
         concurrency=concurrency,
-        requests=len(latencies),
+        requests=sum(statuses.values()),
         seconds=seconds,
         status=dict(statuses),
         p50_ms=round(percentile(latencies, 50), 2),

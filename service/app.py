@@ -34,6 +34,7 @@ from models.types import TextPrediction
 from routing.errors import PolicyError
 from service.adapters.outbox import Outbox
 from service.adapters.routes import build_adapter_routers
+from service.admission import InferenceAdmission
 from service.analysis import Analyzer, models_summary
 from service.api import build_api_router
 from service.auth import ApiKeyGuard, Authenticator
@@ -64,6 +65,7 @@ class ServiceState:
     analyzer: Analyzer
     conversations: ConversationService
     outbox: Outbox
+    admission: InferenceAdmission | None = None
     runtime: Runtime | None = None
     load_error: str | None = None
     draining: bool = False
@@ -93,7 +95,16 @@ class ServiceState:
                 if self.load_error is None
                 else "the model pack failed to load"
             )
+        if self.admission is not None:
+            self.admission.check(runtime.queue_depth, len(texts))
         return await runtime.submit(texts, deadline_ms=self.settings.inference.deadline_ms)
+
+    def pressure(self) -> float | None:
+        """Retry-After while the inference queue is too long for new work (middleware shedding)."""
+        runtime, admission = self.runtime, self.admission
+        if runtime is None or admission is None:
+            return None
+        return admission.pressure(runtime.queue_depth)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the runtime is warm (tests, CLI); raise if loading failed."""
@@ -124,7 +135,14 @@ async def _load_runtime(service: ServiceState) -> None:
     pack_dir = settings.pack_dir or DEFAULT_PACK
     try:
         runtime = await asyncio.to_thread(Runtime.load, pack_dir, runtime_config(settings))
-        runtime.on_batch = service.metrics.observe_batch
+        admission = InferenceAdmission(settings.inference.deadline_ms / 1000)
+        service.admission = admission
+
+        def on_batch(batch_size: int, tokens: int, seconds: float) -> None:
+            service.metrics.observe_batch(batch_size, tokens, seconds)
+            admission.observe(batch_size, tokens, seconds)
+
+        runtime.on_batch = on_batch
         await runtime.start()
     except PackError as exc:
         # PackError messages name files and tensors, never request content: log them for the operator.
@@ -240,7 +258,7 @@ def create_app(settings: Settings) -> Litestar:
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={Exception: problem_response},
-        middleware=[RequestContextMiddleware(metrics, settings.limits.max_inflight)],
+        middleware=[RequestContextMiddleware(metrics, settings.limits.max_inflight, service.pressure)],
         request_max_body_size=settings.limits.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Switchboard",

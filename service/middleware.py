@@ -6,11 +6,16 @@ context variable for every log line of the request, echoes it in the response,
 and after the response records the latency per route template and one access
 log line. It never reads the body, so transcript text cannot reach the log.
 
-Admission control: at most ``max_inflight`` ``/v1`` requests are processed at
-once per worker; the next one is refused at once with 429 + Retry-After. Why:
-when the event loop itself (HTTP parsing, JSON, routing) is the bottleneck, the
-inference queue never fills, and without this limit excess load would wait in
-socket buffers with unbounded latency instead of being told to come back.
+Admission control, before the body is even read (so refusing costs almost nothing):
+
+* at most ``max_inflight`` ``/v1`` requests are processed at once per worker; the
+  next one gets 429 + Retry-After. Why: when the event loop itself (HTTP parsing,
+  JSON, routing) is the bottleneck, the inference queue never fills, and excess
+  load would otherwise wait in socket buffers with unbounded latency;
+* while the inference queue is predicted to take longer than the deadline allows
+  (``pressure()`` returns a Retry-After), new scoring requests (``POST /v1/...``
+  except the policy endpoints) get 429 at once instead of being parsed, loaded
+  and queued only to be refused or to time out later.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,20 +52,31 @@ def request_id_from(scope: Scope) -> str:
 class RequestContextMiddleware:
     """ASGI middleware factory bound to one app's metrics and in-flight limit (see ``create_app``)."""
 
-    def __init__(self, metrics: Metrics, max_inflight: int = 0) -> None:
+    def __init__(
+        self, metrics: Metrics, max_inflight: int = 0, pressure: Callable[[], float | None] | None = None
+    ) -> None:
         self.metrics = metrics
         self.max_inflight = max_inflight  # 0 = no limit
+        self.pressure = pressure
         self.inflight = 0
 
-    def _admit(self, scope: Scope) -> bool:
-        """Take an in-flight slot for a /v1 request; False when none is free."""
-        if self.max_inflight <= 0 or not scope["path"].startswith("/v1/"):
-            return True
-        if self.inflight >= self.max_inflight:
-            return False
-        self.inflight += 1
-        scope["state"]["inflight_slot"] = True
-        return True
+    def _refusal(self, scope: Scope) -> Overloaded | None:
+        """Why this request is refused (None: admitted, with an in-flight slot if /v1)."""
+        path = scope["path"]
+        if not path.startswith("/v1/"):
+            return None
+        if self.pressure is not None and scope.get("method") == "POST" and not path.startswith("/v1/policy"):
+            retry_after = self.pressure()
+            if retry_after is not None:
+                return Overloaded(
+                    retry_after=retry_after, detail="the inference queue is too long; retry later"
+                )
+        if self.max_inflight > 0:
+            if self.inflight >= self.max_inflight:
+                return Overloaded(retry_after=1.0, detail="too many requests in flight; retry shortly")
+            self.inflight += 1
+            scope["state"]["inflight_slot"] = True
+        return None
 
     def __call__(self, app: ASGIApp) -> ASGIApp:
         metrics = self.metrics
@@ -85,10 +102,10 @@ class RequestContextMiddleware:
                 await send(message)
 
             try:
-                if self._admit(scope):
+                error = self._refusal(scope)
+                if error is None:
                     await app(scope, receive, send_with_id)
                 else:
-                    error = Overloaded(retry_after=1.0, detail="too many requests in flight; retry shortly")
                     state["error_type"] = error.slug
                     metrics.errors.labels(type=error.slug, status=str(error.status)).inc()
                     for message in problem_message(error, scope["path"], request_id):

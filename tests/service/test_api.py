@@ -71,15 +71,21 @@ def problem(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
-def rounded(value: Any, places: int = 5) -> Any:
-    """``value`` with every float rounded (for comparing results of different batchings)."""
-    if isinstance(value, float):
-        return round(value, places)
-    if isinstance(value, dict):
-        return {k: rounded(v, places) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v, places) for v in value]
-    return value
+def assert_close(left: Any, right: Any, *, tolerance: float, where: str) -> None:
+    """Equal structures, except that numbers may differ by ``tolerance``."""
+    if isinstance(left, float) or isinstance(right, float):
+        assert isinstance(left, int | float) and isinstance(right, int | float), where
+        assert abs(left - right) <= tolerance, f"{where}: {left} vs {right}"
+    elif isinstance(left, dict):
+        assert isinstance(right, dict) and left.keys() == right.keys(), where
+        for key in left:
+            assert_close(left[key], right[key], tolerance=tolerance, where=f"{where}.{key}")
+    elif isinstance(left, list):
+        assert isinstance(right, list) and len(left) == len(right), where
+        for n, (a, b) in enumerate(zip(left, right, strict=True)):
+            assert_close(a, b, tolerance=tolerance, where=f"{where}[{n}]")
+    else:
+        assert left == right, f"{where}: {left!r} vs {right!r}"
 
 
 def fields(body: dict[str, Any]) -> list[str]:
@@ -272,10 +278,14 @@ def test_live_conversation_matches_stateless_analysis(client: TestClient[Any]) -
         client.post("/v1/conversations/incremental/turns", json={"turns": [turn]})
     live = client.get("/v1/conversations/incremental").json()
     whole = client.post("/v1/analyze", json={"conversation_id": "incremental", "turns": turns}).json()
-    # Batched and one-at-a-time inference agree to ~1e-7; compare at 5 decimals.
-    assert rounded(live["decision"]) == rounded(whole["decision"])
-    assert rounded(live["signals"]) == rounded(whole["signals"])
-    assert rounded(live["contact_reason"]) == rounded(whole["contact_reason"])
+    # Dynamic int8 quantization scales activations per batch, so a text scored alone and in a batch
+    # differ slightly (~1e-3; an emotion right at its threshold may flip). The decision must not.
+    # (Exact incremental == whole-transcript equivalence is tested in test_conversations.py.)
+    for key in ("route", "queue", "priority", "rule"):
+        assert live["decision"][key] == whole["decision"][key], key
+    for key in ("intent", "category", "status"):
+        assert live["contact_reason"][key] == whole["contact_reason"][key], key
+    assert_close(live["sentiment"]["score"], whole["sentiment"]["score"], tolerance=0.05, where="sentiment")
 
 
 def test_get_unknown_and_delete(client: TestClient[Any]) -> None:

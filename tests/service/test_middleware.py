@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -61,3 +62,30 @@ async def test_excess_in_flight_requests_get_429_immediately(
             ).status_code == 200  # slots freed
             metrics = (await client.get("/metrics")).text
         assert 'switchboard_errors_total{status="429",type="overloaded"} 1.0' in metrics
+
+
+@pytest.mark.pack
+def test_scoring_requests_are_shed_before_parsing_while_the_queue_is_too_long(
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from litestar.testing import TestClient
+
+    from models.runtime import Runtime
+
+    app = create_app(Settings.from_env(base_env))
+    with TestClient(app) as client:
+        service: ServiceState = app.state.service
+        while not service.ready:
+            time.sleep(0.02)
+        assert service.admission is not None
+        service.admission.seconds_per_text = 0.1  # 100 ms per text...
+        monkeypatch.setattr(Runtime, "queue_depth", property(lambda self: 30))  # ...and 30 queued: 3.1 s
+        shed = client.post(
+            "/v1/analyze", content=b"not even json", headers={"content-type": "application/json"}
+        )
+        assert shed.status_code == 429 and shed.headers["retry-after"] == "4"  # refused before parsing
+        assert client.post("/v1/conversations/c/turns", json={"turns": [TURN]}).status_code == 429
+        assert client.get("/v1/policy").status_code == 200  # reads and policy checks still work
+        assert client.post("/v1/policy/validate", json={"policy": "x"}).status_code == 200
+        monkeypatch.setattr(Runtime, "queue_depth", property(lambda self: 0))
+        assert client.post("/v1/analyze", json={"turns": [TURN]}).status_code == 200

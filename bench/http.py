@@ -112,6 +112,23 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank]
 
 
+def cpu_busy_share(seconds: float = 1.0) -> float | None:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat; None where unavailable)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return idle, sum(fields)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -473,6 +490,42 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  {'ok  ' if check['met'] else 'MISS'} {name}: {check['value']} (target {check['target']})")
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The README table for a report (``python -m bench http --markdown``)."""
+    meta = report.get("meta", {})
+    lines = [
+        f"HTTP end to end, `python -m bench http` ({meta.get('date', '?')}, {meta.get('cpus', '?')} CPUs, "
+        f"{meta.get('workers', 1)} worker, client on the same machine; CPU busy before the run: "
+        f"{meta.get('cpu_busy_share_before')}):",
+        "",
+        "| workload | concurrency | p50 ms | p99 ms | requests/s | customer turns/s | 429s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for cell in report["cells"]:
+        refused = cell["status"].get("429", 0)
+        lines.append(
+            f"| {cell['workload']} | {cell['concurrency']} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
+            f"{cell['requests_per_s']:.0f} | {cell['customer_turns_per_s']:.0f} | {refused} |"
+        )
+    o = report["overload"]
+    no_5xx = not any(s.startswith("5") for s in o["status"])
+    lines += [
+        "",
+        f"Overload at {report.get('overload_factor', 2):g}x saturation "
+        f"({o['offered_per_s']:.0f} requests/s offered for {o['seconds']:g} s): "
+        f"{o['ok_per_s']:.0f}/s served, "
+        f"{o['rejected_share']:.0%} refused with 429 + Retry-After, no 5xx: {no_5xx}; "
+        f"p99 of served {o['ok_p99_ms']:.0f} ms, of refusals {o['rejected_p99_ms']:.0f} ms "
+        f"(server-side p99 <= {o['server_p99_le_ms']:.0f} ms).",
+        "",
+        "| target | value | met |",
+        "| --- | --- | --- |",
+    ]
+    for name, check in report["targets"].items():
+        lines.append(f"| {name} ({check['target']}) | {check['value']} | {'yes' if check['met'] else 'no'} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns 0 (figures are reported, not asserted)."""
     parser = argparse.ArgumentParser(prog="python -m bench http", description=__doc__.split("\n\n")[0])
@@ -484,8 +537,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overload-s", type=float, default=8.0, help="seconds of the overload run")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--markdown", action="store_true", help="print the README table of --out and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
 
+    busy_before = cpu_busy_share()
     log = Path(tempfile.mkstemp(prefix="switchboard-bench-", suffix=".log")[1])
     service = ServiceProcess(args.pack, args.workers, log)
     try:
@@ -506,6 +564,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cpus": os.cpu_count(),
                 "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                 "workers": args.workers,
+                # Other work on the machine skews every figure: check this was ~0 before the run.
+                "cpu_busy_share_before": busy_before,
                 "duration_s": args.duration,
                 "client": f"aiohttp {aiohttp.__version__} in the same machine",
                 "server": "switchboard serve (uvicorn, uvloop, httptools), SQLite store, API-key auth on",
@@ -514,6 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report["targets"] = targets(report)
     print_report(report)
+    if busy_before is not None and busy_before > 0.1:
+        print(
+            f"\nWARNING: {busy_before:.0%} of the CPUs were busy before the run: other work skews the figures"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -223,7 +223,7 @@ def bench_runtime(
     facts: dict[str, Any] = {}
     run = _event_loop_runner()
     for system, batching in (("runtime", True), ("runtime_unbatched", False)):
-        config = RuntimeConfig(batching=batching, spinning=not args.no_spin)
+        config = RuntimeConfig(batching=batching, spinning=args.spin)
 
         async def session(config: RuntimeConfig = config, system: str = system) -> None:
             started = time.perf_counter()
@@ -489,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--turns", type=int, default=600, help="generated turns to cycle through")
     parser.add_argument("--skip", nargs="*", default=[], choices=["separate_onnx", "hf_pipelines"])
     parser.add_argument("--preset", default="portable", help="int8 preset for (b) (export.quantize.PRESETS)")
-    parser.add_argument("--no-spin", action="store_true", help="disable ONNX Runtime thread spinning in (a)")
+    parser.add_argument("--spin", action="store_true", help="enable ONNX Runtime thread spinning in (a)")
     return parser
 
 

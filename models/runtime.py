@@ -44,7 +44,9 @@ class RuntimeConfig:
     the longest a batch waits for more requests once it has one. ``queue_size``
     counts texts. ``batching=False`` runs every text alone (for comparisons).
     ``spinning`` lets ONNX Runtime's worker threads spin briefly between
-    operators (lower latency, but CPU burnt while idle on a shared box).
+    operators. It is off by default: on a 2-core box the spinning threads take
+    the CPU the event loop and the tokenizer need (measured: 396 vs 157
+    utterances/s at concurrency 32 with spinning off vs on).
     """
 
     intra_op_threads: int | None = None
@@ -55,7 +57,7 @@ class RuntimeConfig:
     queue_size: int = 256
     default_deadline_ms: float = 2000
     batching: bool = True
-    spinning: bool = True
+    spinning: bool = False
 
     def __post_init__(self) -> None:
         for name in ("inter_op_threads", "max_batch_size", "max_batch_tokens", "queue_size"):

@@ -262,11 +262,17 @@ def build_response(
 
 
 def models_summary(info: dict[str, Any]) -> dict[str, Any]:
-    """What every response says about the models: pack name, version, model file hashes."""
+    """What every response says about the models: pack name, version, and the (short) sha256 of the
+    files that determine predictions: the ONNX graphs and tokenizers (not the model card)."""
+    files = info.get("files", {})
     return {
         "pack": info.get("pack"),
         "version": info.get("version"),
-        "files": {name: digest[:16] for name, digest in sorted(info.get("files", {}).items())},
+        "files": {
+            name: digest[:16]
+            for name, digest in sorted(files.items())
+            if name.endswith(".onnx") or name.endswith("tokenizer.json")
+        },
     }
 
 

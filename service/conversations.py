@@ -259,6 +259,8 @@ class ConversationService:
             else:
                 raise Unavailable(f"conversation {conversation_id} is being updated concurrently; retry")
         self.analyzer.count_decision(decision, updated.signals)
+        for turn in scored:  # counted once committed, not per compare-and-set attempt
+            self.analyzer.metrics.turns_scored.labels(speaker=turn.out.speaker).inc()
         response = self._respond(
             updated,
             new_version,
@@ -307,8 +309,6 @@ class ConversationService:
         stamps = check_turns(turns, self.analyzer.settings.limits)
         first = len(state.turns)
         redact_text = self.analyzer.settings.redact
-        for turn in turns:
-            self.analyzer.metrics.turns_scored.labels(speaker=turn.speaker).inc()
         scored = [
             score_turn(first + n, turn, stamp, cache[turn.text], redact_text=redact_text)
             for n, (turn, stamp) in enumerate(zip(turns, stamps, strict=True))

@@ -12,8 +12,14 @@ BARS = {
     "intent_clinc_in_scope.in_scope_accuracy": ("CLINC banking/credit_cards in-scope accuracy", 0.92),
     "intent_clinc_oos.oos_recall": ("CLINC out_of_scope recall", 0.85),
     "sentiment_tweeteval.macro_recall": ("Sentiment macro-recall, TweetEval/SemEval tweets", 0.70),
-    "sentiment_service_requests.accuracy": ("Sentiment accuracy, customer-service requests (weak labels)", 0.80),
-    "sentiment_service_requests.negative_recall": ("Negative recall, customer-service requests (weak labels)", None),
+    "sentiment_service_requests.accuracy": (
+        "Sentiment accuracy, customer-service requests (weak labels)",
+        0.80,
+    ),
+    "sentiment_service_requests.negative_recall": (
+        "Negative recall, customer-service requests (weak labels)",
+        None,
+    ),
     "emotion_goemotions.macro_f1": ("Emotion macro-F1 (8 labels, GoEmotions dev mapped)", 0.50),
 }
 
@@ -37,7 +43,11 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         "|---|---|---|---|",
     ]
     for name, spec in manifest.heads.items():
-        labels = ", ".join(spec.labels) if len(spec.labels) <= 10 else f"{len(spec.labels)} intents incl. out_of_scope"
+        labels = (
+            ", ".join(spec.labels)
+            if len(spec.labels) <= 10
+            else f"{len(spec.labels)} intents incl. out_of_scope"
+        )
         lines.append(f"| {name} | {spec.kind} | {labels} | {spec.temperature:.3f} |")
     emotion = manifest.heads["emotion"].thresholds
     lines += [
@@ -65,13 +75,21 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         + ", ".join(f"{k} {v:.3f}" for k, v in agree.items()),
         "",
         "Expected calibration error after temperature scaling (int8): "
-        + ", ".join(f"{k} {v['ece']:.3f} (before {v['ece_uncalibrated']:.3f})" for k, v in results["int8"].items()
-                    if k in ("intent_all", "sentiment_tweeteval", "emotion_goemotions")),
+        + ", ".join(
+            f"{k} {v['ece']:.3f} (before {v['ece_uncalibrated']:.3f})"
+            for k, v in results["int8"].items()
+            if k in ("intent_all", "sentiment_tweeteval", "emotion_goemotions")
+        ),
         "",
     ]
     if results.get("presets"):
-        lines += ["### Quantization presets", "", "| preset | agreement (sentiment / emotion / intent) | "
-                  "Banking77 acc | sentiment macro-recall | emotion macro-F1 |", "|---|---|---|---|---|"]
+        lines += [
+            "### Quantization presets",
+            "",
+            "| preset | agreement (sentiment / emotion / intent) | "
+            "Banking77 acc | sentiment macro-recall | emotion macro-F1 |",
+            "|---|---|---|---|---|",
+        ]
         for name, p in results["presets"].items():
             a, h = p["agreement_with_fp32"], p["headline"]
             lines.append(
@@ -80,7 +98,11 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
                 f"{_fmt(h.get('emotion_goemotions.macro_f1'))} |"
             )
         quant = manifest.metrics.get("quantization", {})
-        lines += ["", f"The pack ships the `{quant.get('preset', '?')}` preset; see `export/quantize.py` for why.", ""]
+        lines += [
+            "",
+            f"The pack ships the `{quant.get('preset', '?')}` preset; see `export/quantize.py` for why.",
+            "",
+        ]
     lines += [
         "Per-class precision and recall for every set (fp32 and int8) are in `card/metrics.json`.",
         "",

@@ -1,4 +1,4 @@
-"""Command line of the offline pipeline (also reachable as ``switchboard export ...``)."""
+"""Command line of the offline pipeline (also reachable as ``switchboard pack ...``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
 
     defaults = Recipe()
     parser.add_argument("--data", default=defaults.data_dir, help="folder with the public data sets")
-    parser.add_argument("--backbone", default="", help="HF checkpoint (path or hub id); default all-MiniLM-L6-v2")
+    parser.add_argument(
+        "--backbone", default="", help="HF checkpoint (path or hub id); default all-MiniLM-L6-v2"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_RUN, help="run folder (checkpoint, logs)")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -25,8 +27,13 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=defaults.max_length)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--csv", action="append", default=[], metavar="HEAD=PATH",
-                        help="your own labelled CSV (text,label) for a head; repeatable")
+    parser.add_argument(
+        "--csv",
+        action="append",
+        default=[],
+        metavar="HEAD=PATH",
+        help="your own labelled CSV (text,label) for a head; repeatable",
+    )
     parser.add_argument("--no-public-data", action="store_true", help="train on --csv files only")
     parser.add_argument("--tiny", action="store_true", help="a minutes-long smoke recipe")
 
@@ -36,8 +43,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from export.train import train
 
     recipe = Recipe(
-        data_dir=args.data, backbone=args.backbone, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        max_length=args.max_length, seed=args.seed, eval_every=args.eval_every, user_csv=list(args.csv),
+        data_dir=args.data,
+        backbone=args.backbone,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        user_csv=list(args.csv),
         public_data=not args.no_public_data,
     )
     if args.tiny:
@@ -63,14 +77,28 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     fp32 = args.run / "onnx" / "model.fp32.onnx"
     int8 = args.run / "onnx" / "model.int8.onnx"
     quant = quantize(fp32, int8, args.preset)
-    inputs = json.loads((args.run / "onnx" / "inputs.json").read_text()) if (args.run / "onnx" / "inputs.json").exists() \
+    inputs = (
+        json.loads((args.run / "onnx" / "inputs.json").read_text())
+        if (args.run / "onnx" / "inputs.json").exists()
         else ["input_ids", "attention_mask", "token_type_ids"]
-    manifest = build_pack(
-        int8, args.run / "onnx" / "tokenizer.json", args.pack, inputs=inputs, max_length=args.max_length,
-        name=args.name, version=args.version, recipe={**summary["recipe"], "backbone": summary["backbone"]},
-        sources=provenance(summary["data"], Path(summary["recipe"]["data_dir"])), quantization=quant,
     )
-    print(json.dumps({"pack": str(args.pack), "files": {k: v.bytes for k, v in manifest.files.items()}, **quant}))
+    manifest = build_pack(
+        int8,
+        args.run / "onnx" / "tokenizer.json",
+        args.pack,
+        inputs=inputs,
+        max_length=args.max_length,
+        name=args.name,
+        version=args.version,
+        recipe={**summary["recipe"], "backbone": summary["backbone"]},
+        sources=provenance(summary["data"], Path(summary["recipe"]["data_dir"])),
+        quantization=quant,
+    )
+    print(
+        json.dumps(
+            {"pack": str(args.pack), "files": {k: v.bytes for k, v in manifest.files.items()}, **quant}
+        )
+    )
     return 0
 
 
@@ -78,8 +106,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from export.evaluate import evaluate
 
     results = evaluate(args.run, args.pack, compare_presets=not args.no_presets)
-    print(json.dumps({"headline": results["headline"], "agreement": results["agreement_int8_vs_fp32"],
-                      "temperatures": results["calibration"]["temperatures"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "headline": results["headline"],
+                "agreement": results["agreement_int8_vs_fp32"],
+                "temperatures": results["calibration"]["temperatures"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -87,8 +123,15 @@ def _cmd_hf(args: argparse.Namespace) -> int:
     from export.hf import export_hf
 
     mapping = dict(item.split("=", 1) for item in args.label_map)
-    manifest = export_hf(args.checkpoint, args.head, args.pack, label_map=mapping, kind=args.kind,
-                         max_length=args.max_length, preset=args.preset)
+    manifest = export_hf(
+        args.checkpoint,
+        args.head,
+        args.pack,
+        label_map=mapping,
+        kind=args.kind,
+        max_length=args.max_length,
+        preset=args.preset,
+    )
     print(json.dumps({"pack": str(args.pack), "head": args.head, "labels": manifest.heads[args.head].labels}))
     return 0
 
@@ -101,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p_train)
     p_train.set_defaults(func=_cmd_train)
 
-    p_onnx = sub.add_parser("onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch")
+    p_onnx = sub.add_parser(
+        "onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch"
+    )
     p_onnx.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p_onnx.add_argument("--tolerance", type=float, default=1e-4)
     p_onnx.set_defaults(func=_cmd_onnx)
@@ -139,5 +184,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     return int(args.func(args))
-
-

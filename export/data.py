@@ -122,7 +122,9 @@ def load_bitext(root: Path) -> list[Example]:
     ]
 
 
-def load_clinc(root: Path, *, oos_other_domains: int | None, seed: int) -> tuple[list[Example], list[Example]]:
+def load_clinc(
+    root: Path, *, oos_other_domains: int | None, seed: int
+) -> tuple[list[Example], list[Example]]:
     """CLINC150: banking/credit_cards intents (aliased) plus out_of_scope.
 
     ``out_of_scope`` combines CLINC's own ``oos`` examples and utterances from
@@ -200,7 +202,9 @@ def load_sst2(root: Path, split: str = "train") -> list[Example]:
     for row in rows:
         label, _, text = row.partition("\t")
         if label in ("0", "1") and text.strip():
-            out.append(Example(text.strip(), "sentiment", "negative" if label == "0" else "positive", source="sst2"))
+            out.append(
+                Example(text.strip(), "sentiment", "negative" if label == "0" else "positive", source="sst2")
+            )
     return out
 
 
@@ -208,28 +212,81 @@ def load_sst2(root: Path, split: str = "train") -> list[Example]:
 # negative even without strong words ("my card still hasn't arrived").
 PROBLEM_INTENTS = frozenset(
     {
-        "card_arrival", "card_not_working", "contactless_not_working", "card_payment_wrong_exchange_rate",
-        "extra_charge_on_statement", "wrong_amount_of_cash_received", "transfer_not_received_by_recipient",
-        "top_up_reverted", "balance_not_updated_after_cheque_or_cash_deposit", "card_payment_not_recognised",
-        "unable_to_verify_identity", "compromised_card", "direct_debit_payment_not_recognised",
-        "declined_cash_withdrawal", "lost_or_stolen_phone", "declined_transfer", "Refund_not_showing_up",
-        "declined_card_payment", "card_swallowed", "transaction_charged_twice", "reverted_card_payment?",
-        "beneficiary_not_allowed", "failed_transfer", "virtual_card_not_working", "top_up_failed",
-        "balance_not_updated_after_bank_transfer", "cash_withdrawal_not_recognised", "pin_blocked",
-        "lost_or_stolen_card", "wrong_exchange_rate_for_cash_withdrawal", "complaint", "payment_issue",
+        "card_arrival",
+        "card_not_working",
+        "contactless_not_working",
+        "card_payment_wrong_exchange_rate",
+        "extra_charge_on_statement",
+        "wrong_amount_of_cash_received",
+        "transfer_not_received_by_recipient",
+        "top_up_reverted",
+        "balance_not_updated_after_cheque_or_cash_deposit",
+        "card_payment_not_recognised",
+        "unable_to_verify_identity",
+        "compromised_card",
+        "direct_debit_payment_not_recognised",
+        "declined_cash_withdrawal",
+        "lost_or_stolen_phone",
+        "declined_transfer",
+        "Refund_not_showing_up",
+        "declined_card_payment",
+        "card_swallowed",
+        "transaction_charged_twice",
+        "reverted_card_payment?",
+        "beneficiary_not_allowed",
+        "failed_transfer",
+        "virtual_card_not_working",
+        "top_up_failed",
+        "balance_not_updated_after_bank_transfer",
+        "cash_withdrawal_not_recognised",
+        "pin_blocked",
+        "lost_or_stolen_card",
+        "wrong_exchange_rate_for_cash_withdrawal",
+        "complaint",
+        "payment_issue",
         "registration_problems",
     }
 )
 NEUTRAL_INTENTS = frozenset(
     {
-        "exchange_rate", "fiat_currency_support", "card_delivery_estimate", "automatic_top_up", "age_limit",
-        "top_up_limits", "supported_cards_and_currencies", "getting_virtual_card", "edit_personal_details",
-        "why_verify_identity", "get_physical_card", "visa_or_mastercard", "topping_up_by_card", "atm_support",
-        "transfer_timing", "receiving_money", "transfer_into_account", "getting_spare_card", "order_physical_card",
-        "activate_my_card", "country_support", "apple_pay_or_google_pay", "verify_my_identity", "change_pin",
-        "check_payment_methods", "check_refund_policy", "delivery_options", "delivery_period", "place_order",
-        "track_order", "check_invoice", "get_invoice", "create_account", "set_up_shipping_address",
-        "change_shipping_address", "newsletter_subscription", "edit_account", "check_cancellation_fee",
+        "exchange_rate",
+        "fiat_currency_support",
+        "card_delivery_estimate",
+        "automatic_top_up",
+        "age_limit",
+        "top_up_limits",
+        "supported_cards_and_currencies",
+        "getting_virtual_card",
+        "edit_personal_details",
+        "why_verify_identity",
+        "get_physical_card",
+        "visa_or_mastercard",
+        "topping_up_by_card",
+        "atm_support",
+        "transfer_timing",
+        "receiving_money",
+        "transfer_into_account",
+        "getting_spare_card",
+        "order_physical_card",
+        "activate_my_card",
+        "country_support",
+        "apple_pay_or_google_pay",
+        "verify_my_identity",
+        "change_pin",
+        "check_payment_methods",
+        "check_refund_policy",
+        "delivery_options",
+        "delivery_period",
+        "place_order",
+        "track_order",
+        "check_invoice",
+        "get_invoice",
+        "create_account",
+        "set_up_shipping_address",
+        "change_shipping_address",
+        "newsletter_subscription",
+        "edit_account",
+        "check_cancellation_fee",
     }
 )
 
@@ -264,7 +321,9 @@ def load_goemotions(root: Path, split: str) -> list[Example]:
         parts = row.split("\t")
         if len(parts) < 2:
             continue
-        mapped = {GOEMOTIONS_MAP[names[int(i)]] for i in parts[1].split(",") if names[int(i)] in GOEMOTIONS_MAP}
+        mapped = {
+            GOEMOTIONS_MAP[names[int(i)]] for i in parts[1].split(",") if names[int(i)] in GOEMOTIONS_MAP
+        }
         if mapped and parts[0].strip():
             out.append(Example(parts[0].strip(), "emotion", labels=_ordered(mapped), source="goemotions"))
     return out
@@ -295,7 +354,12 @@ def load_tweeteval_emotion(root: Path, split: str = "train") -> list[Example]:
     names = _mapping(folder / "mapping.txt")
     texts, labels = _lines(folder / f"{split}_text.txt"), _lines(folder / f"{split}_labels.txt")
     return [
-        Example(t.strip(), "emotion", labels=(TWEETEVAL_EMOTION_MAP[names[y.strip()]],), source="tweeteval_emotion")
+        Example(
+            t.strip(),
+            "emotion",
+            labels=(TWEETEVAL_EMOTION_MAP[names[y.strip()]],),
+            source="tweeteval_emotion",
+        )
         for t, y in zip(texts, labels, strict=True)
     ]
 

@@ -57,8 +57,10 @@ class OnnxScorer:
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         outputs = [o.name for o in self.session.get_outputs()]
-        result = {name: np.zeros((len(texts), o.shape[-1]), np.float32)
-                  for name, o in zip(outputs, self.session.get_outputs(), strict=True)}
+        result = {
+            name: np.zeros((len(texts), o.shape[-1]), np.float32)
+            for name, o in zip(outputs, self.session.get_outputs(), strict=True)
+        }
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
             width = max(len(encodings[i].ids) for i in rows)
@@ -87,12 +89,15 @@ def eval_sets(recipe: Recipe) -> list[EvalSet]:
         EvalSet("intent_clinc_in_scope", "intent", by("intent", "clinc")),
         EvalSet("intent_clinc_oos", "intent", by("intent", "clinc_oos", "clinc_other_domains")),
         EvalSet("sentiment_tweeteval", "sentiment", by("sentiment", "tweeteval_sentiment")),
-        EvalSet("sentiment_service_requests", "sentiment",
-                service_sentiment(by("intent", "banking77", "bitext"))),
+        EvalSet(
+            "sentiment_service_requests", "sentiment", service_sentiment(by("intent", "banking77", "bitext"))
+        ),
         EvalSet("emotion_goemotions", "emotion", by("emotion", "goemotions")),
     ]
-    sets.extend(EvalSet(f"{e.head}_user", e.head, [x for x in val if x.source == e.source])
-                for e in {x.source: x for x in val if x.source.endswith(".csv")}.values())
+    sets.extend(
+        EvalSet(f"{e.head}_user", e.head, [x for x in val if x.source == e.source])
+        for e in {x.source: x for x in val if x.source.endswith(".csv")}.values()
+    )
     return [s for s in sets if s.examples]
 
 
@@ -100,7 +105,9 @@ def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic calibration / report index split of ``n`` rows."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(sorted(order[n // 2 :]), dtype=np.int64)
+    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(
+        sorted(order[n // 2 :]), dtype=np.int64
+    )
 
 
 def targets(examples: list[Example], head: str) -> np.ndarray:
@@ -120,7 +127,7 @@ def single_label_report(y: np.ndarray, logits: np.ndarray, head: str, temperatur
     n = len(LABELS[head])
     probs = m.softmax(logits, temperature)
     pred = probs.argmax(1)
-    precision, recall, f1, support = m.per_class(y, pred, n)
+    precision, recall, _f1, support = m.per_class(y, pred, n)
     present = [i for i in range(n) if support[i] > 0 or (pred == i).any()]
     conf = probs.max(1)
     return {
@@ -130,12 +137,20 @@ def single_label_report(y: np.ndarray, logits: np.ndarray, head: str, temperatur
         "macro_recall": m.macro_recall(y, pred, n),
         "ece": m.ece(conf, pred == y),
         "ece_uncalibrated": m.ece(m.softmax(logits).max(1), m.softmax(logits).argmax(1) == y),
-        "per_class": {LABELS[head][i]: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
-                                        "support": int(support[i])} for i in present},
+        "per_class": {
+            LABELS[head][i]: {
+                "precision": round(float(precision[i]), 4),
+                "recall": round(float(recall[i]), 4),
+                "support": int(support[i]),
+            }
+            for i in present
+        },
     }
 
 
-def emotion_report(y: np.ndarray, logits: np.ndarray, temperature: float, thresholds: np.ndarray) -> dict[str, Any]:
+def emotion_report(
+    y: np.ndarray, logits: np.ndarray, temperature: float, thresholds: np.ndarray
+) -> dict[str, Any]:
     """Macro-F1 with tuned thresholds (and flat 0.5), per-label P/R/F1, ECE over label decisions."""
     probs = m.sigmoid(logits, temperature)
     pred = probs >= thresholds
@@ -151,9 +166,15 @@ def emotion_report(y: np.ndarray, logits: np.ndarray, temperature: float, thresh
         "macro_f1_flat_0_5": flat,
         "ece": m.ece(probs.ravel(), y.ravel()),
         "ece_uncalibrated": m.ece(m.sigmoid(logits).ravel(), y.ravel()),
-        "per_label": {label: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
-                              "f1": round(float(f1[i]), 4), "support": int(t[:, i].sum())}
-                      for i, label in enumerate(LABELS["emotion"])},
+        "per_label": {
+            label: {
+                "precision": round(float(precision[i]), 4),
+                "recall": round(float(recall[i]), 4),
+                "f1": round(float(f1[i]), 4),
+                "support": int(t[:, i].sum()),
+            }
+            for i, label in enumerate(LABELS["emotion"])
+        },
     }
 
 
@@ -171,7 +192,9 @@ def intent_extra(examples: list[Example], logits: np.ndarray, temperature: float
     return out
 
 
-def calibrate(sets: list[EvalSet], logits: dict[str, np.ndarray], seed: int) -> tuple[dict[str, float], np.ndarray]:
+def calibrate(
+    sets: list[EvalSet], logits: dict[str, np.ndarray], seed: int
+) -> tuple[dict[str, float], np.ndarray]:
     """Fit temperatures (all heads) and emotion thresholds on the calibration halves."""
     temps: dict[str, float] = {}
     thresholds = np.full(len(LABELS["emotion"]), 0.5)
@@ -188,8 +211,13 @@ def calibrate(sets: list[EvalSet], logits: dict[str, np.ndarray], seed: int) -> 
     return temps, thresholds
 
 
-def report(sets: list[EvalSet], logits: dict[str, np.ndarray], temps: dict[str, float], thresholds: np.ndarray,
-           seed: int) -> dict[str, Any]:
+def report(
+    sets: list[EvalSet],
+    logits: dict[str, np.ndarray],
+    temps: dict[str, float],
+    thresholds: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
     """Metrics on the report halves for every evaluation set."""
     out: dict[str, Any] = {}
     for s in sets:
@@ -237,12 +265,15 @@ def headline(rep: dict[str, Any]) -> dict[str, float]:
     """The figures the quality bars are stated in."""
     out = {f"{k}.{v}": round(float(rep[k][v]), 4) for k, v in HEADLINE.items() if k in rep and v in rep[k]}
     if "sentiment_service_requests" in rep:
-        out["sentiment_service_requests.negative_recall"] = rep["sentiment_service_requests"]["per_class"].get(
-            "negative", {}).get("recall", 0.0)
+        out["sentiment_service_requests.negative_recall"] = (
+            rep["sentiment_service_requests"]["per_class"].get("negative", {}).get("recall", 0.0)
+        )
     return out
 
 
-def evaluate(run_dir: Path, pack_dir: Path, *, compare_presets: bool = True, figures: bool = True) -> dict[str, Any]:
+def evaluate(
+    run_dir: Path, pack_dir: Path, *, compare_presets: bool = True, figures: bool = True
+) -> dict[str, Any]:
     """Evaluate the pack against its fp32 graph, calibrate it, and rewrite its manifest and card."""
     summary = json.loads((run_dir / "train_summary.json").read_text())
     recipe = Recipe(**summary["recipe"])
@@ -267,15 +298,19 @@ def evaluate(run_dir: Path, pack_dir: Path, *, compare_presets: bool = True, fig
                 quantize(fp32, path, preset)
                 lg = score_all(OnnxScorer(path, tokenizer, graph.max_length), sets)
                 t, th = calibrate(sets, lg, seed)
-                presets[preset] = {"agreement_with_fp32": agreement(fp32_logits, lg, sets),
-                                   "headline": headline(report(sets, lg, t, th, seed))}
+                presets[preset] = {
+                    "agreement_with_fp32": agreement(fp32_logits, lg, sets),
+                    "headline": headline(report(sets, lg, t, th, seed)),
+                }
     results = {
         "int8": rep_int8,
         "fp32": rep_fp32,
         "headline": {"int8": headline(rep_int8), "fp32": headline(rep_fp32)},
         "agreement_int8_vs_fp32": agreement(fp32_logits, int8_logits, sets),
-        "calibration": {"temperatures": temps, "emotion_thresholds": dict(zip(LABELS["emotion"],
-                                                                              thresholds.round(3).tolist(), strict=True))},
+        "calibration": {
+            "temperatures": temps,
+            "emotion_thresholds": dict(zip(LABELS["emotion"], thresholds.round(3).tolist(), strict=True)),
+        },
         "presets": presets,
         "training": {k: summary[k] for k in ("best_step", "best_score", "train_seconds", "threads")},
     }
@@ -297,21 +332,38 @@ def evaluate(run_dir: Path, pack_dir: Path, *, compare_presets: bool = True, fig
     return results
 
 
-def _calibrated_manifest(manifest: Manifest, temps: dict[str, float], thresholds: np.ndarray,
-                         results: dict[str, Any], extra_files: list[str]) -> Manifest:
+def _calibrated_manifest(
+    manifest: Manifest,
+    temps: dict[str, float],
+    thresholds: np.ndarray,
+    results: dict[str, Any],
+    extra_files: list[str],
+) -> Manifest:
     heads = {}
     for name, spec in manifest.heads.items():
-        th = dict(zip(LABELS["emotion"], [round(float(x), 3) for x in thresholds], strict=True)) \
-            if name == "emotion" else spec.thresholds
-        heads[name] = HeadSpec(graph=spec.graph, output=spec.output, kind=spec.kind, labels=spec.labels,
-                               temperature=round(temps.get(name, spec.temperature), 4), thresholds=th,
-                               source=spec.source)
+        th = (
+            dict(zip(LABELS["emotion"], [round(float(x), 3) for x in thresholds], strict=True))
+            if name == "emotion"
+            else spec.thresholds
+        )
+        heads[name] = HeadSpec(
+            graph=spec.graph,
+            output=spec.output,
+            kind=spec.kind,
+            labels=spec.labels,
+            temperature=round(temps.get(name, spec.temperature), 4),
+            thresholds=th,
+            source=spec.source,
+        )
     files = dict(manifest.files)
     for f in [*extra_files, "MODEL_CARD.md"]:
         files[f] = files.get(f) or FileEntry("", 0)
-    metrics = {**manifest.metrics, "headline": results["headline"],
-               "agreement_int8_vs_fp32": results["agreement_int8_vs_fp32"],
-               "ece": {k: round(float(v["ece"]), 4) for k, v in results["int8"].items()}}
+    metrics = {
+        **manifest.metrics,
+        "headline": results["headline"],
+        "agreement_int8_vs_fp32": results["agreement_int8_vs_fp32"],
+        "ece": {k: round(float(v["ece"]), 4) for k, v in results["int8"].items()},
+    }
     fields = {f: getattr(manifest, f) for f in manifest.__struct_fields__}
     fields.update(heads=heads, files=files, metrics=metrics)
     return Manifest(**fields)

@@ -32,8 +32,15 @@ def _confusion_png(matrix: np.ndarray, labels: list[str], title: str, path: Path
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if matrix[i, j]:
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(matrix[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -55,8 +62,14 @@ def _reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
     plt.close(fig)
 
 
-def write_all(pack_dir: Path, sets: list[Any], logits: dict[str, np.ndarray], temps: dict[str, float],
-              thresholds: np.ndarray, seed: int) -> list[str]:
+def write_all(
+    pack_dir: Path,
+    sets: list[Any],
+    logits: dict[str, np.ndarray],
+    temps: dict[str, float],
+    thresholds: np.ndarray,
+    seed: int,
+) -> list[str]:
     """Write every figure for the report halves; returns paths relative to the pack."""
     from export.evaluate import halves, targets
 
@@ -70,8 +83,12 @@ def write_all(pack_dir: Path, sets: list[Any], logits: dict[str, np.ndarray], te
         z = logits[s.name][rep]
         if s.name == "sentiment_tweeteval":
             probs = m.softmax(z, temps["sentiment"])
-            _confusion_png(m.confusion(y, probs.argmax(1), 3), LABELS["sentiment"], "sentiment (TweetEval val)",
-                           out_dir / "confusion_sentiment.png")
+            _confusion_png(
+                m.confusion(y, probs.argmax(1), 3),
+                LABELS["sentiment"],
+                "sentiment (TweetEval val)",
+                out_dir / "confusion_sentiment.png",
+            )
             written.append(f"{FIG_DIR}/confusion_sentiment.png")
             curves["sentiment"] = (probs.max(1), probs.argmax(1) == y)
         elif s.name == "intent_all":
@@ -80,8 +97,12 @@ def write_all(pack_dir: Path, sets: list[Any], logits: dict[str, np.ndarray], te
             cat = {c: i for i, c in enumerate(CATEGORIES)}
             yc = np.array([cat[category_of(LABELS["intent"][i])] for i in y])
             pc = np.array([cat[category_of(LABELS["intent"][i])] for i in pred])
-            _confusion_png(m.confusion(yc, pc, len(CATEGORIES)), list(CATEGORIES),
-                           "intent, by contact-reason category", out_dir / "confusion_intent_categories.png")
+            _confusion_png(
+                m.confusion(yc, pc, len(CATEGORIES)),
+                list(CATEGORIES),
+                "intent, by contact-reason category",
+                out_dir / "confusion_intent_categories.png",
+            )
             written.append(f"{FIG_DIR}/confusion_intent_categories.png")
             curves["intent"] = (probs.max(1), pred == y)
         elif s.name == "emotion_goemotions":
@@ -105,7 +126,7 @@ def _emotion_png(matrix: np.ndarray, labels: list[str], path: Path) -> None:
         ax.imshow(cm / max(1, cm.sum()), cmap="Blues")
         for i in range(2):
             for j in range(2):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8)
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.set_xticks([0, 1], ["no", "yes"])
         ax.set_yticks([0, 1], ["no", "yes"])

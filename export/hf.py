@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -35,8 +36,12 @@ class _Logits(nn.Module):
 
 def map_labels(id2label: dict[int, str], head: str, mapping: dict[str, str]) -> list[str]:
     """Checkpoint labels in output order, renamed by ``mapping``; all must be in the head's label set."""
-    labels = [mapping.get(id2label[i], id2label[i]).lower() if head != "intent" else
-              mapping.get(id2label[i], id2label[i]) for i in range(len(id2label))]
+    labels = [
+        mapping.get(id2label[i], id2label[i]).lower()
+        if head != "intent"
+        else mapping.get(id2label[i], id2label[i])
+        for i in range(len(id2label))
+    ]
     unknown = [x for x in labels if x not in LABELS[head]]
     if unknown:
         raise ValueError(
@@ -48,16 +53,26 @@ def map_labels(id2label: dict[int, str], head: str, mapping: dict[str, str]) -> 
     return labels
 
 
-def export_hf(checkpoint: str, head: str, pack_dir: Path, *, label_map: dict[str, str] | None = None,
-              kind: str | None = None, max_length: int = 128, preset: str = "portable",
-              tolerance: float = 1e-3) -> Manifest:
+def export_hf(
+    checkpoint: str,
+    head: str,
+    pack_dir: Path,
+    *,
+    label_map: dict[str, str] | None = None,
+    kind: str | None = None,
+    max_length: int = 128,
+    preset: str = "portable",
+    tolerance: float = 1e-3,
+) -> Manifest:
     """Add ``checkpoint`` to the pack at ``pack_dir`` as the model that serves ``head``."""
     if head not in LABELS:
         raise ValueError(f"head must be one of {sorted(LABELS)}, got {head!r}")
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("the checkpoint needs a fast tokenizer (tokenizer.json) to be served without transformers")
+        raise ValueError(
+            "the checkpoint needs a fast tokenizer (tokenizer.json) to be served without transformers"
+        )
     labels = map_labels({int(k): v for k, v in model.config.id2label.items()}, head, label_map or {})
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
     key = f"{head}_hf"
@@ -67,10 +82,17 @@ def export_hf(checkpoint: str, head: str, pack_dir: Path, *, label_map: dict[str
         fp32 = Path(tmp) / "model.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                _Logits(model, names).eval(), tuple(sample[n] for n in names), str(fp32),
-                input_names=names, output_names=[f"{head}_logits"],
-                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, f"{head}_logits": {0: "batch"}},
-                opset_version=17, dynamo=False,
+                _Logits(model, names).eval(),
+                tuple(sample[n] for n in names),
+                str(fp32),
+                input_names=names,
+                output_names=[f"{head}_logits"],
+                dynamic_axes={
+                    **{n: {0: "batch", 1: "sequence"} for n in names},
+                    f"{head}_logits": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
             )
             expected = model(**{n: sample[n] for n in names}).logits.numpy()
         got = ort.InferenceSession(str(fp32)).run(None, {n: sample[n].numpy() for n in names})[0]
@@ -80,11 +102,19 @@ def export_hf(checkpoint: str, head: str, pack_dir: Path, *, label_map: dict[str
         quantize(fp32, pack_dir / graph_file, preset)
     tokenizer.backend_tokenizer.save(str(pack_dir / tok_file))
     manifest = read_manifest(pack_dir)
-    graphs = {**manifest.graphs, key: GraphSpec(file=graph_file, inputs=names, tokenizer=tok_file,
-                                                max_length=max_length)}
-    spec = HeadSpec(graph=key, output=f"{head}_logits", kind=kind or KINDS[head], labels=labels,  # type: ignore[arg-type]
-                    thresholds={x: 0.5 for x in labels} if (kind or KINDS[head]) == "sigmoid" else {},
-                    source=f"hf:{checkpoint}")
+    graphs = {
+        **manifest.graphs,
+        key: GraphSpec(file=graph_file, inputs=names, tokenizer=tok_file, max_length=max_length),
+    }
+    head_kind: Literal["softmax", "sigmoid"] = "sigmoid" if (kind or KINDS[head]) == "sigmoid" else "softmax"
+    spec = HeadSpec(
+        graph=key,
+        output=f"{head}_logits",
+        kind=head_kind,
+        labels=labels,
+        thresholds={x: 0.5 for x in labels} if head_kind == "sigmoid" else {},
+        source=f"hf:{checkpoint}",
+    )
     files = {**manifest.files, graph_file: FileEntry("", 0), tok_file: FileEntry("", 0)}
     fields = {f: getattr(manifest, f) for f in manifest.__struct_fields__}
     fields.update(graphs=graphs, heads={**manifest.heads, head: spec}, files=files)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -25,7 +27,9 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
     return matrix
 
 
-def per_class(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall, F1 and support per class (0 where undefined)."""
     m = confusion(y_true, y_pred, n)
     tp = np.diag(m).astype(float)
@@ -68,18 +72,20 @@ def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
     """Expected calibration error with equal-width confidence bins."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             total += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
     return float(total)
 
 
-def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> list[tuple[float, float, int]]:
+def reliability(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 15
+) -> list[tuple[float, float, int]]:
     """(mean confidence, accuracy, count) per non-empty bin, for the reliability diagram."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             out.append((float(confidence[inside].mean()), float(correct[inside].mean()), int(inside.sum())))

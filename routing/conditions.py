@@ -130,7 +130,8 @@ def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _kind(v: object) -> str:
+def describe_kind(v: object) -> str:
+    """How a policy error names a value's type: "a number", "a table", ..."""
     if isinstance(v, bool):
         return "a boolean"
     if isinstance(v, int | float):
@@ -169,7 +170,7 @@ def parse_condition(raw: object, path: str, where: str, errors: list[str]) -> Co
 
 def _parse(raw: object, path: str, err: _Errors) -> Condition | None:
     if not isinstance(raw, dict):
-        err.add(path, f"a condition must be a table, got {_kind(raw)}")
+        err.add(path, f"a condition must be a table, got {describe_kind(raw)}")
         return None
     groups = [k for k in ("all", "any", "not") if k in raw]
     if groups:
@@ -186,7 +187,7 @@ def _parse_group(kind: str, raw: object, path: str, err: _Errors) -> Condition |
         item = _parse(raw, path, err)
         return Not(path, item) if item is not None else None
     if not isinstance(raw, list) or not raw:
-        err.add(path, f"'{kind}' needs a non-empty list of conditions, got {_kind(raw)}")
+        err.add(path, f"'{kind}' needs a non-empty list of conditions, got {describe_kind(raw)}")
         return None
     items = [_parse(entry, f"{path}[{i}]", err) for i, entry in enumerate(raw)]
     parsed = tuple(item for item in items if item is not None)
@@ -207,7 +208,7 @@ def _parse_leaf(raw: dict[str, object], path: str, err: _Errors) -> Leaf | None:
         err.add(f"{path}.signal", "missing: a condition names a signal, or is an all / any / not group")
         return None
     if not isinstance(signal, str):
-        err.add(f"{path}.signal", f"must be a string, got {_kind(signal)}")
+        err.add(f"{path}.signal", f"must be a string, got {describe_kind(signal)}")
         return None
     spec = signal_spec(signal)
     if spec is None:
@@ -235,27 +236,29 @@ def _check_value(
 ) -> str | None:
     free = domain is None and type_ == "string" and signal.startswith("customer.attributes.")
     if op == "present":
-        return None if isinstance(value, bool) else f"'present' takes true or false, got {_kind(value)}"
+        return (
+            None if isinstance(value, bool) else f"'present' takes true or false, got {describe_kind(value)}"
+        )
     if op in ("lt", "le", "gt", "ge"):
         if type_ != "number" and not free:
             return f"'{op}' compares numbers, but {signal} is {type_}"
-        return None if _is_number(value) else f"'{op}' needs a number, got {_kind(value)}"
+        return None if _is_number(value) else f"'{op}' needs a number, got {describe_kind(value)}"
     if op == "contains":
         if type_ != "labels" and not free:
             return f"'contains' tests a list signal, but {signal} is {type_}; use eq or in"
         if not isinstance(value, str):
-            return f"'contains' needs a string, got {_kind(value)}"
+            return f"'contains' needs a string, got {describe_kind(value)}"
         return _check_label(signal, domain, value)
     if type_ == "labels":
         return f"{signal} is a list of labels; test it with contains"
     if op in ("in", "not_in"):
         if not isinstance(value, list) or not value:
-            return f"'{op}' needs a non-empty list, got {_kind(value)}"
+            return f"'{op}' needs a non-empty list, got {describe_kind(value)}"
         for item in value:
             problem = _check_scalar(signal, type_, domain, item, free)
             if problem:
                 return problem
-        kinds = {_kind(item) for item in value}
+        kinds = {describe_kind(item) for item in value}
         return None if len(kinds) == 1 else f"'{op}' list mixes {' and '.join(sorted(kinds))}"
     return _check_scalar(signal, type_, domain, value, free)
 
@@ -265,13 +268,13 @@ def _check_scalar(
 ) -> str | None:
     if free:
         ok = isinstance(value, str | bool) or _is_number(value)
-        return None if ok else f"needs a string, number or boolean, got {_kind(value)}"
+        return None if ok else f"needs a string, number or boolean, got {describe_kind(value)}"
     if type_ == "number":
-        return None if _is_number(value) else f"{signal} is a number, got {_kind(value)}"
+        return None if _is_number(value) else f"{signal} is a number, got {describe_kind(value)}"
     if type_ == "bool":
-        return None if isinstance(value, bool) else f"{signal} is true or false, got {_kind(value)}"
+        return None if isinstance(value, bool) else f"{signal} is true or false, got {describe_kind(value)}"
     if not isinstance(value, str):
-        return f"{signal} is a string, got {_kind(value)}"
+        return f"{signal} is a string, got {describe_kind(value)}"
     return _check_label(signal, domain, value)
 
 

@@ -170,7 +170,7 @@ def _active_guardrails(signals: ConversationSignals, facts: dict[str, Value]) ->
     # The customer's opening turn with no reason in it ("hi") is not an unclear
     # reason yet: the bot's job at that point is to ask what they need. From
     # the second customer turn on, no reason means out of scope.
-    opening = signals.reason.status == "none" and (facts["turns.customer"] or 0) <= 1
+    opening = signals.reason.status == "none" and signals.customer.turns <= 1
     if facts["reason.confident"] is not True and not opening:
         reason = signals.reason
         active.append(

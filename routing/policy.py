@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from routing.churn import ChurnConfig
-from routing.conditions import AllOf, Condition, parse_condition
+from routing.conditions import AllOf, Condition, describe_kind, parse_condition
 from routing.errors import PolicyError
 from routing.signals import SignalConfig
 from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS
@@ -240,20 +240,6 @@ def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _kind(v: object) -> str:
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int | float):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "a table"
-    return type(v).__name__
-
-
 class _Loader:
     """Walks the parsed document once, collecting every error."""
 
@@ -276,7 +262,7 @@ class _Loader:
     def table(self, where: str, raw: object, path: str) -> dict[str, Any] | None:
         if isinstance(raw, dict):
             return raw
-        self.err(where, path, f"must be a table, got {_kind(raw)}")
+        self.err(where, path, f"must be a table, got {describe_kind(raw)}")
         return None
 
     def string(self, where: str, raw: dict[str, Any], key: str, prefix: str, *, required: bool) -> str | None:
@@ -286,7 +272,7 @@ class _Loader:
             return None
         value = raw[key]
         if not isinstance(value, str):
-            self.err(where, f"{prefix}{key}", f"must be a string, got {_kind(value)}")
+            self.err(where, f"{prefix}{key}", f"must be a string, got {describe_kind(value)}")
             return None
         return value
 
@@ -449,7 +435,7 @@ class _Loader:
             ok = False
         if queue is not None:
             if not isinstance(queue, str):
-                self.err(where, f"{prefix}queue", f"must be a string, got {_kind(queue)}")
+                self.err(where, f"{prefix}queue", f"must be a string, got {describe_kind(queue)}")
                 ok = False
             elif queue == REASON_QUEUE:
                 self.uses_reason_queue.append(
@@ -559,14 +545,14 @@ class _Loader:
         taken: set[str] | None = None,
     ) -> list[Rule]:
         if not isinstance(raw, list):
-            self.err(where_prefix, path, f"must be an array of tables ([[{path}]]), got {_kind(raw)}")
+            self.err(where_prefix, path, f"must be an array of tables ([[{path}]]), got {describe_kind(raw)}")
             return []
         rules: list[Rule] = []
         seen: dict[str, int] = {}
         for number, body in enumerate(raw, start=1):
             where = f"{where_prefix}rule #{number}"
             if not isinstance(body, dict):
-                self.err(where, path, f"each rule must be a table, got {_kind(body)}")
+                self.err(where, path, f"each rule must be a table, got {describe_kind(body)}")
                 continue
             rule_id = body.get("id")
             if isinstance(rule_id, str) and _ID.match(rule_id):
@@ -609,7 +595,9 @@ class _Loader:
         raw = self.doc.get("priority_boosts", [])
         if not isinstance(raw, list):
             self.err(
-                "", "priority_boosts", f"must be an array of tables ([[priority_boosts]]), got {_kind(raw)}"
+                "",
+                "priority_boosts",
+                f"must be an array of tables ([[priority_boosts]]), got {describe_kind(raw)}",
             )
             return []
         out: list[Boost] = []
@@ -617,7 +605,7 @@ class _Loader:
         for number, body in enumerate(raw, start=1):
             where = f"priority boost #{number}"
             if not isinstance(body, dict):
-                self.err(where, "priority_boosts", f"each boost must be a table, got {_kind(body)}")
+                self.err(where, "priority_boosts", f"each boost must be a table, got {describe_kind(body)}")
                 continue
             boost_id = body.get("id")
             if isinstance(boost_id, str) and _ID.match(boost_id):
@@ -689,7 +677,7 @@ class _Loader:
     ) -> Variant | None:
         where = f"variant #{number}"
         if not isinstance(body, dict):
-            self.err(where, "experiment.variants", f"each variant must be a table, got {_kind(body)}")
+            self.err(where, "experiment.variants", f"each variant must be a table, got {describe_kind(body)}")
             return None
         variant_id = body.get("id")
         if isinstance(variant_id, str) and _ID.match(variant_id):

@@ -5,6 +5,7 @@
 ``policy check`` validate a policy file
 ``export``       write closed (or all given) conversations from the store as JSONL
 ``keygen``       make an API key and the hash to put in SWITCHBOARD_API_KEYS
+``pack``         build model packs (the ``python -m export`` pipeline)
 
 Exit codes: 0 ok, 1 a checked input is invalid, 2 usage/configuration error.
 """
@@ -29,8 +30,11 @@ from service.settings import Settings, env_table, hash_api_key
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``switchboard`` console script; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["pack"]:
+        return _pack(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         return int(args.handler(args))
     except SettingsError as exc:
@@ -80,7 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="make an API key and its SWITCHBOARD_API_KEYS entry")
     keygen.add_argument("--name", default="default", help="a name for logs and metrics")
     keygen.set_defaults(handler=_keygen)
+
+    # Listed for --help only: main() hands `pack ...` to the export pipeline before parsing.
+    sub.add_parser(
+        "pack", help="build model packs: train, onnx, quantize, hf, evaluate (needs the [export] extra)"
+    )
     return parser
+
+
+def _pack(arguments: list[str]) -> int:
+    """Hand over to ``python -m export`` (imported only here: it needs torch)."""
+    from export.cli import main as export_main
+
+    return export_main(arguments)
 
 
 # ---- serve -----------------------------------------------------------------------------------------

@@ -13,11 +13,23 @@ B77 = {
     "card_arrival": ["my card has not arrived yet", "where is my new card", "still waiting on my card"],
     "request_refund": ["I want my money back", "please refund my purchase", "can I get a refund"],
     "terminate_account": ["close my account now", "I want to delete my account", "how do I close my account"],
-    "exchange_rate": ["what is the exchange rate", "how much is one euro in dollars", "current exchange rates?"],
+    "exchange_rate": [
+        "what is the exchange rate",
+        "how much is one euro in dollars",
+        "current exchange rates?",
+    ],
 }
 BITEXT = {
-    "contact_human_agent": ["let me talk to a person", "I need a human agent", "connect me to a representative"],
-    "complaint": ["I want to file a complaint", "your service is terrible, I'm complaining", "lodge a complaint"],
+    "contact_human_agent": [
+        "let me talk to a person",
+        "I need a human agent",
+        "connect me to a representative",
+    ],
+    "complaint": [
+        "I want to file a complaint",
+        "your service is terrible, I'm complaining",
+        "lodge a complaint",
+    ],
     "track_order": ["where is my order {{Order Number}}", "track my order", "has my order shipped"],
 }
 CLINC_IN = {
@@ -25,10 +37,36 @@ CLINC_IN = {
     "balance": ["what is my balance", "how much money do i have", "check my balance"],
 }
 CLINC_OTHER = {"weather": ["will it rain tomorrow", "what's the weather", "is it sunny"]}
-GO_LABELS = ["admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity",
-             "desire", "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear",
-             "gratitude", "grief", "joy", "love", "nervousness", "optimism", "pride", "realization", "relief",
-             "remorse", "sadness", "surprise", "neutral"]
+GO_LABELS = [
+    "admiration",
+    "amusement",
+    "anger",
+    "annoyance",
+    "approval",
+    "caring",
+    "confusion",
+    "curiosity",
+    "desire",
+    "disappointment",
+    "disapproval",
+    "disgust",
+    "embarrassment",
+    "excitement",
+    "fear",
+    "gratitude",
+    "grief",
+    "joy",
+    "love",
+    "nervousness",
+    "optimism",
+    "pride",
+    "realization",
+    "relief",
+    "remorse",
+    "sadness",
+    "surprise",
+    "neutral",
+]
 
 
 def _write(path: Path, text: str) -> None:
@@ -52,8 +90,10 @@ def write_tiny_data(root: Path) -> Path:
         "oos_val": [["who won the game", "oos"]],
     }
     _write(root / "clinc150" / "data_full.json", json.dumps(clinc))
-    _write(root / "clinc150" / "domains.json", json.dumps({"banking": ["balance"], "credit_cards": ["report_lost_card"],
-                                                           "weather": ["weather"]}))
+    _write(
+        root / "clinc150" / "domains.json",
+        json.dumps({"banking": ["balance"], "credit_cards": ["report_lost_card"], "weather": ["weather"]}),
+    )
     tweets = [
         ("1", "negative", "this is awful \\u002c I hate it"),
         ("2", "positive", "love it, great service"),
@@ -63,7 +103,10 @@ def write_tiny_data(root: Path) -> Path:
     ] * 1
     body = "\n".join("\t".join(t) for t in tweets)
     _write(root / "semeval2017_task4a" / "twitter-2013train-A.tsv", body + "\n")
-    _write(root / "semeval2017_task4a" / "twitter-2016dev-A.tsv", "5\tneutral\tjust a normal tuesday\n6\tbogus\tx\n")
+    _write(
+        root / "semeval2017_task4a" / "twitter-2016dev-A.tsv",
+        "5\tneutral\tjust a normal tuesday\n6\tbogus\tx\n",
+    )
     for split, n in (("val", 6),):
         texts = ["meh ok", "so angry right now", "thank you!"] * (n // 3)
         labels = ["1", "0", "2"] * (n // 3)
@@ -73,14 +116,26 @@ def write_tiny_data(root: Path) -> Path:
     _write(root / "sst2" / "train.tsv", "label\tsentence\n0\ta dull film\n1\ta joyous ride\n")
     _write(root / "goemotions" / "labels.txt", "\n".join(GO_LABELS) + "\n")
     go = [
-        ("thanks a lot!", "15"), ("this is so annoying", "3"), ("why would they do that?", "7"),
-        ("I'm scared and nervous", "14,19"), ("ok", "27"), ("wow what a surprise", "26"),
-        ("so sad to hear", "25"), ("you are amazing", "0,17"), ("I don't get it", "6"), ("disgusting", "11"),
+        ("thanks a lot!", "15"),
+        ("this is so annoying", "3"),
+        ("why would they do that?", "7"),
+        ("I'm scared and nervous", "14,19"),
+        ("ok", "27"),
+        ("wow what a surprise", "26"),
+        ("so sad to hear", "25"),
+        ("you are amazing", "0,17"),
+        ("I don't get it", "6"),
+        ("disgusting", "11"),
     ]
     body = "\n".join(f"{t}\t{ids}\tc{i}" for i, (t, ids) in enumerate(go * 3))
     _write(root / "goemotions" / "train.tsv", body + "\n")
-    _write(root / "goemotions" / "dev.tsv", "\n".join(f"{t}\t{ids}\td{i}" for i, (t, ids) in enumerate(go)) + "\n")
-    _write(root / "dair_emotion" / "train.txt", "i feel great;joy\ni am so afraid;fear\nwhat a twist;surprise\n")
+    _write(
+        root / "goemotions" / "dev.tsv",
+        "\n".join(f"{t}\t{ids}\td{i}" for i, (t, ids) in enumerate(go)) + "\n",
+    )
+    _write(
+        root / "dair_emotion" / "train.txt", "i feel great;joy\ni am so afraid;fear\nwhat a twist;surprise\n"
+    )
     _write(root / "tweeteval" / "emotion" / "mapping.txt", "0\tanger\n1\tjoy\n2\toptimism\n3\tsadness\n")
     _write(root / "tweeteval" / "emotion" / "train_text.txt", "grr\nyay\nhope so\nsigh\n")
     _write(root / "tweeteval" / "emotion" / "train_labels.txt", "0\n1\n2\n3\n")

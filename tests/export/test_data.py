@@ -12,7 +12,12 @@ from routing.taxonomy import INTENT_LABELS, OUT_OF_SCOPE
 
 def test_banking77_keeps_original_names(tiny_data: Path) -> None:
     examples = d.load_banking77(tiny_data)
-    assert {e.label for e in examples} == {"card_arrival", "request_refund", "terminate_account", "exchange_rate"}
+    assert {e.label for e in examples} == {
+        "card_arrival",
+        "request_refund",
+        "terminate_account",
+        "exchange_rate",
+    }
     assert all(e.head == "intent" and e.source == "banking77" for e in examples)
 
 
@@ -80,8 +85,11 @@ def test_user_csv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("words,label\nx,neutral\n", "expected a header"), ("text,label\n,neutral\n", ":2: empty text"),
-     ("text,label\nhi,happy\n", ":2: unknown sentiment label 'happy'")],
+    [
+        ("words,label\nx,neutral\n", "expected a header"),
+        ("text,label\n,neutral\n", ":2: empty text"),
+        ("text,label\nhi,happy\n", ":2: unknown sentiment label 'happy'"),
+    ],
 )
 def test_user_csv_errors_name_the_row(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.csv"
@@ -104,7 +112,12 @@ def test_split_holdout_is_stratified_and_deterministic(tiny_data: Path) -> None:
 
 
 def test_service_sentiment_weak_labels() -> None:
-    examples = [d.Example("card never came", "intent", "card_arrival"), d.Example("rate?", "intent", "exchange_rate"),
-                d.Example("close it", "intent", "terminate_account")]
+    examples = [
+        d.Example("card never came", "intent", "card_arrival"),
+        d.Example("rate?", "intent", "exchange_rate"),
+        d.Example("close it", "intent", "terminate_account"),
+    ]
     assert [(e.text, e.label) for e in d.service_sentiment(examples)] == [
-        ("card never came", "negative"), ("rate?", "neutral")]
+        ("card never came", "negative"),
+        ("rate?", "neutral"),
+    ]

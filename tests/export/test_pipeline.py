@@ -11,15 +11,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from export.evaluate import evaluate  # noqa: E402
-from export.onnx_export import export_checkpoint  # noqa: E402
-from export.pack import build_pack, provenance  # noqa: E402
-from export.quantize import quantize  # noqa: E402
-from export.recipe import Recipe, tiny  # noqa: E402
-from export.train import train  # noqa: E402
-from models.manifest import read_manifest, sha256_file  # noqa: E402
-from models.runtime import Runtime  # noqa: E402
-from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS  # noqa: E402
+from export.evaluate import evaluate
+from export.onnx_export import export_checkpoint
+from export.pack import build_pack, provenance
+from export.quantize import quantize
+from export.recipe import Recipe, tiny
+from export.train import train
+from models.manifest import read_manifest, sha256_file
+from models.runtime import Runtime
+from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
 
 pytestmark = pytest.mark.export
 
@@ -34,10 +34,16 @@ def tiny_pack(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     assert exported["max_abs_diff"] < 1e-4
     quant = quantize(run / "onnx" / "model.fp32.onnx", run / "onnx" / "model.int8.onnx", "portable")
     build_pack(
-        run / "onnx" / "model.int8.onnx", run / "onnx" / "tokenizer.json", pack,
-        inputs=exported["inputs"], max_length=64, name="tiny", version="0.0.1",  # type: ignore[arg-type]
+        run / "onnx" / "model.int8.onnx",
+        run / "onnx" / "tokenizer.json",
+        pack,
+        inputs=exported["inputs"],
+        max_length=64,
+        name="tiny",
+        version="0.0.1",  # type: ignore[arg-type]
         recipe={**summary["recipe"], "backbone": summary["backbone"]},  # type: ignore[dict-item]
-        sources=provenance(summary["data"], tiny_data), quantization=quant,  # type: ignore[arg-type]
+        sources=provenance(summary["data"], tiny_data),
+        quantization=quant,  # type: ignore[arg-type]
     )
     evaluate(run, pack, compare_presets=False)
     return run, pack
@@ -91,9 +97,16 @@ def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: P
     from export.modeling import default_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, num_labels=3, id2label={0: "NEG", 1: "NEU", 2: "POS"},
-                        label2id={"NEG": 0, "NEU": 1, "POS": 2})
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=3,
+        id2label={0: "NEG", 1: "NEU", 2: "POS"},
+        label2id={"NEG": 0, "NEU": 1, "POS": 2},
+    )
     import torch
 
     torch.manual_seed(0)
@@ -105,8 +118,9 @@ def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: P
 
     with pytest.raises(ValueError, match="not sentiment labels"):
         export_hf(str(ckpt), "sentiment", pack)
-    manifest = export_hf(str(ckpt), "sentiment", pack,
-                         label_map={"NEG": "negative", "NEU": "neutral", "POS": "positive"})
+    manifest = export_hf(
+        str(ckpt), "sentiment", pack, label_map={"NEG": "negative", "NEU": "neutral", "POS": "positive"}
+    )
     assert manifest.heads["sentiment"].graph == "sentiment_hf"
     assert manifest.heads["sentiment"].source == f"hf:{ckpt}"
     assert manifest.heads["intent"].graph == "multitask"

@@ -96,3 +96,20 @@ def test_ready_within_three_seconds() -> None:
         return elapsed
 
     assert asyncio.run(start()) < 10  # the 3 s target is measured by the benchmark; this guards regressions
+
+
+def test_committed_manifest_hashes_and_size() -> None:
+    from models.manifest import read_manifest, sha256_file
+
+    manifest = read_manifest(DEFAULT_PACK)
+    assert {"model.int8.onnx", "tokenizer.json", "MODEL_CARD.md"} <= set(manifest.files)
+    for name, entry in manifest.files.items():
+        path = DEFAULT_PACK / name
+        assert path.stat().st_size == entry.bytes, name
+        assert sha256_file(path) == entry.sha256, name
+    total = sum(p.stat().st_size for p in DEFAULT_PACK.rglob("*") if p.is_file())
+    assert total <= 30 * 1024 * 1024
+    assert manifest.heads["emotion"].kind == "sigmoid" and set(manifest.heads["emotion"].thresholds) == set(
+        EMOTION_LABELS
+    )
+    assert all(spec.temperature > 0 for spec in manifest.heads.values())

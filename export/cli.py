@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,16 +124,19 @@ def _cmd_hf(args: argparse.Namespace) -> int:
     from export.hf import export_hf
 
     mapping = dict(item.split("=", 1) for item in args.label_map)
+    if args.out.resolve() != args.pack.resolve():
+        # never edit the source pack (by default the committed one) in place
+        shutil.copytree(args.pack, args.out, dirs_exist_ok=True)
     manifest = export_hf(
         args.checkpoint,
         args.head,
-        args.pack,
+        args.out,
         label_map=mapping,
         kind=args.kind,
         max_length=args.max_length,
         preset=args.preset,
     )
-    print(json.dumps({"pack": str(args.pack), "head": args.head, "labels": manifest.heads[args.head].labels}))
+    print(json.dumps({"pack": str(args.out), "head": args.head, "labels": manifest.heads[args.head].labels}))
     return 0
 
 
@@ -171,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_hf = sub.add_parser("hf", help="serve one head from a Hugging Face sequence-classification checkpoint")
     p_hf.add_argument("checkpoint", help="local path, or hub id where a hub is reachable")
     p_hf.add_argument("--head", required=True, choices=["sentiment", "emotion", "intent"])
-    p_hf.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_hf.add_argument("--pack", type=Path, default=DEFAULT_PACK, help="pack to start from (not modified)")
+    p_hf.add_argument("--out", type=Path, required=True, help="folder of the new mixed pack")
     p_hf.add_argument("--label-map", action="append", default=[], metavar="OLD=NEW")
     p_hf.add_argument("--kind", choices=["softmax", "sigmoid"], default=None)
     p_hf.add_argument("--max-length", type=int, default=128)

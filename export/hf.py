@@ -9,7 +9,6 @@ the multi-task graph.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -121,8 +120,3 @@ def export_hf(
     updated = Manifest(**fields)
     write_manifest(pack_dir, updated)
     return read_manifest(pack_dir)
-
-
-def copy_pack(src: Path, dst: Path) -> None:
-    """Copy a pack folder (so ``hf`` can extend a copy rather than the default pack)."""
-    shutil.copytree(src, dst, dirs_exist_ok=True)

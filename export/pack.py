@@ -110,11 +110,3 @@ def build_pack(
     )
     write_manifest(pack_dir, manifest)
     return read_manifest(pack_dir)
-
-
-def add_files(pack_dir: Path, manifest: Manifest, names: list[str]) -> Manifest:
-    """Return ``manifest`` with ``names`` (relative to the pack) added to its file list."""
-    files = dict(manifest.files)
-    for name in names:
-        files[name] = FileEntry("", (pack_dir / name).stat().st_size)
-    return Manifest(**{**{f: getattr(manifest, f) for f in manifest.__struct_fields__}, "files": files})

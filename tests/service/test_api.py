@@ -144,7 +144,7 @@ def test_analyze_contract(client: TestClient[Any]) -> None:
             assert turn["intent"] is None
     # PII is redacted in everything returned.
     assert turns[1]["text"] == "My card [CARD_NUMBER] was charged twice, mail me at [EMAIL]"
-    assert "4111" not in response.text and "jo@example.com" not in response.text
+    assert "4111 1111" not in response.text and "jo@example.com" not in response.text
     assert turns[1]["ts"] == "2024-05-01T12:00:05Z" and turns[1]["id"] == "t1"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.errors import SettingsError, Unavailable
+from service.store.sqlite import open_sqlite
 
 if TYPE_CHECKING:
     from service.adapters.outbox_store import OutboxStore
@@ -61,16 +62,12 @@ class SqliteRunner:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            target = ":memory:" if self.path is None else str(self.path)
-            # Autocommit: every statement is its own atomic transaction (claims are one UPDATE).
-            conn = sqlite3.connect(target, timeout=10.0, isolation_level=None)
-            if self.path is not None:
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.executescript(self._schema)
+            if self.path is None:
+                # Autocommit: every statement is its own atomic transaction (claims are one UPDATE).
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+                conn.executescript(self._schema)
+            else:
+                conn = open_sqlite(self.path, self._schema)
             self._conn = conn
         return self._conn
 

@@ -23,6 +23,32 @@ from typing import TypeVar
 
 from service.store.base import Record, StoreError, VersionConflict
 
+
+def open_sqlite(path: Path, schema: str, attempts: int = 50) -> sqlite3.Connection:
+    """Open ``path`` in autocommit WAL mode and apply ``schema`` (idempotent DDL).
+
+    Two processes opening a fresh file at once race for the lock that switching
+    to WAL (and the first CREATE) takes; SQLite answers "database is locked" at
+    once there instead of waiting on the busy timeout, so the setup is retried.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: autocommit; every statement is its own atomic transaction.
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=True)
+    conn.execute("PRAGMA busy_timeout=10000")
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(schema)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                conn.close()
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -51,14 +77,7 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: autocommit; each statement below is its own atomic transaction.
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=True)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            self._conn = open_sqlite(self.path, _SCHEMA)
         return self._conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:

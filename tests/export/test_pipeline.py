@@ -90,29 +90,34 @@ def test_runtime_loads_the_exported_pack(tiny_pack: tuple[Path, Path]) -> None:
         assert abs(sum(p.sentiment.probs.values()) - 1) < 1e-4
 
 
-def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
+def tiny_classifier(path: Path, labels: list[str], seed: int) -> Path:
+    """A randomly initialised 32-wide BERT sequence classifier with the backbone's tokenizer."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from export.hf import export_hf
     from export.modeling import default_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=37,
-        num_labels=3,
-        id2label={0: "NEG", 1: "NEU", 2: "POS"},
-        label2id={"NEG": 0, "NEU": 1, "POS": 2},
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
     )
-    import torch
+    torch.manual_seed(seed)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
-    torch.manual_seed(0)
-    ckpt = tmp_path / "ckpt"
-    BertForSequenceClassification(config).save_pretrained(ckpt)
-    tokenizer.save_pretrained(ckpt)
+
+def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
+    from export.hf import export_hf
+
+    ckpt = tiny_classifier(tmp_path / "ckpt", ["NEG", "NEU", "POS"], seed=0)
     pack = tmp_path / "pack"
     shutil.copytree(tiny_pack[1], pack)
 
@@ -135,27 +140,9 @@ def test_hf_checkpoint_serves_one_head(tiny_pack: tuple[Path, Path], tmp_path: P
 
 
 def test_hf_command_line_leaves_the_source_pack_alone(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
     from export.cli import main
-    from export.modeling import default_backbone
 
-    tokenizer = AutoTokenizer.from_pretrained(default_backbone())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=2,
-        id2label={0: "negative", 1: "positive"},
-        label2id={"negative": 0, "positive": 1},
-    )
-    torch.manual_seed(1)
-    ckpt = tmp_path / "ckpt"
-    BertForSequenceClassification(config).save_pretrained(ckpt)
-    tokenizer.save_pretrained(ckpt)
+    ckpt = tiny_classifier(tmp_path / "ckpt", ["negative", "positive"], seed=1)
     source = tiny_pack[1]
     before = (source / "manifest.json").read_bytes()
     out = tmp_path / "mixed"

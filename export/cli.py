@@ -62,20 +62,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_refit(args: argparse.Namespace) -> int:
-    from export.recipe import Recipe
-    from export.refit import refit_emotion_head
-
-    summary = json.loads((args.run / "train_summary.json").read_text())
-    recipe = Recipe(**summary["recipe"])
-    report = refit_emotion_head(args.run, recipe)
-    summary["refit_emotion"] = report
-    summary["recipe"]["refit_emotion"] = True
-    (args.run / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(report))
-    return 0
-
-
 def _cmd_onnx(args: argparse.Namespace) -> int:
     from export.onnx_export import export_checkpoint
 
@@ -85,10 +71,15 @@ def _cmd_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
+    import onnx
+
+    from export.mix import dataset_counts
     from export.pack import build_pack, provenance
     from export.quantize import quantize
+    from export.recipe import Recipe, build_data
 
     summary = json.loads((args.run / "train_summary.json").read_text())
+    recipe = Recipe(**summary["recipe"])
     fp32 = args.run / "onnx" / "model.fp32.onnx"
     int8 = args.run / "onnx" / "model.int8.onnx"
     quant = quantize(fp32, int8, args.preset)
@@ -106,8 +97,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         name=args.name,
         version=args.version,
         recipe={**summary["recipe"], "backbone": summary["backbone"]},
-        sources=provenance(summary["data"], Path(summary["recipe"]["data_dir"])),
+        sources=provenance(dataset_counts(build_data(recipe)), Path(recipe.data_dir)),
         quantization=quant,
+        outputs=[o.name for o in onnx.load(str(fp32), load_external_data=False).graph.output],
     )
     print(
         json.dumps(
@@ -120,7 +112,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from export.evaluate import evaluate
 
-    results = evaluate(args.run, args.pack, compare_presets=not args.no_presets)
+    results = evaluate(args.run, args.pack, compare_presets=args.presets, limit=args.limit)
     print(
         json.dumps(
             {
@@ -158,13 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="fine-tune the shared encoder with three heads")
+    p_train = sub.add_parser("train", help="fine-tune the shared encoder with its four heads")
     _recipe_args(p_train)
     p_train.set_defaults(func=_cmd_train)
-
-    p_refit = sub.add_parser("refit", help="refit the emotion head on the frozen encoder (run by train too)")
-    p_refit.add_argument("--run", type=Path, default=DEFAULT_RUN)
-    p_refit.set_defaults(func=_cmd_refit)
 
     p_onnx = sub.add_parser(
         "onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch"
@@ -187,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("evaluate", help="metrics, calibration, figures and model card")
     p_eval.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p_eval.add_argument("--pack", type=Path, default=DEFAULT_PACK)
-    p_eval.add_argument("--no-presets", action="store_true", help="skip comparing quantization presets")
+    p_eval.add_argument("--presets", action="store_true", help="also compare every quantization preset")
+    p_eval.add_argument("--limit", type=int, default=None, help="cap each validation set (smoke runs)")
     p_eval.set_defaults(func=_cmd_evaluate)
 
     p_hf = sub.add_parser("hf", help="serve one head from a Hugging Face sequence-classification checkpoint")

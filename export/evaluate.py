@@ -1,9 +1,24 @@
 """Evaluate fp32 and int8 graphs, fit calibration, write metrics, figures and the card.
 
-Validation data of every head is split in two halves by a fixed seed: the
-*calibration* half fits per-head temperatures and per-label emotion
+Every validation set of the mixture (``export/mix.py``) is split in two halves
+by a fixed seed: the *calibration* half fits temperatures and the emotion
 thresholds; the *report* half gives every number in the card, so no reported
 figure is measured on the data used to tune it.
+
+Two sections:
+
+- **benchmarks**: Banking77, CLINC in-scope and out-of-scope, TweetEval
+  sentiment, GoEmotions emotion (the quality bars kept from pack v1);
+- **real conversations**: what a contact centre sees. False alarms on calm
+  turns (SGD user turns typed and spoken, plain bank requests typed and
+  spoken): negative sentiment, anger or frustration, joy or gratitude,
+  emotions per turn; complaint recall on complaint tweets; conversation-act
+  confusion; and, through the real ``Runtime`` on the finished pack,
+  quietness of non-lexical turns, language ID on short turns and batch
+  invariance.
+
+The int8 graph is scored one text per ONNX call, exactly as the runtime
+serves it (see ``models.engine``); fp32 is batch-invariant anyway.
 """
 
 from __future__ import annotations
@@ -11,7 +26,6 @@ from __future__ import annotations
 import json
 import random
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +34,26 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from export import metrics as m
-from export.data import Example, service_emotion, service_problems, service_sentiment
+from export.mix import Mixture, Sample
 from export.pack import LABELS
 from export.quantize import PRESETS, quantize
-from export.recipe import Recipe, build_splits
+from export.recipe import Recipe, build_data
 from models.manifest import FileEntry, HeadSpec, Manifest, read_manifest, write_manifest
+from models.postprocess import emotion_labels
 from routing.taxonomy import OUT_OF_SCOPE
 
-HEADS = ("sentiment", "emotion", "intent")
+Logits = dict[str, dict[str, np.ndarray]]
+"""Per validation set, per graph output (``sentiment``, ``emotion``, ``intent``, ``act``): logits."""
 
-
-@dataclass
-class EvalSet:
-    """One named evaluation set for one head."""
-
-    name: str
-    head: str
-    examples: list[Example]
+NEGATIVE_EMOTIONS = ("anger", "frustration")
+POSITIVE_EMOTIONS = ("gratitude", "joy")
+# Largest share of calm in-domain turns an emotion may fire on; thresholds rise until it holds.
+CALM_FIRING_RATE = {"anger": 0.01, "frustration": 0.01, "gratitude": 0.01, "joy": 0.01}
+DEFAULT_CALM_FIRING_RATE = 0.02
 
 
 class OnnxScorer:
-    """Runs a multi-head ONNX graph over texts in length-sorted batches."""
+    """Runs a multi-head ONNX graph over texts: one text per call, or length-sorted batches."""
 
     def __init__(self, graph: Path, tokenizer: Path, max_length: int, threads: int = 0):
         options = ort.SessionOptions()
@@ -48,21 +61,19 @@ class OnnxScorer:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
         self.tokenizer = Tokenizer.from_file(str(tokenizer))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.no_padding()
 
-    def logits(self, texts: list[str], batch: int = 64) -> dict[str, np.ndarray]:
-        """Logits per head for ``texts`` (in input order)."""
+    def logits(self, texts: list[str], batch: int = 64, per_text: bool = False) -> dict[str, np.ndarray]:
+        """Outputs per head (``_logits`` suffix dropped) for ``texts``, in input order."""
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        outputs = [o.name for o in self.session.get_outputs()]
-        result = {
-            name: np.zeros((len(texts), o.shape[-1]), np.float32)
-            for name, o in zip(outputs, self.session.get_outputs(), strict=True)
-        }
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
+        size = 1 if per_text else batch
+        result: dict[str, np.ndarray] = {}
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
             width = max(len(encodings[i].ids) for i in rows)
             ids = np.zeros((len(rows), width), np.int64)
             mask = np.zeros((len(rows), width), np.int64)
@@ -71,280 +82,379 @@ class OnnxScorer:
                 ids[r, : len(seq)] = seq
                 mask[r, : len(seq)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            values = self.session.run(outputs, {k: v for k, v in feeds.items() if k in self.inputs})
-            for name, value in zip(outputs, values, strict=True):
+            values = self.session.run(self.outputs, {k: v for k, v in feeds.items() if k in self.inputs})
+            for name, value in zip(self.outputs, values, strict=True):
+                if name not in result:
+                    result[name] = np.zeros((len(texts), value.shape[-1]), np.float32)
                 result[name][rows] = value
         return {name.removesuffix("_logits"): value for name, value in result.items()}
 
 
-def eval_sets(recipe: Recipe) -> list[EvalSet]:
-    """The validation sets reported in the card, grouped by head and source."""
-    splits = build_splits(recipe)
-    val = splits.val
-
-    def by(head: str, *sources: str) -> list[Example]:
-        return [e for e in val if e.head == head and (not sources or e.source in sources)]
-
-    sets = [
-        EvalSet("intent_all", "intent", by("intent")),
-        EvalSet("intent_banking77", "intent", by("intent", "banking77")),
-        EvalSet("intent_bitext", "intent", by("intent", "bitext")),
-        EvalSet("intent_clinc_in_scope", "intent", by("intent", "clinc")),
-        EvalSet("intent_clinc_oos", "intent", by("intent", "clinc_oos", "clinc_other_domains")),
-        EvalSet("sentiment_tweeteval", "sentiment", by("sentiment", "tweeteval_sentiment")),
-        EvalSet(
-            "sentiment_service_requests", "sentiment", service_sentiment(by("intent", "banking77", "bitext"))
-        ),
-        EvalSet("emotion_goemotions", "emotion", by("emotion", "goemotions")),
-        EvalSet("emotion_service_requests", "emotion", service_emotion(by("intent", "banking77", "bitext"))),
-        EvalSet("emotion_service_problems", "emotion", service_problems(by("intent", "banking77", "bitext"))),
-    ]
-    sets.extend(
-        EvalSet(f"{e.head}_user", e.head, [x for x in val if x.source == e.source])
-        for e in {x.source: x for x in val if x.source.endswith(".csv")}.values()
-    )
-    return [s for s in sets if s.examples]
+def score_sets(scorer: OnnxScorer, val: dict[str, list[Sample]], per_text: bool) -> Logits:
+    """Every output for every validation set."""
+    return {name: scorer.logits([s.text for s in items], per_text=per_text) for name, items in val.items()}
 
 
 def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic calibration / report index split of ``n`` rows."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(
-        sorted(order[n // 2 :]), dtype=np.int64
-    )
+    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(sorted(order[n // 2 :]), dtype=np.int64)
 
 
-def targets(examples: list[Example], head: str) -> np.ndarray:
-    """Class ids (single-label) or multi-hot rows (emotion)."""
-    labels = LABELS[head]
-    if head == "emotion":
-        out = np.zeros((len(examples), len(labels)), np.float32)
-        for r, ex in enumerate(examples):
-            for name in ex.labels:
-                out[r, labels.index(name)] = 1
-        return out
-    return np.array([labels.index(ex.label) for ex in examples], np.int64)
+def _index(head: str) -> dict[str, int]:
+    return {label: i for i, label in enumerate(LABELS[head])}
 
 
-def single_label_report(y: np.ndarray, logits: np.ndarray, head: str, temperature: float) -> dict[str, Any]:
-    """Accuracy, macro-F1/recall, per-class P/R, ECE for a softmax head."""
-    n = len(LABELS[head])
-    probs = m.softmax(logits, temperature)
-    pred = probs.argmax(1)
-    precision, recall, _f1, support = m.per_class(y, pred, n)
-    present = [i for i in range(n) if support[i] > 0 or (pred == i).any()]
-    conf = probs.max(1)
-    return {
-        "n": len(y),
-        "accuracy": float((pred == y).mean()),
-        "macro_f1": m.macro_f1(y, pred, n),
-        "macro_recall": m.macro_recall(y, pred, n),
-        "ece": m.ece(conf, pred == y),
-        "ece_uncalibrated": m.ece(m.softmax(logits).max(1), m.softmax(logits).argmax(1) == y),
-        "per_class": {
-            LABELS[head][i]: {
-                "precision": round(float(precision[i]), 4),
-                "recall": round(float(recall[i]), 4),
-                "support": int(support[i]),
-            }
-            for i in present
-        },
-    }
+# --- calibration ------------------------------------------------------------------------
 
 
-def emotion_report(
-    y: np.ndarray, logits: np.ndarray, temperature: float, thresholds: np.ndarray
-) -> dict[str, Any]:
-    """Macro-F1 with tuned thresholds (and flat 0.5), per-label P/R/F1, ECE over label decisions."""
-    probs = m.sigmoid(logits, temperature)
-    pred = probs >= thresholds
-    f1 = m.multilabel_f1(y, pred)
-    t, p = y.astype(bool), pred
-    tp = (t & p).sum(0)
-    precision = np.divide(tp, p.sum(0), out=np.zeros(len(f1)), where=p.sum(0) > 0)
-    recall = np.divide(tp, t.sum(0), out=np.zeros(len(f1)), where=t.sum(0) > 0)
-    flat = m.multilabel_macro_f1(y, probs >= 0.5)
-    return {
-        "n": len(y),
-        "macro_f1": float(f1.mean()),
-        "macro_f1_flat_0_5": flat,
-        "ece": m.ece(probs.ravel(), y.ravel()),
-        "ece_uncalibrated": m.ece(m.sigmoid(logits).ravel(), y.ravel()),
-        "per_label": {
-            label: {
-                "precision": round(float(precision[i]), 4),
-                "recall": round(float(recall[i]), 4),
-                "f1": round(float(f1[i]), 4),
-                "support": int(t[:, i].sum()),
-            }
-            for i, label in enumerate(LABELS["emotion"])
-        },
-    }
+def _label(sample: Sample, head: str) -> str:
+    if head == "sentiment":
+        return sample.sentiment[0] if len(sample.sentiment) == 1 else ""
+    return str(getattr(sample, head))
 
 
-def intent_extra(examples: list[Example], logits: np.ndarray, temperature: float) -> dict[str, Any]:
-    """CLINC-style figures: in-scope accuracy and out_of_scope recall."""
-    probs = m.softmax(logits, temperature)
-    pred = [LABELS["intent"][i] for i in probs.argmax(1)]
-    oos = [i for i, e in enumerate(examples) if e.label == OUT_OF_SCOPE]
-    ins = [i for i, e in enumerate(examples) if e.label != OUT_OF_SCOPE]
-    out: dict[str, Any] = {}
-    if oos:
-        out["oos_recall"] = float(np.mean([pred[i] == OUT_OF_SCOPE for i in oos]))
-    if ins:
-        out["in_scope_accuracy"] = float(np.mean([pred[i] == examples[i].label for i in ins]))
-    return out
+def _single(samples: list[Sample], rows: np.ndarray, head: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with exactly one known label for ``head`` and their class ids."""
+    index = _index(head)
+    keep = [r for r in rows.tolist() if _label(samples[r], head)]
+    return np.array(keep, np.int64), np.array([index[_label(samples[r], head)] for r in keep], np.int64)
 
 
-def calibrate(
-    sets: list[EvalSet], logits: dict[str, np.ndarray], seed: int
-) -> tuple[dict[str, float], np.ndarray]:
-    """Fit temperatures (all heads) and emotion thresholds on the calibration halves."""
+def _emotion_arrays(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    index = _index("emotion")
+    y = np.zeros((len(samples), len(index)), np.float32)
+    known = np.zeros_like(y)
+    for r, sample in enumerate(samples):
+        for label, value in sample.emotion:
+            y[r, index[label]] = value
+            known[r, index[label]] = 1
+    return y, known
+
+
+def calibrate(val: dict[str, list[Sample]], logits: Logits, seed: int) -> tuple[dict[str, float], np.ndarray]:
+    """Temperatures per head and emotion thresholds, fitted on the calibration halves only.
+
+    Sentiment is calibrated on conversational data (calm turns, requests and
+    complaints) as well as tweets; emotion thresholds maximise GoEmotions F1
+    per label, then rise until the label fires on at most ``CALM_FIRING_RATE``
+    of calm in-domain turns known not to carry it (the abstention rule).
+    """
     temps: dict[str, float] = {}
-    thresholds = np.full(len(LABELS["emotion"]), 0.5)
-    primary = {"intent": "intent_all", "sentiment": "sentiment_tweeteval", "emotion": "emotion_goemotions"}
-    for s in sets:
-        if primary.get(s.head) != s.name:
+    sources = {
+        "sentiment": ("tweeteval", "complaints", "sgd", "requests"),
+        "intent": ("requests", "sgd_requests"),
+        "act": ("sgd", "sgd_requests"),
+    }
+    for head, names in sources.items():
+        zs, ys = [], []
+        for name in names:
+            if name not in val or head not in logits.get(name, {}):
+                continue
+            cal, _ = halves(len(val[name]), seed)
+            rows, y = _single(val[name], cal, head)
+            if len(rows):
+                zs.append(logits[name][head][rows])
+                ys.append(y)
+        if zs:
+            temps[head] = m.fit_temperature(np.concatenate(zs), np.concatenate(ys))
+    cal, _ = halves(len(val["goemotions"]), seed)
+    y_go, _known = _emotion_arrays(val["goemotions"])
+    z_go = logits["goemotions"]["emotion"][cal]
+    temps["emotion"] = m.fit_temperature(z_go, y_go[cal], multilabel=True)
+    thresholds = m.tune_thresholds(m.sigmoid(z_go, temps["emotion"]), y_go[cal])
+    calm_scores, calm_known = [], []
+    for name in ("sgd", "requests", "sgd_requests"):
+        if name not in val:
             continue
-        cal, _ = halves(len(s.examples), seed)
-        y = targets(s.examples, s.head)[cal]
-        z = logits[s.name][cal]
-        temps[s.head] = m.fit_temperature(z, y, multilabel=s.head == "emotion")
-        if s.head == "emotion":
-            thresholds = m.tune_thresholds(m.sigmoid(z, temps["emotion"]), y)
+        cal, _ = halves(len(val[name]), seed)
+        y, known = _emotion_arrays(val[name])
+        calm_scores.append(m.sigmoid(logits[name]["emotion"][cal], temps["emotion"]))
+        calm_known.append((known[cal] == 1) & (y[cal] == 0))
+    probs, negatives = np.concatenate(calm_scores), np.concatenate(calm_known)
+    for j, label in enumerate(LABELS["emotion"]):
+        if label == "neutral" or not negatives[:, j].any():
+            continue
+        rate = CALM_FIRING_RATE.get(label, DEFAULT_CALM_FIRING_RATE)
+        calm_cut = float(np.quantile(probs[negatives[:, j], j], 1 - rate))
+        thresholds[j] = min(0.99, max(float(thresholds[j]), calm_cut))
     return temps, thresholds
 
 
-def report(
-    sets: list[EvalSet],
-    logits: dict[str, np.ndarray],
-    temps: dict[str, float],
-    thresholds: np.ndarray,
-    seed: int,
-) -> dict[str, Any]:
-    """Metrics on the report halves for every evaluation set."""
-    out: dict[str, Any] = {}
-    for s in sets:
-        _, rep = halves(len(s.examples), seed)
-        y = targets(s.examples, s.head)[rep]
-        z = logits[s.name][rep]
-        t = temps.get(s.head, 1.0)
-        if s.name == "emotion_service_problems":  # labels unknown but for "not gratitude, not joy"
-            flagged = m.sigmoid(z, t) >= thresholds
-            positive = [LABELS["emotion"].index(x) for x in ("gratitude", "joy")]
-            out[s.name] = {"n": len(y), "positive_emotion_rate": float(flagged[:, positive].any(1).mean())}
-        elif s.head == "emotion":
-            out[s.name] = emotion_report(y, z, t, thresholds)
-            if s.name == "emotion_service_requests":
-                emotional = (m.sigmoid(z, t) >= thresholds)[:, :-1].any(1)  # any label but neutral
-                out[s.name]["false_emotion_rate"] = float(emotional.mean())
-        else:
-            out[s.name] = single_label_report(y, z, s.head, t)
-            if s.head == "intent":
-                out[s.name].update(intent_extra([s.examples[i] for i in rep], z, t))
+# --- reports ----------------------------------------------------------------------------
+
+
+def decisions(z: dict[str, np.ndarray], temps: dict[str, float], thresholds: np.ndarray) -> dict[str, Any]:
+    """What the runtime would report per row: sentiment label, emotion labels, intent, act."""
+    sentiment = m.softmax(z["sentiment"], temps.get("sentiment", 1.0)).argmax(1)
+    probs = m.sigmoid(z["emotion"], temps.get("emotion", 1.0))
+    labels = LABELS["emotion"]
+    order = np.argsort(-probs, axis=1, kind="stable")
+    over = probs >= thresholds
+    emotions = []
+    for r in range(len(probs)):
+        ranked = [labels[j] for j in order[r] if over[r, j]]
+        emotions.append(emotion_labels(ranked, negative=sentiment[r] == 0))
+    out: dict[str, Any] = {"sentiment": sentiment, "emotions": emotions, "emotion_probs": probs}
+    for head in ("intent", "act"):
+        if head in z:
+            out[head] = z[head].argmax(1)
     return out
 
 
-def score_all(scorer: OnnxScorer, sets: list[EvalSet]) -> dict[str, np.ndarray]:
-    """Logits of each set's own head."""
-    return {s.name: scorer.logits([e.text for e in s.examples])[s.head] for s in sets}
+def calm_rates(d: dict[str, Any]) -> dict[str, float]:
+    """False alarms on turns that should be calm."""
+    emotions = d["emotions"]
+    n = max(1, len(emotions))
+    return {
+        "n": len(emotions),
+        "negative_rate": float((d["sentiment"] == 0).mean()),
+        "anger_rate": sum("anger" in e for e in emotions) / n,
+        "anger_or_frustration_rate": sum(any(x in e for x in NEGATIVE_EMOTIONS) for e in emotions) / n,
+        "joy_or_gratitude_rate": sum(any(x in e for x in POSITIVE_EMOTIONS) for e in emotions) / n,
+        "emotions_per_turn": sum(len([x for x in e if x != "neutral"]) for e in emotions) / n,
+    }
 
 
-def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray], sets: list[EvalSet]) -> dict[str, float]:
-    """Share of identical decisions between two graphs, per head (argmax, or emotion labels at 0.5)."""
+def _rep(val: dict[str, list[Sample]], name: str, seed: int) -> tuple[list[Sample], np.ndarray]:
+    _, rep = halves(len(val[name]), seed)
+    return [val[name][i] for i in rep.tolist()], rep
+
+
+def _slice(z: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[rows] for k, v in z.items()}
+
+
+def benchmark_report(
+    val: dict[str, list[Sample]], logits: Logits, temps: dict[str, float], thresholds: np.ndarray, seed: int
+) -> dict[str, Any]:
+    """The quality bars kept from pack v1, on the report halves."""
+    out: dict[str, Any] = {}
+    samples, rows = _rep(val, "requests", seed)
+    pred = logits["requests"]["intent"][rows].argmax(1)
+    index = _index("intent")
+    truth = np.array([index[s.intent] for s in samples])
+
+    def accuracy(select: list[int]) -> float:
+        return float((pred[select] == truth[select]).mean()) if select else 0.0
+
+    out["banking77_accuracy"] = accuracy([i for i, s in enumerate(samples) if s.source == "banking77"])
+    out["bitext_accuracy"] = accuracy([i for i, s in enumerate(samples) if s.source == "bitext"])
+    out["clinc_in_scope_accuracy"] = accuracy([i for i, s in enumerate(samples) if s.source == "clinc"])
+    out["clinc_oos_recall"] = accuracy([i for i, s in enumerate(samples) if s.intent == OUT_OF_SCOPE])
+    samples, rows = _rep(val, "tweeteval", seed)
+    y = np.array([_index("sentiment")[s.sentiment[0]] for s in samples])
+    out["tweeteval_macro_recall"] = m.macro_recall(y, logits["tweeteval"]["sentiment"][rows].argmax(1), 3)
+    samples, rows = _rep(val, "goemotions", seed)
+    y_go, _ = _emotion_arrays(samples)
+    probs = m.sigmoid(logits["goemotions"]["emotion"][rows], temps["emotion"])
+    f1 = m.multilabel_f1(y_go, probs >= thresholds)
+    out["goemotions_macro_f1"] = float(f1.mean())
+    out["goemotions_f1_per_label"] = {label: round(float(v), 4) for label, v in zip(LABELS["emotion"], f1, strict=True)}
+    return out
+
+
+def conversation_report(
+    val: dict[str, list[Sample]], logits: Logits, temps: dict[str, float], thresholds: np.ndarray, seed: int
+) -> dict[str, Any]:
+    """False alarms on calm turns, complaint recall and conversation acts (report halves)."""
+    out: dict[str, Any] = {}
+    for name, label in (
+        ("sgd", "calm_task_turns"),
+        ("sgd_spoken", "calm_task_turns_spoken"),
+        ("requests_spoken", "bank_requests_spoken"),
+    ):
+        if name in val:
+            _, rows = _rep(val, name, seed)
+            out[label] = calm_rates(decisions(_slice(logits[name], rows), temps, thresholds))
+    samples, rows = _rep(val, "requests", seed)
+    bank = np.array([r for r, s in zip(rows.tolist(), samples, strict=True) if s.source == "banking77"])
+    out["bank_requests"] = calm_rates(decisions(_slice(logits["requests"], bank), temps, thresholds))
+    samples, rows = _rep(val, "complaints", seed)
+    d = decisions(_slice(logits["complaints"], rows), temps, thresholds)
+    complaint = np.array([s.sentiment == ("negative",) for s in samples])
+    negative = d["sentiment"] == 0
+    out["complaints"] = {
+        "n": len(samples),
+        "complaints": int(complaint.sum()),
+        "negative_recall": float(negative[complaint].mean()),
+        # complaint -> negative, other tweet to the same accounts -> neutral or positive
+        "accuracy": float((negative == complaint).mean()),
+        "joy_or_gratitude_on_complaints": float(
+            np.mean([any(x in e for x in POSITIVE_EMOTIONS) for e, c in zip(d["emotions"], complaint, strict=True) if c])
+        ),
+    }
+    out["acts"] = act_report(val, logits, seed)
+    return out
+
+
+def act_report(val: dict[str, list[Sample]], logits: Logits, seed: int) -> dict[str, Any]:
+    """Conversation-act accuracy, reason-vs-rest F1 and the confusion matrix on SGD dev turns."""
+    index = _index("act")
+    ys, preds = [], []
+    for name in ("sgd", "sgd_requests"):
+        samples, rows = _rep(val, name, seed)
+        keep = [i for i, s in enumerate(samples) if s.act]
+        ys += [index[samples[i].act] for i in keep]
+        preds += logits[name]["act"][rows[keep]].argmax(1).tolist()
+    y, pred = np.array(ys), np.array(preds)
+    reason = index["reason"]
+    tp = float(((y == reason) & (pred == reason)).sum())
+    return {
+        "n": len(y),
+        "accuracy": float((y == pred).mean()),
+        "reason_f1": 2 * tp / max(1.0, float((y == reason).sum() + (pred == reason).sum())),
+        "macro_f1": m.macro_f1(y, pred, len(index)),
+        "labels": LABELS["act"],
+        "confusion": m.confusion(y, pred, len(index)).tolist(),
+    }
+
+
+def agreement(a: Logits, b: Logits) -> dict[str, float]:
+    """Share of identical argmax decisions between two graphs, per head, over every set."""
     out: dict[str, list[float]] = {}
-    for s in sets:
-        if s.head == "emotion":
-            same = ((a[s.name] > 0) == (b[s.name] > 0)).all(1)
-        else:
-            same = a[s.name].argmax(1) == b[s.name].argmax(1)
-        out.setdefault(s.head, []).extend(same.astype(float).tolist())
+    for name in a:
+        for head in ("sentiment", "intent", "act"):
+            if head in a[name]:
+                out.setdefault(head, []).extend((a[name][head].argmax(1) == b[name][head].argmax(1)).tolist())
+        if "emotion" in a[name]:
+            same = ((a[name]["emotion"] > 0) == (b[name]["emotion"] > 0)).all(1)
+            out.setdefault("emotion", []).extend(same.tolist())
     return {head: round(float(np.mean(v)), 4) for head, v in out.items()}
 
 
-HEADLINE = {
-    "intent_banking77": "accuracy",
-    "intent_clinc_in_scope": "in_scope_accuracy",
-    "intent_clinc_oos": "oos_recall",
-    "sentiment_tweeteval": "macro_recall",
-    "sentiment_service_requests": "accuracy",
-    "emotion_goemotions": "macro_f1",
-    "emotion_service_requests": "false_emotion_rate",
-    "emotion_service_problems": "positive_emotion_rate",
+def full_report(
+    val: dict[str, list[Sample]], logits: Logits, seed: int
+) -> tuple[dict[str, Any], dict[str, float], np.ndarray]:
+    """Calibrate on one half, report on the other: (report, temperatures, thresholds)."""
+    temps, thresholds = calibrate(val, logits, seed)
+    report = {
+        "benchmarks": benchmark_report(val, logits, temps, thresholds, seed),
+        "conversations": conversation_report(val, logits, temps, thresholds, seed),
+    }
+    return report, temps, thresholds
+
+
+HEADLINE: dict[str, tuple[str, float | None, str]] = {
+    # key: (description, bar, direction: ">=" or "<=")
+    "benchmarks.banking77_accuracy": ("Banking77 intent accuracy", 0.92, ">="),
+    "benchmarks.clinc_in_scope_accuracy": ("CLINC banking/credit in-scope accuracy", 0.92, ">="),
+    "benchmarks.clinc_oos_recall": ("CLINC out-of-scope recall", 0.85, ">="),
+    "benchmarks.tweeteval_macro_recall": ("Sentiment macro-recall, TweetEval (SemEval-2017 style)", 0.70, ">="),
+    "benchmarks.goemotions_macro_f1": ("Emotion macro-F1, 8 labels, GoEmotions dev", 0.60, ">="),
+    "conversations.calm_task_turns.negative_rate": ("Calm task turns (SGD dev) called negative", 0.08, "<="),
+    "conversations.calm_task_turns.anger_or_frustration_rate": ("Calm task turns with anger or frustration", 0.03, "<="),
+    "conversations.calm_task_turns_spoken.negative_rate": ("Calm task turns, spoken form, called negative", 0.08, "<="),
+    "conversations.bank_requests.anger_rate": ("Plain bank requests with anger", 0.05, "<="),
+    "conversations.bank_requests.joy_or_gratitude_rate": ("Plain bank requests with joy or gratitude", 0.05, "<="),
+    "conversations.bank_requests.emotions_per_turn": ("Plain bank requests: non-neutral emotions per turn", 0.6, "<="),
+    "conversations.bank_requests.negative_rate": ("Plain bank requests called negative", None, "<="),
+    "conversations.bank_requests_spoken.negative_rate": ("Bank requests, spoken form, called negative", 0.08, "<="),
+    "conversations.complaints.negative_recall": ("Complaint tweets: negative recall", 0.85, ">="),
+    "conversations.complaints.accuracy": ("Complaint tweets: accuracy (complaint = negative)", 0.80, ">="),
+    "conversations.acts.reason_f1": ("Conversation act: reason vs rest F1 (SGD dev)", 0.90, ">="),
+    "conversations.acts.accuracy": ("Conversation act accuracy, 6 acts (SGD dev)", None, ">="),
 }
 
 
-def headline(rep: dict[str, Any]) -> dict[str, float]:
+def lookup(report: dict[str, Any], key: str) -> float | None:
+    """A dotted key of a report, or None."""
+    node: Any = report
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node)
+
+
+def headline(report: dict[str, Any]) -> dict[str, float]:
     """The figures the quality bars are stated in."""
-    out = {f"{k}.{v}": round(float(rep[k][v]), 4) for k, v in HEADLINE.items() if k in rep and v in rep[k]}
-    if "sentiment_service_requests" in rep:
-        out["sentiment_service_requests.negative_recall"] = (
-            rep["sentiment_service_requests"]["per_class"].get("negative", {}).get("recall", 0.0)
-        )
+    out = {}
+    for key in HEADLINE:
+        value = lookup(report, key)
+        if value is not None:
+            out[key] = round(value, 4)
     return out
 
 
 def evaluate(
-    run_dir: Path, pack_dir: Path, *, compare_presets: bool = True, figures: bool = True
+    run_dir: Path,
+    pack_dir: Path,
+    *,
+    compare_presets: bool = False,
+    figures: bool = True,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the pack against its fp32 graph, calibrate it, and rewrite its manifest and card."""
+    """Evaluate the pack against its fp32 graph, calibrate it, and rewrite its manifest and card.
+
+    ``limit`` caps every validation set (a deterministic sample) for smoke runs.
+    """
     summary = json.loads((run_dir / "train_summary.json").read_text())
     recipe = Recipe(**summary["recipe"])
     manifest = read_manifest(pack_dir)
     graph = manifest.graphs["multitask"]
     fp32 = run_dir / "onnx" / "model.fp32.onnx"
     tokenizer = pack_dir / graph.tokenizer
-    sets = eval_sets(recipe)
+    data: Mixture = build_data(recipe)
+    val = {
+        name: items if limit is None or len(items) <= limit else random.Random(recipe.seed).sample(items, limit)
+        for name, items in data.val.items()
+        if items
+    }
     seed = recipe.seed
 
-    fp32_logits = score_all(OnnxScorer(fp32, tokenizer, graph.max_length), sets)
-    int8_logits = score_all(OnnxScorer(pack_dir / graph.file, tokenizer, graph.max_length), sets)
-    temps, thresholds = calibrate(sets, int8_logits, seed)
-    fp32_temps, fp32_thresholds = calibrate(sets, fp32_logits, seed)
-    rep_int8 = report(sets, int8_logits, temps, thresholds, seed)
-    rep_fp32 = report(sets, fp32_logits, fp32_temps, fp32_thresholds, seed)
+    fp32_logits = score_sets(OnnxScorer(fp32, tokenizer, graph.max_length), val, per_text=False)
+    int8_logits = score_sets(OnnxScorer(pack_dir / graph.file, tokenizer, graph.max_length), val, per_text=True)
+    rep_int8, temps, thresholds = full_report(val, int8_logits, seed)
+    rep_fp32, _, _ = full_report(val, fp32_logits, seed)
     presets: dict[str, Any] = {}
     if compare_presets:
         with tempfile.TemporaryDirectory() as tmp:
-            shipped = manifest.metrics.get("quantization", {}).get("preset")
             for preset in PRESETS:
-                if preset == shipped:  # the pack's own graph, scored above
-                    lg = int8_logits
-                else:
-                    path = Path(tmp) / f"{preset}.onnx"
-                    quantize(fp32, path, preset)
-                    lg = score_all(OnnxScorer(path, tokenizer, graph.max_length), sets)
-                t, th = calibrate(sets, lg, seed)
+                path = Path(tmp) / f"{preset}.onnx"
+                quantize(fp32, path, preset)
+                lg = score_sets(OnnxScorer(path, tokenizer, graph.max_length), val, per_text=True)
                 presets[preset] = {
-                    "agreement_with_fp32": agreement(fp32_logits, lg, sets),
-                    "headline": headline(report(sets, lg, t, th, seed)),
+                    "agreement_with_fp32": agreement(fp32_logits, lg),
+                    "headline": headline(full_report(val, lg, seed)[0]),
                 }
-    results = {
+    results: dict[str, Any] = {
         "int8": rep_int8,
         "fp32": rep_fp32,
         "headline": {"int8": headline(rep_int8), "fp32": headline(rep_fp32)},
-        "agreement_int8_vs_fp32": agreement(fp32_logits, int8_logits, sets),
+        "agreement_int8_vs_fp32": agreement(fp32_logits, int8_logits),
         "calibration": {
             "temperatures": temps,
             "emotion_thresholds": dict(zip(LABELS["emotion"], thresholds.round(3).tolist(), strict=True)),
         },
         "presets": presets,
-        "training": {k: summary[k] for k in ("best_step", "best_score", "train_seconds", "threads")},
+        "training": {k: summary.get(k) for k in ("best_step", "best_score", "train_seconds", "threads")},
+        "data": data.used,
     }
     extra_files: list[str] = []
     if figures:
         from export import figures as fig
 
-        extra_files = fig.write_all(pack_dir, sets, int8_logits, temps, thresholds, seed)
+        extra_files = fig.write_all(pack_dir, val, int8_logits, temps, thresholds, seed)
+    (pack_dir / "card").mkdir(exist_ok=True)
+    extra_files.append("card/metrics.json")
+    extra_files.append("card/runtime_checks.json")
+    new_manifest = _calibrated_manifest(manifest, temps, thresholds, results, extra_files)
+    # The runtime checks load the calibrated pack, so the manifest is written twice.
+    (pack_dir / "card" / "runtime_checks.json").write_text("{}")
+    (pack_dir / "card" / "metrics.json").write_text("{}")
+    (pack_dir / "MODEL_CARD.md").write_text("")
+    write_manifest(pack_dir, new_manifest)
+    from export.checks import runtime_checks
+
+    results["runtime_checks"] = runtime_checks(pack_dir, val, seed)
+    (pack_dir / "card" / "runtime_checks.json").write_text(json.dumps(results["runtime_checks"], indent=1))
+    detail = {k: results[k] for k in ("int8", "fp32", "presets", "calibration", "data")}
+    (pack_dir / "card" / "metrics.json").write_text(json.dumps(detail, indent=1))
     from export.card import write_card
 
-    (pack_dir / "card").mkdir(exist_ok=True)
-    detail = {k: results[k] for k in ("int8", "fp32", "presets", "calibration")}
-    (pack_dir / "card" / "metrics.json").write_text(json.dumps(detail, indent=1))
-    extra_files.append("card/metrics.json")
-    new_manifest = _calibrated_manifest(manifest, temps, thresholds, results, extra_files)
-    write_card(pack_dir, new_manifest, results)  # before the manifest, which hashes it
+    write_card(pack_dir, new_manifest, results)
     write_manifest(pack_dir, new_manifest)
     (run_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
     return results
@@ -380,7 +490,6 @@ def _calibrated_manifest(
         **manifest.metrics,
         "headline": results["headline"],
         "agreement_int8_vs_fp32": results["agreement_int8_vs_fp32"],
-        "ece": {k: round(float(v["ece"]), 4) for k, v in results["int8"].items() if "ece" in v},
     }
     fields = {f: getattr(manifest, f) for f in manifest.__struct_fields__}
     fields.update(heads=heads, files=files, metrics=metrics)

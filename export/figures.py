@@ -64,60 +64,73 @@ def _reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
 
 def write_all(
     pack_dir: Path,
-    sets: list[Any],
-    logits: dict[str, np.ndarray],
+    val: dict[str, Any],
+    logits: dict[str, dict[str, np.ndarray]],
     temps: dict[str, float],
     thresholds: np.ndarray,
     seed: int,
 ) -> list[str]:
     """Write every figure for the report halves; returns paths relative to the pack."""
-    from export.evaluate import halves, targets
+    from export.evaluate import _emotion_arrays, _rep, _single
 
     out_dir = pack_dir / FIG_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for s in sets:
-        _, rep = halves(len(s.examples), seed)
-        y = targets(s.examples, s.head)[rep]
-        z = logits[s.name][rep]
-        if s.name == "sentiment_tweeteval":
-            probs = m.softmax(z, temps["sentiment"])
-            _confusion_png(
-                m.confusion(y, probs.argmax(1), 3),
-                LABELS["sentiment"],
-                "sentiment (TweetEval val)",
-                out_dir / "confusion_sentiment.png",
-            )
-            written.append(f"{FIG_DIR}/confusion_sentiment.png")
-            curves["sentiment"] = (probs.max(1), probs.argmax(1) == y)
-        elif s.name == "intent_all":
-            probs = m.softmax(z, temps["intent"])
-            pred = probs.argmax(1)
-            cat = {c: i for i, c in enumerate(CATEGORIES)}
-            yc = np.array([cat[category_of(LABELS["intent"][i])] for i in y])
-            pc = np.array([cat[category_of(LABELS["intent"][i])] for i in pred])
-            _confusion_png(
-                m.confusion(yc, pc, len(CATEGORIES)),
-                list(CATEGORIES),
-                "intent, by contact-reason category",
-                out_dir / "confusion_intent_categories.png",
-            )
-            written.append(f"{FIG_DIR}/confusion_intent_categories.png")
-            curves["intent"] = (probs.max(1), pred == y)
-        elif s.name == "emotion_goemotions":
-            probs = m.sigmoid(z, temps["emotion"])
-            pred = probs >= thresholds
-            labels = LABELS["emotion"]
-            matrix = np.zeros((len(labels), 2, 2), dtype=np.int64)
-            for j in range(len(labels)):
-                matrix[j] = m.confusion(y[:, j].astype(int), pred[:, j].astype(int), 2)
-            _emotion_png(matrix, labels, out_dir / "confusion_emotion.png")
-            written.append(f"{FIG_DIR}/confusion_emotion.png")
-            curves["emotion (per label)"] = (probs.ravel(), y.ravel().astype(bool))
+    ys, zs = [], []
+    for name in ("tweeteval", "complaints", "sgd", "requests"):
+        _, rows = _rep(val, name, seed)
+        keep, y = _single(val[name], rows, "sentiment")
+        ys.append(y)
+        zs.append(logits[name]["sentiment"][keep])
+    y, probs = np.concatenate(ys), m.softmax(np.concatenate(zs), temps["sentiment"])
+    _confusion_png(
+        m.confusion(y, probs.argmax(1), 3),
+        LABELS["sentiment"],
+        "sentiment (tweets, complaints, calm turns, requests)",
+        out_dir / "confusion_sentiment.png",
+    )
+    curves["sentiment"] = (probs.max(1), probs.argmax(1) == y)
+    _, rows = _rep(val, "requests", seed)
+    keep, y = _single(val["requests"], rows, "intent")
+    probs = m.softmax(logits["requests"]["intent"][keep], temps["intent"])
+    pred = probs.argmax(1)
+    cat = {c: i for i, c in enumerate(CATEGORIES)}
+    yc = np.array([cat[category_of(LABELS["intent"][i])] for i in y])
+    pc = np.array([cat[category_of(LABELS["intent"][i])] for i in pred])
+    _confusion_png(
+        m.confusion(yc, pc, len(CATEGORIES)),
+        list(CATEGORIES),
+        "intent, by contact-reason category",
+        out_dir / "confusion_intent_categories.png",
+    )
+    curves["intent"] = (probs.max(1), pred == y)
+    ys, zs = [], []
+    for name in ("sgd", "sgd_requests"):
+        _, rows = _rep(val, name, seed)
+        keep, y = _single(val[name], rows, "act")
+        ys.append(y)
+        zs.append(logits[name]["act"][keep])
+    y, probs = np.concatenate(ys), m.softmax(np.concatenate(zs), temps["act"])
+    _confusion_png(
+        m.confusion(y, probs.argmax(1), len(LABELS["act"])),
+        LABELS["act"],
+        "conversation act (SGD dev)",
+        out_dir / "confusion_act.png",
+    )
+    curves["act"] = (probs.max(1), probs.argmax(1) == y)
+    samples, rows = _rep(val, "goemotions", seed)
+    y_go, _ = _emotion_arrays(samples)
+    probs = m.sigmoid(logits["goemotions"]["emotion"][rows], temps["emotion"])
+    pred = probs >= thresholds
+    labels = LABELS["emotion"]
+    matrix = np.zeros((len(labels), 2, 2), dtype=np.int64)
+    for j in range(len(labels)):
+        matrix[j] = m.confusion(y_go[:, j].astype(int), pred[:, j].astype(int), 2)
+    _emotion_png(matrix, labels, out_dir / "confusion_emotion.png")
+    curves["emotion (per label)"] = (probs.ravel(), y_go.ravel().astype(bool))
     _reliability_png(curves, out_dir / "reliability.png")
-    written.append(f"{FIG_DIR}/reliability.png")
-    return written
+    names = ["confusion_sentiment", "confusion_intent_categories", "confusion_act", "confusion_emotion", "reliability"]
+    return [f"{FIG_DIR}/{name}.png" for name in names]
 
 
 def _emotion_png(matrix: np.ndarray, labels: list[str], path: Path) -> None:

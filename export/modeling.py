@@ -1,11 +1,13 @@
-"""The multi-task network: one shared encoder, mean pooling, three linear heads.
+"""The multi-task network: one shared encoder, mean pooling, one linear head per task.
 
 Checkpoint layout (a folder, written by ``save_checkpoint``)::
 
     config.json, model.safetensors   the fine-tuned encoder (HF ``AutoModel``)
     tokenizer.json (+ tokenizer files) the backbone's tokenizer
-    heads.safetensors                 sentiment.*, emotion.*, intent.* Linear weights
-    labels.json                       {"sentiment": [...], "emotion": [...], "intent": [...]}
+    heads.safetensors                 sentiment.*, emotion.*, intent.*, act.* Linear weights
+    labels.json                       {"sentiment": [...], "emotion": [...], "intent": [...], "act": [...]}
+
+A checkpoint without ``act`` (pack v1) still loads: heads follow ``labels.json``.
 
 Only ``export/`` may import torch and transformers.
 """
@@ -20,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-HEADS = ("sentiment", "emotion", "intent")
+HEADS = ("sentiment", "emotion", "intent", "act")
 
 
 def default_backbone() -> str:
@@ -45,7 +47,9 @@ class MultiHeadModel(nn.Module):
         self.labels = labels
         hidden = int(encoder.config.hidden_size)
         self.dropout = nn.Dropout(dropout)
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden, len(labels[name])) for name in HEADS})
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(hidden, len(labels[name])) for name in HEADS if name in labels}
+        )
         self.uses_token_types = "token_type_ids" in encoder.forward.__code__.co_varnames
 
     def pooled(
@@ -68,8 +72,18 @@ class MultiHeadModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits of every head, keyed by head name."""
-        pooled = self.dropout(self.pooled(input_ids, attention_mask, token_type_ids))
-        return {name: head(pooled) for name, head in self.heads.items()}
+        return self.with_pooled(input_ids, attention_mask, token_type_ids)[0]
+
+    def with_pooled(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Logits of every head and the (pre-dropout) pooled vectors they read."""
+        pooled = self.pooled(input_ids, attention_mask, token_type_ids)
+        dropped = self.dropout(pooled)
+        return {name: head(dropped) for name, head in self.heads.items()}, pooled
 
 
 def build_model(

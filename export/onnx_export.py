@@ -1,9 +1,11 @@
-"""Export a checkpoint to one ONNX graph with three named outputs, and check it.
+"""Export a checkpoint to one ONNX graph with a named output per head, and check it.
 
 The graph takes ``input_ids``, ``attention_mask`` and (when the backbone uses
 them) ``token_type_ids``, all int64 with dynamic batch and sequence axes, and
-returns ``sentiment_logits``, ``emotion_logits`` and ``intent_logits``. Pooling
-is inside the graph, so the runtime only tokenizes and applies calibration.
+returns ``<head>_logits`` for every head of the checkpoint plus
+``sentence_embedding``: the L2-normalised mean-pooled vector the heads read,
+from the same encoder pass (used for contact reasons defined by examples).
+Pooling is inside the graph, so the runtime only tokenizes and calibrates.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from torch import nn
 
 from export.modeling import HEADS, MultiHeadModel, load_checkpoint
+
+EMBEDDING_OUTPUT = "sentence_embedding"
 
 CHECK_TEXTS = [
     "I still haven't received my card and it's been two weeks, this is ridiculous",
@@ -40,7 +44,8 @@ class _Export(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         pooled = self.model.pooled(input_ids, attention_mask, token_type_ids)
-        return tuple(self.model.heads[h](pooled) for h in self.heads)
+        embedding = nn.functional.normalize(pooled, dim=-1)
+        return (*(self.model.heads[h](pooled) for h in self.heads), embedding)
 
 
 def input_names(model: MultiHeadModel) -> list[str]:
@@ -50,9 +55,10 @@ def input_names(model: MultiHeadModel) -> list[str]:
 
 
 def export_graph(
-    model: MultiHeadModel, path: Path, heads: tuple[str, ...] = HEADS, opset: int = 17
+    model: MultiHeadModel, path: Path, heads: tuple[str, ...] | None = None, opset: int = 17
 ) -> list[str]:
-    """Write ``model`` (restricted to ``heads``) as ONNX; returns the input names used."""
+    """Write ``model`` (restricted to ``heads``, default all it has) as ONNX; returns the input names."""
+    heads = heads or tuple(h for h in HEADS if h in model.heads)
     model.eval()
     # A fresh wrapper module starts in training mode, and the exporter follows
     # the top module's flag: without .eval() dropout lands in the graph.
@@ -60,7 +66,7 @@ def export_graph(
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
     names = input_names(model)
-    outputs = [f"{h}_logits" for h in heads]
+    outputs = [f"{h}_logits" for h in heads] + [EMBEDDING_OUTPUT]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes.update({o: {0: "batch"} for o in outputs})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,8 +97,9 @@ def encode_for_onnx(tokenizer, texts: list[str], names: list[str], max_length: i
     return feeds
 
 
-def max_abs_diff(model: MultiHeadModel, tokenizer, path: Path, heads: tuple[str, ...] = HEADS) -> float:  # type: ignore[no-untyped-def]
+def max_abs_diff(model: MultiHeadModel, tokenizer, path: Path, heads: tuple[str, ...] | None = None) -> float:  # type: ignore[no-untyped-def]
     """Largest absolute logit difference between PyTorch and the ONNX graph on CHECK_TEXTS."""
+    heads = heads or tuple(h for h in HEADS if h in model.heads)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     feeds = encode_for_onnx(tokenizer, CHECK_TEXTS, names, 128)

@@ -13,13 +13,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.manifest import FileEntry, GraphSpec, HeadSpec, Manifest, read_manifest, write_manifest
-from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
+from models.manifest import (
+    EmbeddingSpec,
+    FileEntry,
+    GraphSpec,
+    HeadSpec,
+    Manifest,
+    read_manifest,
+    write_manifest,
+)
+from routing.taxonomy import ACT_LABELS, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
 
 GRAPH_KEY = "multitask"
 GRAPH_FILE = "model.int8.onnx"
-LABELS = {"sentiment": list(SENTIMENT_LABELS), "emotion": list(EMOTION_LABELS), "intent": list(INTENT_LABELS)}
-KINDS = {"sentiment": "softmax", "emotion": "sigmoid", "intent": "softmax"}
+LABELS = {
+    "sentiment": list(SENTIMENT_LABELS),
+    "emotion": list(EMOTION_LABELS),
+    "intent": list(INTENT_LABELS),
+    "act": list(ACT_LABELS),
+}
+KINDS = {"sentiment": "softmax", "emotion": "sigmoid", "intent": "softmax", "act": "softmax"}
+EMBEDDING_OUTPUT = "sentence_embedding"
+EMBEDDING_DIM = 384
 
 LICENCES = {
     "banking77": ("PolyAI Banking77", "CC BY 4.0", "https://github.com/PolyAI-LDN/task-specific-datasets"),
@@ -45,10 +60,15 @@ LICENCES = {
         "Apache-2.0",
         "https://github.com/google-research/google-research/tree/master/goemotions",
     ),
-    "service_requests_weak": (
-        "weak sentiment labels derived from Banking77 + Bitext intents",
-        "as Banking77 / Bitext",
-        "derived in export/data.py",
+    "sgd": (
+        "Schema-Guided Dialogue (user turns)",
+        "CC BY-SA 4.0",
+        "https://github.com/google-research-datasets/dstc8-schema-guided-dialogue",
+    ),
+    "complaints": (
+        "Complaints on Twitter (Preotiuc-Pietro et al., ACL 2019)",
+        "research data; licence not stated",
+        "https://github.com/danielpreotiuc/complaints-social-media",
     ),
 }
 
@@ -82,8 +102,14 @@ def build_pack(
     recipe: dict[str, Any],
     sources: list[dict[str, Any]],
     quantization: dict[str, Any],
+    outputs: list[str] | None = None,
 ) -> Manifest:
-    """Copy the graph and tokenizer into ``pack_dir`` and write a fresh manifest."""
+    """Copy the graph and tokenizer into ``pack_dir`` and write a fresh manifest.
+
+    ``outputs`` are the graph's output names: a head is declared for each
+    ``<head>_logits`` among them, and the embedding when ``sentence_embedding`` is one.
+    """
+    outputs = outputs or [f"{head}_logits" for head in ("sentiment", "emotion", "intent")]
     pack_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(int8_graph, pack_dir / GRAPH_FILE)
     shutil.copy(tokenizer_json, pack_dir / "tokenizer.json")
@@ -96,12 +122,19 @@ def build_pack(
             thresholds={label: 0.5 for label in labels} if head == "emotion" else {},
         )
         for head, labels in LABELS.items()
+        if f"{head}_logits" in outputs
     }
+    embedding = (
+        EmbeddingSpec(graph=GRAPH_KEY, output=EMBEDDING_OUTPUT, dim=EMBEDDING_DIM)
+        if EMBEDDING_OUTPUT in outputs
+        else None
+    )
     manifest = Manifest(
         name=name,
         version=version,
         graphs={GRAPH_KEY: GraphSpec(file=GRAPH_FILE, inputs=inputs, max_length=max_length)},
         heads=heads,
+        embedding=embedding,
         files={GRAPH_FILE: FileEntry("", 0), "tokenizer.json": FileEntry("", 0)},
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         recipe=recipe,

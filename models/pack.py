@@ -22,8 +22,10 @@ import onnxruntime as ort
 
 from models.errors import PackError
 from models.manifest import (
+    EmbeddingSpec,
     FORMAT_VERSION,
     HEAD_NAMES,
+    OPTIONAL_HEADS,
     MANIFEST_FILE,
     GraphSpec,
     HeadSpec,
@@ -34,7 +36,7 @@ from models.manifest import (
 from models.tokenize import TextEncoder, pad_batch
 
 ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-REQUIRED_KINDS = {"sentiment": "softmax", "intent": "softmax"}
+REQUIRED_KINDS = {"sentiment": "softmax", "intent": "softmax", "act": "softmax"}
 _ONNX_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
@@ -139,15 +141,19 @@ def _head_problems(name: str, head: HeadSpec, manifest: Manifest) -> list[str]:
 def check_manifest(pack_dir: Path, manifest: Manifest) -> None:
     """Cross-field checks the schema cannot express; raises one PackError listing every problem."""
     problems = []
-    unknown_heads = sorted(set(manifest.heads) - set(HEAD_NAMES))
+    unknown_heads = sorted(set(manifest.heads) - set(HEAD_NAMES) - set(OPTIONAL_HEADS))
     if unknown_heads:
-        problems.append(f"unknown heads {unknown_heads} (expected {list(HEAD_NAMES)})")
+        problems.append(
+            f"unknown heads {unknown_heads} (expected {list(HEAD_NAMES)}, optionally {list(OPTIONAL_HEADS)})"
+        )
     missing_heads = [name for name in HEAD_NAMES if name not in manifest.heads]
     if missing_heads:
         problems.append(f"missing heads {missing_heads}")
     for name, head in manifest.heads.items():
         problems.extend(_head_problems(name, head, manifest))
     used = {head.graph for head in manifest.heads.values()}
+    if manifest.embedding is not None and manifest.embedding.graph not in manifest.graphs:
+        problems.append(f"embedding uses graph {manifest.embedding.graph!r}, not in graphs {sorted(manifest.graphs)}")
     for key, graph in manifest.graphs.items():
         if key not in used:
             problems.append(f"graph {key!r} serves no head")
@@ -208,7 +214,12 @@ def _static_width(info: TensorInfo) -> int | None:
 
 
 def _check_session(
-    pack_dir: Path, key: str, graph: GraphSpec, session: SessionLike, heads: Mapping[str, HeadSpec]
+    pack_dir: Path,
+    key: str,
+    graph: GraphSpec,
+    session: SessionLike,
+    heads: Mapping[str, HeadSpec],
+    embedding: EmbeddingSpec | None = None,
 ) -> dict[str, type]:
     """Tensor names/types/shapes of the session against the manifest; returns input dtypes."""
     inputs = {info.name: info for info in session.get_inputs()}
@@ -236,6 +247,8 @@ def _check_session(
                 f"head {head_name!r}: output {head.output!r} has {width} columns"
                 f" but {len(head.labels)} labels",
             )
+    if embedding is not None and embedding.output not in outputs:
+        raise _fail(pack_dir, f"embedding: graph {key!r} has no output {embedding.output!r}")
     return dtypes
 
 
@@ -275,8 +288,10 @@ def load_pack(
             session = session_factory(pack_dir / spec.file, options)
         except Exception as exc:
             raise _fail(pack_dir, f"graph {key!r} ({spec.file}) cannot be loaded: {exc}") from exc
-        dtypes = _check_session(pack_dir, key, spec, session, heads)
-        outputs = tuple(dict.fromkeys(head.output for head in heads.values()))
+        embedding = manifest.embedding if manifest.embedding and manifest.embedding.graph == key else None
+        dtypes = _check_session(pack_dir, key, spec, session, heads, embedding)
+        names = [head.output for head in heads.values()] + ([embedding.output] if embedding else [])
+        outputs = tuple(dict.fromkeys(names))
         runner = GraphRunner(key, spec, session, _encoder_key(spec), dtypes, outputs)
         _probe(pack_dir, runner, encoders[runner.encoder_key], heads)
         graphs[key] = runner

@@ -43,6 +43,8 @@ class RuntimeConfig:
     ``intra_op_threads`` None means "the process's CPU quota". ``max_wait_ms`` is
     the longest a batch waits for more requests once it has one. ``queue_size``
     counts texts. ``batching=False`` runs every text alone (for comparisons).
+    ``invariant`` runs each text of a batch as its own ONNX call, so its
+    scores never depend on its batch neighbours (see ``models.engine``).
     ``spinning`` lets ONNX Runtime's worker threads spin briefly between
     operators. It is off by default: on a 2-core box the spinning threads take
     the CPU the event loop and the tokenizer need (measured: 396 vs 157
@@ -58,6 +60,7 @@ class RuntimeConfig:
     default_deadline_ms: float = 2000
     batching: bool = True
     spinning: bool = False
+    invariant: bool = True
 
     def __post_init__(self) -> None:
         for name in ("inter_op_threads", "max_batch_size", "max_batch_tokens", "queue_size"):
@@ -99,7 +102,7 @@ class Runtime:
         self._quota = quota
         self._intra_op = intra_op
         self._load_ms = load_ms
-        self._engine = Engine(pack)
+        self._engine = Engine(pack, invariant=config.invariant)
         limits = BatchLimits(
             max_batch_size=config.max_batch_size,
             max_batch_tokens=config.max_batch_tokens,

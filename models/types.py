@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import msgspec
 
+from models.language import LanguageResult
+
+UNKNOWN = "unknown"
+"""Label reported where the pack cannot judge a turn (a language it does not support)."""
+
 
 class SentimentResult(msgspec.Struct):
     """Sentiment of one text.
@@ -41,9 +46,33 @@ class IntentResult(msgspec.Struct):
     alternatives: list[tuple[str, float]]
 
 
+class ActResult(msgspec.Struct):
+    """Conversation act of one text.
+
+    ``label`` is one of the act head's labels, ``greeting`` or ``non_lexical``
+    (decided by transcript normalisation), or ``unknown`` (no act head, or a
+    language the pack does not support). ``probs`` holds the act head's
+    calibrated probabilities (empty when the model was not consulted).
+    """
+
+    label: str
+    confidence: float
+    probs: dict[str, float]
+
+
 class TextPrediction(msgspec.Struct):
-    """Every head's result for one text."""
+    """Every head's result for one text.
+
+    ``lexical`` is False for a turn with nothing but tags, fillers,
+    backchannels and digits: it is reported neutral, with no emotion and no
+    intent evidence. ``embedding`` is the pooled sentence vector (L2-normalised)
+    when the pack exposes one.
+    """
 
     sentiment: SentimentResult
     emotion: EmotionResult
     intent: IntentResult
+    act: ActResult
+    language: LanguageResult
+    lexical: bool = True
+    embedding: list[float] | None = None

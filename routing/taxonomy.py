@@ -25,6 +25,13 @@ EMOTION_LABELS: tuple[str, ...] = (
 
 OUT_OF_SCOPE = "out_of_scope"
 
+# Conversation acts the act head learns (from SGD dialogue acts and need statements).
+ACT_LABELS: tuple[str, ...] = ("reason", "inform", "question", "affirm", "deny", "thanks_or_closing")
+# Acts decided by transcript normalisation, not by the model: a turn that is only
+# a greeting, and a turn with no lexical content (tags, fillers, digits).
+RULE_ACTS: tuple[str, ...] = ("greeting", "non_lexical")
+CONVERSATION_ACTS: tuple[str, ...] = ACT_LABELS + RULE_ACTS
+
 # GoEmotions label -> contact-centre emotion. Labels absent here (curiosity,
 # desire, realization, surprise) map to nothing; examples carrying only those
 # are dropped from training.
@@ -80,6 +87,7 @@ CATEGORIES: tuple[str, ...] = (
     "fraud",
     "credit_and_rewards",
     "general_information",
+    "appointments",
     "out_of_scope",
 )
 
@@ -236,6 +244,8 @@ _CATEGORY_INTENTS: dict[str, tuple[str, ...]] = {
         "supported_cards_and_currencies",
         "country_support",
     ),
+    # From SGD's appointment dialogues (salons, doctors, dentists): "can I book an appointment".
+    "appointments": ("book_appointment",),
     "out_of_scope": (OUT_OF_SCOPE,),
 }
 

@@ -10,6 +10,7 @@ can be wrapped to be slow (gated) or failing through ``Runtime.load``'s
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-from models.manifest import FileEntry, GraphSpec, HeadSpec, Manifest, write_manifest
+from models.manifest import EmbeddingSpec, FileEntry, GraphSpec, HeadSpec, Manifest, read_manifest, write_manifest
 from models.pack import SessionLike, ort_session
+from routing.taxonomy import ACT_LABELS
 
 SENTIMENT = ["negative", "neutral", "positive"]
 EMOTION = ["anger", "frustration", "confusion", "anxiety", "sadness", "gratitude", "joy", "neutral"]
@@ -36,6 +38,7 @@ why confused worried refund today now
 WORDS = VOCAB_TEXT.split()
 DIM = 16
 MAX_LENGTH = 16
+EMBEDDING_DIM = 8
 
 
 def build_tokenizer(path: Path, *, padding_length: int | None = 64) -> None:
@@ -119,13 +122,19 @@ def head(graph: str, output: str, kind: str, labels: list[str], **extra: Any) ->
     return HeadSpec(graph=graph, output=output, kind=kind, labels=labels, **extra)  # type: ignore[arg-type]
 
 
-def build_pack(folder: Path, *, mixed: bool = False, seed: int = 0) -> Path:
-    """Write a complete tiny pack; ``mixed`` serves intent from a second, single-task graph."""
+def build_pack(folder: Path, *, mixed: bool = False, seed: int = 0, v2: bool = False) -> Path:
+    """Write a complete tiny pack; ``mixed`` serves intent from a second, single-task graph.
+
+    ``v2`` adds what pack v2 has: an act head and a sentence-embedding output.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     build_tokenizer(folder / "tokenizer.json")
     multitask = {"sentiment_logits": len(SENTIMENT), "emotion_logits": len(EMOTION)}
     if not mixed:
         multitask["intent_logits"] = len(INTENT)
+    if v2:
+        multitask["act_logits"] = len(ACT_LABELS)
+        multitask["sentence_embedding"] = EMBEDDING_DIM
     build_graph(folder / "model.onnx", multitask, seed=seed)
     graphs = {
         "multitask": GraphSpec(
@@ -155,8 +164,10 @@ def build_pack(folder: Path, *, mixed: bool = False, seed: int = 0) -> Path:
                 "multitask", "emotion_logits", "sigmoid", EMOTION, thresholds={"anger": 0.4, "neutral": 0.7}
             ),
             "intent": intent,
+            **({"act": head("multitask", "act_logits", "softmax", list(ACT_LABELS))} if v2 else {}),
         },
         files=files,
+        embedding=EmbeddingSpec("multitask", "sentence_embedding", EMBEDDING_DIM, normalized=False) if v2 else None,
     )
     write_manifest(folder, manifest)
     return folder
@@ -228,6 +239,24 @@ class SessionRecorder:
 def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A valid single-graph tiny pack (do not modify: shared by the session)."""
     return build_pack(tmp_path_factory.mktemp("pack") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def v2_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pack shaped like pack v2: act head and sentence embedding."""
+    return build_pack(tmp_path_factory.mktemp("pack") / "v2", v2=True)
+
+
+@pytest.fixture(scope="session")
+def int8_pack(tmp_path_factory: pytest.TempPathFactory, v2_pack: Path) -> Path:
+    """``v2_pack`` with its MatMuls dynamically quantized, as export quantizes the real pack."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = tmp_path_factory.mktemp("pack") / "int8"
+    shutil.copytree(v2_pack, folder)
+    quantize_dynamic(str(v2_pack / "model.onnx"), str(folder / "model.onnx"), weight_type=QuantType.QInt8)
+    write_manifest(folder, read_manifest(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,9 @@ from models.types import TextPrediction
 
 @asynccontextmanager
 async def running(pack: Path, recorder: Any, **config: Any) -> AsyncIterator[Runtime]:
-    runtime = Runtime.load(pack, RuntimeConfig(intra_op_threads=1, **config), session_factory=recorder)
+    # invariant=False: these tests count how requests coalesce into ONNX runs
+    options = {"invariant": False, **config}
+    runtime = Runtime.load(pack, RuntimeConfig(intra_op_threads=1, **options), session_factory=recorder)
     await runtime.start()
     recorder.main.calls.clear()  # forget probe + warm-up runs
     try:
@@ -100,7 +102,9 @@ async def test_oversized_request_is_accepted_into_an_empty_queue(tiny_pack: Path
     async with running(tiny_pack, recorder, queue_size=2, max_batch_size=4) as runtime:
         results = await runtime.submit(["a", "b", "c", "d", "e", "f"])
         assert len(results) == 6
-        assert recorder.main.calls == [4, 2]
+        # never more than max_batch_size per run; the planner may balance the two runs
+        assert sum(recorder.main.calls) == 6 and max(recorder.main.calls) <= 4
+        assert len(recorder.main.calls) == 2
 
 
 async def test_deadline_fires_while_worker_is_busy_and_expired_work_never_runs(
@@ -139,7 +143,7 @@ async def test_failing_batch_fails_every_waiter_and_runtime_recovers(tiny_pack: 
 
 
 async def test_close_drains_queued_requests_and_refuses_new_ones(tiny_pack: Path, recorder: Any) -> None:
-    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=1), session_factory=recorder)
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=1, invariant=False), session_factory=recorder)
     await runtime.start()
     first = await park_worker(runtime, recorder)
     tasks = await enqueue(runtime, [["a"], ["b"]])

@@ -20,7 +20,7 @@ TEXTS = ["I want to cancel my account", "thank you so much great help", "where i
 
 
 def test_one_encoder_pass_when_heads_share_a_graph(tiny_pack: Path, recorder: Any) -> None:
-    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False)
     recorder.main.calls.clear()  # drop the load-time probe
     results = engine.predict(TEXTS, max_batch_size=32, max_batch_tokens=4096)
     assert recorder.main.calls == [len(TEXTS)]
@@ -28,7 +28,7 @@ def test_one_encoder_pass_when_heads_share_a_graph(tiny_pack: Path, recorder: An
 
 
 def test_batches_follow_size_limit(tiny_pack: Path, recorder: Any) -> None:
-    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False)
     recorder.main.calls.clear()
     engine.run_overhead_tokens = 1000.0  # runs are expensive: as few batches as the size limit allows
     engine.predict(TEXTS * 3, max_batch_size=5, max_batch_tokens=4096)
@@ -40,7 +40,7 @@ def test_mixed_pack_runs_each_graph_once_and_takes_intent_from_its_graph(
     mixed_pack: Path, recorder: Any
 ) -> None:
     pack = load_pack(mixed_pack, OPTIONS, recorder)
-    engine = Engine(pack)
+    engine = Engine(pack, invariant=False)
     for session in recorder.sessions.values():
         session.calls.clear()
     results = engine.predict(TEXTS, max_batch_size=32, max_batch_tokens=4096)
@@ -61,14 +61,14 @@ def test_mixed_pack_runs_each_graph_once_and_takes_intent_from_its_graph(
 
 
 def test_session_failure_becomes_inference_error(tiny_pack: Path, recorder: Any) -> None:
-    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False)
     recorder.main.fail = RuntimeError("onnx exploded")
     with pytest.raises(InferenceError, match="graph 'multitask' failed on a batch of 2: onnx exploded"):
         engine.predict(TEXTS[:2], max_batch_size=32, max_batch_tokens=4096)
 
 
 def test_unexpected_output_shape_becomes_inference_error(tiny_pack: Path, recorder: Any) -> None:
-    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False)
     inner_run = recorder.main.inner.run
 
     def truncated(names: Any, feed: Any) -> Any:
@@ -80,7 +80,34 @@ def test_unexpected_output_shape_becomes_inference_error(tiny_pack: Path, record
 
 
 def test_empty_input_runs_nothing(tiny_pack: Path, recorder: Any) -> None:
-    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder))
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False)
     recorder.main.calls.clear()
     assert engine.predict([], max_batch_size=32, max_batch_tokens=4096) == []
     assert recorder.main.calls == []
+
+
+def test_invariant_engine_runs_each_text_alone(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=True)
+    recorder.main.calls.clear()
+    engine.predict(TEXTS, max_batch_size=32, max_batch_tokens=4096)
+    assert recorder.main.calls == [1] * len(TEXTS)
+
+
+def test_invariant_scores_do_not_depend_on_batch_neighbours(int8_pack: Path) -> None:
+    """On a dynamic-int8 graph a padded batch changes a text's scores; per-text runs do not."""
+    engine = Engine(load_pack(int8_pack, OPTIONS), invariant=True)
+    neighbours = ["the bill is wrong I was charged twice and nobody called me back " * 3, *TEXTS]
+    alone = engine.predict(["why"], max_batch_size=32, max_batch_tokens=4096)[0]
+    inside = engine.predict([*neighbours, "why"], max_batch_size=32, max_batch_tokens=4096)[-1]
+    assert alone == inside
+
+
+def test_non_lexical_turns_are_quiet_and_carry_no_intent(tiny_pack: Path) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS))
+    noise, spoken_digits = engine.predict(["[noise] um", "four one one one"], 32, 4096)
+    for result in (noise, spoken_digits):
+        assert result.lexical is False
+        assert result.sentiment.label == "neutral" and result.sentiment.score == 0.0
+        assert result.emotion.labels == []
+        assert result.intent.alternatives == [] and result.intent.confidence == 0.0
+        assert result.act.label == "non_lexical"

@@ -8,6 +8,7 @@ import pytest
 from models.manifest import HeadSpec
 from models.postprocess import (
     calibrate,
+    emotion_labels,
     emotion_results,
     intent_results,
     sentiment_results,
@@ -62,3 +63,15 @@ def test_intent_top5_best_first() -> None:
 def test_intent_with_fewer_labels_than_k() -> None:
     (result,) = intent_results(np.array([[0.3, 0.7]]), ["a", "b"])
     assert result.alternatives == [("b", 0.7), ("a", 0.3)]
+
+
+def test_emotion_labels_at_most_two_and_neutral_only_alone() -> None:
+    assert emotion_labels(["anger", "neutral", "frustration", "sadness"], negative=False) == ["anger", "frustration"]
+    assert emotion_labels(["neutral"], negative=False) == ["neutral"]
+    assert emotion_labels([], negative=False) == []
+
+
+def test_no_gratitude_or_joy_on_a_negative_turn() -> None:
+    assert emotion_labels(["gratitude", "joy", "frustration"], negative=True) == ["frustration"]
+    assert emotion_labels(["gratitude", "neutral"], negative=True) == ["neutral"]
+    assert emotion_labels(["gratitude", "joy"], negative=False) == ["gratitude", "joy"]

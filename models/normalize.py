@@ -1,0 +1,190 @@
+"""Transcript normalisation: one function, used identically when training and serving.
+
+Speech-to-text bridges and chat widgets send text the classifiers were never
+meant to read literally: tags such as ``[noise]`` or ``<unk>``, cut-off words
+(``ca~``, ``th-``), fillers (``um``, ``uh``), backchannels (``mm hmm``,
+``okay``), spoken digit runs ("seven zero zero"), tweet handles and links.
+``normalize`` removes or canonicalises all of them and says whether anything
+lexical is left. A turn with no lexical content (``lexical=False``) carries no
+sentiment, no emotion and no contact-reason evidence: the runtime reports it
+as neutral and quiet, and routing gives it zero weight.
+
+Pure Python, no dependencies: ``export/`` trains on exactly this text and the
+runtime feeds exactly this text to the graph.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# [noise] [laughter] <unk> <noise> ((inaudible)) {breath} and a closed list of
+# parenthesised stage directions; never ordinary parentheses.
+_TAGS = re.compile(
+    r"\[[^\]]{0,40}\]|<[^<>\s]{1,20}>|\(\([^)]{0,40}\)\)|\{[^}]{0,40}\}"
+    r"|\((?:inaudible|unintelligible|laughs?|laughter|noise|crosstalk|silence|cough(?:s|ing)?|"
+    r"sighs?|music|pause|static|background noise|indiscernible|foreign)\)",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<![\w@])@\w{1,30}")
+# A word cut off mid-way: "ca~", "~ay", "th-" (a trailing hyphen before a space or the end).
+_CUTOFF = re.compile(r"\S*~\S*|\b[A-Za-z]{1,12}-(?=\s|$)")
+_WORD = re.compile(r"@user|[A-Za-z]+(?:['’-][A-Za-z]+)*|\d+(?:[.,:]\d+)*|\S")
+_SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:%)])")
+
+FILLERS = frozenset(
+    "um umm ummm uh uhh uhhh er erm err ah ahh eh hmm hmmm hm mm mmm mhm mmhmm uhm huh".split()
+)
+# Two-word fillers / backchannels, as transcribers spell them with a space or a hyphen.
+_PAIRS = re.compile(r"\b(?:uh[\s-]+huh|mm[\s-]+hmm|m[\s-]+hm|uh[\s-]+uh|um[\s-]+hum)\b", re.IGNORECASE)
+BACKCHANNELS = frozenset("okay ok k kay yeah yea yep yup right alright aha oh ah uh-huh mm-hmm".split())
+# Words that on their own add nothing to a filler or digit turn ("and uh seven zero").
+_GLUE = frozenset("and so the then also or um well like a an".split())
+GREETINGS = frozenset("hi hello hey hiya howdy greetings morning afternoon evening good there".split())
+
+_UNITS = {
+    "zero": 0, "oh": 0, "o": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+_TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60,
+    "seventy": 70, "eighty": 80, "ninety": 90,
+}  # fmt: skip
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+NUMBER_WORDS = frozenset(_UNITS) | frozenset(_TENS) | frozenset(_SCALES) | {"double", "triple"}
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """The text the classifiers read, and what kind of turn it is.
+
+    ``lexical`` is False when nothing but tags, fillers, backchannels, numbers
+    and glue words was said. ``greeting`` is True when the turn is only a greeting.
+    """
+
+    text: str
+    lexical: bool
+    greeting: bool = False
+
+
+def _number_run(words: list[str]) -> str:
+    """Digits for a run of number words: "seven zero zero" -> 700, "eighty one" -> 81.
+
+    Each spoken group (a unit, a tens word with an optional unit, "x hundred y")
+    becomes its digits and the groups are concatenated, which is how people read
+    out card, account and zip numbers ("one twenty" -> 120).
+    """
+    chunks: list[str] = []
+    value: int | None = None
+    last = ""  # kind of the last word: unit, tens, scale
+    repeat = 1
+    for word in words:
+        if word in ("double", "triple"):
+            repeat = 2 if word == "double" else 3
+            continue
+        if word in _SCALES:
+            value = (value or 1) * _SCALES[word]
+            last = "scale"
+            continue
+        if word in _TENS:
+            if value is not None and last != "scale":
+                chunks.append(str(value))
+                value = None
+            value = (value or 0) + _TENS[word]
+            last = "tens"
+            continue
+        unit = _UNITS[word]
+        if value is not None and (last == "scale" or (last == "tens" and unit < 10 and value % 10 == 0)):
+            value += unit
+        else:
+            if value is not None:
+                chunks.append(str(value))
+            value = unit
+            if repeat > 1:
+                chunks.append(str(unit) * (repeat - 1))
+                repeat = 1
+        last = "unit"
+    if value is not None:
+        chunks.append(str(value))
+    return "".join(chunks)
+
+
+def _is_number_word(token: str, neighbours: tuple[str, str]) -> bool:
+    """A number word; "oh"/"o" only between other number words ("seven oh two")."""
+    if token in ("oh", "o"):
+        return all(n in NUMBER_WORDS and n not in ("oh", "o") for n in neighbours)
+    return token in NUMBER_WORDS and token not in ("double", "triple") or (
+        token in ("double", "triple") and neighbours[1] in _UNITS
+    )
+
+
+def _spoken_numbers(tokens: list[str]) -> list[str]:
+    lowered = [t.lower() for t in tokens]
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        prev = lowered[i - 1] if i else ""
+        nxt = lowered[i + 1] if i + 1 < len(tokens) else ""
+        if _is_number_word(lowered[i], (prev, nxt)):
+            run = [lowered[i]]
+            j = i + 1
+            while j < len(tokens):
+                after = lowered[j + 1] if j + 1 < len(tokens) else ""
+                if _is_number_word(lowered[j], (lowered[j - 1], after)):
+                    run.append(lowered[j])
+                elif lowered[j] == "and" and run[-1] in _SCALES and after in NUMBER_WORDS:
+                    pass  # "two hundred and fifty"
+                else:
+                    break
+                j += 1
+            # A lone "one" is usually a pronoun ("the new one"): only runs or clear numbers convert.
+            if len(run) == 1 and run[0] in ("one", "double", "triple"):
+                out.append(tokens[i])
+            else:
+                out.append(_number_run(run))
+            i = j
+            continue
+        out.append(tokens[i])
+        i += 1
+    return out
+
+
+def _join(tokens: list[str]) -> str:
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(tokens)).strip()
+
+
+def normalize(text: str) -> Normalized:
+    """Canonical text for the classifiers plus whether the turn has lexical content.
+
+    Removes speech-to-text tags, cut-off words and fillers; replaces links with
+    ``http`` and handles with ``@user`` (as the tweet corpora do); turns spoken
+    number runs into digits. Everything else, case and punctuation included,
+    is kept (the tokenizer is uncased). Never raises; the result may be empty.
+    """
+    cleaned = _TAGS.sub(" ", text)
+    cleaned = _URL.sub(" http ", cleaned)
+    cleaned = _HANDLE.sub("@user", cleaned)
+    cleaned = _PAIRS.sub(" ", cleaned)
+    cleaned = _CUTOFF.sub(" ", cleaned)
+    tokens = [t for t in _WORD.findall(cleaned) if t.lower() not in FILLERS]
+    tokens = _spoken_numbers(tokens)
+    # Drop stray punctuation left where a filler stood ("um, I", ", ,").
+    compact: list[str] = []
+    for token in tokens:
+        if token in ",;" and (not compact or compact[-1] in ",;"):
+            continue
+        compact.append(token)
+    while compact and compact[0] in ",;.":
+        compact.pop(0)
+    words = [t.lower() for t in compact if t[0].isalnum()]
+    lexical = any(
+        not (w.isdigit() or w.replace(",", "").replace(".", "").isdigit())
+        and w not in BACKCHANNELS
+        and w not in _GLUE
+        for w in words
+    )
+    greeting = lexical and all(w in GREETINGS for w in words)
+    return Normalized(_SPACES.sub(" ", _join(compact)), lexical, greeting)

@@ -1,0 +1,80 @@
+"""Transcript normalisation: tags, cut-offs, fillers, backchannels, spoken numbers, handles."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.normalize import normalize
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[noise]",
+        "<unk>",
+        "[laughter] [noise]",
+        "((inaudible))",
+        "(inaudible)",
+        "um",
+        "uh uh um",
+        "mm hmm",
+        "uh-huh",
+        "okay",
+        "yeah yeah okay",
+        "four one one one",
+        "seven oh two",
+        "and uh seven zero zero",
+        "eighty one",
+        "a hundred",
+        "ca~",
+        "",
+        "   ",
+        ", , .",
+    ],
+)
+def test_turns_without_lexical_content(text: str) -> None:
+    assert normalize(text).lexical is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("and the zip code is seven zero zero", "and the zip code is 700"),
+        ("the amount is eighty one dollars", "the amount is 81 dollars"),
+        ("two hundred and fifty dollars", "250 dollars"),
+        ("my card ends in four one one one", "my card ends in 4111"),
+        ("seven oh two", "702"),
+        ("double five", "55"),
+    ],
+)
+def test_spoken_numbers_become_digits(text: str, expected: str) -> None:
+    assert normalize(text).text == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ca~ can I get uh my balance", "can I get my balance"),
+        ("it was th- the second time [noise]", "it was the second time"),
+        ("um, I lost my card", "I lost my card"),
+        ("@FC_Help my e-mail never came https://t.co/x", "@user my e-mail never came http"),
+        ("I want the new one", "I want the new one"),  # a lone "one" is a pronoun, not a digit
+        ("oh no my card", "oh no my card"),
+    ],
+)
+def test_lexical_turns_keep_their_words(text: str, expected: str) -> None:
+    result = normalize(text)
+    assert result.lexical is True
+    assert result.text == expected
+
+
+def test_greetings_are_marked_only_when_nothing_else_is_said() -> None:
+    assert normalize("hi there").greeting is True
+    assert normalize("Good morning!").greeting is True
+    assert normalize("hello, I lost my card").greeting is False
+    assert normalize("[noise]").greeting is False
+
+
+def test_normalize_is_idempotent_on_clean_text() -> None:
+    text = "How do I track my card?"
+    assert normalize(normalize(text).text) == normalize(text)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
+PACK_VERSION = "2.0.0"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +147,28 @@ def _cmd_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fewshot(args: argparse.Namespace) -> int:
+    from export.fewshot import fewshot_report
+
+    print(json.dumps(fewshot_report(args.pack, Path(args.data), reference=not args.no_reference), indent=2))
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    """train -> onnx -> quantize -> evaluate in one command (the reproducible pack build)."""
+    if _cmd_train(args) != 0:
+        return 1
+    args.run = args.out
+    args.max_length = args.serve_max_length  # training length is spent; the pack's own from here
+    args.tolerance = 1e-4
+    args.presets = False
+    args.limit = None
+    for step in (_cmd_onnx, _cmd_quantize, _cmd_evaluate):
+        if step(args) != 0:
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
@@ -154,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p_train)
     p_train.set_defaults(func=_cmd_train)
 
+    from export.quantize import PRESETS
+
+    p_build = sub.add_parser("build", help="train, export, quantize and evaluate: the whole pack in one command")
+    _recipe_args(p_build)
+    p_build.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_build.add_argument("--preset", choices=sorted(PRESETS), default="portable")
+    p_build.add_argument("--name", default="switchboard-default")
+    p_build.add_argument("--version", default=PACK_VERSION)
+    p_build.add_argument("--serve-max-length", type=int, default=128, help="serving truncation length")
+    p_build.set_defaults(func=_cmd_build)
+
     p_onnx = sub.add_parser(
         "onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch"
     )
@@ -161,15 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_onnx.add_argument("--tolerance", type=float, default=1e-4)
     p_onnx.set_defaults(func=_cmd_onnx)
 
-    from export.quantize import PRESETS
-
     p_quant = sub.add_parser("quantize", help="dynamic int8 quantization and pack assembly")
     p_quant.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p_quant.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     p_quant.add_argument("--preset", choices=sorted(PRESETS), default="portable")
     p_quant.add_argument("--max-length", type=int, default=128, help="serving truncation length")
     p_quant.add_argument("--name", default="switchboard-default")
-    p_quant.add_argument("--version", default="1.0.0")
+    p_quant.add_argument("--version", default=PACK_VERSION)
     p_quant.set_defaults(func=_cmd_quantize)
 
     p_eval = sub.add_parser("evaluate", help="metrics, calibration, figures and model card")
@@ -178,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--presets", action="store_true", help="also compare every quantization preset")
     p_eval.add_argument("--limit", type=int, default=None, help="cap each validation set (smoke runs)")
     p_eval.set_defaults(func=_cmd_evaluate)
+
+    p_few = sub.add_parser("fewshot", help="few-shot contact reasons on the pack's sentence embedding")
+    p_few.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_few.add_argument("--data", default="../shared/data")
+    p_few.add_argument("--no-reference", action="store_true", help="skip the pretrained fp32 reference")
+    p_few.set_defaults(func=_cmd_fewshot)
 
     p_hf = sub.add_parser("hf", help="serve one head from a Hugging Face sequence-classification checkpoint")
     p_hf.add_argument("checkpoint", help="local path, or hub id where a hub is reachable")

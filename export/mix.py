@@ -273,12 +273,13 @@ def prepared(samples: Iterable[Sample], spoken_fraction: float = 0.0) -> list[Sa
     """
     out = []
     for sample in samples:
-        text = sample.text
-        if spoken_fraction and _stable_fraction(text) < spoken_fraction:
-            text = spoken(text)
-        norm = normalize(text)
-        if norm.lexical and norm.text:
-            out.append(replace(sample, text=norm.text))
+        norm = normalize(sample.text)
+        if not (norm.lexical and norm.text):
+            continue
+        text = norm.text
+        if spoken_fraction and _stable_fraction(sample.text) < spoken_fraction:
+            text = normalize(spoken(text)).text
+        out.append(replace(sample, text=text))
     return out
 
 

@@ -86,11 +86,12 @@ class ExplanationItem(msgspec.Struct, frozen=True, omit_defaults=True):
     ``kind`` is ``rule`` (the rule that matched) or ``default`` (none did),
     ``condition`` (a leaf of the matched rule), ``group`` (an all/any/not of
     it), ``guardrail`` (a guardrail's state, or its override), ``priority`` (a
-    priority boost) or ``variant`` (experiment assignment). ``text`` is the
-    line a supervisor reads; the other fields carry the same facts for machines.
+    priority boost), ``variant`` (experiment assignment) or ``resolved`` (the
+    customer closed the conversation calmly). ``text`` is the line a supervisor
+    reads; the other fields carry the same facts for machines.
     """
 
-    kind: Literal["rule", "default", "condition", "group", "guardrail", "priority", "variant"]
+    kind: Literal["rule", "default", "condition", "group", "guardrail", "priority", "variant", "resolved"]
     text: str
     path: str | None = None
     signal: str | None = None

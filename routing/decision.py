@@ -4,19 +4,24 @@
 
 1. compute the churn risk and every signal's value (``routing.facts``);
 2. pick the experiment variant, if the policy has an experiment;
-3. check the guardrails: ``human_request`` (the customer asked for a person)
-   and ``low_confidence`` (the contact reason is not confident);
+3. check the guardrails: ``human_request`` (the customer asked for a person),
+   ``unsupported_language`` (the customer speaks a language the model pack
+   does not support) and ``low_confidence`` (the contact reason is not
+   confident);
 4. take the first rule whose condition holds, else the default target;
 5. if that sends the conversation to the bot while a guardrail is active,
    the guardrail overrides it with its own target (and a bot fallback is
-   dropped): the bot never keeps a customer who asked for a person or whose
-   reason we do not know;
-6. resolve ``"@reason"`` to the contact reason's queue and add priority boosts.
+   dropped): the bot never keeps a customer who asked for a person, whom the
+   models cannot understand, or whose reason we do not know;
+6. resolve ``"@reason"`` to the contact reason's queue and add priority boosts;
+7. mark the decision ``resolved`` when the customer's last turn closes the
+   conversation calmly ("thanks, that's all"); the route is left as it is.
 
 The explanation lists the variant, the matched rule and each of its conditions
-with the observed value and whether it held, the guardrails, and the priority
-boosts. ``decide`` is deterministic and total: any signals, customer and
-validated policy give exactly one decision.
+with the observed value and whether it held, the guardrails, the priority
+boosts and, when it applies, that the conversation looks resolved. ``decide``
+is deterministic and total: any signals, customer and validated policy give
+exactly one decision.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ class Decision(msgspec.Struct, frozen=True):
     the conversation. ``guardrails_active`` lists every guardrail whose
     condition held (whether or not it had to override anything); ``flags``
     the escalation flags raised; ``churn_risk`` and ``churn_drivers`` the
-    churn heuristic's score and its contributing inputs.
+    churn heuristic's score and its contributing inputs. ``resolved`` is True
+    when the customer's last turn closes the conversation calmly (the policy
+    fact ``conversation.closing``); it never changes the route.
     ``summary`` is the one line a supervisor reads first.
     """
 
@@ -64,6 +71,7 @@ class Decision(msgspec.Struct, frozen=True):
     flags: list[str] = []
     guardrails_active: list[str] = []
     summary: str = ""
+    resolved: bool = False
 
 
 def decide(
@@ -130,12 +138,28 @@ def decide(
         fallback, fallback_queue = None, None  # a fallback to the same place is no fallback
     priority, boost_items = _priority(target, policy, facts)
     explanation += boost_items
+    resolved = facts["conversation.closing"] is True
+    if resolved:
+        last = signals.last_customer
+        explanation.append(
+            ExplanationItem(
+                kind="resolved",
+                text="conversation looks resolved: the customer's last turn"
+                + (f" (turn {last.index})" if last is not None else "")
+                + " closes it calmly; route unchanged",
+                signal="conversation.closing",
+                observed=True,
+                held=True,
+            )
+        )
 
     summary = f"{target.route} → {queue} (priority {priority}): rule '{matched.id}'"
     if fired:
         summary += f", guardrail {fired} overrode the bot"
     if variant_id is not None:
         summary += f", variant '{variant_id}'"
+    if resolved:
+        summary += ", resolved"
     return Decision(
         route=target.route,
         queue=queue,
@@ -154,6 +178,7 @@ def decide(
         flags=_as_list(facts["escalation.flags"]),
         guardrails_active=[name for name, _ in active],
         summary=summary,
+        resolved=resolved,
     )
 
 
@@ -167,6 +192,18 @@ def _active_guardrails(signals: ConversationSignals, facts: dict[str, Value]) ->
     hit = signals.flags.get("human_request")
     if hit is not None:
         active.append(("human_request", f"customer asked for a person at turn {hit.turn}: {hit.evidence}"))
+    if facts["language.supported"] is False:
+        code = signals.language
+        tally = signals.languages.get(code)
+        turns = (
+            f" ({tally.turns} customer turn{'s' if tally.turns != 1 else ''})" if tally is not None else ""
+        )
+        active.append(
+            (
+                "unsupported_language",
+                f"conversation language '{code}'{turns} is not supported by the model pack",
+            )
+        )
     # The customer's opening turn with no reason in it ("hi") is not an unclear
     # reason yet: the bot's job at that point is to ask what they need. From
     # the second customer turn on, no reason means out of scope.

@@ -14,8 +14,15 @@ from typing import Literal
 import msgspec
 
 from routing.churn import ChurnAssessment
-from routing.signals import FLAG_NAMES, ConversationSignals, SignalConfig
-from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS, category_of
+from routing.signals import FLAG_NAMES, UNKNOWN, ConversationSignals, SignalConfig
+from routing.taxonomy import (
+    CATEGORIES,
+    CONVERSATION_ACTS,
+    EMOTION_LABELS,
+    INTENT_LABELS,
+    SENTIMENT_LABELS,
+    category_of,
+)
 from routing.types import CustomerInfo
 
 Value = str | int | float | bool | list[str] | None
@@ -26,6 +33,7 @@ ESCALATION_FLAGS: tuple[str, ...] = (*FLAG_NAMES, "repeat_contact")
 REASON_STATUSES: tuple[str, ...] = ("none", "low_confidence", "ambiguous", "confident")
 TREND_BANDS: tuple[str, ...] = ("unknown", "improving", "steady", "declining")
 PEAK_LABELS: tuple[str, ...] = tuple(label for label in EMOTION_LABELS if label != "neutral")
+TURN_ACTS: tuple[str, ...] = (*CONVERSATION_ACTS, UNKNOWN)
 
 
 class SignalSpec(msgspec.Struct, frozen=True):
@@ -53,6 +61,20 @@ def _specs() -> dict[str, SignalSpec]:
         "intent.current": SignalSpec("string", "top intent of the last customer turn", INTENT_LABELS),
         "intent.current_confidence": SignalSpec("number", "its probability"),
         "intent.current_category": SignalSpec("string", "its category", CATEGORIES),
+        "turn.act": SignalSpec(
+            "string",
+            "conversation act of the last customer turn (unknown when the pack has no act head)",
+            TURN_ACTS,
+        ),
+        "conversation.closing": SignalSpec(
+            "bool", "the customer's last lexical turn closes the conversation calmly (\"thanks, that's all\")"
+        ),
+        "language.code": SignalSpec(
+            "string",
+            "conversation language: ISO 639-1 code with the most letters in the customer's judged turns, "
+            "und until one is judged",
+        ),
+        "language.supported": SignalSpec("bool", "the model pack supports the conversation language"),
         "sentiment.label": SignalSpec("string", "sentiment of the last customer turn", SENTIMENT_LABELS),
         "sentiment.score": SignalSpec("number", "p(positive) - p(negative) of the last customer turn"),
         "sentiment.level": SignalSpec("number", "exponentially weighted customer sentiment (-1..1)"),
@@ -79,6 +101,9 @@ def _specs() -> dict[str, SignalSpec]:
         "agent.negative_turns": SignalSpec("number", "negative agent turns"),
         "turns.total": SignalSpec("number", "turns so far, every speaker"),
         "turns.customer": SignalSpec("number", "customer turns"),
+        "turns.customer_lexical": SignalSpec(
+            "number", "customer turns with lexical content (not [noise], um, okay, digits)"
+        ),
         "turns.bot": SignalSpec("number", "bot turns"),
         "turns.agent": SignalSpec("number", "agent turns"),
         "conversation.duration_s": SignalSpec(
@@ -138,6 +163,10 @@ def observe(
         "intent.current": intent,
         "intent.current_confidence": signals.current_intent_confidence,
         "intent.current_category": _category(intent),
+        "turn.act": (signals.last_act or UNKNOWN) if signals.turns.customer else None,
+        "conversation.closing": signals.closing,
+        "language.code": signals.language,
+        "language.supported": signals.language_supported,
         "sentiment.label": track.last_label,
         "sentiment.score": track.last_score,
         "sentiment.level": track.level,
@@ -160,6 +189,7 @@ def observe(
         "agent.negative_turns": signals.agent.negative_turns,
         "turns.total": signals.turns.total,
         "turns.customer": signals.turns.customer,
+        "turns.customer_lexical": signals.turns.customer - signals.turns.customer_non_lexical,
         "turns.bot": signals.turns.bot,
         "turns.agent": signals.turns.agent,
         "conversation.duration_s": duration,

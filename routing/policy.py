@@ -11,8 +11,10 @@ in ``routing/POLICY.md``; in short:
 * ``[queues.<name>]`` declares every queue; ``categories`` lists the contact
   reason categories a queue serves, which is what the special queue name
   ``"@reason"`` resolves through (``"*"`` = every category not listed elsewhere).
-* ``[guardrails]`` configures where the two guardrails send a conversation;
-  they cannot be disabled and cannot target the bot.
+* ``[guardrails]`` configures where the guardrails send a conversation; they
+  cannot be disabled and cannot target the bot. ``human_request`` and
+  ``low_confidence`` must be configured; ``unsupported_language`` (added
+  later) may be, and otherwise uses the ``low_confidence`` target.
 * ``[[rules]]`` ordered, first match wins; ``[default]`` when none matches.
 * ``[[priority_boosts]]`` add to the priority when their condition holds.
 * ``[experiment]`` splits traffic into variants that may skip rules, add rules
@@ -61,9 +63,14 @@ __all__ = [
 ]
 
 REASON_QUEUE = "@reason"
-GUARDRAILS: tuple[str, ...] = ("human_request", "low_confidence")
+# In order of precedence: the first active one overrides a bot route.
+GUARDRAILS: tuple[str, ...] = ("human_request", "unsupported_language", "low_confidence")
+# Guardrails a policy may leave unconfigured (so policies written before they existed still
+# load): they are active all the same, with the target of the guardrail named here.
+_OPTIONAL_GUARDRAILS: dict[str, str] = {"unsupported_language": "low_confidence"}
 _GUARDRAIL_DOC = {
     "human_request": "an explicit request for a person never stays with the bot",
+    "unsupported_language": "a customer whose language the models do not support never stays with the bot",
     "low_confidence": "a contact reason that is not confident never goes to the bot",
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -491,7 +498,10 @@ class _Loader:
         for name in GUARDRAILS:
             path = f"guardrails.{name}"
             if name not in section:
-                self.err("", path, "missing required table: guardrails cannot be left out, only configured")
+                if name not in _OPTIONAL_GUARDRAILS:
+                    self.err(
+                        "", path, "missing required table: guardrails cannot be left out, only configured"
+                    )
                 continue
             table = self.table("", section[name], path)
             if table is None:
@@ -511,7 +521,13 @@ class _Loader:
                 continue
             if target is not None:
                 out[name] = Guardrail(name=name, target=target, description=_GUARDRAIL_DOC[name])
-        return out
+        for name, borrowed in _OPTIONAL_GUARDRAILS.items():
+            if name not in section and borrowed in out:
+                # Not configured: still on, sending where its sibling sends.
+                out[name] = Guardrail(
+                    name=name, target=out[borrowed].target, description=_GUARDRAIL_DOC[name]
+                )
+        return {name: out[name] for name in GUARDRAILS if name in out}
 
     def default(self, queues: dict[str, Queue]) -> Rule | None:
         raw = self.doc.get("default")

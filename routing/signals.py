@@ -12,6 +12,16 @@ between requests.
 Who says what matters: customer turns drive the contact reason, sentiment
 trajectory, emotions and escalation flags; agent and bot turns only feed their
 own sentiment track (a rude agent is a signal too) and the bot-loop detector.
+
+What a turn is matters too. A turn with no lexical content (``[noise]``,
+"um", "okay", a spoken digit run) is counted and nothing else: it weighs
+nothing in the sentiment level and trend, the most negative turn, emotion
+peaks, flags, the contact reason or the loop detector. Only reason-bearing
+turns (act ``reason`` or ``question``, or an unknown act) are contact-reason
+evidence: "yes", "my account number is 1234" or "thanks, that's all" state
+no reason. A turn in a language the model pack does not support carries no
+sentiment, emotion or intent evidence (its scores are not judgements), but it
+still counts towards the conversation language and may raise phrase flags.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import msgspec
 from routing.errors import TurnError
 from routing.phrases import churn_phrase, complaint_phrase, human_request_phrase, legal_threat_phrase
 from routing.redact import safe_truncate
-from routing.taxonomy import EMOTION_LABELS, OUT_OF_SCOPE, SENTIMENT_LABELS, category_of
+from routing.taxonomy import CONVERSATION_ACTS, EMOTION_LABELS, OUT_OF_SCOPE, SENTIMENT_LABELS, category_of
 from routing.types import SPEAKERS, Speaker, TurnScores
 
 ReasonStatus = Literal["none", "low_confidence", "ambiguous", "confident"]
@@ -41,6 +51,19 @@ FLAG_NAMES: tuple[FlagName, ...] = (
 )
 # Tolerance for probabilities that float arithmetic pushed a hair outside [0, 1].
 _EPS = 1e-6
+# The act (and sentiment label) of a turn the models could not judge; "" in turns stored before acts.
+UNKNOWN = "unknown"
+UNDETERMINED_LANGUAGE = "und"
+NON_LEXICAL = "non_lexical"
+CLOSING_ACT = "thanks_or_closing"
+# Acts that state why the customer came; an unknown act counts too (packs without an act head).
+REASON_ACTS: frozenset[str] = frozenset({"reason", "question", UNKNOWN})
+# Emotions that make a "thanks, that's all" anything but a calm closing.
+_UPSET_EMOTIONS: tuple[str, ...] = ("anger", "frustration")
+# Languages tracked per conversation (the lightest is dropped beyond this): keeps the state O(1).
+MAX_TRACKED_LANGUAGES = 8
+# Version of the stored form of ConversationSignals (see its doc).
+SCHEMA = 2
 
 
 class SignalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,13 +153,14 @@ class TurnRef(msgspec.Struct, frozen=True):
 
 
 class TurnCounts(msgspec.Struct, frozen=True):
-    """How many turns each speaker had."""
+    """How many turns each speaker had; ``customer_non_lexical`` of the customer's had no lexical content."""
 
     total: int = 0
     customer: int = 0
     agent: int = 0
     bot: int = 0
     system: int = 0
+    customer_non_lexical: int = 0
 
 
 class IntentEvidence(msgspec.Struct, frozen=True):
@@ -219,6 +243,20 @@ class FlagHit(msgspec.Struct, frozen=True):
     evidence: str
 
 
+class LanguageTally(msgspec.Struct, frozen=True):
+    """The customer's judged turns in one language (``und`` turns are not tallied).
+
+    ``weight`` is their number of letters (a long sentence says more about the
+    language than "ok thanks"); ``unsupported`` is True once one of them was
+    reported as a language the model pack does not support (a language is
+    reported supported only out of doubt, on a low-confidence detection).
+    """
+
+    weight: float = 0.0
+    turns: int = 0
+    unsupported: bool = False
+
+
 def _turn_counts() -> TurnCounts:
     return TurnCounts()
 
@@ -240,10 +278,20 @@ class ConversationSignals(msgspec.Struct, frozen=True):
 
     Build with ``new_signals()``, advance with ``update_signals``. Flags are
     sticky: once a customer asked for a person, the conversation keeps that
-    flag. ``schema`` versions the stored form.
+    flag. ``schema`` versions the stored form (2 added acts, ``closing`` and
+    the conversation language; every field has a default, so a schema-1 state
+    still decodes, and its next update writes schema 2).
+
+    ``last_act`` is the act of the customer's last turn (``""`` before any, or
+    ``unknown``); ``closing`` is True while the customer's last lexical turn
+    closes the conversation calmly (act ``thanks_or_closing``, sentiment not
+    negative, no anger or frustration). ``language`` is the language with the
+    most letters in the customer's judged turns (``und`` until one is judged),
+    ``language_supported`` False when that language is one the pack does not
+    support; ``languages`` holds the tallies behind them.
     """
 
-    schema: int = 1
+    schema: int = SCHEMA
     turns: TurnCounts = msgspec.field(default_factory=_turn_counts)
     last_index: int = -1
     first_ts: datetime | None = None
@@ -265,6 +313,11 @@ class ConversationSignals(msgspec.Struct, frozen=True):
     loop_intent: str | None = None
     loop_count: int = 0
     bot_answered: bool = False
+    last_act: str = ""
+    closing: bool = False
+    languages: dict[str, LanguageTally] = {}
+    language: str = UNDETERMINED_LANGUAGE
+    language_supported: bool = True
 
 
 def new_signals() -> ConversationSignals:
@@ -288,15 +341,21 @@ def _validated(turn: TurnScores) -> tuple[float, dict[str, float], list[tuple[st
     where = f"turn {turn.index}"
     if turn.speaker not in SPEAKERS:
         raise TurnError(f"{where}: speaker must be one of {', '.join(SPEAKERS)}, got {turn.speaker!r}")
-    if turn.sentiment_label not in SENTIMENT_LABELS:
+    # A turn in an unsupported language may say so: its sentiment is not a judgement and is not used.
+    labels = SENTIMENT_LABELS if turn.language_supported else (*SENTIMENT_LABELS, UNKNOWN)
+    if turn.sentiment_label not in labels:
         raise TurnError(
-            f"{where}: sentiment_label must be one of {', '.join(SENTIMENT_LABELS)}, "
-            f"got {turn.sentiment_label!r}"
+            f"{where}: sentiment_label must be one of {', '.join(labels)}, got {turn.sentiment_label!r}"
         )
     score = _check_prob(f"{where}: sentiment_score", turn.sentiment_score, low=-1.0)
     emotions = {k: _check_prob(f"{where}: emotions[{k!r}]", v) for k, v in turn.emotions.items()}
     intents = [(label, _check_prob(f"{where}: intent {label!r}", p)) for label, p in (turn.intent or [])]
     return score, emotions, intents
+
+
+def _act(turn: TurnScores) -> str:
+    """The act of a lexical turn: one of ``CONVERSATION_ACTS``, else ``unknown``."""
+    return turn.act if turn.act in CONVERSATION_ACTS else UNKNOWN
 
 
 def _aware(ts: datetime | None) -> datetime | None:
@@ -315,6 +374,10 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
     O(1) in the length of the conversation. Feed each turn once, in order.
     Raises ``TurnError`` if the turn's scores are not usable (unknown speaker
     or sentiment label, non-finite or out-of-range numbers).
+
+    A non-lexical turn only advances the turn counts, the timestamps and (for
+    the customer) ``last_act``. A turn in an unsupported language moves no
+    sentiment, emotion or intent signal (see the module doc).
     """
     score, emotions, intents = _validated(turn)
     ts = _aware(turn.ts)
@@ -326,30 +389,98 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
         sentiment_label=turn.sentiment_label,
         sentiment_score=score,
     )
+    lexical = turn.lexical and turn.act != NON_LEXICAL
     new = msgspec.structs.replace(
         state,
-        turns=_count(state.turns, turn.speaker),
+        schema=SCHEMA,
+        turns=_count(state.turns, turn.speaker, lexical=lexical),
         last_index=max(state.last_index, turn.index),
         first_ts=ts if state.first_ts is None or (ts is not None and ts < state.first_ts) else state.first_ts,
         last_ts=ts if state.last_ts is None or (ts is not None and ts > state.last_ts) else state.last_ts,
     )
+    if not lexical:
+        # "[noise]", "um", "okay": counted, and nothing else.
+        return msgspec.structs.replace(new, last_act=NON_LEXICAL) if turn.speaker == "customer" else new
+    judged = turn.language_supported
     if turn.speaker == "agent":
         # A person has the conversation: whatever the bot did is no longer a loop.
-        return msgspec.structs.replace(
-            new, agent=_speaker_update(new.agent, turn.sentiment_label, score, config), loop_count=0
-        )
+        agent = _speaker_update(new.agent, turn.sentiment_label, score, config) if judged else new.agent
+        return msgspec.structs.replace(new, agent=agent, loop_count=0)
     if turn.speaker == "bot":
-        return msgspec.structs.replace(
-            new, bot=_speaker_update(new.bot, turn.sentiment_label, score, config), bot_answered=True
-        )
+        bot = _speaker_update(new.bot, turn.sentiment_label, score, config) if judged else new.bot
+        return msgspec.structs.replace(new, bot=bot, bot_answered=True)
     if turn.speaker == "system":
         return new
     labels = tuple(label for label in turn.emotion_labels if label in EMOTION_LABELS)
-    return _customer_update(new, ref, emotions, labels, intents, config)
+    act = _act(turn)
+    languages = _languages_update(new.languages, turn)
+    language, supported = _conversation_language(languages)
+    new = msgspec.structs.replace(
+        new,
+        last_act=act,
+        closing=judged and _closes_calmly(act, turn.sentiment_label, labels),
+        languages=languages,
+        language=language,
+        language_supported=supported,
+    )
+    if not judged:
+        return _unjudged_update(new, ref, config)
+    return _customer_update(new, ref, emotions, labels, intents, config, reason_bearing=act in REASON_ACTS)
 
 
-def _count(counts: TurnCounts, speaker: Speaker) -> TurnCounts:
-    return msgspec.structs.replace(counts, total=counts.total + 1, **{speaker: getattr(counts, speaker) + 1})
+def _count(counts: TurnCounts, speaker: Speaker, *, lexical: bool = True) -> TurnCounts:
+    changes: dict[str, int] = {speaker: getattr(counts, speaker) + 1}
+    if speaker == "customer" and not lexical:
+        changes["customer_non_lexical"] = counts.customer_non_lexical + 1
+    return msgspec.structs.replace(counts, total=counts.total + 1, **changes)
+
+
+def _closes_calmly(act: str, sentiment_label: str, emotion_labels: tuple[str, ...]) -> bool:
+    """True for a "thanks, that's all" said without negative sentiment, anger or frustration."""
+    return (
+        act == CLOSING_ACT
+        and sentiment_label != "negative"
+        and not any(label in _UPSET_EMOTIONS for label in emotion_labels)
+    )
+
+
+def _letters(text: str) -> int:
+    return sum(1 for char in text if char.isalpha())
+
+
+def _languages_update(tallies: dict[str, LanguageTally], turn: TurnScores) -> dict[str, LanguageTally]:
+    """Add one lexical customer turn to the language tallies (``und`` turns add nothing)."""
+    code = turn.language
+    if not code or code == UNDETERMINED_LANGUAGE:
+        return tallies
+    old = tallies.get(code, LanguageTally())
+    out = dict(tallies)
+    out[code] = LanguageTally(
+        weight=old.weight + max(1, _letters(turn.text)),
+        turns=old.turns + 1,
+        unsupported=old.unsupported or not turn.language_supported,
+    )
+    if len(out) > MAX_TRACKED_LANGUAGES:
+        lightest = min((kv for kv in out.items() if kv[0] != code), key=lambda kv: (kv[1].weight, kv[0]))
+        del out[lightest[0]]
+    return out
+
+
+def _conversation_language(tallies: dict[str, LanguageTally]) -> tuple[str, bool]:
+    """The heaviest language and whether the pack supports it (a tie goes to a supported language)."""
+    if not tallies:
+        return UNDETERMINED_LANGUAGE, True
+    code, tally = min(tallies.items(), key=lambda kv: (-kv[1].weight, kv[1].unsupported, kv[0]))
+    return code, not tally.unsupported
+
+
+def _unjudged_update(state: ConversationSignals, ref: TurnRef, config: SignalConfig) -> ConversationSignals:
+    """A customer turn in a language the pack does not support: quoted, but no sentiment, emotion or
+    intent evidence; only phrase flags (a request for a person is honoured in any wording we know)."""
+    state = msgspec.structs.replace(
+        state, last_customer=ref, current_intent=None, current_intent_confidence=None, current_emotions=()
+    )
+    return msgspec.structs.replace(state, flags=_flags_update(state, ref, {}, None, None, config))
 
 
 def _ewm(level: float | None, score: float, alpha: float) -> float:
@@ -375,6 +506,8 @@ def _customer_update(
     emotion_labels: tuple[str, ...],
     intents: list[tuple[str, float]],
     config: SignalConfig,
+    *,
+    reason_bearing: bool = True,
 ) -> ConversationSignals:
     top, top_p = intents[0] if intents else (None, None)
     most_negative = state.most_negative
@@ -390,7 +523,8 @@ def _customer_update(
         emotion_peaks=_peaks_update(state.emotion_peaks, emotions, ref.index),
         current_emotions=emotion_labels,
     )
-    state = _reason_update(state, ref, intents, config)
+    if reason_bearing:  # "yes", "my number is 1234", "thanks": no reason stated here
+        state = _reason_update(state, ref, intents, config)
     state = _loop_update(state, top, config)
     return msgspec.structs.replace(state, flags=_flags_update(state, ref, emotions, top, top_p, config))
 

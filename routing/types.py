@@ -31,6 +31,17 @@ class TurnScores(msgspec.Struct):
     top-k ``(label, prob)`` best first for customer turns and ``None`` for other
     speakers (we do not classify what the bot or agent wants). ``ts`` may be
     naive (taken as UTC) or aware.
+
+    ``act`` is the turn's conversation act (``routing.taxonomy.CONVERSATION_ACTS``;
+    ``""`` or ``unknown`` when not known: a pack without an act head, or turns
+    stored before acts existed). ``lexical`` is False for a turn with no lexical
+    content (speech-to-text tags, fillers, backchannels, spoken digits): it
+    weighs nothing in any conversation-level signal. ``language`` is the turn's
+    ISO 639-1 code (``und`` when too short to judge) and ``language_supported``
+    False only for a confidently detected language the model pack does not
+    support: such a turn carries no sentiment, emotion or intent evidence, and
+    its ``sentiment_label`` may be ``unknown``. The defaults keep turns built
+    before these fields existed valid.
     """
 
     index: int
@@ -43,6 +54,10 @@ class TurnScores(msgspec.Struct):
     emotions: dict[str, float]
     emotion_labels: list[str]
     intent: list[tuple[str, float]] | None
+    act: str = ""
+    lexical: bool = True
+    language: str = "und"
+    language_supported: bool = True
 
 
 class CustomerInfo(msgspec.Struct):

@@ -42,13 +42,16 @@ from service.policy_source import PolicySource
 from service.schemas import (
     AnalysisResponse,
     AnalyzeRequest,
+    ConversationLanguage,
     ConversationSentiment,
     CustomerIn,
     DecisionOut,
     ExplanationLine,
     PolicyRef,
+    TurnAct,
     TurnIn,
     TurnIntent,
+    TurnLanguage,
     TurnOut,
     TurnSentiment,
 )
@@ -99,10 +102,17 @@ def merge_customer(stored: CustomerIn | None, update: CustomerIn | None) -> Cust
 def score_turn(
     index: int, turn: TurnIn, stamp: datetime | None, prediction: TextPrediction, *, redact_text: bool
 ) -> ScoredTurn:
-    """Combine a turn and its prediction. Only customer turns carry an intent."""
+    """Combine a turn and its prediction. Only customer turns carry an intent.
+
+    The act, whether the turn is lexical and its language go to routing too: a
+    non-lexical turn weighs nothing there, a turn in an unsupported language
+    carries no sentiment, emotion or intent evidence, and only reason-bearing
+    acts are contact-reason evidence.
+    """
     text = redact(turn.text) if redact_text else turn.text
     customer = turn.speaker == "customer"
     intent = prediction.intent
+    act, language = prediction.act, prediction.language
     scores = TurnScores(
         index=index,
         speaker=turn.speaker,
@@ -114,6 +124,10 @@ def score_turn(
         emotions=dict(prediction.emotion.scores),
         emotion_labels=list(prediction.emotion.labels),
         intent=[(label, prob) for label, prob in intent.alternatives] if customer else None,
+        act=act.label,
+        lexical=prediction.lexical,
+        language=language.code,
+        language_supported=language.supported,
     )
     out = TurnOut(
         index=index,
@@ -135,6 +149,11 @@ def score_turn(
             if customer
             else None
         ),
+        act=TurnAct(label=act.label, confidence=round(act.confidence, 4)),
+        language=TurnLanguage(
+            code=language.code, confidence=round(language.confidence, 4), supported=language.supported
+        ),
+        lexical=prediction.lexical,
     )
     return ScoredTurn(scores=scores, out=out)
 
@@ -197,6 +216,7 @@ def decision_out(decision: Decision) -> DecisionOut:
         churn_risk=round(decision.churn_risk, 4),
         flags=list(decision.flags),
         guardrails_active=list(decision.guardrails_active),
+        resolved=decision.resolved,
     )
 
 
@@ -209,6 +229,11 @@ def sentiment_out(signals: ConversationSignals) -> ConversationSentiment:
         level=None if track.level is None else round(track.level, 4),
         trend=track.trend,
     )
+
+
+def language_out(signals: ConversationSignals) -> ConversationLanguage:
+    """The conversation language as the policy sees it (``und`` until a customer turn is judged)."""
+    return ConversationLanguage(code=signals.language, supported=signals.language_supported)
 
 
 def policy_facts(signals: ConversationSignals, customer: CustomerInfo, policy: Policy) -> dict[str, Any]:
@@ -253,6 +278,7 @@ def build_response(
         turns=turns,
         models=models,
         timing_ms=timing_ms,
+        language=language_out(signals),
         channel=channel,
         version=version,
         closed=closed,

@@ -227,6 +227,8 @@ def _decision_line(result: Any) -> dict[str, Any]:
         "confidence": round(result.contact_reason.confidence, 4),
         "sentiment": result.sentiment.label,
         "trend": result.sentiment.trend,
+        "language": result.language.code if result.language is not None else None,
+        "resolved": decision.resolved,
         "policy": decision.policy.version,
     }
 

@@ -108,15 +108,48 @@ class TurnSentiment(Response):
 
 
 class TurnIntent(Response):
-    """Intent of one customer turn and its contact-reason category."""
+    """Intent of one customer turn and its contact-reason category.
+
+    ``unknown`` (confidence 0, category ``out_of_scope``) when the turn has no
+    lexical content or is in a language the model pack does not support.
+    """
 
     label: str
     confidence: float
     category: str
 
 
+class TurnAct(Response):
+    """Conversation act of one turn.
+
+    ``label``: ``reason``, ``inform``, ``question``, ``affirm``, ``deny``,
+    ``thanks_or_closing`` (the pack's act head), ``greeting`` or ``non_lexical``
+    (decided from the transcript), or ``unknown`` (a pack without an act head,
+    or a language the pack does not support).
+    """
+
+    label: str
+    confidence: float
+
+
+class TurnLanguage(Response):
+    """Language of one turn: ISO 639-1 ``code`` (``und`` when the turn is too short to judge),
+    the detector's ``confidence``, and ``supported`` (False only for a confidently detected
+    language the model pack does not support: the turn then has no sentiment, emotion or intent)."""
+
+    code: str
+    confidence: float
+    supported: bool
+
+
 class TurnOut(Response):
-    """One scored turn. ``text`` is PII-redacted (unless redaction is switched off)."""
+    """One scored turn. ``text`` is PII-redacted (unless redaction is switched off).
+
+    ``lexical`` is False for a turn with no lexical content (``[noise]``, "um",
+    "okay", spoken digits): it is reported neutral, with no emotions, intent
+    ``unknown`` and act ``non_lexical``, and weighs nothing in the conversation's
+    signals. ``act`` and ``language`` are null only on turns stored before they existed.
+    """
 
     index: int
     speaker: Speaker
@@ -127,6 +160,9 @@ class TurnOut(Response):
     intent: TurnIntent | None = None
     ts: str | None = None
     id: str | None = None
+    act: TurnAct | None = None
+    language: TurnLanguage | None = None
+    lexical: bool = True
 
 
 class PolicyRef(Response):
@@ -139,10 +175,10 @@ class PolicyRef(Response):
 class ExplanationLine(Response, omit_defaults=True):
     """One line of a decision's explanation (mirrors ``routing.conditions.ExplanationItem``).
 
-    ``kind``: rule, default, condition, group, guardrail, priority or variant; ``text`` is what a
-    supervisor reads; ``signal``/``op``/``expected``/``observed``/``held`` carry the same facts
-    for machines. (Own type because routing's ``expected`` union of two list types cannot be
-    described by msgspec's schema generator.)
+    ``kind``: rule, default, condition, group, guardrail, priority, variant or resolved;
+    ``text`` is what a supervisor reads; ``signal``/``op``/``expected``/``observed``/``held``
+    carry the same facts for machines. (Own type because routing's ``expected`` union of two
+    list types cannot be described by msgspec's schema generator.)
     """
 
     kind: str
@@ -161,7 +197,10 @@ class DecisionOut(Response):
     ``summary`` is the line a supervisor reads first; ``explanation`` lists the
     matched rule's conditions with observed values, guardrails, priority boosts
     and the experiment variant. ``guardrail`` names a guardrail that overrode a
-    bot route; ``flags`` are the escalation flags raised so far.
+    bot route; ``flags`` are the escalation flags raised so far. ``resolved`` is
+    True when the customer's last turn closes the conversation calmly ("thanks,
+    that's all", without negative sentiment, anger or frustration); it never
+    changes the route.
     """
 
     route: Route
@@ -179,6 +218,17 @@ class DecisionOut(Response):
     churn_risk: float = 0.0
     flags: list[str] = []
     guardrails_active: list[str] = []
+    resolved: bool = False
+
+
+class ConversationLanguage(Response):
+    """The conversation's language as the policy sees it (``language.code``/``language.supported``):
+    the language with the most letters over the customer's judged turns (``und`` until one is long
+    enough to judge), and whether the model pack supports it. A conversation in an unsupported
+    language never stays with the bot."""
+
+    code: str
+    supported: bool
 
 
 class ConversationSentiment(Response):
@@ -197,7 +247,10 @@ class AnalysisResponse(Response):
 
     ``version`` is the live conversation's store version (None for ``/v1/analyze``);
     ``appended`` the indices scored by this request; ``duplicates`` the turns
-    skipped because their ``id`` was already stored.
+    skipped because their ``id`` was already stored. ``language`` is the language
+    detected from the customer's turns (the request's own ``language`` is a hint
+    that is stored, not used for routing); ``decision.resolved`` says whether the
+    customer closed the conversation calmly.
     """
 
     conversation_id: str
@@ -210,6 +263,7 @@ class AnalysisResponse(Response):
     turns: list[TurnOut]
     models: dict[str, Any]
     timing_ms: dict[str, float]
+    language: ConversationLanguage | None = None
     channel: str | None = None
     version: int | None = None
     closed: bool = False

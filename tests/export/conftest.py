@@ -139,6 +139,48 @@ def write_tiny_data(root: Path) -> Path:
     _write(root / "tweeteval" / "emotion" / "mapping.txt", "0\tanger\n1\tjoy\n2\toptimism\n3\tsadness\n")
     _write(root / "tweeteval" / "emotion" / "train_text.txt", "grr\nyay\nhope so\nsigh\n")
     _write(root / "tweeteval" / "emotion" / "train_labels.txt", "0\n1\n2\n3\n")
+    sgd = [
+        ("I need to check my account balance.", ["INFORM_INTENT"], ["CheckBalance"]),
+        ("Can you book an appointment at the dentist?", ["INFORM_INTENT"], ["BookAppointment"]),
+        ("I want to find a restaurant in San Jose.", ["INFORM_INTENT"], ["FindRestaurants"]),
+        ("My checking account, please.", ["INFORM"], ["CheckBalance"]),
+        ("What is the address?", ["REQUEST"], ["FindRestaurants"]),
+        ("Yes, that works.", ["AFFIRM"], ["BookAppointment"]),
+        ("No, not that one.", ["NEGATE"], ["FindRestaurants"]),
+        ("No, thank you so much.", ["NEGATE", "THANK_YOU"], ["CheckBalance"]),
+        ("Thanks, bye!", ["GOODBYE", "THANK_YOU"], ["TransferMoney"]),
+        ("Send 200 dollars to Anna.", ["INFORM", "INFORM_INTENT"], ["TransferMoney"]),
+    ]
+    for split, copies in (("train", 4), ("dev", 1)):
+        rows = [
+            json.dumps(
+                {
+                    "dialogue_id": f"{split}_{i}",
+                    "turn": 0,
+                    "text": text,
+                    "acts": acts,
+                    "intents": intents,
+                    "services": ["Banks_1"],
+                    "previous_system": None,
+                }
+            )
+            for i, (text, acts, intents) in enumerate(sgd * copies)
+        ]
+        _write(root / "sgd" / f"{split}_user_turns.jsonl", "\n".join(rows) + "\n")
+    complaints = [
+        ("@Shop my order never arrived and nobody answers", True, "retail"),
+        ("@Air worst airline ever, lost my bag again", True, "transport"),
+        ("@Phone charged twice for one bill, fix it now", True, "services"),
+        ("@Shop do you open on sunday?", False, "retail"),
+        ("@Air thanks for the quick help today", False, "transport"),
+        ("@Phone is the new plan available in my area?", False, "services"),
+        ("what a lovely morning", False, "random_tweet"),
+    ]
+    rows = [
+        json.dumps({"id": str(i), "text": t, "complaint": c, "domain": d})
+        for i, (t, c, d) in enumerate(complaints * 4)
+    ]
+    _write(root / "complaints" / "complaints.jsonl", "\n".join(rows) + "\n")
     assert len(EMOTION_LABELS) == 8
     return root
 

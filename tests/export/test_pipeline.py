@@ -12,14 +12,15 @@ import pytest
 pytest.importorskip("torch")
 
 from export.evaluate import evaluate
-from export.onnx_export import export_checkpoint
+from export.mix import dataset_counts
+from export.onnx_export import EMBEDDING_OUTPUT, export_checkpoint
 from export.pack import build_pack, provenance
 from export.quantize import quantize
-from export.recipe import Recipe, tiny
+from export.recipe import Recipe, build_data, tiny
 from export.train import train
 from models.manifest import read_manifest, sha256_file
 from models.runtime import Runtime
-from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
+from routing.taxonomy import ACT_LABELS, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
 
 pytestmark = pytest.mark.export
 
@@ -42,10 +43,11 @@ def tiny_pack(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         name="tiny",
         version="0.0.1",  # type: ignore[arg-type]
         recipe={**summary["recipe"], "backbone": summary["backbone"]},  # type: ignore[dict-item]
-        sources=provenance(summary["data"], tiny_data),
+        sources=provenance(dataset_counts(build_data(recipe)), tiny_data),
         quantization=quant,  # type: ignore[arg-type]
+        outputs=["sentiment_logits", "emotion_logits", "intent_logits", "act_logits", EMBEDDING_OUTPUT],
     )
-    evaluate(run, pack, compare_presets=False)
+    evaluate(run, pack)
     return run, pack
 
 
@@ -54,7 +56,8 @@ def test_training_writes_checkpoint_and_log(tiny_pack: tuple[Path, Path]) -> Non
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["best_step"] > 0
     assert (run / "checkpoint" / "heads.safetensors").exists()
-    assert "banking77" in summary["data"] and summary["data"]["banking77"]["train"] > 0
+    assert summary["data"]["train"]["requests"] > 0 and summary["data"]["train"]["sgd"] > 0
+    assert summary["data"]["val"]["complaints"] > 0
     assert (run / "train_log.jsonl").read_text().strip()
 
 
@@ -69,14 +72,27 @@ def test_pack_manifest_is_complete(tiny_pack: tuple[Path, Path]) -> None:
     assert manifest.heads["sentiment"].labels == list(SENTIMENT_LABELS)
     assert manifest.heads["emotion"].labels == list(EMOTION_LABELS)
     assert manifest.heads["intent"].labels == list(INTENT_LABELS)
+    assert manifest.heads["act"].labels == list(ACT_LABELS)
+    assert manifest.embedding is not None and manifest.embedding.output == EMBEDDING_OUTPUT
     for name, entry in manifest.files.items():
         assert sha256_file(pack / name) == entry.sha256, name
-    assert {"MODEL_CARD.md", "card/reliability.png", "card/confusion_sentiment.png"} <= set(manifest.files)
+    assert {
+        "MODEL_CARD.md",
+        "card/reliability.png",
+        "card/confusion_sentiment.png",
+        "card/confusion_act.png",
+        "card/runtime_checks.json",
+    } <= set(manifest.files)
     assert manifest.heads["sentiment"].temperature > 0
     assert set(manifest.heads["emotion"].thresholds) == set(EMOTION_LABELS)
     assert "headline" in manifest.metrics
     card = (pack / "MODEL_CARD.md").read_text()
     assert "CC BY 4.0" in card and "Known limits" in card
+    assert "CC BY-SA 4.0" in card  # SGD
+    assert "Batch invariance" in card and "Non-lexical turns" in card
+    checks = json.loads((pack / "card" / "runtime_checks.json").read_text())
+    assert checks["invariance"]["batch_32"]["label_changes"] == 0
+    assert checks["non_lexical"]["quiet_rate"] == 1.0
 
 
 def test_runtime_loads_the_exported_pack(tiny_pack: tuple[Path, Path]) -> None:
@@ -88,6 +104,8 @@ def test_runtime_loads_the_exported_pack(tiny_pack: tuple[Path, Path]) -> None:
         assert p.sentiment.label in SENTIMENT_LABELS and -1 <= p.sentiment.score <= 1
         assert p.intent.label in INTENT_LABELS
         assert abs(sum(p.sentiment.probs.values()) - 1) < 1e-4
+        assert p.act.label in (*ACT_LABELS, "greeting")
+        assert p.embedding is not None and len(p.embedding) == 384
 
 
 def tiny_classifier(path: Path, labels: list[str], seed: int) -> Path:

@@ -3,7 +3,9 @@
 Builders are session-scoped fixtures returning plain functions, so they also
 work inside hypothesis tests. ``make_turn`` writes a ``TurnScores`` the way the
 models layer would: sentiment label from the score, emotion labels over 0.5,
-intents best first (``None`` for non-customer turns).
+intents best first (``None`` for non-customer turns); a non-lexical turn is
+neutral with no emotion and no intent, a turn in an unsupported language has
+sentiment ``unknown``, no emotion and no intent.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from hypothesis import strategies as st
 
 from routing.policy import Policy, default_policy, load_policy
-from routing.taxonomy import EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
+from routing.taxonomy import CONVERSATION_ACTS, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
 from routing.types import CustomerInfo, TurnScores
 
 HERE = Path(__file__).parent
@@ -44,13 +46,24 @@ def build_turn(
     emotions: dict[str, float] | None = None,
     intent: str | list[Any] | None = None,
     ts: datetime | bool | None = True,
+    act: str = "",
+    lexical: bool = True,
+    language: str = "und",
+    language_supported: bool = True,
 ) -> TurnScores:
     """Build a scored turn. ``intent`` is a label (taken as 0.9 sure) or ``[[label, p], ...]``;
-    customer turns without one get ``out_of_scope``. ``ts=True`` means T0 + 30 s per index."""
+    customer turns without one get ``out_of_scope`` (no intent at all when non-lexical or in an
+    unsupported language). ``ts=True`` means T0 + 30 s per index."""
     emotions = dict(emotions or {})
     intents: list[tuple[str, float]] | None = None
+    quiet = not lexical or not language_supported
+    if quiet:
+        sentiment, emotions = 0.0, {}
+        label = label or ("neutral" if not lexical else "unknown")
     if speaker == "customer":
-        if intent is None:
+        if quiet and intent is None:
+            intents = []
+        elif intent is None:
             intents = [("out_of_scope", 0.9)]
         elif isinstance(intent, str):
             intents = [(intent, 0.9), ("out_of_scope", 0.05)]
@@ -64,7 +77,9 @@ def build_turn(
         ts=when,
         sentiment_label=label or _label(sentiment),
         sentiment_score=sentiment,
-        sentiment_probs={
+        sentiment_probs={}
+        if label == "unknown"
+        else {
             "negative": max(0.0, -sentiment),
             "neutral": 1.0 - abs(sentiment),
             "positive": max(0.0, sentiment),
@@ -72,6 +87,10 @@ def build_turn(
         emotions=emotions,
         emotion_labels=[k for k, v in sorted(emotions.items(), key=lambda kv: -kv[1]) if v >= 0.5],
         intent=intents,
+        act="non_lexical" if not lexical else act,
+        lexical=lexical,
+        language=language,
+        language_supported=language_supported,
     )
 
 
@@ -134,11 +153,19 @@ _turn = st.tuples(
     st.dictionaries(st.sampled_from(EMOTION_LABELS), _prob, max_size=3),
     _intents,
     st.one_of(st.none(), st.integers(0, 10**6)),
+    # act, lexical, (language, supported): mostly ordinary English turns, sometimes anything.
+    st.sampled_from(["", "", "", "unknown", *CONVERSATION_ACTS]),
+    st.sampled_from([True, True, True, False]),
+    st.sampled_from([("und", True), ("en", True), ("en", True), ("es", False), ("fr", True)]),
 )
 
 
 def _build(i: int, raw: tuple[Any, ...]) -> TurnScores:
-    speaker, text, score, label, emotions, intents, offset = raw
+    speaker, text, score, label, emotions, intents, offset, act, lexical, (language, supported) = raw
+    if not lexical:  # as the models layer reports it: quiet, no intent
+        score, label, emotions, intents, act = 0.0, "neutral", {}, [], "non_lexical"
+    elif not supported:
+        score, label, emotions, intents, act = 0.0, "unknown", {}, [], "unknown"
     return TurnScores(
         index=i,
         speaker=speaker,
@@ -150,6 +177,10 @@ def _build(i: int, raw: tuple[Any, ...]) -> TurnScores:
         emotions=emotions,
         emotion_labels=[k for k, v in emotions.items() if v >= 0.5],
         intent=intents if speaker == "customer" else None,
+        act=act,
+        lexical=lexical,
+        language=language,
+        language_supported=supported,
     )
 
 

@@ -221,8 +221,12 @@ def test_properties_of_every_decision(
     opening = signals.reason.status == "none" and signals.customer.turns <= 1
     if signals.reason.status != "confident" and not opening:
         assert decision.route != "self_serve_bot"
+    if not signals.language_supported:
+        assert decision.route != "self_serve_bot"
+        assert "unsupported_language" in decision.guardrails_active
     if decision.route != "self_serve_bot" and decision.guardrails_active:
         assert decision.fallback != "self_serve_bot"
+    assert decision.resolved is signals.closing
     if name == "bot_first":
         # Everything goes to the bot unless a guardrail stops it, and then it says which.
         assert (decision.route == "self_serve_bot") == (not decision.guardrails_active)
@@ -240,3 +244,118 @@ def test_explicit_request_for_a_person_never_goes_to_the_bot(
             for cid in ("a", "b", "c", "d", "e"):
                 d = decide(signals_of(turns, policy), CustomerInfo(), policy, cid)
                 assert d.route != "self_serve_bot", (name, text, intent, cid)
+
+
+SPANISH = "Hola, perdí mi tarjeta de crédito ayer y necesito ayuda"
+
+
+@pytest.mark.parametrize("name", _POLICIES)
+def test_unsupported_language_never_stays_with_the_bot(
+    name: str, make_turn: MakeTurn, test_policy: Callable[[str], Policy]
+) -> None:
+    policy = test_policy(name)
+    es = {"language": "es", "language_supported": False}
+    conversations = [
+        [make_turn(0, text=SPANISH, **es)],
+        [make_turn(0, text="hi", act="greeting"), make_turn(1, "bot"), make_turn(2, text=SPANISH, **es)],
+        # A calm, confident English question the bot would answer, then the customer switches.
+        [
+            make_turn(0, text="what is the exchange rate", intent="exchange_rate", language="en"),
+            make_turn(1, "bot", "It is in the app."),
+            make_turn(2, text=SPANISH, **es),
+            make_turn(3, text="no entiendo la aplicación, por favor ayúdeme", **es),
+        ],
+    ]
+    for turns in conversations:
+        signals = signals_of(turns, policy)
+        assert signals.language_supported is False
+        for cid in ("a", "b", "c", "d", "e"):
+            d = decide(signals, CustomerInfo(), policy, cid)
+            assert d.route != "self_serve_bot", (name, cid, d.summary)
+            assert "unsupported_language" in d.guardrails_active
+            assert any(item.signal == "unsupported_language" for item in d.explanation)
+
+
+def test_unsupported_language_goes_to_a_generalist_under_the_default_policy(
+    make_turn: MakeTurn, policy: Policy
+) -> None:
+    d = decide(
+        signals_of([make_turn(0, text=SPANISH, language="es", language_supported=False)], policy),
+        CustomerInfo(),
+        policy,
+        "c",
+    )
+    assert (d.route, d.queue) == ("specialist", "general")
+    assert d.guardrails_active == ["unsupported_language"]
+    lines = [item.text for item in d.explanation if item.kind == "guardrail"]
+    assert lines == [
+        "guardrail unsupported_language active "
+        "(conversation language 'es' (1 customer turn) is not supported by the model pack)"
+    ]
+
+
+def test_unsupported_language_guardrail_overrides_a_bot_rule(
+    make_turn: MakeTurn, test_policy: Callable[[str], Policy]
+) -> None:
+    policy = test_policy("bot_first")  # does not configure it: it sends where low_confidence sends
+    turns = [
+        make_turn(0, text="what is my balance", intent="balance", language="en"),
+        make_turn(1, text=SPANISH, language="es", language_supported=False),
+    ]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert (d.route, d.queue, d.priority) == ("specialist", "humans", 40)
+    assert d.guardrail == "unsupported_language"
+    assert "guardrail unsupported_language overrode the bot" in d.summary
+    # A request for a person still takes precedence.
+    asked = [*turns, make_turn(2, text="agent", language="und")]
+    d = decide(signals_of(asked, policy), CustomerInfo(), policy, "c")
+    assert d.guardrail == "human_request"
+    assert d.guardrails_active[:2] == ["human_request", "unsupported_language"]
+
+
+def test_calm_closing_marks_the_decision_resolved_without_changing_the_route(
+    make_turn: MakeTurn, policy: Policy
+) -> None:
+    asked = [
+        make_turn(0, text="what is the exchange rate", intent="exchange_rate", act="question"),
+        make_turn(1, "bot", "It is 1.08 today."),
+    ]
+    before = decide(signals_of(asked, policy), CustomerInfo(), policy, "c")
+    assert before.resolved is False
+    assert all(item.kind != "resolved" for item in before.explanation)
+    closed = [*asked, make_turn(2, text="great, thanks, that's all", act="thanks_or_closing", sentiment=0.7)]
+    after = decide(signals_of(closed, policy), CustomerInfo(), policy, "c")
+    assert after.resolved is True
+    assert (after.route, after.queue, after.priority, after.rule) == (
+        before.route,
+        before.queue,
+        before.priority,
+        before.rule,
+    )
+    assert [i.kind for i in after.explanation] == [*(i.kind for i in before.explanation), "resolved"]
+    assert after.explanation[-1].kind == "resolved"
+    assert after.explanation[-1].text == (
+        "conversation looks resolved: the customer's last turn (turn 2) closes it calmly; route unchanged"
+    )
+    assert after.summary.endswith(", resolved")
+    angry = [*asked, make_turn(2, text="thanks for nothing", act="thanks_or_closing", sentiment=-0.7)]
+    assert decide(signals_of(angry, policy), CustomerInfo(), policy, "c").resolved is False
+
+
+def test_noise_before_the_opening_does_not_use_up_the_bot_s_question(
+    make_turn: MakeTurn, policy: Policy
+) -> None:
+    turns = [
+        make_turn(0, text="[noise]", lexical=False),
+        make_turn(1, text="um", lexical=False),
+        make_turn(2, text="hi", act="greeting"),
+    ]
+    d = decide(signals_of(turns, policy), CustomerInfo(), policy, "c")
+    assert (d.route, d.rule, d.guardrails_active) == ("self_serve_bot", "awaiting-reason", [])
+
+
+def test_stored_decision_without_resolved_still_decodes(make_turn: MakeTurn, policy: Policy) -> None:
+    d = decide(signals_of([make_turn(0, intent="balance")], policy), CustomerInfo(), policy, "c")
+    raw = msgspec.to_builtins(d)
+    del raw["resolved"]
+    assert msgspec.convert(raw, Decision).resolved is False

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from routing.churn import ChurnConfig, assess_churn
-from routing.facts import ATTRIBUTE_PREFIX, SIGNALS, observe, signal_spec
+from routing.facts import ATTRIBUTE_PREFIX, SIGNALS, TURN_ACTS, observe, signal_spec
 from routing.signals import SignalConfig, new_signals, update_signals
-from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
+from routing.taxonomy import CATEGORIES, CONVERSATION_ACTS, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
 from routing.types import CustomerInfo, TurnScores
 
 CFG = SignalConfig()
@@ -36,6 +36,7 @@ def test_label_domains_come_from_the_taxonomy() -> None:
     assert SIGNALS["reason.category"].domain == CATEGORIES
     assert SIGNALS["sentiment.label"].domain == SENTIMENT_LABELS
     assert SIGNALS["emotion.current"].domain == EMOTION_LABELS
+    assert SIGNALS["turn.act"].domain == TURN_ACTS == (*CONVERSATION_ACTS, "unknown")
     assert signal_spec("customer.attributes.anything") is not None
     assert signal_spec("customer.attributes.") is None
     assert signal_spec("no.such.signal") is None
@@ -75,3 +76,45 @@ def test_empty_conversation_has_missing_values() -> None:
     assert facts["reason.status"] == "none"
     assert facts["conversation.duration_s"] is None
     assert facts["escalation.flags"] == []
+    assert facts["turn.act"] is None
+    assert facts["conversation.closing"] is False
+    assert (facts["language.code"], facts["language.supported"]) == ("und", True)
+    assert facts["turns.customer_lexical"] == 0
+
+
+def test_act_closing_language_and_lexical_facts(make_turn: Callable[..., TurnScores]) -> None:
+    turns = [
+        make_turn(0, text="[noise]", lexical=False),
+        make_turn(
+            1,
+            text="where is my card, it should have come last week",
+            intent="card_arrival",
+            act="question",
+            language="en",
+        ),
+        make_turn(2, "bot", "It is on its way."),
+        make_turn(3, text="great, thanks, that's all", act="thanks_or_closing", sentiment=0.6, language="en"),
+    ]
+    facts = facts_for(turns, CustomerInfo())
+    assert facts["turn.act"] == "thanks_or_closing"
+    assert facts["conversation.closing"] is True
+    assert (facts["language.code"], facts["language.supported"]) == ("en", True)
+    assert facts["turns.customer"] == 3 and facts["turns.customer_lexical"] == 2
+    facts = facts_for([*turns, make_turn(4, text="um", lexical=False)], CustomerInfo())
+    assert facts["turn.act"] == "non_lexical" and facts["conversation.closing"] is True
+    # A pack without an act head (or a turn stored before acts): unknown, never missing.
+    assert facts_for([make_turn(0, intent="balance")], CustomerInfo())["turn.act"] == "unknown"
+
+
+def test_unsupported_language_fact(make_turn: Callable[..., TurnScores]) -> None:
+    turns = [
+        make_turn(0, text="Hola, perdí mi tarjeta de crédito ayer", language="es", language_supported=False),
+        make_turn(1, text="y necesito ayuda", language="es", language_supported=False),
+    ]
+    facts = facts_for(turns, CustomerInfo())
+    assert (facts["language.code"], facts["language.supported"]) == ("es", False)
+    assert (
+        facts["turn.act"] == "unknown"
+        and facts["sentiment.label"] is None
+        and facts["intent.current"] is None
+    )

@@ -57,7 +57,9 @@ def test_minimal_policy_loads() -> None:
     assert policy.rules == ()
     assert policy.default.id == "default"
     assert policy.default.target.queue == "general"
-    assert set(policy.guardrails) == {"human_request", "low_confidence"}
+    assert set(policy.guardrails) == {"human_request", "unsupported_language", "low_confidence"}
+    # Not configured: still there, sending where low_confidence sends.
+    assert policy.guardrails["unsupported_language"].target == policy.guardrails["low_confidence"].target
     assert policy.experiment is None
     assert policy.variants == ()
     assert policy.reason_queues == {}

@@ -430,3 +430,288 @@ def test_state_round_trips_through_json_at_every_step(
     assert 0.0 <= state.reason.confidence <= 1.0 + 1e-9
     if state.customer.level is not None:
         assert -1.0 <= state.customer.level <= 1.0
+
+
+# --- acts, non-lexical turns, language, closing --------------------------------
+
+NOISE = {"text": "[noise]", "lexical": False}
+
+
+def _conversation_signals(state: ConversationSignals) -> dict[str, object]:
+    """Every conversation-level signal a non-lexical turn must leave alone."""
+    return {
+        "customer": state.customer,
+        "most_negative": state.most_negative,
+        "last_customer": state.last_customer,
+        "reason": state.reason,
+        "evidence": state.evidence,
+        "evidence_total": state.evidence_total,
+        "reason_turns": state.reason_turns,
+        "current_intent": state.current_intent,
+        "emotion_peaks": state.emotion_peaks,
+        "current_emotions": state.current_emotions,
+        "flags": state.flags,
+        "loop": (state.loop_intent, state.loop_count, state.bot_answered),
+        "agent": state.agent,
+        "bot": state.bot,
+        "closing": state.closing,
+        "language": (state.languages, state.language, state.language_supported),
+    }
+
+
+def test_non_lexical_turns_weigh_nothing(make_turn: MakeTurn) -> None:
+    spoken = [
+        make_turn(0, text="my card is not working", sentiment=-0.2, intent="card_not_working", language="en"),
+        make_turn(1, "bot", "Have you tried another shop?"),
+        make_turn(
+            2,
+            text="yes it still fails",
+            sentiment=-0.5,
+            emotions={"frustration": 0.7},
+            intent="card_not_working",
+        ),
+        make_turn(3, "bot", "Let me check."),
+        make_turn(4, text="thank you so much", sentiment=0.8, act="thanks_or_closing"),
+    ]
+    base = new_signals()
+    for turn in spoken:
+        before = _conversation_signals(base)
+        # A noise turn, a filler and a digit run, from every speaker, between every two turns.
+        for speaker in ("customer", "agent", "bot", "customer"):
+            noise = make_turn(turn.index, speaker, **NOISE)
+            after = update_signals(base, noise, CFG)
+            assert _conversation_signals(after) == before, speaker
+            assert after.turns.total == base.turns.total + 1
+            base = after
+        base = update_signals(base, turn, CFG)
+    clean = fold(spoken)
+    assert _conversation_signals(base) == _conversation_signals(clean)
+    assert base.customer.level == clean.customer.level and base.customer.trend == clean.customer.trend
+    assert base.turns.customer == clean.turns.customer + 10
+    assert base.turns.customer_non_lexical == 10 and clean.turns.customer_non_lexical == 0
+
+
+def test_a_non_lexical_turn_is_still_the_last_act(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, text="thanks, that's all", act="thanks_or_closing"), make_turn(1, **NOISE)])
+    assert s.last_act == "non_lexical"
+    assert s.closing is True  # noise after a calm goodbye does not reopen the conversation
+    assert s.last_customer is not None and s.last_customer.index == 0
+
+
+def test_act_non_lexical_counts_as_non_lexical_even_if_the_flag_says_lexical(make_turn: MakeTurn) -> None:
+    turn = msgspec.structs.replace(
+        make_turn(0, text="uh", intent="balance", sentiment=-0.9), act="non_lexical"
+    )
+    s = fold([turn])
+    assert s.customer.turns == 0 and s.reason.status == "none" and s.turns.customer_non_lexical == 1
+
+
+@pytest.mark.parametrize("act", ["inform", "affirm", "deny", "thanks_or_closing", "greeting"])
+def test_turns_that_state_no_reason_add_no_evidence(make_turn: MakeTurn, act: str) -> None:
+    s = fold(
+        [
+            make_turn(0, text="I want to order a new card", intent="card_arrival", act="reason"),
+            make_turn(1, text="it is 4111", intent=[["balance", 0.95]], act=act, sentiment=-0.6),
+        ]
+    )
+    assert s.reason.intent == "card_arrival" and s.reason.confidence == pytest.approx(0.9)
+    assert "balance" not in s.evidence and s.reason_turns == 1 and s.evidence_total == 1.0
+    # The turn still counts for everything else.
+    assert s.customer.turns == 2 and s.customer.last_label == "negative"
+    assert s.current_intent == "balance" and s.last_act == act
+
+
+def test_an_inform_turn_alone_leaves_the_reason_unstated(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, text="my account number is 12345678", intent="balance", act="inform")])
+    assert s.reason.status == "none" and s.evidence == {}
+
+
+@pytest.mark.parametrize("act", ["reason", "question", "", "unknown", "some_future_act"])
+def test_reason_bearing_and_unknown_acts_count(make_turn: MakeTurn, act: str) -> None:
+    s = fold([make_turn(0, text="where is my card", intent="card_arrival", act=act)])
+    assert s.reason.status == "confident" and s.reason.intent == "card_arrival"
+    assert s.last_act == (act if act in ("reason", "question") else "unknown")
+
+
+@pytest.mark.parametrize(
+    ("turn", "closing"),
+    [
+        ({"text": "thanks, that's all", "act": "thanks_or_closing", "sentiment": 0.6}, True),
+        ({"text": "ok bye", "act": "thanks_or_closing"}, True),
+        ({"text": "thanks for nothing", "act": "thanks_or_closing", "sentiment": -0.6}, False),
+        ({"text": "bye.", "act": "thanks_or_closing", "emotions": {"anger": 0.8}}, False),
+        ({"text": "bye.", "act": "thanks_or_closing", "emotions": {"frustration": 0.6}}, False),
+        ({"text": "thanks, and my card?", "act": "question"}, False),
+        ({"text": "thanks", "act": ""}, False),
+    ],
+)
+def test_calm_closing(make_turn: MakeTurn, turn: dict[str, object], closing: bool) -> None:
+    s = fold([make_turn(0, text="where is my card", intent="card_arrival"), make_turn(1, **turn)])
+    assert s.closing is closing
+
+
+def test_closing_survives_other_speakers_and_ends_with_the_next_customer_turn(make_turn: MakeTurn) -> None:
+    turns = [
+        make_turn(0, text="where is my card", intent="card_arrival"),
+        make_turn(1, text="great, thanks, bye", act="thanks_or_closing", sentiment=0.7),
+        make_turn(2, "bot", "Goodbye!"),
+        make_turn(3, "agent", "Take care."),
+    ]
+    assert fold(turns).closing is True
+    assert fold([*turns, make_turn(4, text="wait, one more thing", act="reason")]).closing is False
+
+
+def test_conversation_language_from_judged_customer_turns_only(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(0, text="ok", language="und"),
+            make_turn(
+                1, "agent", text="Hola, ¿en qué puedo ayudarle hoy?", language="es", language_supported=False
+            ),
+            make_turn(2, text="hmm yes", language="und"),
+        ]
+    )
+    assert (s.language, s.language_supported, s.languages) == ("und", True, {})
+    spanish = [
+        make_turn(0, text="Hola, perdí mi tarjeta de crédito ayer", language="es", language_supported=False),
+        make_turn(1, text="ok", language="und"),
+        make_turn(2, text="necesito ayuda por favor", language="es", language_supported=False),
+    ]
+    s = fold(spanish)
+    assert (s.language, s.language_supported) == ("es", False)
+    assert s.languages["es"].turns == 2
+    assert s.languages["es"].weight == sum(c.isalpha() for c in spanish[0].text + spanish[2].text)
+
+
+def test_conversation_language_weighs_letters(make_turn: MakeTurn) -> None:
+    english = "I lost my credit card yesterday and I need a new one sent to my home address"
+    s = fold(
+        [
+            make_turn(0, text="gracias señor amigo", language="es", language_supported=False),
+            make_turn(1, text=english, intent="lost_or_stolen_card", language="en"),
+        ]
+    )
+    assert (s.language, s.language_supported) == ("en", True)
+    s = fold(
+        [
+            make_turn(0, text="where is my card", intent="card_arrival", language="en"),
+            make_turn(
+                1,
+                text="No entiendo nada de lo que me dice, quiero hablar en español",
+                language="es",
+                language_supported=False,
+            ),
+        ]
+    )
+    assert (s.language, s.language_supported) == ("es", False)
+
+
+def test_a_language_once_reported_unsupported_stays_unsupported(make_turn: MakeTurn) -> None:
+    # The detector says "supported" for a low-confidence guess; the language is still not the pack's.
+    s = fold(
+        [
+            make_turn(0, text="necesito ayuda con mi tarjeta", language="es", language_supported=False),
+            make_turn(1, text="mi tarjeta no funciona", language="es", language_supported=True),
+        ]
+    )
+    assert (s.language, s.language_supported) == ("es", False)
+
+
+def test_a_tie_goes_to_the_supported_language(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(0, text="abcdefghijkl", language="es", language_supported=False),
+            make_turn(1, text="mnopqrstuvwx", language="en"),
+        ]
+    )
+    assert (s.language, s.language_supported) == ("en", True)
+
+
+def test_tracked_languages_are_bounded(make_turn: MakeTurn) -> None:
+    codes = ["en", "es", "fr", "de", "it", "pt", "nl", "pl", "ro", "sv", "da", "fi"]
+    turns = [make_turn(i, text="x" * (i + 1), language=code) for i, code in enumerate(codes)]
+    s = fold(turns)
+    assert len(s.languages) == 8
+    assert s.language == "fi" and "en" not in s.languages
+
+
+def test_unsupported_language_turns_carry_no_sentiment_emotion_or_intent(make_turn: MakeTurn) -> None:
+    turn = make_turn(
+        0, text="Hola, perdí mi tarjeta de crédito ayer", language="es", language_supported=False
+    )
+    assert turn.sentiment_label == "unknown" and turn.intent == []
+    s = fold([turn])
+    assert s.customer == new_signals().customer and s.most_negative is None
+    assert s.emotion_peaks == {} and s.reason.status == "none" and s.evidence == {}
+    assert s.current_intent is None and s.last_act == "unknown" and s.closing is False
+    assert s.last_customer is not None and s.last_customer.text == turn.text  # quoted for the human
+    # Scores that came with it anyway are ignored, not judged.
+    loud = msgspec.structs.replace(
+        turn,
+        sentiment_label="negative",
+        sentiment_score=-0.9,
+        emotions={"anger": 0.9},
+        emotion_labels=["anger"],
+        intent=[("lost_or_stolen_card", 0.99)],
+    )
+    s = fold([loud])
+    assert (
+        s.customer.turns == 0 and s.emotion_peaks == {} and s.evidence == {} and "anger_peak" not in s.flags
+    )
+
+
+def test_unsupported_language_still_honours_a_request_for_a_person_we_can_read(make_turn: MakeTurn) -> None:
+    s = fold(
+        [
+            make_turn(
+                0,
+                text="agente por favor, I want to speak to a real person",
+                language="es",
+                language_supported=False,
+            )
+        ]
+    )
+    assert "human_request" in s.flags
+
+
+def test_unknown_sentiment_only_for_an_unsupported_language(make_turn: MakeTurn) -> None:
+    turn = msgspec.structs.replace(make_turn(0), sentiment_label="unknown")
+    with pytest.raises(
+        TurnError, match="sentiment_label must be one of negative, neutral, positive, got 'unknown'"
+    ):
+        update_signals(new_signals(), turn, CFG)
+    for speaker in ("agent", "bot"):
+        other = make_turn(0, speaker, text="Hola", language="es", language_supported=False)
+        s = update_signals(new_signals(), other, CFG)
+        assert getattr(s, speaker).turns == 0  # no sentiment evidence from the agent or bot either
+
+
+def test_state_stored_before_acts_and_languages_still_decodes(make_turn: MakeTurn) -> None:
+    state = fold(
+        [make_turn(0, text="where is my card", intent="card_arrival", sentiment=-0.3), make_turn(1, "bot")]
+    )
+    raw = msgspec.json.decode(msgspec.json.encode(state))
+    for key in ("last_act", "closing", "languages", "language", "language_supported"):
+        del raw[key]
+    del raw["turns"]["customer_non_lexical"]
+    raw["schema"] = 1
+    old = msgspec.json.decode(msgspec.json.encode(raw), type=ConversationSignals)
+    assert old.schema == 1 and old.last_act == "" and old.closing is False
+    assert (old.language, old.language_supported, old.languages) == ("und", True, {})
+    assert old.turns.customer_non_lexical == 0
+    assert old.reason == state.reason and old.customer == state.customer
+    # And it keeps going, with old-style turns (no act, no language) too.
+    old_turn = TurnScores(
+        index=2,
+        speaker="customer",
+        text="thanks",
+        ts=None,
+        sentiment_label="positive",
+        sentiment_score=0.5,
+        sentiment_probs={},
+        emotions={},
+        emotion_labels=[],
+        intent=[("card_arrival", 0.9)],
+    )
+    s = update_signals(old, old_turn, CFG)
+    assert s.reason_turns == 2 and s.last_act == "unknown" and s.schema == 2

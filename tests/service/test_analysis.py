@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from models.types import EmotionResult, IntentResult, SentimentResult, TextPrediction
-from routing.signals import new_signals
-from service.analysis import merge_customer, models_summary, score_turn, sentiment_out
+import msgspec
+
+from models.language import LanguageResult
+from models.types import ActResult, EmotionResult, IntentResult, SentimentResult, TextPrediction
+from routing.signals import SignalConfig, new_signals, update_signals
+from service.analysis import language_out, merge_customer, models_summary, score_turn, sentiment_out
+from service.conversations import ConversationState, decode_state, encode_state
 from service.schemas import CustomerIn, TurnIn
 
 PREDICTION = TextPrediction(
@@ -20,6 +24,27 @@ PREDICTION = TextPrediction(
         confidence=0.7,
         alternatives=[("card_not_working", 0.7), ("declined_card_payment", 0.2)],
     ),
+    act=ActResult(label="reason", confidence=0.91234, probs={"reason": 0.91234, "inform": 0.08766}),
+    language=LanguageResult(code="en", confidence=0.98765, supported=True),
+)
+CFG = SignalConfig()
+# What the runtime reports for "[noise]" and for a Spanish turn with the English-only default pack.
+NOISE = TextPrediction(
+    sentiment=SentimentResult(
+        label="neutral", score=0.0, confidence=1.0, probs={"negative": 0.0, "neutral": 1.0, "positive": 0.0}
+    ),
+    emotion=EmotionResult(labels=[], scores={"anger": 0.0}),
+    intent=IntentResult(label="unknown", confidence=0.0, alternatives=[]),
+    act=ActResult(label="non_lexical", confidence=1.0, probs={}),
+    language=LanguageResult(code="und", confidence=0.0, supported=True),
+    lexical=False,
+)
+SPANISH = TextPrediction(
+    sentiment=SentimentResult(label="unknown", score=0.0, confidence=0.0, probs={}),
+    emotion=EmotionResult(labels=[], scores={}),
+    intent=IntentResult(label="unknown", confidence=0.0, alternatives=[]),
+    act=ActResult(label="unknown", confidence=0.0, probs={}),
+    language=LanguageResult(code="es", confidence=0.99, supported=False),
 )
 
 
@@ -33,6 +58,68 @@ def test_customer_turns_carry_intent_and_redacted_text() -> None:
     assert scored.out.intent is not None and scored.out.intent.category == "cards"
     assert scored.scores.intent == [("card_not_working", 0.7), ("declined_card_payment", 0.2)]
     assert scored.out.sentiment.score == -0.8123 and scored.scores.sentiment_score == -0.81234567
+    assert scored.out.act is not None and (scored.out.act.label, scored.out.act.confidence) == (
+        "reason",
+        0.9123,
+    )
+    assert scored.out.language is not None
+    assert (scored.out.language.code, scored.out.language.confidence, scored.out.language.supported) == (
+        "en",
+        0.9877,
+        True,
+    )
+    assert scored.out.lexical is True
+    s = scored.scores
+    assert (s.act, s.lexical, s.language, s.language_supported) == ("reason", True, "en", True)
+
+
+def test_non_lexical_turn_is_quiet_and_weighs_nothing() -> None:
+    scored = score_turn(0, TurnIn(speaker="customer", text="[noise]"), None, NOISE, redact_text=True)
+    out = scored.out
+    assert out.lexical is False and out.act is not None and out.act.label == "non_lexical"
+    assert out.sentiment.label == "neutral" and out.sentiment.score == 0.0 and out.emotions == []
+    assert out.intent is not None and (out.intent.label, out.intent.confidence, out.intent.category) == (
+        "unknown",
+        0.0,
+        "out_of_scope",
+    )
+    signals = update_signals(new_signals(), scored.scores, CFG)
+    assert signals.turns.customer == 1 and signals.customer.turns == 0 and signals.last_act == "non_lexical"
+
+
+def test_unsupported_language_turn_reaches_routing_as_such() -> None:
+    turn = TurnIn(speaker="customer", text="Hola, perdí mi tarjeta de crédito ayer y necesito ayuda")
+    scored = score_turn(0, turn, None, SPANISH, redact_text=True)
+    assert scored.out.language is not None and scored.out.language.supported is False
+    assert scored.out.sentiment.label == "unknown" and scored.out.intent is not None
+    assert scored.out.intent.label == "unknown" and scored.out.intent.category == "out_of_scope"
+    signals = update_signals(new_signals(), scored.scores, CFG)
+    assert language_out(signals).code == "es" and language_out(signals).supported is False
+    assert signals.customer.turns == 0 and signals.reason.status == "none"
+
+
+def test_turns_and_state_stored_before_acts_and_languages_still_decode() -> None:
+    scored = score_turn(
+        0, TurnIn(speaker="customer", text="my card is broken"), None, PREDICTION, redact_text=True
+    )
+    state = ConversationState(
+        conversation_id="c",
+        created_at=1.0,
+        updated_at=1.0,
+        signals=update_signals(new_signals(), scored.scores, CFG),
+        turns=[scored.out],
+    )
+    raw = msgspec.json.decode(encode_state(state))
+    for key in ("act", "language", "lexical"):
+        del raw["turns"][0][key]
+    for key in ("last_act", "closing", "languages", "language", "language_supported"):
+        del raw["signals"][key]
+    del raw["signals"]["turns"]["customer_non_lexical"]
+    raw["signals"]["schema"] = 1
+    old = decode_state(msgspec.json.encode(raw))
+    assert old.turns[0].act is None and old.turns[0].language is None and old.turns[0].lexical is True
+    assert old.signals.language == "und" and old.signals.language_supported is True
+    assert old.signals.reason == state.signals.reason and old.signals.customer == state.signals.customer
 
 
 def test_other_speakers_have_no_intent_and_text_can_stay_raw() -> None:

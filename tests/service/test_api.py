@@ -142,6 +142,13 @@ def test_analyze_contract(client: TestClient[Any]) -> None:
             assert turn["intent"]["label"] and 0 <= turn["intent"]["confidence"] <= 1
         else:
             assert turn["intent"] is None
+        assert set(turn["act"]) == {"label", "confidence"} and 0 <= turn["act"]["confidence"] <= 1
+        assert set(turn["language"]) == {"code", "confidence", "supported"}
+        assert turn["lexical"] is True
+    assert turns[1]["language"]["code"] == "en" and turns[1]["language"]["supported"] is True
+    assert body["language"] == {"code": "en", "supported": True}
+    assert body["decision"]["resolved"] is False
+    assert body["signals"]["language.code"] == "en" and body["signals"]["conversation.closing"] is False
     # PII is redacted in everything returned.
     assert turns[1]["text"] == "My card [CARD_NUMBER] was charged twice, mail me at [EMAIL]"
     assert "4111 1111" not in response.text and "jo@example.com" not in response.text
@@ -169,6 +176,67 @@ def test_explicit_human_request_never_stays_with_the_bot(client: TestClient[Any]
         body = client.post("/v1/analyze", json={"turns": [{"speaker": "customer", "text": text}]}).json()
         assert body["decision"]["route"] != "self_serve_bot", (text, body["decision"])
         assert "human_request" in body["signals"]["escalation.flags"]
+
+
+def test_non_lexical_turn_is_quiet(client: TestClient[Any]) -> None:
+    body = client.post(
+        "/v1/analyze",
+        json={"turns": [CUSTOMER_TURN, {"speaker": "customer", "text": "[noise]"}]},
+    ).json()
+    noise = body["turns"][1]
+    assert noise["lexical"] is False
+    assert noise["act"] == {"label": "non_lexical", "confidence": 1.0}
+    assert noise["sentiment"]["label"] == "neutral" and noise["sentiment"]["score"] == 0.0
+    assert noise["emotions"] == []
+    assert noise["intent"] == {"label": "unknown", "confidence": 0.0, "category": "out_of_scope"}
+    assert noise["language"]["code"] == "und"
+    # It weighs nothing: the conversation's sentiment, emotions and reason are the first turn's.
+    # (Compared within one response: a text's scores move slightly with its batch neighbours.)
+    first = body["turns"][0]
+    assert body["sentiment"]["label"] == first["sentiment"]["label"]
+    assert body["sentiment"]["score"] == body["sentiment"]["level"] == first["sentiment"]["score"]
+    assert body["emotions"] == first["emotions"]
+    assert body["signals"]["intent.current"] == first["intent"]["label"]
+    assert body["context"]["turns"]["customer_non_lexical"] == 1
+    assert [line["turn"] for line in body["context"]["summary"]] == [0]  # "[noise]" is never quoted
+    assert body["signals"]["turn.act"] == "non_lexical"
+    assert body["signals"]["turns.customer"] == 2 and body["signals"]["turns.customer_lexical"] == 1
+
+
+SPANISH = "Hola, perdí mi tarjeta de crédito ayer y necesito ayuda"
+
+
+def test_unsupported_language_is_reported_and_never_stays_with_the_bot(client: TestClient[Any]) -> None:
+    for turns in (
+        [{"speaker": "customer", "text": SPANISH}],
+        [
+            {"speaker": "customer", "text": "hi"},
+            {"speaker": "bot", "text": "Hi, how can I help you today?"},
+            {"speaker": "customer", "text": SPANISH},
+        ],
+    ):
+        body = client.post("/v1/analyze", json={"turns": turns}).json()
+        spanish = body["turns"][-1]
+        assert spanish["language"]["code"] == "es" and spanish["language"]["supported"] is False
+        assert spanish["sentiment"]["label"] == "unknown" and spanish["emotions"] == []
+        assert spanish["intent"]["label"] == "unknown" and spanish["act"]["label"] == "unknown"
+        assert body["language"] == {"code": "es", "supported": False}
+        decision = body["decision"]
+        assert decision["route"] != "self_serve_bot", decision["summary"]
+        assert (decision["route"], decision["queue"]) == ("specialist", "general")
+        assert "unsupported_language" in decision["guardrails_active"]
+        assert body["signals"]["language.supported"] is False
+
+
+def test_live_conversation_reports_its_language(client: TestClient[Any]) -> None:
+    url = "/v1/conversations/live-es/turns"
+    first = client.post(url, json={"turns": [{"speaker": "customer", "text": SPANISH, "id": "1"}]}).json()
+    assert first["language"] == {"code": "es", "supported": False}
+    assert first["decision"]["route"] != "self_serve_bot"
+    state = client.get("/v1/conversations/live-es").json()
+    assert state["language"] == first["language"] and state["turns"][0]["language"]["code"] == "es"
+    exported = client.get("/v1/conversations/live-es/export").json()
+    assert exported["signals"]["language"] == "es" and exported["signals"]["language_supported"] is False
 
 
 def test_same_input_same_decision(client: TestClient[Any]) -> None:

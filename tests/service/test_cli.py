@@ -168,6 +168,7 @@ def test_analyze_file(
     lines = [json.loads(line) for line in captured.out.splitlines()]
     assert [line["conversation_id"] for line in lines] == ["a", "b"]
     assert {"route", "queue", "priority", "rule", "category", "intent", "sentiment"} <= set(lines[0])
+    assert lines[0]["language"] == "en" and lines[0]["resolved"] is False
     assert lines[1]["route"] != "self_serve_bot"
     assert f"{transcripts}:3:" in captured.err and "turns" in captured.err
 

@@ -1,0 +1,50 @@
+"""Training losses: partial-label sentiment, masked emotion, ignored intent/act rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.train import IGNORE, class_loss, emotion_loss, sentiment_loss  # noqa: E402
+
+pytestmark = pytest.mark.export
+
+
+def test_single_label_sentiment_is_cross_entropy() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    allowed = torch.tensor([[1.0, 0.0, 0.0]])
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
+    assert float(sentiment_loss(logits, allowed)) == pytest.approx(float(expected))
+
+
+def test_partial_label_is_minus_log_of_the_allowed_mass() -> None:
+    logits = torch.tensor([[0.0, 1.0, 1.0]])
+    allowed = torch.tensor([[0.0, 1.0, 1.0]])  # neutral or positive
+    p = torch.softmax(logits, 1)[0]
+    assert float(sentiment_loss(logits, allowed)) == pytest.approx(-math.log(float(p[1] + p[2])), rel=1e-5)
+
+
+def test_rows_without_a_label_do_not_count() -> None:
+    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    allowed = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    only_second = sentiment_loss(logits[1:], allowed[1:])
+    assert float(sentiment_loss(logits, allowed)) == pytest.approx(float(only_second))
+    assert sentiment_loss(logits, torch.zeros_like(allowed)) is None
+
+
+def test_emotion_loss_uses_known_cells_only() -> None:
+    logits = torch.tensor([[10.0, -10.0]])
+    target = torch.tensor([[0.0, 0.0]])
+    mask = torch.tensor([[0.0, 1.0]])  # the confident wrong first cell is unknown: no loss
+    assert float(emotion_loss(logits, target, mask)) < 1e-3
+    assert emotion_loss(logits, target, torch.zeros_like(mask)) is None
+
+
+def test_class_loss_ignores_unlabelled_rows() -> None:
+    logits = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
+    assert class_loss(logits, torch.tensor([IGNORE, IGNORE])) is None
+    both = class_loss(logits, torch.tensor([0, IGNORE]))
+    assert float(both) == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0]))))

@@ -1,4 +1,8 @@
-"""``python -m bench <runtime|http> [options]``: dispatch to one benchmark's ``main``."""
+"""``python -m bench <runtime|http|routing|suite> [options]``: dispatch to one benchmark's ``main``.
+
+``suite`` builds the default policy's test suite (``bench/build_suite.py``);
+``routing`` reports the decision quality measured on it (``bench/routing.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-BENCHES = {"runtime": "bench.runtime", "http": "bench.http"}
+BENCHES = {
+    "runtime": "bench.runtime",
+    "http": "bench.http",
+    "routing": "bench.routing",
+    "suite": "bench.build_suite",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

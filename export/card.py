@@ -70,12 +70,26 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         "|---|---|---|---|",
     ]
     for name, spec in manifest.heads.items():
-        labels = ", ".join(spec.labels) if len(spec.labels) <= 10 else f"{len(spec.labels)} intents incl. out_of_scope"
+        labels = (
+            ", ".join(spec.labels)
+            if len(spec.labels) <= 10
+            else f"{len(spec.labels)} intents incl. out_of_scope"
+        )
         lines.append(f"| {name} | {spec.kind} | {labels} | {spec.temperature:.3f} |")
     emotion = manifest.heads["emotion"].thresholds
     lines += [
         "",
         "Emotion thresholds: " + ", ".join(f"{k} {v:.2f}" for k, v in emotion.items()) + ".",
+        "",
+        *(
+            [
+                "Act decision threshold: a turn is a `reason` when p(reason) ≥ "
+                f"{manifest.heads['act'].thresholds['reason']:.2f} (best reason-vs-rest F1 on the calibration "
+                "half), otherwise the most probable act."
+            ]
+            if "act" in manifest.heads and "reason" in manifest.heads["act"].thresholds
+            else []
+        ),
         "",
         "## Metrics",
         "",

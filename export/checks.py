@@ -135,7 +135,9 @@ def runtime_checks(pack_dir: Path, val: dict[str, list[Sample]], seed: int) -> d
         "language": {
             "short_english_turns": len(sgd),
             "judged_rate": len(judged) / max(1, len(sgd)),
-            "english_when_judged": float(np.mean([p.language.code == "en" for p in judged])) if judged else 0.0,
+            "english_when_judged": float(np.mean([p.language.code == "en" for p in judged]))
+            if judged
+            else 0.0,
             "wrongly_unsupported_rate": float(np.mean([not p.language.supported for p in sgd_pred])),
             "foreign_turns": len(FOREIGN),
             "foreign_flagged_unsupported": float(np.mean([not p.language.supported for p in foreign])),

@@ -59,7 +59,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.tiny:
         recipe = tiny(recipe)
     summary = train(recipe, args.out)
+    if recipe.refit_heads:
+        from export.refit import refit_heads
+
+        summary["refit"] = refit_heads(args.out, recipe)
+        (args.out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("best_step", "best_score", "train_seconds")}))
+    return 0
+
+
+def _cmd_refit(args: argparse.Namespace) -> int:
+    from export.recipe import Recipe
+    from export.refit import refit_heads
+
+    summary = json.loads((args.run / "train_summary.json").read_text())
+    recipe = Recipe(**{**summary["recipe"], "refit_heads": True})
+    summary["refit"] = refit_heads(args.run, recipe)
+    summary["recipe"]["refit_heads"] = True
+    (args.run / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary["refit"]))
     return 0
 
 
@@ -179,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from export.quantize import PRESETS
 
-    p_build = sub.add_parser("build", help="train, export, quantize and evaluate: the whole pack in one command")
+    p_build = sub.add_parser(
+        "build", help="train, export, quantize and evaluate: the whole pack in one command"
+    )
     _recipe_args(p_build)
     p_build.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     p_build.add_argument("--preset", choices=sorted(PRESETS), default="portable")
@@ -187,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_build.add_argument("--version", default=PACK_VERSION)
     p_build.add_argument("--serve-max-length", type=int, default=128, help="serving truncation length")
     p_build.set_defaults(func=_cmd_build)
+
+    p_refit = sub.add_parser("refit", help="refit intent, act and emotion heads on the frozen encoder (train runs it)")
+    p_refit.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_refit.set_defaults(func=_cmd_refit)
 
     p_onnx = sub.add_parser(
         "onnx", help="export the checkpoint to one ONNX graph and check it against PyTorch"

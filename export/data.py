@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from routing.taxonomy import (
     CLINC_ALIASES,
@@ -25,6 +26,7 @@ from routing.taxonomy import (
 )
 
 IN_SCOPE_CLINC_DOMAINS = ("banking", "credit_cards")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def split_holdout(
     return train, val
 
 
-def subsample(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
+def subsample(examples: Sequence[T], limit: int | None, seed: int) -> list[T]:
     """Deterministic random subsample of at most ``limit`` examples (all when None)."""
     items = list(examples)
     if limit is None or len(items) <= limit:

@@ -39,7 +39,7 @@ from export.pack import LABELS
 from export.quantize import PRESETS, quantize
 from export.recipe import Recipe, build_data
 from models.manifest import FileEntry, HeadSpec, Manifest, read_manifest, write_manifest
-from models.postprocess import emotion_labels
+from models.postprocess import emotion_labels, preferred
 from routing.taxonomy import OUT_OF_SCOPE
 
 Logits = dict[str, dict[str, np.ndarray]]
@@ -99,7 +99,9 @@ def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic calibration / report index split of ``n`` rows."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(sorted(order[n // 2 :]), dtype=np.int64)
+    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(
+        sorted(order[n // 2 :]), dtype=np.int64
+    )
 
 
 def _index(head: str) -> dict[str, int]:
@@ -131,6 +133,27 @@ def _emotion_arrays(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
             y[r, index[label]] = value
             known[r, index[label]] = 1
     return y, known
+
+
+def reason_threshold(
+    val: dict[str, list[Sample]], logits: Logits, temps: dict[str, float], seed: int
+) -> float:
+    """The p(reason) from which a turn is a reason: best reason-vs-rest F1 on the calibration halves."""
+    index = _index("act")
+    ys, ps = [], []
+    for name in ("sgd", "sgd_requests"):
+        if name not in val or "act" not in logits.get(name, {}):
+            continue
+        cal, _ = halves(len(val[name]), seed)
+        rows, y = _single(val[name], cal, "act")
+        ys.append(y == index["reason"])
+        ps.append(m.softmax(logits[name]["act"][rows], temps.get("act", 1.0))[:, index["reason"]])
+    if not ys:
+        return 0.5
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    grid = np.linspace(0.05, 0.95, 91)
+    f1 = [2 * (y & (p >= g)).sum() / max(1, y.sum() + (p >= g).sum()) for g in grid]
+    return float(grid[int(np.argmax(f1))])
 
 
 def calibrate(val: dict[str, list[Sample]], logits: Logits, seed: int) -> tuple[dict[str, float], np.ndarray]:
@@ -179,6 +202,7 @@ def calibrate(val: dict[str, list[Sample]], logits: Logits, seed: int) -> tuple[
         rate = CALM_FIRING_RATE.get(label, DEFAULT_CALM_FIRING_RATE)
         calm_cut = float(np.quantile(probs[negatives[:, j], j], 1 - rate))
         thresholds[j] = min(0.99, max(float(thresholds[j]), calm_cut))
+    temps["act_reason_threshold"] = reason_threshold(val, logits, temps, seed)
     return temps, thresholds
 
 
@@ -251,7 +275,9 @@ def benchmark_report(
     probs = m.sigmoid(logits["goemotions"]["emotion"][rows], temps["emotion"])
     f1 = m.multilabel_f1(y_go, probs >= thresholds)
     out["goemotions_macro_f1"] = float(f1.mean())
-    out["goemotions_f1_per_label"] = {label: round(float(v), 4) for label, v in zip(LABELS["emotion"], f1, strict=True)}
+    out["goemotions_f1_per_label"] = {
+        label: round(float(v), 4) for label, v in zip(LABELS["emotion"], f1, strict=True)
+    }
     return out
 
 
@@ -282,22 +308,32 @@ def conversation_report(
         # complaint -> negative, other tweet to the same accounts -> neutral or positive
         "accuracy": float((negative == complaint).mean()),
         "joy_or_gratitude_on_complaints": float(
-            np.mean([any(x in e for x in POSITIVE_EMOTIONS) for e, c in zip(d["emotions"], complaint, strict=True) if c])
+            np.mean(
+                [
+                    any(x in e for x in POSITIVE_EMOTIONS)
+                    for e, c in zip(d["emotions"], complaint, strict=True)
+                    if c
+                ]
+            )
         ),
     }
-    out["acts"] = act_report(val, logits, seed)
+    out["acts"] = act_report(val, logits, temps, seed)
     return out
 
 
-def act_report(val: dict[str, list[Sample]], logits: Logits, seed: int) -> dict[str, Any]:
+def act_report(
+    val: dict[str, list[Sample]], logits: Logits, temps: dict[str, float], seed: int
+) -> dict[str, Any]:
     """Conversation-act accuracy, reason-vs-rest F1 and the confusion matrix on SGD dev turns."""
     index = _index("act")
+    cut = {"reason": temps.get("act_reason_threshold", 1.0)}
     ys, preds = [], []
     for name in ("sgd", "sgd_requests"):
         samples, rows = _rep(val, name, seed)
         keep = [i for i, s in enumerate(samples) if s.act]
         ys += [index[samples[i].act] for i in keep]
-        preds += logits[name]["act"][rows[keep]].argmax(1).tolist()
+        probs = m.softmax(logits[name]["act"][rows[keep]], temps.get("act", 1.0))
+        preds += preferred(probs, LABELS["act"], cut).tolist()
     y, pred = np.array(ys), np.array(preds)
     reason = index["reason"]
     tp = float(((y == reason) & (pred == reason)).sum())
@@ -341,16 +377,40 @@ HEADLINE: dict[str, tuple[str, float | None, str]] = {
     "benchmarks.banking77_accuracy": ("Banking77 intent accuracy", 0.92, ">="),
     "benchmarks.clinc_in_scope_accuracy": ("CLINC banking/credit in-scope accuracy", 0.92, ">="),
     "benchmarks.clinc_oos_recall": ("CLINC out-of-scope recall", 0.85, ">="),
-    "benchmarks.tweeteval_macro_recall": ("Sentiment macro-recall, TweetEval (SemEval-2017 style)", 0.70, ">="),
+    "benchmarks.tweeteval_macro_recall": (
+        "Sentiment macro-recall, TweetEval (SemEval-2017 style)",
+        0.70,
+        ">=",
+    ),
     "benchmarks.goemotions_macro_f1": ("Emotion macro-F1, 8 labels, GoEmotions dev", 0.60, ">="),
     "conversations.calm_task_turns.negative_rate": ("Calm task turns (SGD dev) called negative", 0.08, "<="),
-    "conversations.calm_task_turns.anger_or_frustration_rate": ("Calm task turns with anger or frustration", 0.03, "<="),
-    "conversations.calm_task_turns_spoken.negative_rate": ("Calm task turns, spoken form, called negative", 0.08, "<="),
+    "conversations.calm_task_turns.anger_or_frustration_rate": (
+        "Calm task turns with anger or frustration",
+        0.03,
+        "<=",
+    ),
+    "conversations.calm_task_turns_spoken.negative_rate": (
+        "Calm task turns, spoken form, called negative",
+        0.08,
+        "<=",
+    ),
     "conversations.bank_requests.anger_rate": ("Plain bank requests with anger", 0.05, "<="),
-    "conversations.bank_requests.joy_or_gratitude_rate": ("Plain bank requests with joy or gratitude", 0.05, "<="),
-    "conversations.bank_requests.emotions_per_turn": ("Plain bank requests: non-neutral emotions per turn", 0.6, "<="),
+    "conversations.bank_requests.joy_or_gratitude_rate": (
+        "Plain bank requests with joy or gratitude",
+        0.05,
+        "<=",
+    ),
+    "conversations.bank_requests.emotions_per_turn": (
+        "Plain bank requests: non-neutral emotions per turn",
+        0.6,
+        "<=",
+    ),
     "conversations.bank_requests.negative_rate": ("Plain bank requests called negative", None, "<="),
-    "conversations.bank_requests_spoken.negative_rate": ("Bank requests, spoken form, called negative", 0.08, "<="),
+    "conversations.bank_requests_spoken.negative_rate": (
+        "Bank requests, spoken form, called negative",
+        0.08,
+        "<=",
+    ),
     "conversations.complaints.negative_recall": ("Complaint tweets: negative recall", 0.85, ">="),
     "conversations.complaints.accuracy": ("Complaint tweets: accuracy (complaint = negative)", 0.80, ">="),
     "conversations.acts.reason_f1": ("Conversation act: reason vs rest F1 (SGD dev)", 0.90, ">="),
@@ -398,14 +458,18 @@ def evaluate(
     tokenizer = pack_dir / graph.tokenizer
     data: Mixture = build_data(recipe)
     val = {
-        name: items if limit is None or len(items) <= limit else random.Random(recipe.seed).sample(items, limit)
+        name: items
+        if limit is None or len(items) <= limit
+        else random.Random(recipe.seed).sample(items, limit)
         for name, items in data.val.items()
         if items
     }
     seed = recipe.seed
 
     fp32_logits = score_sets(OnnxScorer(fp32, tokenizer, graph.max_length), val, per_text=False)
-    int8_logits = score_sets(OnnxScorer(pack_dir / graph.file, tokenizer, graph.max_length), val, per_text=True)
+    int8_logits = score_sets(
+        OnnxScorer(pack_dir / graph.file, tokenizer, graph.max_length), val, per_text=True
+    )
     rep_int8, temps, thresholds = full_report(val, int8_logits, seed)
     rep_fp32, _, _ = full_report(val, fp32_logits, seed)
     presets: dict[str, Any] = {}
@@ -474,6 +538,8 @@ def _calibrated_manifest(
             if name == "emotion"
             else spec.thresholds
         )
+        if name == "act" and "act_reason_threshold" in temps:
+            th = {"reason": round(temps["act_reason_threshold"], 3)}
         heads[name] = HeadSpec(
             graph=spec.graph,
             output=spec.output,

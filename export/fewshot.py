@@ -45,7 +45,9 @@ def clinc_fewshot(data_dir: Path, seed: int = 13) -> tuple[dict[str, list[str]],
     return shots, val
 
 
-def centroid_accuracy(embed: Embed, shots: dict[str, list[str]], val: list[tuple[str, str]]) -> dict[str, float]:
+def centroid_accuracy(
+    embed: Embed, shots: dict[str, list[str]], val: list[tuple[str, str]]
+) -> dict[str, float]:
     """Nearest-centroid and 1-nearest-neighbour accuracy over L2-normalised embeddings."""
     names = list(shots)
     examples = [text for name in names for text in shots[name]]
@@ -93,7 +95,9 @@ def pretrained_embedder() -> Embed:
     def embed(texts: Sequence[str]) -> np.ndarray:
         rows = []
         for start in range(0, len(texts), 64):
-            batch = tokenizer(list(texts[start : start + 64]), padding=True, truncation=True, return_tensors="pt")
+            batch = tokenizer(
+                list(texts[start : start + 64]), padding=True, truncation=True, return_tensors="pt"
+            )
             hidden = model(**batch).last_hidden_state
             rows.append(mean_pool(hidden, batch["attention_mask"]).numpy())
         return np.concatenate(rows)
@@ -104,7 +108,10 @@ def pretrained_embedder() -> Embed:
 def fewshot_report(pack_dir: Path, data_dir: Path, reference: bool = True) -> dict[str, Any]:
     """The pack's few-shot accuracy and (optionally) the pretrained encoder's, on the same split."""
     shots, val = clinc_fewshot(data_dir)
-    report: dict[str, Any] = {"domains": list(DOMAINS), "pack": centroid_accuracy(pack_embedder(pack_dir), shots, val)}
+    report: dict[str, Any] = {
+        "domains": list(DOMAINS),
+        "pack": centroid_accuracy(pack_embedder(pack_dir), shots, val),
+    }
     if reference:
         report["pretrained_fp32"] = centroid_accuracy(pretrained_embedder(), shots, val)
     return report

@@ -129,7 +129,13 @@ def write_all(
     _emotion_png(matrix, labels, out_dir / "confusion_emotion.png")
     curves["emotion (per label)"] = (probs.ravel(), y_go.ravel().astype(bool))
     _reliability_png(curves, out_dir / "reliability.png")
-    names = ["confusion_sentiment", "confusion_intent_categories", "confusion_act", "confusion_emotion", "reliability"]
+    names = [
+        "confusion_sentiment",
+        "confusion_intent_categories",
+        "confusion_act",
+        "confusion_emotion",
+        "reliability",
+    ]
     return [f"{FIG_DIR}/{name}.png" for name in names]
 
 

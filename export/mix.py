@@ -317,7 +317,9 @@ def build_mixture(s: MixSettings) -> Mixture:
     sgd_train = d.subsample(load_sgd(root, "train"), s.sgd_train_limit, seed)
     mix.add_train(prepared(sgd_samples(sgd_train, s.sgd_oos_limit, seed), s.spoken_fraction))
 
-    complaints_train, complaints_val = split_rows(load_complaints(root), "complaint", s.complaint_val_fraction, seed)
+    complaints_train, complaints_val = split_rows(
+        load_complaints(root), "complaint", s.complaint_val_fraction, seed
+    )
     mix.add_train(prepared(complaint_samples(complaints_train)))
 
     tweeteval_val = d.load_tweeteval_sentiment(root)
@@ -337,7 +339,7 @@ def build_mixture(s: MixSettings) -> Mixture:
     mix.val = {
         "requests": prepared(requests_val),
         "requests_spoken": prepared(
-            (replace(x, text=spoken(x.text)) for x in requests_val if x.source == "banking77")
+            replace(x, text=spoken(x.text)) for x in requests_val if x.source == "banking77"
         ),
         "sgd": prepared(x for x in sgd_val if x.group == "sgd"),
         "sgd_spoken": prepared(replace(x, text=spoken(x.text)) for x in sgd_val if x.group == "sgd"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export import data as d
-from export.mix import Mixture, MixSettings, Sample, build_mixture, prepared
+from export.mix import MixSettings, Mixture, Sample, build_mixture, prepared
 from routing.taxonomy import EMOTION_LABELS
 
 
@@ -46,6 +46,8 @@ class Recipe:
     # (1 - cosine), so the embedding output stays general enough for few-shot
     # contact reasons while the heads fine-tune the encoder.
     embedding_distill_weight: float = 1.0
+    # after training, refit intent/act/emotion heads on the frozen encoder (export/refit.py)
+    refit_heads: bool = True
     eval_every: int = 650
     patience: int = 3
     sentiment_train_limit: int | None = 26000

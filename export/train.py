@@ -159,9 +159,7 @@ def class_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | Non
     return nn.functional.cross_entropy(logits, target, ignore_index=IGNORE)
 
 
-def batch_losses(
-    logits: dict[str, torch.Tensor], enc: Encoded, rows: list[int]
-) -> dict[str, torch.Tensor]:
+def batch_losses(logits: dict[str, torch.Tensor], enc: Encoded, rows: list[int]) -> dict[str, torch.Tensor]:
     """Every head's loss on the rows labelled for it."""
     parts = {
         "sentiment": sentiment_loss(logits["sentiment"], torch.from_numpy(enc.allowed[rows])),
@@ -175,7 +173,9 @@ def batch_losses(
 
 
 @torch.no_grad()
-def predict_logits(model: MultiHeadModel, enc: Encoded, pad_id: int, batch: int = 128) -> dict[str, np.ndarray]:
+def predict_logits(
+    model: MultiHeadModel, enc: Encoded, pad_id: int, batch: int = 128
+) -> dict[str, np.ndarray]:
     """Logits of every head for every encoded example, in length-sorted batches."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
@@ -206,7 +206,9 @@ def stopping_metrics(logits: dict[str, dict[str, np.ndarray]], val: dict[str, En
             )
     if "tweeteval" in val:
         y = val["tweeteval"].allowed.argmax(1)
-        scores["tweeteval_macro_recall"] = metrics.macro_recall(y, logits["tweeteval"]["sentiment"].argmax(1), 3)
+        scores["tweeteval_macro_recall"] = metrics.macro_recall(
+            y, logits["tweeteval"]["sentiment"].argmax(1), 3
+        )
     if "complaints" in val:
         enc = val["complaints"]
         negative = enc.allowed[:, 0] == 1
@@ -226,7 +228,9 @@ def stopping_metrics(logits: dict[str, dict[str, np.ndarray]], val: dict[str, En
         scores["calm_no_emotion"] = float(1 - calm_emotion.mean())
     if "goemotions" in val:
         enc = val["goemotions"]
-        scores["goemotions_macro_f1"] = metrics.multilabel_macro_f1(enc.emotion, logits["goemotions"]["emotion"] > 0)
+        scores["goemotions_macro_f1"] = metrics.multilabel_macro_f1(
+            enc.emotion, logits["goemotions"]["emotion"] > 0
+        )
     return scores
 
 
@@ -301,9 +305,10 @@ def train(recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool
         if teacher is not None:
             with torch.no_grad():
                 target = teacher.pooled(**batch)
-            parts["embedding"] = recipe.embedding_distill_weight * (
-                1 - nn.functional.cosine_similarity(pooled, target, dim=-1)
-            ).mean()
+            parts["embedding"] = (
+                recipe.embedding_distill_weight
+                * (1 - nn.functional.cosine_similarity(pooled, target, dim=-1)).mean()
+            )
         loss = torch.stack(list(parts.values())).sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

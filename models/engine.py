@@ -43,6 +43,7 @@ class Tokens:
     norm: Normalized
     language: LanguageResult
 
+
 DEFAULT_RUN_OVERHEAD_TOKENS = 64.0
 
 BatchHook = Callable[[int, int, float], None]

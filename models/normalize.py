@@ -35,14 +35,56 @@ _SPACES = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:%)])")
 
 FILLERS = frozenset(
-    "um umm ummm uh uhh uhhh er erm err ah ahh eh hmm hmmm hm mm mmm mhm mmhmm uhm huh".split()
+    [
+        "um",
+        "umm",
+        "ummm",
+        "uh",
+        "uhh",
+        "uhhh",
+        "er",
+        "erm",
+        "err",
+        "ah",
+        "ahh",
+        "eh",
+        "hmm",
+        "hmmm",
+        "hm",
+        "mm",
+        "mmm",
+        "mhm",
+        "mmhmm",
+        "uhm",
+        "huh",
+    ]
 )
 # Two-word fillers / backchannels, as transcribers spell them with a space or a hyphen.
 _PAIRS = re.compile(r"\b(?:uh[\s-]+huh|mm[\s-]+hmm|m[\s-]+hm|uh[\s-]+uh|um[\s-]+hum)\b", re.IGNORECASE)
-BACKCHANNELS = frozenset("okay ok k kay yeah yea yep yup right alright aha oh ah uh-huh mm-hmm".split())
+BACKCHANNELS = frozenset(
+    [
+        "okay",
+        "ok",
+        "k",
+        "kay",
+        "yeah",
+        "yea",
+        "yep",
+        "yup",
+        "right",
+        "alright",
+        "aha",
+        "oh",
+        "ah",
+        "uh-huh",
+        "mm-hmm",
+    ]
+)
 # Words that on their own add nothing to a filler or digit turn ("and uh seven zero").
-_GLUE = frozenset("and so the then also or um well like a an".split())
-GREETINGS = frozenset("hi hello hey hiya howdy greetings morning afternoon evening good there".split())
+_GLUE = frozenset(["and", "so", "the", "then", "also", "or", "um", "well", "like", "a", "an"])
+GREETINGS = frozenset(
+    ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
+)
 
 _UNITS = {
     "zero": 0, "oh": 0, "o": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -116,7 +158,7 @@ def _is_number_word(token: str, neighbours: tuple[str, str]) -> bool:
     """A number word; "oh"/"o" only between other number words ("seven oh two")."""
     if token in ("oh", "o"):
         return all(n in NUMBER_WORDS and n not in ("oh", "o") for n in neighbours)
-    return token in NUMBER_WORDS and token not in ("double", "triple") or (
+    return (token in NUMBER_WORDS and token not in ("double", "triple")) or (
         token in ("double", "triple") and neighbours[1] in _UNITS
     )
 

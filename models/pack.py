@@ -22,11 +22,11 @@ import onnxruntime as ort
 
 from models.errors import PackError
 from models.manifest import (
-    EmbeddingSpec,
     FORMAT_VERSION,
     HEAD_NAMES,
-    OPTIONAL_HEADS,
     MANIFEST_FILE,
+    OPTIONAL_HEADS,
+    EmbeddingSpec,
     GraphSpec,
     HeadSpec,
     Manifest,
@@ -153,7 +153,9 @@ def check_manifest(pack_dir: Path, manifest: Manifest) -> None:
         problems.extend(_head_problems(name, head, manifest))
     used = {head.graph for head in manifest.heads.values()}
     if manifest.embedding is not None and manifest.embedding.graph not in manifest.graphs:
-        problems.append(f"embedding uses graph {manifest.embedding.graph!r}, not in graphs {sorted(manifest.graphs)}")
+        problems.append(
+            f"embedding uses graph {manifest.embedding.graph!r}, not in graphs {sorted(manifest.graphs)}"
+        )
     for key, graph in manifest.graphs.items():
         if key not in used:
             problems.append(f"graph {key!r} serves no head")

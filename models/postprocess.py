@@ -89,7 +89,9 @@ def emotion_results(
     results = []
     for row, row_order, row_over, neg in zip(probs.tolist(), order, over, flags, strict=True):
         ranked = [labels[i] for i in row_order if row_over[i]]
-        results.append(EmotionResult(labels=emotion_labels(ranked, neg), scores=dict(zip(labels, row, strict=True))))
+        results.append(
+            EmotionResult(labels=emotion_labels(ranked, neg), scores=dict(zip(labels, row, strict=True)))
+        )
     return results
 
 
@@ -107,16 +109,33 @@ def intent_results(probs: np.ndarray, labels: Sequence[str], k: int = TOP_K_INTE
     return results
 
 
-def act_results(probs: np.ndarray, labels: Sequence[str]) -> list[ActResult]:
-    """Best act, its probability and every act's probability per row."""
-    best = probs.argmax(axis=-1).tolist()
+def preferred(probs: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, float]) -> np.ndarray:
+    """Argmax per row, except that a label with a threshold wins whenever it reaches it.
+
+    This is how a softmax head states a decision threshold for one class (the
+    act head's ``reason``: a need stated in passing should still count).
+    """
+    best = probs.argmax(axis=-1)
+    for label, cut in thresholds.items():
+        column = list(labels).index(label)
+        best = np.where(probs[:, column] >= cut, column, best)
+    return best
+
+
+def act_results(
+    probs: np.ndarray, labels: Sequence[str], thresholds: Mapping[str, float] | None = None
+) -> list[ActResult]:
+    """Chosen act (``preferred``), its probability and every act's probability per row."""
+    best = preferred(probs, labels, thresholds or {}).tolist()
     return [
         ActResult(label=labels[top], confidence=row[top], probs=dict(zip(labels, row, strict=True)))
         for row, top in zip(probs.tolist(), best, strict=True)
     ]
 
 
-def quiet(sentiment_labels: Sequence[str], emotion_labels_: Sequence[str]) -> tuple[SentimentResult, EmotionResult]:
+def quiet(
+    sentiment_labels: Sequence[str], emotion_labels_: Sequence[str]
+) -> tuple[SentimentResult, EmotionResult]:
     """Neutral sentiment and no emotion: what a turn without lexical content gets."""
     probs = {label: (1.0 if label == "neutral" else 0.0) for label in sentiment_labels}
     return (
@@ -163,7 +182,7 @@ def predictions(
     intent = intent_results(calibrate(logits["intent"], intent_head), intent_head.labels)
     act_head = heads.get("act")
     acts = (
-        act_results(calibrate(logits["act"], act_head), act_head.labels)
+        act_results(calibrate(logits["act"], act_head), act_head.labels, act_head.thresholds)
         if act_head is not None
         else [ActResult(label=UNKNOWN, confidence=0.0, probs={})] * len(intent)
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -86,12 +87,26 @@ class ExplanationItem(msgspec.Struct, frozen=True, omit_defaults=True):
     ``kind`` is ``rule`` (the rule that matched) or ``default`` (none did),
     ``condition`` (a leaf of the matched rule), ``group`` (an all/any/not of
     it), ``guardrail`` (a guardrail's state, or its override), ``priority`` (a
-    priority boost), ``variant`` (experiment assignment) or ``resolved`` (the
-    customer closed the conversation calmly). ``text`` is the line a supervisor
-    reads; the other fields carry the same facts for machines.
+    priority boost), ``variant`` (experiment assignment), ``resolved`` (the
+    customer closed the conversation calmly), ``reason`` (the level at which the
+    contact reason is confident: intent, family or category) or ``stability``
+    (how the previous decision shaped this one: kept, held, confirmed, changed).
+    ``text`` is the line a supervisor reads; the other fields carry the same
+    facts for machines.
     """
 
-    kind: Literal["rule", "default", "condition", "group", "guardrail", "priority", "variant", "resolved"]
+    kind: Literal[
+        "rule",
+        "default",
+        "condition",
+        "group",
+        "guardrail",
+        "priority",
+        "variant",
+        "resolved",
+        "reason",
+        "stability",
+    ]
     text: str
     path: str | None = None
     signal: str | None = None
@@ -149,23 +164,35 @@ def describe_kind(v: object) -> str:
 class _Errors:
     """Collects ``<where>, field '<path>': <problem>`` lines."""
 
-    def __init__(self, where: str, out: list[str]) -> None:
+    def __init__(
+        self, where: str, out: list[str], domains: Mapping[str, tuple[str, ...]] | None = None
+    ) -> None:
         self.where = where
         self.out = out
+        # Label sets that replace a signal's own (custom contact reasons add intents and categories).
+        self.domains: Mapping[str, tuple[str, ...]] = domains or {}
 
     def add(self, path: str, problem: str) -> None:
         prefix = f"{self.where}, " if self.where else ""
         self.out.append(f"{prefix}field '{path}': {problem}")
 
 
-def parse_condition(raw: object, path: str, where: str, errors: list[str]) -> Condition | None:
+def parse_condition(
+    raw: object,
+    path: str,
+    where: str,
+    errors: list[str],
+    domains: Mapping[str, tuple[str, ...]] | None = None,
+) -> Condition | None:
     """Parse and validate a raw condition table.
 
     Problems are appended to ``errors`` as ``<where>, field '<path>': <problem>``
     (``where`` names the rule, e.g. ``rule 'vip'``); returns ``None`` if any.
+    ``domains`` replaces the label set of some signals (``reason.intent`` with
+    the custom contact reasons added, for example).
     """
     before = len(errors)
-    cond = _parse(raw, path, _Errors(where, errors))
+    cond = _parse(raw, path, _Errors(where, errors, domains))
     return cond if len(errors) == before else None
 
 
@@ -225,7 +252,7 @@ def _parse_leaf(raw: dict[str, object], path: str, err: _Errors) -> Leaf | None:
         return None
     op: Op = ops[0]
     value = raw[op]
-    problem = _check_value(signal, spec.type, spec.domain, op, value)
+    problem = _check_value(signal, spec.type, err.domains.get(signal, spec.domain), op, value)
     if problem:
         err.add(f"{path}.{op}", problem)
         return None

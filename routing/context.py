@@ -23,8 +23,16 @@ import msgspec
 from routing.decision import Decision
 from routing.redact import redact as redact_text
 from routing.redact import safe_truncate
-from routing.signals import FLAG_NAMES, ConversationSignals, SpeakerSentiment, TurnCounts, TurnRef
-from routing.taxonomy import OUT_OF_SCOPE, category_of
+from routing.signals import (
+    FLAG_NAMES,
+    ConversationSignals,
+    IntentEvidence,
+    SpeakerSentiment,
+    TurnCounts,
+    TurnRef,
+    evidence_category,
+)
+from routing.taxonomy import OUT_OF_SCOPE
 from routing.types import CustomerInfo, Route, Speaker
 
 # Emotions whose peak never reached this are left out of the handoff: noise to a human.
@@ -36,16 +44,22 @@ _NEGATIVE_QUOTE = -0.2
 
 
 class ReasonAlternative(msgspec.Struct, frozen=True):
-    """A contact reason the evidence also supports, with its share."""
+    """A contact reason the evidence also supports, with its share.
+
+    ``source`` is ``reasons`` for a custom contact reason (the reasons file),
+    ``model`` for the intent head's.
+    """
 
     intent: str
     category: str
     confidence: float
+    source: str = "model"
 
 
 class ContactReason(msgspec.Struct, frozen=True):
     """The contact reason (``out_of_scope`` unless ``status`` is ``confident``),
-    the turns that stated it and the alternatives the evidence also supports."""
+    the turns that stated it and the alternatives the evidence also supports.
+    ``source`` is ``reasons`` when the reason is a custom one (the reasons file)."""
 
     intent: str
     category: str
@@ -53,6 +67,10 @@ class ContactReason(msgspec.Struct, frozen=True):
     status: str
     stated_in_turns: list[int]
     alternatives: list[ReasonAlternative]
+    source: str = "model"
+    # The level the reason is confident at (intent, family, category; "" when not) and its family.
+    level: str = ""
+    family: str | None = None
 
 
 class SummaryLine(msgspec.Struct, frozen=True):
@@ -202,11 +220,35 @@ def _identity(text: str) -> str:
     return text
 
 
+def _backing(signals: ConversationSignals) -> list[str]:
+    """The intents behind a reason confident as a family or category (those of its category), best first."""
+    reason = signals.reason
+    if reason.status != "confident" or reason.level in ("intent", ""):
+        return []
+    return [
+        intent
+        for intent, _ in reason.ranked
+        if evidence_category(intent, signals.evidence.get(intent)) == reason.category
+    ]
+
+
 def _reason(signals: ConversationSignals) -> ContactReason:
     reason = signals.reason
     evidence = signals.evidence.get(reason.intent) if reason.status == "confident" else None
+    backing = _backing(signals)
+    turns = list(evidence.turns) if evidence is not None else []
+    if backing:
+        evidence = signals.evidence.get(backing[0])
+        turns = sorted({t for intent in backing for t in getattr(signals.evidence.get(intent), "turns", ())})[
+            :3
+        ]
     alternatives = [
-        ReasonAlternative(intent=intent, category=category_of(intent), confidence=share)
+        ReasonAlternative(
+            intent=intent,
+            category=evidence_category(intent, signals.evidence.get(intent)),
+            confidence=share,
+            source=_source(signals.evidence.get(intent)),
+        )
         for intent, share in reason.ranked
         if intent != reason.intent and intent != OUT_OF_SCOPE
     ]
@@ -215,18 +257,27 @@ def _reason(signals: ConversationSignals) -> ContactReason:
         category=reason.category,
         confidence=reason.confidence,
         status=reason.status,
-        stated_in_turns=list(evidence.turns) if evidence is not None else [],
+        stated_in_turns=turns,
         alternatives=alternatives[:3],
+        source=_source(evidence),
+        level=reason.level,
+        family=reason.family,
     )
+
+
+def _source(evidence: IntentEvidence | None) -> str:
+    """``reasons`` for a custom contact reason (it carries its own category), else ``model``."""
+    return "reasons" if evidence is not None and evidence.category else "model"
 
 
 def _reason_ref(signals: ConversationSignals) -> TurnRef | None:
     reason = signals.reason
-    if reason.status == "confident":
+    if reason.status == "confident" and reason.level in ("intent", ""):
         evidence = signals.evidence.get(reason.intent)
         return evidence.ref if evidence is not None else None
-    # Not confident: quote the turn behind the leading candidate, the best guess a human can check.
-    for intent, _ in reason.ranked:
+    # A family or category: the turn behind its leading intent. Not confident: the turn behind the
+    # leading candidate, the best guess a human can check.
+    for intent in _backing(signals) or [intent for intent, _ in reason.ranked]:
         evidence = signals.evidence.get(intent)
         if evidence is not None and evidence.ref is not None:
             return evidence.ref

@@ -37,3 +37,17 @@ class TurnError(RoutingError):
     """A scored turn cannot be used: unknown speaker or sentiment label, or a
     score that is not a finite number in its range. Model output never does
     this; it means the caller built a ``TurnScores`` by hand and got it wrong."""
+
+
+class ReasonsError(RoutingError):
+    """A reasons file (custom contact reasons) failed to parse or validate.
+
+    Each entry of ``errors`` names where the problem is: ``reason '<id>', field
+    '<path>': <problem>`` (``reason #<n>`` when the id itself is missing or
+    bad), ``field '<path>': <problem>`` elsewhere.
+    """
+
+    def __init__(self, errors: list[str]) -> None:
+        count = len(errors)
+        head = f"invalid reasons file ({count} error{'s' if count != 1 else ''})"
+        super().__init__(head + ":\n" + "\n".join(f"- {e}" for e in errors), errors)

@@ -31,6 +31,7 @@ ATTRIBUTE_PREFIX = "customer.attributes."
 
 ESCALATION_FLAGS: tuple[str, ...] = (*FLAG_NAMES, "repeat_contact")
 REASON_STATUSES: tuple[str, ...] = ("none", "low_confidence", "ambiguous", "confident")
+REASON_LEVELS: tuple[str, ...] = ("none", "intent", "family", "category")
 TREND_BANDS: tuple[str, ...] = ("unknown", "improving", "steady", "declining")
 PEAK_LABELS: tuple[str, ...] = tuple(label for label in EMOTION_LABELS if label != "neutral")
 TURN_ACTS: tuple[str, ...] = (*CONVERSATION_ACTS, UNKNOWN)
@@ -57,7 +58,19 @@ def _specs() -> dict[str, SignalSpec]:
         "reason.status": SignalSpec(
             "string", "none | low_confidence | ambiguous | confident", REASON_STATUSES
         ),
-        "reason.confident": SignalSpec("bool", "the contact reason passed the threshold and ambiguity gap"),
+        "reason.confident": SignalSpec(
+            "bool",
+            "the contact reason passed the threshold and ambiguity gap (at its intent, family or category)",
+        ),
+        "reason.level": SignalSpec(
+            "string",
+            "level the contact reason is confident at: none | intent | family | category",
+            REASON_LEVELS,
+        ),
+        # Family names come from the policy's [families]; the policy loader checks the values.
+        "reason.family": SignalSpec(
+            "string", "intent family of the contact reason (the confident family, or the confident intent's)"
+        ),
         "intent.current": SignalSpec("string", "top intent of the last customer turn", INTENT_LABELS),
         "intent.current_confidence": SignalSpec("number", "its probability"),
         "intent.current_category": SignalSpec("string", "its category", CATEGORIES),
@@ -65,6 +78,9 @@ def _specs() -> dict[str, SignalSpec]:
             "string",
             "conversation act of the last customer turn (unknown when the pack has no act head)",
             TURN_ACTS,
+        ),
+        "turn.words": SignalSpec(
+            "number", "words in the last customer turn (a greeting is short, a story is not)"
         ),
         "conversation.closing": SignalSpec(
             "bool", "the customer's last lexical turn closes the conversation calmly (\"thanks, that's all\")"
@@ -160,10 +176,13 @@ def observe(
         "reason.confidence": reason.confidence,
         "reason.status": reason.status,
         "reason.confident": reason.status == "confident",
+        "reason.level": reason.level or "none",
+        "reason.family": reason.family,
         "intent.current": intent,
         "intent.current_confidence": signals.current_intent_confidence,
-        "intent.current_category": _category(intent),
+        "intent.current_category": _category(intent, signals.current_intent_category),
         "turn.act": (signals.last_act or UNKNOWN) if signals.turns.customer else None,
+        "turn.words": len(signals.last_customer.text.split()) if signals.last_customer is not None else None,
         "conversation.closing": signals.closing,
         "language.code": signals.language,
         "language.supported": signals.language_supported,
@@ -208,5 +227,6 @@ def observe(
     return facts
 
 
-def _category(intent: str | None) -> str | None:
-    return None if intent is None else category_of(intent)
+def _category(intent: str | None, custom: str = "") -> str | None:
+    # A custom contact reason carries its own category; the intent head's labels have the taxonomy's.
+    return None if intent is None else (custom or category_of(intent))

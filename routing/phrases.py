@@ -177,3 +177,73 @@ def legal_threat_phrase(text: str) -> str | None:
 def complaint_phrase(text: str) -> str | None:
     """Return the phrase by which ``text`` announces a formal complaint, or ``None``."""
     return _first_unnegated(_COMPLAINT_PATTERNS, text) if _mentions(text, _COMPLAINT_TRIGGERS) else None
+
+
+# --- calm closings -------------------------------------------------------------------------------
+
+# A turn closes the conversation when it is made only of these phrases ("thanks, that's all") and
+# the filler words below ("ok", "great", "no"). Anything else in the turn ("thanks, and what is my
+# balance", "thanks but it still doesn't work") means the customer is not done.
+_CLOSING_PHRASES = re.compile(
+    r"\b(?:"
+    r"(?:thank(?:s|\s+you|\s+u|s\s+you)?|than\s+you)(?:\s+(?:so|very)\s+much|\s+a\s+(?:lot|bunch|ton|million)|\s+again|\s+kindly)*"
+    r"|thx|ty|cheers|(?:much|greatly|really)\s+appreciated|many\s+thanks"
+    r"|(?:i\s+)?(?:really\s+|truly\s+)?appreciate\s+(?:it|that|(?:all\s+)?(?:the|your|you)\s+"
+    r"(?:help|assistance|support|work|time))(?:\s+(?:very|so)\s+much)?"
+    r"|(?:for|with)\s+(?:all\s+)?(?:of\s+)?(?:the\s+|your\s+|you\s+|ur\s+|this\s+|that\s+)?(?:kind\s+|great\s+)?"
+    r"(?:help|assistance|assist|support|work|time|info|information)"
+    r"|for\s+(?:helping|assisting)(?:\s+me)?(?:\s+out)?|for\s+everything|for\s+that|for\s+this"
+    r"|that(?:'s|s|\s+is|\s+was|\s+will\s+be|\s+would\s+be|'ll\s+be)?\s+(?:all|everything)"
+    r"(?:\s+(?:that\s+)?i\s+(?:need|needed|wanted)(?:\s+(?:to\s+know|help\s+with))?)?"
+    r"(?:\s+for\s+(?:now|today))?"
+    r"(?:\s+(?:at|for)\s+this\s+time)?"
+    r"|that(?:'s|s|\s+is|'ll\s+do|\s+will\s+do|\s+will\s+be)\s+it(?:\s+for\s+(?:now|today))?"
+    r"|that(?:'ll|\s+will)\s+do(?:\s+it)?"
+    r"|(?:i\s+)?(?:don't|do\s+not)\s+need\s+any(?:thing|\s+more|\s+further)\s*(?:else|more|help|assistance)?"
+    r"(?:\s+(?:right\s+now|now|today|for\s+now))?"
+    r"|i\s+need\s+nothing\s+(?:else|more)|nothing\s+(?:else|more)(?:\s+for\s+now|\s+today)?"
+    r"|i\s+have\s+everything\s+(?:that\s+)?i\s+need|no\s+more\s+questions"
+    r"|(?:i'm|i\s+am|we're|we\s+are)\s+(?:all\s+)?(?:set|done|good)(?:\s+now|\s+for\s+now)?|all\s+set|all\s+done"
+    r"|(?:good\s*)?bye(?:\s+for\s+now)?|see\s+you|take\s+care"
+    r"|have\s+a\s+(?:nice|good|great|lovely)\s+(?:day|one|evening|night|weekend)|you\s+too"
+    r"|you\s+were\s+(?:very\s+|so\s+|really\s+)?helpful"
+    r"|you(?:'ve|\s+have)\s+been\s+(?:very\s+|so\s+|really\s+)?(?:a\s+(?:great\s+|big\s+)?help|helpful)"
+    r"|(?:that|this)\s+(?:was|is|has\s+been)\s+(?:very\s+|so\s+|really\s+)?helpful|that\s+helps|you\s+rock"
+    r")(?=\s|$)"
+)
+_CLOSING_FILLERS = frozenset(
+    {
+        "ok", "okay", "alright", "all", "right", "great", "perfect", "awesome", "excellent", "wonderful",
+        "lovely", "brilliant", "cool", "nice", "good", "fine", "fantastic", "super", "no", "nope", "oh",
+        "well", "so", "and", "then", "now", "today", "again", "really", "very", "much", "sir", "madam",
+    }
+)  # fmt: skip
+# A turn that starts by agreeing ("yes, thanks") answers a question; it closes only with a closing
+# core beyond the thanks ("yes, that's all, thank you").
+_AFFIRM_START = frozenset({"yes", "yeah", "yep", "yup", "sure", "correct"})
+_BEYOND_THANKS = re.compile(r"\b(?:all|everything|nothing|set|done|bye|see\s+you|take\s+care|have\s+a)\b")
+_CLOSING_TRIGGERS = ("thank", "thx", "ty", "cheers", "apprecia", "all", "everything", "else", "more",
+                     "set", "done", "bye", "see you", "take care", "have a", "helpful", "helps", "rock",
+                     "do it", "need any", "that's it", "thats it", "that is it", "will be it")  # fmt: skip
+
+
+def closing_phrase(text: str) -> str | None:
+    """Return ``text`` (trimmed) when the whole turn is a calm closing, else ``None``.
+
+    "Thanks, that's all", "Perfect, thank you so much!", "No, that will be all. Bye!",
+    "I'm all set, thanks". A turn that says anything more is not a closing: "thanks,
+    what is my balance?", "thanks but it still doesn't work", "thanks for nothing";
+    nor is an agreement that only thanks ("yes, thank you" answers a question).
+    Sentiment is the caller's business (``routing.signals`` also requires it calm).
+    """
+    low = text.lower().replace("\u2019", "'")
+    if not _mentions(low, _CLOSING_TRIGGERS):
+        return None
+    words = re.sub(r"[^a-z' ]+", " ", low).split()
+    flat = " ".join(words)
+    rest, found = _CLOSING_PHRASES.subn(" ", flat)
+    if not found or any(word not in _CLOSING_FILLERS for word in rest.split()):
+        return None
+    if words[0] in _AFFIRM_START and not _BEYOND_THANKS.search(flat):
+        return None
+    return text.strip()

@@ -33,6 +33,7 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Collection, Mapping
 from importlib import resources
 from typing import Any
 
@@ -42,11 +43,12 @@ from routing.churn import ChurnConfig
 from routing.conditions import AllOf, Condition, describe_kind, parse_condition
 from routing.errors import PolicyError
 from routing.signals import SignalConfig
-from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS
+from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS, OUT_OF_SCOPE
 from routing.types import BOT_ROUTE, ROUTES, Route
 
 __all__ = [
     "GUARDRAILS",
+    "PREVIOUS_ROUTE",
     "REASON_QUEUE",
     "Boost",
     "Experiment",
@@ -55,6 +57,7 @@ __all__ = [
     "PolicyError",
     "Queue",
     "Rule",
+    "Stability",
     "Target",
     "Variant",
     "default_policy",
@@ -63,6 +66,8 @@ __all__ = [
 ]
 
 REASON_QUEUE = "@reason"
+# A rule with this route keeps the conversation where the previous decision sent it.
+PREVIOUS_ROUTE = "@previous"
 # In order of precedence: the first active one overrides a bot route.
 GUARDRAILS: tuple[str, ...] = ("human_request", "unsupported_language", "low_confidence")
 # Guardrails a policy may leave unconfigured (so policies written before they existed still
@@ -86,6 +91,8 @@ _TOP_KEYS = (
     "rules",
     "priority_boosts",
     "experiment",
+    "families",
+    "stability",
 )
 _TARGET_KEYS = ("route", "queue", "priority")
 _RULE_KEYS = ("id", "description", "when", *_TARGET_KEYS, "fallback")
@@ -109,13 +116,48 @@ class Target(msgspec.Struct, frozen=True):
 
 class Rule(msgspec.Struct, frozen=True):
     """One ordered rule: when ``when`` holds, send to ``target``; ``fallback``
-    is where to go if the target cannot take the conversation."""
+    is where to go if the target cannot take the conversation.
+
+    ``target`` is ``None`` for a rule with ``route = "@previous"``: it keeps the
+    route, queue and priority of the conversation's previous decision, and only
+    applies when there is one (``keeps_previous``)."""
 
     id: str
     when: Condition
-    target: Target
+    target: Target | None
     fallback: Target | None = None
     description: str = ""
+
+    @property
+    def keeps_previous(self) -> bool:
+        """True for a ``route = "@previous"`` rule."""
+        return self.target is None
+
+
+class Stability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a decision may change from one turn to the next (the policy's ``[stability]``).
+
+    ``return_to_bot``: a conversation a previous decision gave to a person may
+    go back to the bot (off by default: a human route is never taken back).
+    ``confirm_turns``: a move to a place that is not more urgent (a lower or
+    equal priority, between human queues) happens only once the rules chose it
+    on this many customer turns in a row; moves to a person, and to a higher
+    priority, happen at once. ``priority_step``: while the route and queue stay,
+    the priority never falls, and rises by less than this are ignored.
+    """
+
+    return_to_bot: bool = False
+    confirm_turns: int = 2
+    priority_step: int = 10
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Return ``(field, problem)`` for every out-of-range value."""
+        out: list[tuple[str, str]] = []
+        if not 1 <= self.confirm_turns <= 20:
+            out.append(("confirm_turns", f"must be from 1 to 20, got {self.confirm_turns}"))
+        if not 0 <= self.priority_step <= 100:
+            out.append(("priority_step", f"must be from 0 to 100, got {self.priority_step}"))
+        return out
 
 
 class Boost(msgspec.Struct, frozen=True):
@@ -168,7 +210,9 @@ class Policy(msgspec.Struct, frozen=True):
     content; both go into every decision. ``default`` is the ``[default]``
     target as a rule (id ``default``) whose condition always holds.
     ``reason_queues`` maps contact-reason categories to queues (all of them
-    when the policy uses ``"@reason"``).
+    when the policy uses ``"@reason"``). ``extra_intents`` maps the custom
+    contact reasons the policy was validated with (``routing.reasons``) to
+    their categories.
     """
 
     version: str
@@ -183,6 +227,13 @@ class Policy(msgspec.Struct, frozen=True):
     signals: SignalConfig = msgspec.field(default_factory=SignalConfig)
     churn: ChurnConfig = msgspec.field(default_factory=ChurnConfig)
     description: str = ""
+    stability: Stability = msgspec.field(default_factory=Stability)
+    extra_intents: dict[str, str] = {}
+
+    @property
+    def families(self) -> dict[str, tuple[str, ...]]:
+        """The intent families (``[families]``): name -> intents."""
+        return self.signals.families
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -203,19 +254,27 @@ def canonical_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def load_policy(text: str) -> Policy:
+def load_policy(
+    text: str, extra_intents: Mapping[str, str] | None = None, *, replaced: Collection[str] = ()
+) -> Policy:
     """Parse and validate policy TOML ``text``; return the compiled ``Policy``.
 
     Raises ``PolicyError`` (a ``ValueError``) whose ``errors`` lists every
     problem: TOML syntax, unknown or missing fields, wrong types, unknown
     signals, labels, categories, intents or queues, duplicate ids, bad shares.
+
+    ``extra_intents`` maps intents beyond the taxonomy (the custom contact
+    reasons of a reasons file) to their categories: both become valid labels,
+    and new categories need a queue like every other. ``replaced`` lists
+    built-in intents a custom reason took the place of: they are no longer
+    valid labels (they never reach routing).
     """
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError([f"not valid TOML: {exc}"]) from None
     errors: list[str] = []
-    policy = _Loader(document, errors).load()
+    policy = _Loader(document, errors, extra_intents or {}, replaced).load()
     if errors or policy is None:
         raise PolicyError(errors or ["policy could not be loaded"])
     return policy
@@ -250,10 +309,30 @@ def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
 class _Loader:
     """Walks the parsed document once, collecting every error."""
 
-    def __init__(self, document: dict[str, Any], errors: list[str]) -> None:
+    def __init__(
+        self,
+        document: dict[str, Any],
+        errors: list[str],
+        extra_intents: Mapping[str, str] | None = None,
+        replaced: Collection[str] = (),
+    ) -> None:
         self.doc = document
         self.errors = errors
         self.uses_reason_queue: list[str] = []  # where "@reason" is used, for the coverage error
+        # Label sets: the taxonomy's, plus custom contact reasons, minus the intents they replace.
+        self.extra = dict(extra_intents or {})
+        self.intents: tuple[str, ...] = tuple(
+            i for i in INTENT_LABELS if i not in replaced or i in self.extra
+        ) + tuple(i for i in self.extra if i not in INTENT_LABELS)
+        self.categories: tuple[str, ...] = CATEGORIES + tuple(
+            sorted(set(self.extra.values()) - set(CATEGORIES))
+        )
+        self.domains: dict[str, tuple[str, ...]] = {
+            "reason.intent": self.intents,
+            "intent.current": self.intents,
+            "reason.category": self.categories,
+            "intent.current_category": self.categories,
+        }
 
     # -- error helpers --
 
@@ -292,8 +371,12 @@ class _Loader:
         if version is not None and not version.strip():
             self.err("", "version", "must not be empty")
         description = self.string("", doc, "description", "", required=False) or ""
+        families = self.families()
         signals = self.struct_section("signals", SignalConfig)
+        if signals is not None:
+            signals = msgspec.structs.replace(signals, families=families)
         churn = self.struct_section("churn", ChurnConfig)
+        stability = self.struct_section("stability", Stability)
         queues = self.queues()
         guardrails = self.guardrails(queues)
         default = self.default(queues)
@@ -301,7 +384,14 @@ class _Loader:
         boosts = self.boosts(queues)
         experiment = self.experiment(rules, default, queues)
         reason_queues = self.reason_queues(queues)
-        if self.errors or version is None or signals is None or churn is None or default is None:
+        if (
+            self.errors
+            or version is None
+            or signals is None
+            or churn is None
+            or stability is None
+            or default is None
+        ):
             return None
         return Policy(
             version=version,
@@ -316,6 +406,8 @@ class _Loader:
             experiment=experiment,
             signals=signals,
             churn=churn,
+            extra_intents=self.extra,
+            stability=stability,
         )
 
     def struct_section(self, name: str, cls: type[Any]) -> Any:
@@ -324,7 +416,12 @@ class _Loader:
         section = self.table("", raw, name)
         if section is None:
             return None
-        fields = {f.name: f for f in msgspec.structs.fields(cls)}
+        # Families have their own top-level table ([families]), not a [signals] key.
+        fields = {
+            f.name: f
+            for f in msgspec.structs.fields(cls)
+            if not (cls is SignalConfig and f.name == "families")
+        }
         self.unknown("", section, tuple(fields), f"{name}.")
         values: dict[str, Any] = {}
         ok = all(key in fields for key in section)
@@ -347,15 +444,41 @@ class _Loader:
     def check_signal_labels(self, config: SignalConfig) -> None:
         for name in ("meta_intents", "human_intents", "churn_intents", "complaint_intents"):
             for label in getattr(config, name):
-                if label not in INTENT_LABELS:
+                if label not in self.intents:
                     self.err(
-                        "", f"signals.{name}", f"unknown intent {label!r}{_suggest(label, INTENT_LABELS)}"
+                        "", f"signals.{name}", f"unknown intent {label!r}{_suggest(label, self.intents)}"
                     )
         for label in config.peak_emotions:
             if label not in EMOTION_LABELS:
                 self.err(
                     "", "signals.peak_emotions", f"unknown emotion {label!r}{_suggest(label, EMOTION_LABELS)}"
                 )
+
+    def families(self) -> dict[str, tuple[str, ...]]:
+        """``[families]``: named groups of intents; an intent belongs to one family at most.
+
+        Also makes the family names the values ``reason.family`` may be compared with."""
+        section = self.table("", self.doc.get("families", {}), "families")
+        out: dict[str, tuple[str, ...]] = {}
+        owner: dict[str, str] = {}
+        for name, intents in (section or {}).items():
+            path = f"families.{name}"
+            if not _ID.match(name):
+                self.err("", path, "family names are letters, digits, '_', '-', '.', ':' (at most 64)")
+                continue
+            if not isinstance(intents, list) or not intents or not all(isinstance(i, str) for i in intents):
+                self.err("", path, "must be a non-empty list of intents")
+                continue
+            for intent in intents:
+                if intent not in self.intents or intent == OUT_OF_SCOPE:
+                    self.err("", path, f"unknown intent {intent!r}{_suggest(intent, self.intents)}")
+                elif intent in owner:
+                    self.err("", path, f"intent {intent!r} is already in family '{owner[intent]}'")
+                else:
+                    owner[intent] = name
+            out[name] = tuple(dict.fromkeys(intents))
+        self.domains["reason.family"] = tuple(out)
+        return out
 
     def queues(self) -> dict[str, Queue]:
         raw = self.doc.get("queues")
@@ -384,11 +507,11 @@ class _Loader:
                 self.err("", f"{path}.categories", "must be a list of category names")
                 categories = []
             for category in categories:
-                if category != "*" and category not in CATEGORIES:
+                if category != "*" and category not in self.categories:
                     self.err(
                         "",
                         f"{path}.categories",
-                        f"unknown category {category!r}{_suggest(category, CATEGORIES)}",
+                        f"unknown category {category!r}{_suggest(category, self.categories)}",
                     )
                 elif category in owner:
                     self.err(
@@ -404,7 +527,7 @@ class _Loader:
     def reason_queues(self, queues: dict[str, Queue]) -> dict[str, str]:
         mapping = {c: q.name for q in queues.values() for c in q.categories if c != "*"}
         catch_all = next((q.name for q in queues.values() if "*" in q.categories), None)
-        missing = [c for c in CATEGORIES if c not in mapping]
+        missing = [c for c in self.categories if c not in mapping]
         if catch_all is not None:
             mapping.update({c: catch_all for c in missing})
             missing = []
@@ -416,7 +539,7 @@ class _Loader:
                 f"{', '.join(missing)}; list them in a queue's categories "
                 'or give one queue categories = ["*"]',
             )
-        return {c: mapping[c] for c in CATEGORIES if c in mapping}
+        return {c: mapping[c] for c in self.categories if c in mapping}
 
     def target(
         self,
@@ -598,7 +721,20 @@ class _Loader:
         if "when" not in body:
             self.err(where, "when", "missing required field (a rule without conditions is the [default])")
         else:
-            when = parse_condition(body["when"], "when", where, self.errors)
+            when = parse_condition(body["when"], "when", where, self.errors, self.domains)
+        if body.get("route") == PREVIOUS_ROUTE:
+            # Keeps the previous decision's route, queue and priority: nothing else to say.
+            for key in ("queue", "priority", "fallback"):
+                if key in body:
+                    self.err(
+                        where,
+                        key,
+                        f"a rule with route = '{PREVIOUS_ROUTE}' keeps the previous decision's "
+                        "queue, priority and fallback; remove it",
+                    )
+            if when is None or any(key in body for key in ("queue", "priority", "fallback")):
+                return None
+            return Rule(id="", when=when, target=None, description=description)
         target = self.target(where, body, "", queues)
         fallback = None
         if "fallback" in body:
@@ -642,7 +778,7 @@ class _Loader:
                 add = None
             when = None
             if "when" in body:
-                when = parse_condition(body["when"], "when", where, self.errors)
+                when = parse_condition(body["when"], "when", where, self.errors, self.domains)
             else:
                 self.err(where, "when", "missing required field")
             if when is not None and add is not None and isinstance(boost_id, str):
@@ -774,6 +910,14 @@ class _Loader:
             base_rule = by_id.get(key)
             if base_rule is None:
                 continue  # the base rule itself failed validation; its errors are reported
+            if base_rule.target is None:
+                self.err(
+                    where,
+                    path,
+                    f"rule {key!r} keeps the previous decision (route = '{PREVIOUS_ROUTE}'); "
+                    "it has no target to override",
+                )
+                continue
             target = self.target(where, override, f"{path}.", queues, partial=True, base=base_rule.target)
             if target is None:
                 continue

@@ -27,18 +27,28 @@ still counts towards the conversation language and may raise phrase flags.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 
 from routing.errors import TurnError
-from routing.phrases import churn_phrase, complaint_phrase, human_request_phrase, legal_threat_phrase
+from routing.phrases import (
+    churn_phrase,
+    closing_phrase,
+    complaint_phrase,
+    human_request_phrase,
+    legal_threat_phrase,
+)
 from routing.redact import safe_truncate
 from routing.taxonomy import CONVERSATION_ACTS, EMOTION_LABELS, OUT_OF_SCOPE, SENTIMENT_LABELS, category_of
 from routing.types import SPEAKERS, Speaker, TurnScores
 
 ReasonStatus = Literal["none", "low_confidence", "ambiguous", "confident"]
+# The level at which the contact reason is confident: its intent, its intent family (a named group
+# of intents from the policy's [families]) or its category; "" while it is not confident.
+ReasonLevel = Literal["", "intent", "family", "category"]
 TrendBand = Literal["unknown", "improving", "steady", "declining"]
 FlagName = Literal["human_request", "churn_intent", "complaint", "legal_threat", "bot_loop", "anger_peak"]
 FLAG_NAMES: tuple[FlagName, ...] = (
@@ -76,6 +86,12 @@ class SignalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     turn that states a reason weighs ``early_turn_decay ** k``; a turn whose top
     intent is below ``min_turn_confidence``, ``out_of_scope`` or a
     ``meta_intents`` one ("get me a human") states no reason.
+
+    ``families`` are named groups of intents (the policy's ``[families]``; no
+    intent in two). When no intent is confident, the evidence is summed per
+    family and then per category, with the same threshold and gap: near-synonym
+    intents ("card_arrival", "card_delivery_estimate") that split the evidence
+    still make a confident family or category.
     """
 
     confidence_threshold: float = 0.5
@@ -104,6 +120,8 @@ class SignalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Bounds that keep the state O(1).
     max_tracked_intents: int = 8
     max_excerpt_chars: int = 1000
+    # Named groups of intents (the policy's top-level [families] table).
+    families: dict[str, tuple[str, ...]] = {}
 
     def problems(self) -> list[tuple[str, str]]:
         """Return ``(field, problem)`` for every out-of-range value (labels are checked by the policy)."""
@@ -169,6 +187,8 @@ class IntentEvidence(msgspec.Struct, frozen=True):
     ``weight`` is the decayed sum of the candidate's probability over the
     reason-stating turns; ``turns`` the first few turns where it was the top
     intent; ``ref`` the turn to quote (first top-1 turn, else the strongest).
+    ``category`` is set for a custom contact reason (from the reasons file);
+    empty for the intent head's labels, which the taxonomy categorises.
     """
 
     weight: float = 0.0
@@ -176,15 +196,22 @@ class IntentEvidence(msgspec.Struct, frozen=True):
     ref: TurnRef | None = None
     ref_prob: float = 0.0
     ref_top: bool = False
+    category: str = ""
 
 
 class ReasonState(msgspec.Struct, frozen=True):
     """The contact reason as of the last customer turn.
 
-    ``intent``/``category`` are ``out_of_scope`` unless ``status`` is
-    ``confident``; ``confidence`` is the reported intent's share of the
-    evidence (the top candidate's share while not confident).
-    ``ranked`` lists the leading candidates with their shares, best first.
+    ``status`` is ``confident`` when the reason is confident at some ``level``:
+    its intent, else its intent family, else its category (see ``SignalConfig``).
+    ``intent`` is ``out_of_scope`` unless the intent itself is confident;
+    ``family`` is the confident family, or the family of the confident intent
+    (``None`` when neither); ``category`` is ``out_of_scope`` unless the reason is
+    confident at some level. ``confidence`` is the deciding level's share of the
+    evidence (the top intent's share while not confident). ``ranked`` lists the
+    leading intents with their shares, best first. ``group``/``group_level``/
+    ``group_since`` remember a family or category that became confident (it
+    sticks, as a confident intent does, unless a rival leads it by ``switch_margin``).
     """
 
     intent: str = OUT_OF_SCOPE
@@ -194,6 +221,11 @@ class ReasonState(msgspec.Struct, frozen=True):
     locked: str | None = None
     since_turn: int | None = None
     ranked: tuple[tuple[str, float], ...] = ()
+    level: ReasonLevel = ""
+    family: str | None = None
+    group: str | None = None
+    group_level: ReasonLevel = ""
+    group_since: int | None = None
 
 
 class CustomerSentiment(msgspec.Struct, frozen=True):
@@ -302,6 +334,8 @@ class ConversationSignals(msgspec.Struct, frozen=True):
     reason_turns: int = 0
     current_intent: str | None = None
     current_intent_confidence: float | None = None
+    # Category of current_intent when it is a custom contact reason ("" for the intent head's labels).
+    current_intent_category: str = ""
     customer: CustomerSentiment = msgspec.field(default_factory=_customer)
     most_negative: TurnRef | None = None
     last_customer: TurnRef | None = None
@@ -408,7 +442,10 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
         return msgspec.structs.replace(new, agent=agent, loop_count=0)
     if turn.speaker == "bot":
         bot = _speaker_update(new.bot, turn.sentiment_label, score, config) if judged else new.bot
-        return msgspec.structs.replace(new, bot=bot, bot_answered=True)
+        # A bot turn that only asks ("Which account?") is slot filling: the customer's answer about
+        # the same request is not a repeat. One that answers something counts, whatever follows.
+        answered = new.bot_answered or not _only_asks(turn.text)
+        return msgspec.structs.replace(new, bot=bot, bot_answered=answered)
     if turn.speaker == "system":
         return new
     labels = tuple(label for label in turn.emotion_labels if label in EMOTION_LABELS)
@@ -418,14 +455,29 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
     new = msgspec.structs.replace(
         new,
         last_act=act,
-        closing=judged and _closes_calmly(act, turn.sentiment_label, labels),
+        closing=judged and _closes_calmly(act, turn.sentiment_label, labels, turn.text),
         languages=languages,
         language=language,
         language_supported=supported,
     )
     if not judged:
         return _unjudged_update(new, ref, config)
-    return _customer_update(new, ref, emotions, labels, intents, config, reason_bearing=act in REASON_ACTS)
+    return _customer_update(
+        new,
+        ref,
+        emotions,
+        labels,
+        intents,
+        config,
+        reason_bearing=act in REASON_ACTS,
+        custom=turn.custom_categories,
+    )
+
+
+def _only_asks(text: str) -> bool:
+    """True for a turn that is one question and nothing else ("Which account?")."""
+    body = text.strip()
+    return body.endswith("?") and not any(mark in body[:-1].rstrip("?") for mark in ".!?")
 
 
 def _count(counts: TurnCounts, speaker: Speaker, *, lexical: bool = True) -> TurnCounts:
@@ -435,10 +487,16 @@ def _count(counts: TurnCounts, speaker: Speaker, *, lexical: bool = True) -> Tur
     return msgspec.structs.replace(counts, total=counts.total + 1, **changes)
 
 
-def _closes_calmly(act: str, sentiment_label: str, emotion_labels: tuple[str, ...]) -> bool:
-    """True for a "thanks, that's all" said without negative sentiment, anger or frustration."""
+def _closes_calmly(act: str, sentiment_label: str, emotion_labels: tuple[str, ...], text: str = "") -> bool:
+    """True for a "thanks, that's all" said without negative sentiment, anger or frustration.
+
+    The act head says so (``thanks_or_closing``), or, unless it heard a reason or a
+    question, the whole turn is closing phrasing (``routing.phrases.closing_phrase``):
+    packs without an act head close conversations too.
+    """
+    closes = act == CLOSING_ACT or (act not in ("reason", "question") and closing_phrase(text) is not None)
     return (
-        act == CLOSING_ACT
+        closes
         and sentiment_label != "negative"
         and not any(label in _UPSET_EMOTIONS for label in emotion_labels)
     )
@@ -478,7 +536,12 @@ def _unjudged_update(state: ConversationSignals, ref: TurnRef, config: SignalCon
     """A customer turn in a language the pack does not support: quoted, but no sentiment, emotion or
     intent evidence; only phrase flags (a request for a person is honoured in any wording we know)."""
     state = msgspec.structs.replace(
-        state, last_customer=ref, current_intent=None, current_intent_confidence=None, current_emotions=()
+        state,
+        last_customer=ref,
+        current_intent=None,
+        current_intent_confidence=None,
+        current_intent_category="",
+        current_emotions=(),
     )
     return msgspec.structs.replace(state, flags=_flags_update(state, ref, {}, None, None, config))
 
@@ -508,8 +571,10 @@ def _customer_update(
     config: SignalConfig,
     *,
     reason_bearing: bool = True,
+    custom: Mapping[str, str] | None = None,
 ) -> ConversationSignals:
     top, top_p = intents[0] if intents else (None, None)
+    custom = custom or {}
     most_negative = state.most_negative
     if most_negative is None or ref.sentiment_score < most_negative.sentiment_score:
         most_negative = ref
@@ -520,12 +585,15 @@ def _customer_update(
         last_customer=ref,
         current_intent=top,
         current_intent_confidence=top_p,
+        current_intent_category=custom.get(top, "") if top is not None else "",
         emotion_peaks=_peaks_update(state.emotion_peaks, emotions, ref.index),
         current_emotions=emotion_labels,
     )
     if reason_bearing:  # "yes", "my number is 1234", "thanks": no reason stated here
-        state = _reason_update(state, ref, intents, config)
-    state = _loop_update(state, top, config)
+        state = _reason_update(state, ref, intents, config, custom)
+        # Only a request can be repeated: answering the bot's questions about the same request
+        # ("at Supercuts on Saturday", "yes, that's right") is slot filling, not a loop.
+        state = _loop_update(state, top, config)
     return msgspec.structs.replace(state, flags=_flags_update(state, ref, emotions, top, top_p, config))
 
 
@@ -580,9 +648,16 @@ def _peaks_update(
 
 
 def _reason_update(
-    state: ConversationSignals, ref: TurnRef, intents: list[tuple[str, float]], config: SignalConfig
+    state: ConversationSignals,
+    ref: TurnRef,
+    intents: list[tuple[str, float]],
+    config: SignalConfig,
+    custom: Mapping[str, str] | None = None,
 ) -> ConversationSignals:
-    """Fold one customer turn's intents into the contact-reason evidence."""
+    """Fold one customer turn's intents into the contact-reason evidence.
+
+    ``custom`` gives the category of the custom contact reasons among ``intents``.
+    """
     if not intents:
         return state
     top, top_p = intents[0]
@@ -591,10 +666,14 @@ def _reason_update(
     # Early turns say why the customer came; later ones drift into details and side issues.
     weight = config.early_turn_decay**state.reason_turns
     evidence = dict(state.evidence)
+    seen: set[str] = set()
     for rank, (label, prob) in enumerate(intents):
-        if label in config.meta_intents or prob <= 0.0:
-            continue
-        evidence[label] = _add_evidence(evidence.get(label), ref, prob, weight, is_top=rank == 0)
+        if label in config.meta_intents or prob <= 0.0 or label in seen:
+            continue  # a label listed twice in one turn counts once: shares stay within 0..1
+        seen.add(label)
+        evidence[label] = _add_evidence(
+            evidence.get(label), ref, prob, weight, is_top=rank == 0, category=(custom or {}).get(label, "")
+        )
     ranked = sorted(evidence.items(), key=lambda kv: (-kv[1].weight, kv[0]))
     locked = state.reason.locked
     if len(ranked) > config.max_tracked_intents:
@@ -611,7 +690,7 @@ def _reason_update(
 
 
 def _add_evidence(
-    old: IntentEvidence | None, ref: TurnRef, prob: float, weight: float, *, is_top: bool
+    old: IntentEvidence | None, ref: TurnRef, prob: float, weight: float, *, is_top: bool, category: str = ""
 ) -> IntentEvidence:
     old = old or IntentEvidence()
     turns = (*old.turns, ref.index) if is_top and len(old.turns) < 3 else old.turns
@@ -623,17 +702,18 @@ def _add_evidence(
         ref=ref if take else old.ref,
         ref_prob=prob if take else old.ref_prob,
         ref_top=old.ref_top or is_top,
+        category=category or old.category,
     )
 
 
-def _judge(
+def _judge_intent(
     ranked: list[tuple[str, IntentEvidence]],
     total: float,
     previous: ReasonState,
     index: int,
     config: SignalConfig,
 ) -> ReasonState:
-    """Decide the contact reason from the ranked evidence (threshold, gap, hysteresis)."""
+    """Decide the contact-reason intent from the ranked evidence (threshold, gap, hysteresis)."""
     shares = [(label, ev.weight / total if total > 0 else 0.0) for label, ev in ranked]
     share = dict(shares)
     best, best_share = shares[0] if shares else (OUT_OF_SCOPE, 0.0)
@@ -656,7 +736,7 @@ def _judge(
     if locked is not None:
         return ReasonState(
             intent=locked,
-            category=category_of(locked),
+            category=evidence_category(locked, dict(ranked).get(locked)),
             confidence=share.get(locked, 0.0),
             status="confident",
             locked=locked,
@@ -665,6 +745,107 @@ def _judge(
         )
     status: ReasonStatus = "low_confidence" if best_share < config.confidence_threshold else "ambiguous"
     return ReasonState(confidence=best_share, status=status, ranked=top)
+
+
+def _judge(
+    ranked: list[tuple[str, IntentEvidence]],
+    total: float,
+    previous: ReasonState,
+    index: int,
+    config: SignalConfig,
+) -> ReasonState:
+    """Decide the contact reason: its intent when that is confident, else its family, else its category.
+
+    A family or category that became confident sticks like a confident intent
+    does: it only yields to a rival at the family or category level that leads it
+    by ``switch_margin``, or to a family inside it (a finer statement of the same
+    reason). A confident intent always takes precedence.
+    """
+    reason = _judge_intent(ranked, total, previous, index, config)
+    families = family_index(config.families)
+    if reason.status == "confident":
+        return msgspec.structs.replace(
+            reason,
+            level="intent",
+            family=families.get(reason.intent),
+            group=previous.group,
+            group_level=previous.group_level,
+            group_since=previous.group_since,
+        )
+    shares = [
+        (label, ev.weight / total if total > 0 else 0.0, evidence_category(label, ev)) for label, ev in ranked
+    ]
+    tables = {level: _group_shares(shares, level, families) for level in ("family", "category")}
+    found = _group_candidate(tables, config)
+    group, level, since = previous.group, previous.group_level, previous.group_since
+    if group is not None and found is not None and (found[0], found[1]) != (level, group):
+        held = tables.get(level, {}).get(group, (0.0, OUT_OF_SCOPE))
+        refines = found[0] == "family" and level == "category" and found[3] == group
+        if refines or found[2] >= held[0] + config.switch_margin:
+            group, level, since = found[1], found[0], index
+    elif group is None and found is not None:
+        group, level, since = found[1], found[0], index
+    if group is None or level not in tables:
+        return reason
+    share, category = tables[level].get(group, (0.0, OUT_OF_SCOPE))
+    return msgspec.structs.replace(
+        reason,
+        category=category,
+        confidence=share,
+        status="confident",
+        level=level,
+        family=group if level == "family" else None,
+        group=group,
+        group_level=level,
+        group_since=since,
+    )
+
+
+def family_index(families: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """Intent -> the family it belongs to (a policy never puts one intent in two families)."""
+    return {intent: name for name, intents in families.items() for intent in intents}
+
+
+def _group_shares(
+    shares: list[tuple[str, float, str]], level: str, families: dict[str, str]
+) -> dict[str, tuple[float, str]]:
+    """Evidence share per family (intents in none compete alone) or per category, with the
+    category each group's evidence mostly lies in."""
+    totals: dict[str, float] = {}
+    by_category: dict[str, dict[str, float]] = {}
+    for label, share, category in shares:
+        key = families.get(label, f"intent:{label}") if level == "family" else category
+        totals[key] = totals.get(key, 0.0) + share
+        split = by_category.setdefault(key, {})
+        split[category] = split.get(category, 0.0) + share
+    # Probabilities of one turn add up to at most 1, so a group's share does too; clamp for hand-built
+    # turns (and merged custom reasons) whose probabilities add up to more.
+    return {
+        key: (min(1.0, total), min(by_category[key].items(), key=lambda kv: (-kv[1], kv[0]))[0])
+        for key, total in totals.items()
+    }
+
+
+def _group_candidate(
+    tables: dict[str, dict[str, tuple[float, str]]], config: SignalConfig
+) -> tuple[ReasonLevel, str, float, str] | None:
+    """The first level (family, then category) whose best group passes the threshold and the gap:
+    ``(level, group, share, category)``. Lone intents and ``out_of_scope`` compete but never win."""
+    for level in ("family", "category"):
+        ranked = sorted(tables[level].items(), key=lambda kv: (-kv[1][0], kv[0]))
+        if not ranked:
+            continue
+        best, (share, category) = ranked[0]
+        runner_up = ranked[1][1][0] if len(ranked) > 1 else 0.0
+        real = not best.startswith("intent:") and best != OUT_OF_SCOPE
+        if real and share >= config.confidence_threshold and share - runner_up >= config.ambiguity_gap:
+            return ("family" if level == "family" else "category"), best, share, category
+    return None
+
+
+def evidence_category(label: str, evidence: IntentEvidence | None) -> str:
+    """The category of a contact-reason candidate: its own for a custom reason, else the taxonomy's."""
+    return evidence.category if evidence is not None and evidence.category else category_of(label)
 
 
 def _loop_update(state: ConversationSignals, top: str | None, config: SignalConfig) -> ConversationSignals:

@@ -40,8 +40,10 @@ class TurnScores(msgspec.Struct):
     ISO 639-1 code (``und`` when too short to judge) and ``language_supported``
     False only for a confidently detected language the model pack does not
     support: such a turn carries no sentiment, emotion or intent evidence, and
-    its ``sentiment_label`` may be ``unknown``. The defaults keep turns built
-    before these fields existed valid.
+    its ``sentiment_label`` may be ``unknown``. ``custom_categories`` gives the
+    category of every custom contact reason (``routing.reasons``) among
+    ``intent``; labels not in it are the intent head's, categorised by the
+    taxonomy. The defaults keep turns built before these fields existed valid.
     """
 
     index: int
@@ -58,6 +60,7 @@ class TurnScores(msgspec.Struct):
     lexical: bool = True
     language: str = "und"
     language_supported: bool = True
+    custom_categories: dict[str, str] = {}
 
 
 class CustomerInfo(msgspec.Struct):

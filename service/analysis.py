@@ -9,7 +9,8 @@ way it arrives:
 2. predict every text with the model pack (one ``submit``: the runtime batches);
 3. ``score_turn``: model output + turn -> routing's ``TurnScores`` and the API's
    ``TurnOut``. The text kept in both is redacted (when redaction is on), so
-   PII never reaches the store or the handoff context;
+   PII never reaches the store or the handoff context. Custom contact reasons
+   (``service.reasons``) join a customer turn's intents here;
 4. ``fold``: ``update_signals`` per turn, in order (O(1) each);
 5. ``decide`` with the active policy, ``build_context``, and the response.
 """
@@ -32,6 +33,7 @@ from routing.context import build_context
 from routing.decision import Decision, decide
 from routing.facts import observe
 from routing.policy import Policy
+from routing.reasons import MergedIntents
 from routing.redact import redact
 from routing.signals import ConversationSignals, SignalConfig, new_signals, update_signals
 from routing.taxonomy import category_of
@@ -39,6 +41,7 @@ from routing.types import CustomerInfo, TurnScores
 from service.logs import transcript_field
 from service.metrics import Metrics
 from service.policy_source import PolicySource
+from service.reasons import ActiveReasons, ReasonSource
 from service.schemas import (
     AnalysisResponse,
     AnalyzeRequest,
@@ -100,19 +103,31 @@ def merge_customer(stored: CustomerIn | None, update: CustomerIn | None) -> Cust
 
 
 def score_turn(
-    index: int, turn: TurnIn, stamp: datetime | None, prediction: TextPrediction, *, redact_text: bool
+    index: int,
+    turn: TurnIn,
+    stamp: datetime | None,
+    prediction: TextPrediction,
+    *,
+    redact_text: bool,
+    reasons: ActiveReasons | None = None,
 ) -> ScoredTurn:
     """Combine a turn and its prediction. Only customer turns carry an intent.
 
     The act, whether the turn is lexical and its language go to routing too: a
     non-lexical turn weighs nothing there, a turn in an unsupported language
     carries no sentiment, emotion or intent evidence, and only reason-bearing
-    acts are contact-reason evidence.
+    acts are contact-reason evidence. With ``reasons``, a customer turn's
+    intents are merged with its custom contact-reason match
+    (``routing.reasons.merge_intents``); the turn's intent then shows the
+    custom reason like a built-in one, with ``source`` ``reasons``.
     """
     text = redact(turn.text) if redact_text else turn.text
     customer = turn.speaker == "customer"
     intent = prediction.intent
     act, language = prediction.act, prediction.language
+    merged = reasons.merge(prediction) if customer and reasons is not None else None
+    intents = merged.intents if merged is not None else list(intent.alternatives)
+    custom = merged.categories if merged is not None else {}
     scores = TurnScores(
         index=index,
         speaker=turn.speaker,
@@ -123,11 +138,12 @@ def score_turn(
         sentiment_probs=dict(prediction.sentiment.probs),
         emotions=dict(prediction.emotion.scores),
         emotion_labels=list(prediction.emotion.labels),
-        intent=[(label, prob) for label, prob in intent.alternatives] if customer else None,
+        intent=[(label, prob) for label, prob in intents] if customer else None,
         act=act.label,
         lexical=prediction.lexical,
         language=language.code,
         language_supported=language.supported,
+        custom_categories=dict(custom),
     )
     out = TurnOut(
         index=index,
@@ -142,13 +158,7 @@ def score_turn(
         ),
         emotions=list(prediction.emotion.labels),
         emotion_scores={k: round(v, 4) for k, v in prediction.emotion.scores.items()},
-        intent=(
-            TurnIntent(
-                label=intent.label, confidence=round(intent.confidence, 4), category=category_of(intent.label)
-            )
-            if customer
-            else None
-        ),
+        intent=_turn_intent(intent.label, intent.confidence, intents, custom, merged) if customer else None,
         act=TurnAct(label=act.label, confidence=round(act.confidence, 4)),
         language=TurnLanguage(
             code=language.code, confidence=round(language.confidence, 4), supported=language.supported
@@ -156,6 +166,28 @@ def score_turn(
         lexical=prediction.lexical,
     )
     return ScoredTurn(scores=scores, out=out)
+
+
+def _turn_intent(
+    label: str,
+    confidence: float,
+    intents: list[tuple[str, float]],
+    custom: dict[str, str],
+    merged: MergedIntents | None,
+) -> TurnIntent:
+    """The turn's intent as the API shows it: the top of the merged intents (custom reasons included)."""
+    if intents:
+        label, confidence = intents[0]
+    if label in custom:
+        similarity = merged.similarity if merged is not None and merged.matched == label else None
+        return TurnIntent(
+            label=label,
+            confidence=round(confidence, 4),
+            category=custom[label],
+            source="reasons",
+            similarity=None if similarity is None else round(similarity, 4),
+        )
+    return TurnIntent(label=label, confidence=round(confidence, 4), category=category_of(label))
 
 
 def log_scored(turns: Sequence[ScoredTurn], *, log_transcripts: bool) -> None:
@@ -312,17 +344,24 @@ class Analyzer:
         predict: Predict,
         models: dict[str, Any],
         metrics: Metrics,
+        reasons: ReasonSource | None = None,
     ) -> None:
         self.settings = settings
         self.policies = policies
         self.predict = predict
         self.models = models
         self.metrics = metrics
+        self.reasons = reasons
 
     @property
     def policy(self) -> Policy:
         """The active policy (read once per request)."""
         return self.policies.policy
+
+    @property
+    def active_reasons(self) -> ActiveReasons | None:
+        """The custom contact reasons in force (read once per scoring pass), if any."""
+        return self.reasons.active if self.reasons is not None else None
 
     async def score(self, turns: Sequence[TurnIn], first_index: int) -> tuple[list[ScoredTurn], float]:
         """Validate and score ``turns`` numbered from ``first_index``; returns (turns, inference ms)."""
@@ -330,8 +369,11 @@ class Analyzer:
         started = time.perf_counter()
         predictions = await self.predict([turn.text for turn in turns])
         elapsed = (time.perf_counter() - started) * 1000
+        reasons = self.active_reasons
         scored = [
-            score_turn(first_index + n, turn, stamp, prediction, redact_text=self.settings.redact)
+            score_turn(
+                first_index + n, turn, stamp, prediction, redact_text=self.settings.redact, reasons=reasons
+            )
             for n, (turn, stamp, prediction) in enumerate(zip(turns, stamps, predictions, strict=True))
         ]
         for turn in turns:

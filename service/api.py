@@ -1,4 +1,4 @@
-"""The ``/v1`` API: analyze, live conversations, policy.
+"""The ``/v1`` API: analyze, live conversations, policy, custom contact reasons.
 
 Handlers are thin: decode (Litestar + msgspec), call the analyzer or the
 conversation service, return a Struct. Every error propagates to
@@ -18,7 +18,9 @@ from litestar.types import Guard
 from routing.errors import PolicyError
 from service.analysis import Analyzer
 from service.conversations import ConversationService, ExportRecord
+from service.errors import NotFound
 from service.policy_source import PolicySource, validate_policy_text
+from service.reasons import ReasonSource
 from service.schemas import (
     AnalysisResponse,
     AnalyzeRequest,
@@ -27,6 +29,8 @@ from service.schemas import (
     PolicyCheck,
     PolicyInfo,
     PolicyValidateRequest,
+    ReasonsInfo,
+    ReasonSummary,
 )
 
 ConversationIdParam = Annotated[
@@ -51,9 +55,34 @@ def _policy_info(policies: PolicySource) -> PolicyInfo:
     )
 
 
-def _check(text: str) -> PolicyCheck:
+def _reasons_info(source: ReasonSource) -> ReasonsInfo:
+    active = source.active
+    reasons = active.reasons
+    return ReasonsInfo(
+        status=active.status,
+        source=active.source,
+        hash=reasons.hash,
+        loaded_at=active.loaded_at,
+        reasons=[
+            ReasonSummary(
+                id=r.id,
+                category=r.category,
+                description=r.description,
+                examples=len(r.examples),
+                replaces=r.replaces,
+            )
+            for r in reasons.reasons
+        ],
+        matching=msgspec.to_builtins(reasons.matching),
+        new_categories=list(reasons.new_categories),
+        version=reasons.version,
+        detail=active.detail,
+    )
+
+
+def _check(text: str, policies: PolicySource) -> PolicyCheck:
     try:
-        policy = validate_policy_text(text)
+        policy = validate_policy_text(text, policies.reasons)
     except PolicyError as exc:
         return PolicyCheck(valid=False, errors=list(exc.errors))
     return PolicyCheck(valid=True, version=policy.version, hash=policy.hash, rules=len(policy.rules))
@@ -141,13 +170,31 @@ def build_api_router(
     )
     async def validate_policy(data: JSONBody[PolicyValidateRequest]) -> PolicyCheck:
         """Body `{"policy": "<TOML text>"}`. 200 with `valid` and, when invalid, the validator's `errors`."""
-        return _check(data.policy)
+        return _check(data.policy, policies)
 
     @post("/policy/reload", status_code=200, summary="Reload the policy file now", tags=["policy"])
     async def reload_policy() -> PolicyInfo:
         """Re-read SWITCHBOARD_POLICY; 422 with the validator's errors (old policy kept) if it is invalid."""
         policies.reload()
         return _policy_info(policies)
+
+    def _reasons() -> ReasonSource:
+        if analyzer.reasons is None:
+            raise NotFound("custom contact reasons are not configured in this service")
+        return analyzer.reasons
+
+    @get("/reasons", summary="The active custom contact reasons", tags=["reasons"])
+    async def get_reasons() -> ReasonsInfo:
+        """Status (active, pending, unavailable without a pack embedding, disabled), source, hash, reasons."""
+        return _reasons_info(_reasons())
+
+    @post("/reasons/reload", status_code=200, summary="Reload the reasons file now", tags=["reasons"])
+    async def reload_reasons() -> ReasonsInfo:
+        """Re-read SWITCHBOARD_REASONS and embed new examples; 422 with the errors (old reasons kept) if the
+        file is invalid or the active policy rejects it."""
+        source = _reasons()
+        await source.reload_async()
+        return _reasons_info(source)
 
     return Router(
         path="/v1",
@@ -161,6 +208,8 @@ def build_api_router(
             get_policy,
             validate_policy,
             reload_policy,
+            get_reasons,
+            reload_reasons,
         ],
         guards=[guard],
         security=[{"bearer": []}],

@@ -47,6 +47,7 @@ from service.ops import build_ops_router
 from service.policy_source import PolicySource
 from service.problems import problem_response
 from service.ratelimit import TokenBucketLimiter
+from service.reasons import Embedder, EmbeddingCache, ReasonSource
 from service.settings import Settings
 from service.store import ConversationStore, open_store
 
@@ -62,6 +63,7 @@ class ServiceState:
     metrics: Metrics
     policies: PolicySource
     store: ConversationStore
+    reasons: ReasonSource
     analyzer: Analyzer
     conversations: ConversationService
     outbox: Outbox
@@ -144,6 +146,7 @@ async def _load_runtime(service: ServiceState) -> None:
 
         runtime.on_batch = on_batch
         await runtime.start()
+        await _attach_reasons(service, runtime)
     except PackError as exc:
         # PackError messages name files and tensors, never request content: log them for the operator.
         service.load_error = "pack invalid"
@@ -170,6 +173,18 @@ async def _load_runtime(service: ServiceState) -> None:
         service.ready_event.set()
 
 
+async def _attach_reasons(service: ServiceState, runtime: Runtime) -> None:
+    """Embed the custom reasons' examples before the service reports ready (a failure leaves them off)."""
+    try:
+        embedder = await asyncio.to_thread(Embedder, runtime)
+        await asyncio.to_thread(service.reasons.attach, embedder)
+    except Exception as exc:
+        _log.error(
+            "custom contact reasons could not be embedded; they are not matched",
+            extra={"exc_type": type(exc).__name__, "where": exception_location(exc.__traceback__)},
+        )
+
+
 async def _purge_loop(service: ServiceState) -> None:
     interval = min(60.0, max(1.0, service.settings.conversation_ttl_s / 2))
     while True:
@@ -186,20 +201,32 @@ async def _purge_loop(service: ServiceState) -> None:
 def _reload_on_sighup(service: ServiceState) -> None:
     with contextlib.suppress(PolicyError, SettingsError):  # logged and counted by reload(); old policy stays
         service.policies.reload()
+    # The reasons embed new examples off the loop; failures are logged and counted, old reasons stay.
+    service.tasks[:] = [task for task in service.tasks if not task.done()]
+    reload = asyncio.create_task(service.reasons.reload_quietly(), name="switchboard-reasons-hup")
+    service.tasks.append(reload)
 
 
 def create_app(settings: Settings) -> Litestar:
-    """Build the service. Raises ``SettingsError``/``PolicyError`` for unusable configuration."""
+    """Build the service. Raises ``SettingsError``/``PolicyError``/``ReasonsError`` for unusable
+    configuration (a policy or reasons file that does not validate)."""
     settings.validate()
     metrics = Metrics()
-    policies = PolicySource(settings.policy_path, metrics)
+    reasons = ReasonSource(
+        settings.reasons_path,
+        metrics,
+        enabled=settings.reasons_enabled,
+        cache=EmbeddingCache(settings.data_dir / "reasons_cache"),
+    )
+    policies = PolicySource(settings.policy_path, metrics, reasons=reasons.reasons)
+    reasons.bind(policies)
     store = open_store(settings.resolved_store_url, settings.conversation_ttl_s)
     holder: dict[str, ServiceState] = {}
 
     async def predict(texts: list[str]) -> list[TextPrediction]:
         return await holder["service"].predict(texts)
 
-    analyzer = Analyzer(settings, policies, predict, models={}, metrics=metrics)
+    analyzer = Analyzer(settings, policies, predict, models={}, metrics=metrics, reasons=reasons)
     conversations = ConversationService(analyzer, store)
     outbox = Outbox.from_settings(settings, registry=metrics.registry)
     outbox.attach(conversations)
@@ -209,6 +236,7 @@ def create_app(settings: Settings) -> Litestar:
         metrics=metrics,
         policies=policies,
         store=store,
+        reasons=reasons,
         analyzer=analyzer,
         conversations=conversations,
         outbox=outbox,
@@ -230,6 +258,9 @@ def create_app(settings: Settings) -> Litestar:
         if settings.policy_path is not None and settings.policy_reload_interval_s > 0:
             watcher = policies.watch(settings.policy_reload_interval_s)
             service.tasks.append(asyncio.create_task(watcher, name="switchboard-policy-watch"))
+        if settings.reasons_path is not None and settings.policy_reload_interval_s > 0:
+            reasons_watcher = reasons.watch(settings.policy_reload_interval_s)
+            service.tasks.append(asyncio.create_task(reasons_watcher, name="switchboard-reasons-watch"))
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             # Only possible in the main thread of a Unix process (not under a test client).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_on_sighup, service)

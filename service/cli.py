@@ -3,6 +3,9 @@
 ``serve``        run the HTTP service (uvicorn + uvloop, optional worker processes)
 ``analyze FILE`` score transcripts from a JSON or JSONL file (or ``-``) and print decisions
 ``policy check`` validate a policy file
+``policy test``  run a policy test suite (labelled conversations) through the model pack and a policy
+``reasons check FILE``     validate and measure a custom contact reasons file with the model pack
+``reasons suggest EXPORT`` candidate reasons from the exported turns the pack could not name
 ``export``       write closed (or all given) conversations from the store as JSONL
 ``keygen``       make an API key and the hash to put in SWITCHBOARD_API_KEYS
 ``pack``         build model packs (the ``python -m export`` pipeline)
@@ -24,6 +27,7 @@ from typing import IO, Any
 
 import msgspec
 
+from routing.errors import ReasonsError
 from service.errors import ServiceError, SettingsError
 from service.settings import Settings, env_table, hash_api_key
 
@@ -39,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except SettingsError as exc:
         print(f"switchboard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ReasonsError as exc:
+        print(f"switchboard: configuration error: SWITCHBOARD_REASONS: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -74,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="validate a policy TOML file")
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_policy_check)
+    test = policy_sub.add_parser(
+        "test",
+        help="run a policy test suite: conversations with the route, queue and rule each must get",
+        description="Score every turn of the suite's conversations with the model pack, replay them turn "
+        "by turn through the policy, and print a confusion table of expected vs actual routes and every "
+        "failure with its explanation. Exit 1 if any expectation fails.",
+    )
+    test.add_argument("suite", type=Path, help="suite TOML file (see routing/suite.py)")
+    test.add_argument("--policy", type=Path, help="policy TOML file (default: the bundled default policy)")
+    test.add_argument(
+        "--pack", type=Path, help="model pack folder (default: SWITCHBOARD_PACK or the bundled pack)"
+    )
+    test.add_argument("--brief", action="store_true", help="failures without their explanations")
+    test.set_defaults(handler=_policy_test)
 
     export = sub.add_parser("export", help="export conversations from the configured store as JSONL")
     export.add_argument("ids", nargs="*", help="conversation ids (default: every closed conversation)")
@@ -84,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="make an API key and its SWITCHBOARD_API_KEYS entry")
     keygen.add_argument("--name", default="default", help="a name for logs and metrics")
     keygen.set_defaults(handler=_keygen)
+
+    from service.reasons_cli import add_reasons_parser
+
+    add_reasons_parser(sub)
 
     # Listed for --help only: main() hands `pack ...` to the export pipeline before parsing.
     sub.add_parser(
@@ -177,18 +202,21 @@ async def _analyze_all(settings: Settings, items: list[tuple[int, bytes]], args:
     from service.app import runtime_config
     from service.metrics import Metrics
     from service.policy_source import PolicySource
+    from service.reasons import attach_runtime, source_from_settings
     from service.schemas import AnalyzeRequest
 
     metrics = Metrics()
-    policies = PolicySource(settings.policy_path, metrics)
+    reasons = source_from_settings(settings, metrics)
+    policies = PolicySource(settings.policy_path, metrics, reasons=reasons.reasons)
     runtime = await asyncio.to_thread(
         Runtime.load, settings.pack_dir or DEFAULT_PACK, runtime_config(settings)
     )
+    await asyncio.to_thread(attach_runtime, reasons, runtime)
 
     async def predict(texts: list[str]) -> list[Any]:
         return await asyncio.to_thread(runtime.predict, texts)
 
-    analyzer = Analyzer(settings, policies, predict, models_summary(runtime.info), metrics)
+    analyzer = Analyzer(settings, policies, predict, models_summary(runtime.info), metrics, reasons=reasons)
     encoder = msgspec.json.Encoder()
     failures = 0
     show = not args.no_progress and args.file != "-" and len(items) > 1
@@ -245,8 +273,11 @@ def _policy_check(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{args.file}: cannot read ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
+    from service.reasons_cli import load_reason_set
+
+    reasons = load_reason_set(Settings.from_env({**os.environ, "SWITCHBOARD_AUTH_DISABLED": "true"}))
     try:
-        policy = validate_policy_text(text)
+        policy = validate_policy_text(text, reasons)  # custom reasons (SWITCHBOARD_REASONS) are valid labels
     except PolicyError as exc:
         print(f"{args.file}: invalid policy", file=sys.stderr)
         for message in exc.errors:
@@ -254,6 +285,40 @@ def _policy_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: ok (version {policy.version}, hash {policy.hash}, {len(policy.rules)} rules)")
     return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from routing.errors import PolicyError
+    from routing.suite import SuiteError, format_report
+    from service.policy_test import (
+        active_reasons,
+        load_runtime,
+        load_suite,
+        load_test_policy,
+        reasons_source,
+        run_suite,
+    )
+
+    try:
+        suite = load_suite(args.suite)
+        reasons = reasons_source()  # as the service: custom contact reasons are valid labels
+        policy = load_test_policy(args.policy, reasons)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"switchboard policy test: cannot read ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    except (SuiteError, PolicyError) as exc:
+        print(f"switchboard policy test: {exc}", file=sys.stderr)
+        return 2
+    pack = args.pack or (Path(os.environ["SWITCHBOARD_PACK"]) if os.environ.get("SWITCHBOARD_PACK") else None)
+    runtime = load_runtime(pack)
+    try:
+        run = run_suite(suite, policy, runtime, active_reasons(reasons, runtime))
+    except ValueError as exc:
+        print(f"switchboard policy test: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(run.report, suite.cases, explain=not args.brief))
+    print(f"({run.seconds:.1f} s)")
+    return 0 if run.report.passed else 1
 
 
 # ---- export ----------------------------------------------------------------------------------------

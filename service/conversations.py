@@ -170,8 +170,10 @@ class _KeyedLocks:
         return len(self._locks)
 
 
-def _changed(old: Decision | None, new: Decision) -> bool:
-    return old is None or (old.route, old.queue, old.priority) != (new.route, new.queue, new.priority)
+def _notify_worthy(decision: Decision) -> bool:
+    """A callback fires on a real change (routing's ``changed``: route, queue or priority after its
+    stability rules), never for a conversation the customer just closed calmly (``resolved``)."""
+    return decision.changed and not decision.resolved
 
 
 class ConversationService:
@@ -190,7 +192,11 @@ class ConversationService:
     # -- listeners ---------------------------------------------------------------------------------
 
     def add_decision_listener(self, fn: DecisionListener) -> None:
-        """Call ``fn(conversation_id, analysis, source)`` after an append that changed route/queue/priority.
+        """Call ``fn(conversation_id, analysis, source)`` after an append whose decision changed.
+
+        "Changed" is the decision's own ``changed`` flag: route, queue or priority
+        moved after routing's stability rules (noise does not flip it), and never
+        for a ``resolved`` decision (the customer closed the conversation calmly).
 
         Listeners run after the turns are stored; one that raises is logged and
         counted and does not fail the append (the turns are already committed).
@@ -247,7 +253,9 @@ class ConversationService:
                 inference_ms += await self._predict_missing(new_turns, predictions)
                 scored = self._score(state, new_turns, predictions)
                 previous = load_decision(state.decision)
-                updated, decision = self._advance(state, scored, customer, channel, language, source)
+                updated, decision = self._advance(
+                    state, scored, customer, channel, language, source, previous
+                )
                 try:
                     new_version = await self.store.save(
                         conversation_id, encode_state(updated), expected_version=version
@@ -271,7 +279,7 @@ class ConversationService:
             include_all_turns,
             decision=decision,
         )
-        if _changed(previous, decision):
+        if _notify_worthy(decision):
             await self._notify(conversation_id, response, source)
         return response
 
@@ -309,8 +317,9 @@ class ConversationService:
         stamps = check_turns(turns, self.analyzer.settings.limits)
         first = len(state.turns)
         redact_text = self.analyzer.settings.redact
+        reasons = self.analyzer.active_reasons
         scored = [
-            score_turn(first + n, turn, stamp, cache[turn.text], redact_text=redact_text)
+            score_turn(first + n, turn, stamp, cache[turn.text], redact_text=redact_text, reasons=reasons)
             for n, (turn, stamp) in enumerate(zip(turns, stamps, strict=True))
         ]
         log_scored(scored, log_transcripts=self.analyzer.settings.log_transcripts)
@@ -324,11 +333,14 @@ class ConversationService:
         channel: str | None,
         language: str | None,
         source: str | None,
+        previous: Decision | None = None,
     ) -> tuple[ConversationState, Decision]:
         policy = self.analyzer.policy
         signals = fold(state.signals, scored, policy.signals)
         merged = merge_customer(state.customer, customer)
-        decision = decide(signals, customer_info(merged), policy, state.conversation_id)
+        # The previous decision makes routing stable (hysteresis, no return to the bot) and "@previous"
+        # rules keep a resolved conversation where it is; routing stays pure, the state carries it.
+        decision = decide(signals, customer_info(merged), policy, state.conversation_id, previous)
         sources = state.sources if source is None or source in state.sources else [*state.sources, source]
         updated = msgspec.structs.replace(
             state,
@@ -359,7 +371,7 @@ class ConversationService:
             decision = decide(
                 state.signals, customer_info(state.customer), self.analyzer.policy, state.conversation_id
             )
-        return build_response(
+        response = build_response(
             state.conversation_id,
             signals=state.signals,
             customer=state.customer,
@@ -377,6 +389,10 @@ class ConversationService:
             closed=state.closed,
             appended=[t.index for t in new_turns],
             duplicates=duplicates,
+        )
+        # build_response leaves DecisionOut.changed at its default (a stateless analysis is always new).
+        return msgspec.structs.replace(
+            response, decision=msgspec.structs.replace(response.decision, changed=decision.changed)
         )
 
     async def _notify(self, conversation_id: str, response: AnalysisResponse, source: str | None) -> None:

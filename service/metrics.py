@@ -106,6 +106,17 @@ class Metrics:
         self.policy_info = Gauge(
             "switchboard_policy_info", "The active policy (value 1).", ("version", "hash"), registry=r
         )
+        self.reasons_reloads = Counter(
+            "switchboard_reasons_reloads_total",
+            "Custom contact reasons reload attempts by result.",
+            ("result",),
+            registry=r,
+        )
+        self.reasons_active = Gauge(
+            "switchboard_reasons_active",
+            "Custom contact reasons being matched (0 when off or the pack has no embedding).",
+            registry=r,
+        )
         self.ready = Gauge("switchboard_ready", "1 when the model pack is loaded and warm.", registry=r)
         self.listener_failures = Counter(
             "switchboard_decision_listener_failures_total",

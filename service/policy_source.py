@@ -11,6 +11,10 @@ routing's committed default. Three ways to reload, all through ``reload()``:
 
 A policy that fails validation never replaces the active one: the old policy
 stays, the error is logged and counted, and the reload endpoint returns 422.
+
+The policy is validated against the active custom contact reasons (their ids
+and categories are valid labels, see ``service.reasons``): when the reasons
+change, ``candidate``/``rebind`` recompile the same policy text against them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from routing.errors import PolicyError
 from routing.policy import Policy, default_policy_text, load_policy
+from routing.reasons import ReasonSet
 from service.errors import SettingsError
 from service.metrics import Metrics
 
@@ -43,9 +48,10 @@ class ActivePolicy:
 class PolicySource:
     """Holds the active policy; swaps it atomically on a successful reload."""
 
-    def __init__(self, path: Path | None, metrics: Metrics) -> None:
+    def __init__(self, path: Path | None, metrics: Metrics, reasons: ReasonSet | None = None) -> None:
         self.path = path
         self._metrics = metrics
+        self._reasons = reasons
         self._stamp: tuple[int, int, int] | None = None
         self._active = self._load()
 
@@ -81,7 +87,7 @@ class PolicySource:
     def _load(self) -> ActivePolicy:
         stamp = self._file_stamp()
         text, source = self._read()
-        policy = load_policy(text)  # PolicyError at startup: fail fast with the validator's message
+        policy = validate_policy_text(text, self._reasons)  # PolicyError at startup: fail fast
         self._stamp = stamp
         self._metrics.set_policy(policy.version, policy.hash)
         return ActivePolicy(policy=policy, text=text, source=source, loaded_at=_now())
@@ -113,6 +119,25 @@ class PolicySource:
             )
         return changed
 
+    @property
+    def reasons(self) -> ReasonSet | None:
+        """The custom contact reasons the active policy was validated against."""
+        return self._reasons
+
+    def candidate(self, reasons: ReasonSet | None) -> Policy:
+        """The active policy text compiled against ``reasons`` (``PolicyError`` if it does not validate)."""
+        return validate_policy_text(self._active.text, reasons)
+
+    def rebind(self, reasons: ReasonSet | None, policy: Policy) -> None:
+        """Make ``policy`` (from ``candidate(reasons)``) active, with ``reasons`` for later reloads."""
+        self._reasons = reasons
+        self._active = ActivePolicy(
+            policy=policy,
+            text=self._active.text,
+            source=self._active.source,
+            loaded_at=self._active.loaded_at,
+        )
+
     def reload_if_modified(self) -> bool:
         """Reload when the file's stamp changed since the last load; never raises."""
         stamp = self._file_stamp()
@@ -132,9 +157,15 @@ class PolicySource:
             self.reload_if_modified()
 
 
-def validate_policy_text(text: str) -> Policy:
-    """Parse and validate policy text without activating it (raises ``PolicyError``)."""
-    return load_policy(text)
+def validate_policy_text(text: str, reasons: ReasonSet | None = None) -> Policy:
+    """Parse and validate policy text without activating it (raises ``PolicyError``).
+
+    With ``reasons``, their ids and categories are valid labels, and the
+    intents they replace are not.
+    """
+    if reasons is None:
+        return load_policy(text)
+    return load_policy(text, reasons.categories, replaced=tuple(reasons.replaced))
 
 
 def _now() -> str:

@@ -32,7 +32,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from models.errors import DeadlineExceededError, ModelError, NotReadyError, OverloadedError
-from routing.errors import PolicyError, RoutingError
+from routing.errors import PolicyError, ReasonsError, RoutingError
 from service import errors as e
 from service.logs import REQUEST_ID
 
@@ -65,6 +65,11 @@ def to_service_error(exc: Exception) -> e.ServiceError:
         return e.ValidationFailed(
             "the policy is invalid", errors=[{"field": "policy", "message": m} for m in _policy_messages(exc)]
         )
+    if isinstance(exc, ReasonsError):
+        return e.ValidationFailed(
+            "the reasons file is invalid",
+            errors=[{"field": "reasons", "message": m} for m in _policy_messages(exc)],
+        )
     if isinstance(exc, RoutingError):
         # Any other routing error means we built its input wrongly: a bug, not bad input.
         return e.InternalError()
@@ -91,7 +96,7 @@ def _from_model_error(exc: ModelError) -> e.ServiceError:
     return e.InternalError()
 
 
-def _policy_messages(exc: PolicyError) -> list[str]:
+def _policy_messages(exc: PolicyError | ReasonsError) -> list[str]:
     messages = [str(m) for m in getattr(exc, "errors", [])]
     return messages or [str(exc)]
 

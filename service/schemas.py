@@ -112,11 +112,16 @@ class TurnIntent(Response):
 
     ``unknown`` (confidence 0, category ``out_of_scope``) when the turn has no
     lexical content or is in a language the model pack does not support.
+    ``source`` is ``reasons`` when the intent is a custom contact reason from
+    the reasons file (``similarity``: the turn's cosine similarity to its
+    examples' centroid), ``model`` for the intent head's own labels.
     """
 
     label: str
     confidence: float
     category: str
+    source: Literal["model", "reasons"] = "model"
+    similarity: float | None = None
 
 
 class TurnAct(Response):
@@ -199,8 +204,11 @@ class DecisionOut(Response):
     and the experiment variant. ``guardrail`` names a guardrail that overrode a
     bot route; ``flags`` are the escalation flags raised so far. ``resolved`` is
     True when the customer's last turn closes the conversation calmly ("thanks,
-    that's all", without negative sentiment, anger or frustration); it never
-    changes the route.
+    that's all", without negative sentiment, anger or frustration); the policy
+    then keeps the conversation where it is, and no callback fires for it.
+    ``changed`` is True when route, queue or priority differ from the
+    conversation's previous decision (routing's stability rules ignore noise);
+    always True for ``/v1/analyze``, which has no previous decision.
     """
 
     route: Route
@@ -219,6 +227,7 @@ class DecisionOut(Response):
     flags: list[str] = []
     guardrails_active: list[str] = []
     resolved: bool = False
+    changed: bool = True
 
 
 class ConversationLanguage(Response):
@@ -305,3 +314,34 @@ class Health(Response):
     status: str
     ready: bool
     checks: dict[str, str] = {}
+
+
+class ReasonSummary(Response):
+    """One custom contact reason as the service holds it."""
+
+    id: str
+    category: str
+    description: str
+    examples: int
+    replaces: str | None = None
+
+
+class ReasonsInfo(Response):
+    """The active custom contact reasons (``GET /v1/reasons``).
+
+    ``status``: ``active`` (matched), ``pending`` (the pack is still loading),
+    ``unavailable`` (the pack has no sentence embedding: the reasons are known
+    to the policy but not matched; ``detail`` says so), ``disabled``
+    (``SWITCHBOARD_REASONS=none``). ``source`` is the file, ``default`` (the
+    bundled file) or ``disabled``.
+    """
+
+    status: str
+    source: str
+    hash: str
+    loaded_at: str
+    reasons: list[ReasonSummary]
+    matching: dict[str, float]
+    new_categories: list[str]
+    version: str = ""
+    detail: str = ""

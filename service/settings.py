@@ -22,6 +22,8 @@ from service.errors import SettingsError
 PREFIX = "SWITCHBOARD_"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Values of SWITCHBOARD_REASONS that turn custom contact reasons off.
+_OFF = frozenset({"none", "off", "false", "0", "disabled"})
 
 # (variable without prefix, default as documented, meaning). Kept next to the parser
 # so the README table is generated from the same source (see ``env_table``).
@@ -39,6 +41,12 @@ ENV_DOC: tuple[tuple[str, str, str], ...] = (
     ("PACK", "models/packs/default (bundled)", "Model pack folder (manifest.json + tokenizer + ONNX)."),
     ("POLICY", "(bundled default policy)", "Routing policy TOML file; reloaded when it changes."),
     ("POLICY_RELOAD_INTERVAL", "5", "Seconds between policy file mtime checks; 0 turns polling off."),
+    (
+        "REASONS",
+        "(bundled default reasons)",
+        "Custom contact reasons TOML file (routing/REASONS.md); `none` turns them off; reloaded when it "
+        "changes (same interval as the policy).",
+    ),
     (
         "API_KEYS",
         "(none)",
@@ -106,6 +114,8 @@ class Settings:
     pack_dir: Path | None = None  # None -> models.packs.DEFAULT_PACK
     policy_path: Path | None = None  # None -> routing's committed default policy
     policy_reload_interval_s: float = 5.0
+    reasons_path: Path | None = None  # None -> routing's bundled default reasons (unless disabled)
+    reasons_enabled: bool = True
     api_keys: tuple[ApiKey, ...] = ()
     auth_disabled: bool = False
     rate_limit_rps: float = 50.0
@@ -132,6 +142,8 @@ class Settings:
             pack_dir=reader.get_path("PACK"),
             policy_path=reader.get_path("POLICY"),
             policy_reload_interval_s=reader.get_float("POLICY_RELOAD_INTERVAL", 5.0, minimum=0.0),
+            reasons_path=reader.get_reasons_path("REASONS"),
+            reasons_enabled=reader.get_str("REASONS", "").lower() not in _OFF,
             api_keys=parse_api_keys(reader.get_str("API_KEYS", "")),
             auth_disabled=reader.get_bool("AUTH_DISABLED", False),
             rate_limit_rps=reader.get_float("RATE_LIMIT", 50.0, minimum=0.0),
@@ -239,6 +251,11 @@ class _Reader:
     def get_path(self, name: str) -> Path | None:
         value = self._raw(name)
         return None if value is None else Path(value).expanduser()
+
+    def get_reasons_path(self, name: str) -> Path | None:
+        """A path, or None for the default and for the words that switch the feature off."""
+        value = self._raw(name)
+        return None if value is None or value.lower() in _OFF else Path(value).expanduser()
 
     def get_bool(self, name: str, default: bool) -> bool:
         value = self._raw(name)

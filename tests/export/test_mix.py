@@ -63,14 +63,19 @@ def test_requests_are_calm_reasons_and_complaints_negative() -> None:
 
 def test_complaints_are_negative_and_other_tweets_partially_labelled() -> None:
     complaint, other = complaint_samples(
-        [{"text": "worst service ever", "complaint": True}, {"text": "do you open sunday", "complaint": False}]
+        [
+            {"text": "worst service ever", "complaint": True},
+            {"text": "do you open sunday", "complaint": False},
+        ]
     )
     assert complaint.sentiment == ("negative",)
     assert other.sentiment == ("neutral", "positive") and other.emotion == ()
 
 
 def test_goemotions_teaches_sentiment_only_when_polarity_agrees() -> None:
-    assert emotion_sample(d.Example("grr", "emotion", labels=("anger", "frustration"))).sentiment == ("negative",)
+    assert emotion_sample(d.Example("grr", "emotion", labels=("anger", "frustration"))).sentiment == (
+        "negative",
+    )
     assert emotion_sample(d.Example("yay", "emotion", labels=("gratitude", "joy"))).sentiment == ("positive",)
     assert emotion_sample(d.Example("hm", "emotion", labels=("anger", "joy"))).sentiment == ()
     assert emotion_sample(d.Example("ok", "emotion", labels=("neutral",))).sentiment == ("neutral",)

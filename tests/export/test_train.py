@@ -47,4 +47,6 @@ def test_class_loss_ignores_unlabelled_rows() -> None:
     logits = torch.tensor([[3.0, 0.0], [0.0, 3.0]])
     assert class_loss(logits, torch.tensor([IGNORE, IGNORE])) is None
     both = class_loss(logits, torch.tensor([0, IGNORE]))
-    assert float(both) == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0]))))
+    assert float(both) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0])))
+    )

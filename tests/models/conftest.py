@@ -23,7 +23,15 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-from models.manifest import EmbeddingSpec, FileEntry, GraphSpec, HeadSpec, Manifest, read_manifest, write_manifest
+from models.manifest import (
+    EmbeddingSpec,
+    FileEntry,
+    GraphSpec,
+    HeadSpec,
+    Manifest,
+    read_manifest,
+    write_manifest,
+)
 from models.pack import SessionLike, ort_session
 from routing.taxonomy import ACT_LABELS
 
@@ -167,7 +175,9 @@ def build_pack(folder: Path, *, mixed: bool = False, seed: int = 0, v2: bool = F
             **({"act": head("multitask", "act_logits", "softmax", list(ACT_LABELS))} if v2 else {}),
         },
         files=files,
-        embedding=EmbeddingSpec("multitask", "sentence_embedding", EMBEDDING_DIM, normalized=False) if v2 else None,
+        embedding=EmbeddingSpec("multitask", "sentence_embedding", EMBEDDING_DIM, normalized=False)
+        if v2
+        else None,
     )
     write_manifest(folder, manifest)
     return folder

@@ -143,7 +143,9 @@ async def test_failing_batch_fails_every_waiter_and_runtime_recovers(tiny_pack: 
 
 
 async def test_close_drains_queued_requests_and_refuses_new_ones(tiny_pack: Path, recorder: Any) -> None:
-    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=1, invariant=False), session_factory=recorder)
+    runtime = Runtime.load(
+        tiny_pack, RuntimeConfig(intra_op_threads=1, invariant=False), session_factory=recorder
+    )
     await runtime.start()
     first = await park_worker(runtime, recorder)
     tasks = await enqueue(runtime, [["a"], ["b"]])

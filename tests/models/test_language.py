@@ -21,7 +21,11 @@ def test_short_turns_are_undetermined_and_count_as_supported(detector: LanguageD
 
 @pytest.mark.parametrize(
     "text",
-    ["how do I check my balance please", "my card hasn't arrived yet", "can i book an appointment for friday"],
+    [
+        "how do I check my balance please",
+        "my card hasn't arrived yet",
+        "can i book an appointment for friday",
+    ],
 )
 def test_english_turns_are_supported(detector: LanguageDetector, text: str) -> None:
     result = detector.detect(text)

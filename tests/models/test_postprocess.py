@@ -66,7 +66,10 @@ def test_intent_with_fewer_labels_than_k() -> None:
 
 
 def test_emotion_labels_at_most_two_and_neutral_only_alone() -> None:
-    assert emotion_labels(["anger", "neutral", "frustration", "sadness"], negative=False) == ["anger", "frustration"]
+    assert emotion_labels(["anger", "neutral", "frustration", "sadness"], negative=False) == [
+        "anger",
+        "frustration",
+    ]
     assert emotion_labels(["neutral"], negative=False) == ["neutral"]
     assert emotion_labels([], negative=False) == []
 

@@ -74,7 +74,8 @@ def test_context_has_what_the_human_needs(conversation: list[TurnScores], policy
     assert ctx.started_at == datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
     assert ctx.duration_s == 150.0
     assert ctx.customer.id == "cust-9" and ctx.customer.attributes == {"plan": "max"}
-    assert ctx.routing.rule == "human-request" and ctx.routing.queue == "cards"
+    # Upset and asking for a person: past the bot, to the reason's queue (v2 policy: rule upset-customer).
+    assert ctx.routing.rule == "upset-customer" and ctx.routing.queue == "cards"
     assert ctx.versions.policy_version == policy.version
     assert ctx.versions.policy_hash == policy.hash
     assert ctx.versions.model_pack == MODELS
@@ -156,3 +157,27 @@ def test_long_quotes_are_cut_after_redaction(make_turn: MakeTurn, policy: Policy
     ctx = build([make_turn(0, text=text, intent="balance")], policy, CustomerInfo())
     assert len(ctx.summary[0].text) <= 300
     assert ctx.summary[0].text.endswith("…")
+
+
+def test_a_reason_confident_as_a_family_quotes_its_leading_intent(
+    make_turn: MakeTurn, policy: Policy
+) -> None:
+    turns = [
+        make_turn(0, "bot", "Hi, how can I help?"),
+        make_turn(
+            1,
+            text="when does my new card come",
+            intent=[["card_arrival", 0.4], ["card_delivery_estimate", 0.36]],
+        ),
+    ]
+    ctx = build(turns, policy, CustomerInfo())
+    reason = ctx.contact_reason
+    assert (reason.status, reason.level, reason.family, reason.category) == (
+        "confident",
+        "family",
+        "card_delivery",
+        "cards",
+    )
+    assert reason.intent == "out_of_scope" and reason.stated_in_turns == [1]
+    assert [a.intent for a in reason.alternatives] == ["card_arrival", "card_delivery_estimate"]
+    assert [line.roles for line in ctx.summary] == [["reason", "last_customer"]]

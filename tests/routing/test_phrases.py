@@ -114,3 +114,50 @@ def test_legal_threats(text: str, legal: bool) -> None:
 )
 def test_complaints(text: str, complaint: bool) -> None:
     assert (complaint_phrase(text) is not None) is complaint
+
+
+# --- calm closings -------------------------------------------------------------------------------
+
+from routing.phrases import closing_phrase  # noqa: E402
+
+CLOSINGS = [
+    "thanks, that's all",
+    "Perfect, thank you so much!",
+    "No, that's all, thank you.",
+    "Thank you for your help.",
+    "Thanks a lot!",
+    "ok bye",
+    "That will be all. Thank you!",
+    "I'm all set, thanks",
+    "Thanks, I don't need anything else.",
+    "Great, that's it for now",
+    "cheers, have a nice day",
+    "Thank you very much. I don't need anything else.",
+    "I really appreciate your help",
+    "no thank you",
+    "That\u2019s all, thanks",
+]
+NOT_CLOSINGS = [
+    "thanks for nothing",
+    "thanks, what is my balance?",
+    "thanks but it still doesn't work",
+    "thanks, can I talk to an agent",
+    "yes, thank you",  # agreeing with a question, not closing
+    "Yes, that's it.",
+    "ok",
+    "no",
+    "that's it, I'm closing my account",
+    "I need help with my card",
+    "all my cards are blocked",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", CLOSINGS)
+def test_closing_phrases(text: str) -> None:
+    assert closing_phrase(text) == text.strip()
+
+
+@pytest.mark.parametrize("text", NOT_CLOSINGS)
+def test_not_closing_phrases(text: str) -> None:
+    assert closing_phrase(text) is None

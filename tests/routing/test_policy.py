@@ -67,27 +67,42 @@ def test_minimal_policy_loads() -> None:
 
 def test_default_policy_loads_and_is_what_the_issue_asks_for() -> None:
     policy = default_policy()
+    assert policy.version == "2025.2"
     ids = [rule.id for rule in policy.rules]
     assert ids == [
+        "resolved",
+        "fraud-security",
         "angry-account-threat",
         "cancellation",
         "human-request-churn-risk",
-        "human-request",
+        "complaint",
+        "upset-customer",
         "bot-loop",
+        "tier1-bot",
         "awaiting-reason",
+        "human-request",
         "unclear-reason",
-        "simple-question-bot",
     ]
-    routes = {rule.id: rule.target.route for rule in policy.rules}
+    resolved = policy.rule("resolved")
+    assert resolved is not None and resolved.keeps_previous and resolved.target is None
+    routes = {rule.id: rule.target.route for rule in policy.rules if rule.target is not None}
     assert routes["angry-account-threat"] == routes["cancellation"] == "retention_human"
-    assert routes["human-request"] == "specialist"
-    assert routes["simple-question-bot"] == "self_serve_bot"
-    assert policy.rule("human-request") is not None
-    assert policy.rule("human-request").target.queue == REASON_QUEUE  # type: ignore[union-attr]
+    assert routes["human-request"] == routes["upset-customer"] == routes["bot-loop"] == "specialist"
+    assert [r for r, route in routes.items() if route == "self_serve_bot"] == ["tier1-bot", "awaiting-reason"]
+    targets = {rule.id: rule.target for rule in policy.rules if rule.target is not None}
+    assert (targets["fraud-security"].queue, targets["fraud-security"].priority) == ("security", 85)
+    assert targets["complaint"].queue == "complaints"
+    assert targets["human-request"].queue == REASON_QUEUE
     assert policy.rule("nope") is None
     # "@reason" is used, so every category has a queue.
     assert set(policy.reason_queues) == set(CATEGORIES)
-    assert {b.id for b in policy.boosts} == {"high-value", "repeat-contact"}
+    boosts = {b.id for b in policy.boosts}
+    assert boosts == {"high-value", "churn-risk", "repeat-contact", "asked-for-a-person"}
+    # Families: disjoint, and near-synonyms of the issue share one.
+    assert policy.families["card_delivery"] == ("card_arrival", "card_delivery_estimate")
+    members = [intent for intents in policy.families.values() for intent in intents]
+    assert len(members) == len(set(members))
+    assert policy.stability.return_to_bot is False
 
 
 def test_default_policy_text_is_the_packaged_file() -> None:
@@ -232,6 +247,6 @@ def test_policy_md_experiment_example_is_valid() -> None:
     policy = load_policy(default_policy_text() + "\n" + block)
     control, holdout = policy.variants
     assert holdout.rules[0].id == "holdout-billing"
-    assert "simple-question-bot" not in [r.id for r in holdout.rules]
-    assert holdout.default.target.queue == "general"
+    assert "tier1-bot" not in [r.id for r in holdout.rules]
+    assert holdout.default.target is not None and holdout.default.target.queue == "general"
     assert len(control.rules) == len(policy.rules)

@@ -12,7 +12,7 @@ import pytest
 
 from routing.decision import decide
 from routing.policy import Policy
-from routing.replay import replay
+from routing.replay import replay, replay_steps
 from routing.signals import new_signals, update_signals
 from routing.types import CustomerInfo, TurnScores
 
@@ -46,6 +46,16 @@ def _check(decision: Any, signals: Any, expect: dict[str, Any]) -> None:
         assert signals.reason.intent == expect["reason"]
     if "status" in expect:
         assert signals.reason.status == expect["status"]
+    if "level" in expect:
+        assert (signals.reason.level or "none") == expect["level"], signals.reason
+        assert decision.reason_level == signals.reason.level
+    if "family" in expect:
+        assert signals.reason.family == expect["family"]
+    if "category" in expect:
+        assert signals.reason.category == expect["category"]
+    for flag in ("resolved", "held", "changed"):
+        if flag in expect:
+            assert getattr(decision, flag) is expect[flag], (flag, decision.summary)
 
 
 @pytest.mark.parametrize("scenario", _scenarios())
@@ -58,7 +68,12 @@ def test_scenario(
     policy = test_policy(scenario.get("policy", "default"))
     turns = make_turns(scenario["turns"])
     customer = customer_from(scenario.get("customer"))
-    signals, decision = replay(turns, customer, policy, scenario.get("conversation_id", "conv-test"))
+    conversation_id = scenario.get("conversation_id", "conv-test")
+    if scenario.get("stepwise"):
+        steps = list(replay_steps(turns, customer, policy, conversation_id))
+        signals, decision = steps[-1].signals, steps[-1].decision
+    else:
+        signals, decision = replay(turns, customer, policy, conversation_id)
     _check(decision, signals, scenario["expect"])
     assert decision.policy_version == policy.version
     assert decision.policy_hash == policy.hash
@@ -86,5 +101,32 @@ def test_replay_equals_turn_by_turn_with_stored_state(
 def test_replay_of_nothing_decides_on_empty_signals(policy: Policy) -> None:
     signals, decision = replay([], CustomerInfo(), policy, "empty")
     assert signals == new_signals()
-    assert decision.rule == "unclear-reason"
-    assert decision.route == "specialist"
+    # Nothing said yet (a conversation opened by the bot's greeting): the bot has it.
+    assert decision.rule == "awaiting-reason"
+    assert decision.route == "self_serve_bot"
+
+
+def test_replay_steps_chain_the_previous_decision(
+    make_turn: Callable[..., TurnScores], policy: Policy
+) -> None:
+    turns = [
+        make_turn(0, "bot", "Hi, how can I help?"),
+        make_turn(1, text="what's my balance", intent="balance", act="question"),
+        make_turn(2, "bot", "It is 120."),
+        make_turn(3, text="perfect, thanks!", sentiment=0.8),
+    ]
+    steps = list(replay_steps(turns, CustomerInfo(), policy, "c"))
+    assert [s.index for s in steps] == [0, 1, 2, 3]
+    assert [(s.decision.route, s.decision.rule, s.decision.changed) for s in steps] == [
+        ("self_serve_bot", "awaiting-reason", True),
+        ("self_serve_bot", "tier1-bot", True),  # same place, lower priority: the first decision bound nothing
+        ("self_serve_bot", "tier1-bot", False),
+        ("self_serve_bot", "resolved", False),
+    ]
+    previous = None
+    for step in steps:
+        assert decide(step.signals, CustomerInfo(), policy, "c", previous) == step.decision
+        previous = step.decision
+    # The last step's signals are replay's.
+    signals, _ = replay(turns, CustomerInfo(), policy, "c")
+    assert steps[-1].signals == signals

@@ -542,7 +542,13 @@ def test_reason_bearing_and_unknown_acts_count(make_turn: MakeTurn, act: str) ->
         ({"text": "bye.", "act": "thanks_or_closing", "emotions": {"anger": 0.8}}, False),
         ({"text": "bye.", "act": "thanks_or_closing", "emotions": {"frustration": 0.6}}, False),
         ({"text": "thanks, and my card?", "act": "question"}, False),
-        ({"text": "thanks", "act": ""}, False),
+        # A pack without an act head: closing phrasing is enough, the whole turn must be one.
+        ({"text": "thanks", "act": ""}, True),
+        ({"text": "Perfect, thank you so much!", "act": "", "sentiment": 0.8}, True),
+        ({"text": "thanks, and where is my card?", "act": ""}, False),
+        ({"text": "thanks", "act": "reason"}, False),
+        ({"text": "yes, thank you", "act": "affirm"}, False),
+        ({"text": "no, that's all, thank you", "act": "deny"}, True),
     ],
 )
 def test_calm_closing(make_turn: MakeTurn, turn: dict[str, object], closing: bool) -> None:
@@ -715,3 +721,121 @@ def test_state_stored_before_acts_and_languages_still_decodes(make_turn: MakeTur
     )
     s = update_signals(old, old_turn, CFG)
     assert s.reason_turns == 2 and s.last_act == "unknown" and s.schema == 2
+
+
+# --- intent, family, category ------------------------------------------------
+
+FAMILIES = SignalConfig(
+    families={
+        "card_delivery": ("card_arrival", "card_delivery_estimate"),
+        "card_replacement": ("new_card", "order_physical_card", "getting_spare_card"),
+    }
+)
+
+
+def test_near_synonyms_make_a_confident_family(make_turn: MakeTurn) -> None:
+    turn = make_turn(0, intent=[["card_arrival", 0.4], ["card_delivery_estimate", 0.36], ["balance", 0.1]])
+    without = fold([turn])
+    # No families: the intents split the evidence, but they share a category, which is confident.
+    assert (without.reason.status, without.reason.level) == ("confident", "category")
+    assert (without.reason.intent, without.reason.category, without.reason.family) == (
+        "out_of_scope",
+        "cards",
+        None,
+    )
+    assert without.reason.confidence == pytest.approx(0.76)
+    with_family = fold([turn], FAMILIES)
+    assert (with_family.reason.level, with_family.reason.family, with_family.reason.category) == (
+        "family",
+        "card_delivery",
+        "cards",
+    )
+    assert with_family.reason.intent == "out_of_scope"
+    assert with_family.reason.group == "card_delivery" and with_family.reason.group_since == 0
+
+
+def test_a_confident_intent_reports_its_family(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, intent=[["card_arrival", 0.8], ["card_delivery_estimate", 0.1]])], FAMILIES)
+    assert (s.reason.level, s.reason.intent, s.reason.family) == ("intent", "card_arrival", "card_delivery")
+    s = fold([make_turn(0, intent=[["balance", 0.9]])], FAMILIES)
+    assert (s.reason.level, s.reason.family) == ("intent", None)
+
+
+def test_group_levels_use_the_same_threshold_and_gap(make_turn: MakeTurn) -> None:
+    # Two categories too close: nothing is confident at any level.
+    s = fold([make_turn(0, intent=[["card_arrival", 0.4], ["pending_transfer", 0.36]])], FAMILIES)
+    assert (s.reason.status, s.reason.level, s.reason.category) == ("low_confidence", "", "out_of_scope")
+    # A family under the threshold: its category (0.3 + 0.25 = 0.55) decides.
+    s = fold(
+        [make_turn(0, intent=[["card_arrival", 0.3], ["card_not_working", 0.25], ["balance", 0.2]])], FAMILIES
+    )
+    assert (s.reason.level, s.reason.category) == ("category", "cards")
+    # out_of_scope competes but never wins.
+    s = fold([make_turn(0, intent=[["card_arrival", 0.35], ["out_of_scope", 0.3]])], FAMILIES)
+    assert s.reason.status == "low_confidence"
+
+
+def test_a_confident_family_sticks_and_a_confident_intent_takes_precedence(make_turn: MakeTurn) -> None:
+    first = make_turn(0, intent=[["new_card", 0.4], ["order_physical_card", 0.3]])
+    side = make_turn(1, intent=[["top_up_limits", 0.9]])
+    s = fold([first, side], FAMILIES)
+    # The side issue dilutes the family below the threshold, but it stays confident (hysteresis).
+    assert (s.reason.level, s.reason.family, s.reason.group_since) == ("family", "card_replacement", 0)
+    s = fold([first, make_turn(1, intent=[["new_card", 0.95]])], FAMILIES)
+    assert (s.reason.level, s.reason.intent, s.reason.family) == ("intent", "new_card", "card_replacement")
+
+
+def test_a_family_refines_a_confident_category(make_turn: MakeTurn) -> None:
+    vague = make_turn(0, intent=[["card_not_working", 0.3], ["new_card", 0.25], ["card_arrival", 0.1]])
+    s = fold([vague], FAMILIES)
+    assert (s.reason.level, s.reason.category) == ("category", "cards")
+    finer = make_turn(1, intent=[["getting_spare_card", 0.5], ["order_physical_card", 0.45]])
+    s = fold([vague, finer], FAMILIES)
+    assert (s.reason.level, s.reason.family, s.reason.category) == ("family", "card_replacement", "cards")
+
+
+def test_state_with_levels_round_trips(make_turn: MakeTurn) -> None:
+    s = fold([make_turn(0, intent=[["card_arrival", 0.4], ["card_delivery_estimate", 0.36]])], FAMILIES)
+    assert msgspec.json.decode(msgspec.json.encode(s), type=ConversationSignals) == s
+
+
+def test_answering_the_bot_s_questions_is_not_a_bot_loop(make_turn: MakeTurn) -> None:
+    appointment = {"intent": "book_appointment"}
+    turns = [
+        make_turn(0, text="could you book me an appointment?", act="reason", **appointment),
+        make_turn(1, "bot", "Where and when?"),
+        make_turn(2, text="at the branch on Saturday at 6", act="inform", **appointment),
+        make_turn(3, "bot", "To confirm: Saturday at 6?"),
+        make_turn(4, text="yes, that's right", act="affirm", **appointment),
+        make_turn(5, "bot", "Booked."),
+    ]
+    s = fold(turns)
+    assert "bot_loop" not in s.flags and s.loop_count == 1
+    # Asking for it again and again is one.
+    again = [*turns, make_turn(6, text="book me an appointment", act="reason", **appointment)]
+    again += [
+        make_turn(7, "bot", "Booked."),
+        make_turn(8, text="book an appointment!", act="reason", **appointment),
+    ]
+    assert "bot_loop" in fold(again).flags
+
+
+def test_a_bot_that_only_asks_is_slot_filling_not_an_answer(make_turn: MakeTurn) -> None:
+    booking = {"intent": "book_appointment", "act": "reason"}
+    turns = [
+        make_turn(0, text="book me an appointment", **booking),
+        make_turn(1, "bot", "Which branch, and when?"),
+        make_turn(2, text="the appointment at the main branch on Saturday", **booking),
+        make_turn(3, "bot", "Just to confirm, Saturday at 6:30 pm?"),
+        make_turn(4, text="yes, the appointment on Saturday please", **booking),
+    ]
+    assert fold(turns).loop_count == 1 and "bot_loop" not in fold(turns).flags
+    # A bot that answers (even when it ends with a question) is answering: repeats count.
+    answered = [
+        turns[0],
+        make_turn(1, "bot", "You can book in the app. Anything else?"),
+        turns[2],
+        make_turn(3, "bot", "You can book in the app."),
+        turns[4],
+    ]
+    assert "bot_loop" in fold(answered).flags

@@ -188,7 +188,13 @@ def test_non_lexical_turn_is_quiet(client: TestClient[Any]) -> None:
     assert noise["act"] == {"label": "non_lexical", "confidence": 1.0}
     assert noise["sentiment"]["label"] == "neutral" and noise["sentiment"]["score"] == 0.0
     assert noise["emotions"] == []
-    assert noise["intent"] == {"label": "unknown", "confidence": 0.0, "category": "out_of_scope"}
+    assert noise["intent"] == {
+        "label": "unknown",
+        "confidence": 0.0,
+        "category": "out_of_scope",
+        "source": "model",
+        "similarity": None,
+    }
     assert noise["language"]["code"] == "und"
     # It weighs nothing: the conversation's sentiment, emotions and reason are the first turn's.
     # (Compared within one response: a text's scores move slightly with its batch neighbours.)
@@ -441,9 +447,9 @@ def test_policy_reload_from_file(module_env: dict[str, str], tmp_path: Path) -> 
         wait_ready(client)
         before = client.get("/v1/policy").json()
         assert before["source"] == str(policy_file)
-        policy_file.write_text(text.replace('version = "2025.1"', 'version = "2025.1-edited"', 1))
+        policy_file.write_text(text.replace('version = "2025.2"', 'version = "2025.2-edited"', 1))
         after = client.post("/v1/policy/reload").json()
-        assert after["hash"] != before["hash"] and after["version"] == "2025.1-edited"
+        assert after["hash"] != before["hash"] and after["version"] == "2025.2-edited"
         policy_file.write_text(text.replace('route = "specialist"', 'route = "nowhere"', 1))
         rejected = problem(client.post("/v1/policy/reload"), 422)
         assert any("route" in e["message"] for e in rejected["errors"])

@@ -61,10 +61,10 @@ def test_sqlite_shared_by_two_processes_and_kept_across_restart(
     assert [t["id"] for t in before["turns"]] == [f"t{n}" for n in range(6)]
 
     # SIGHUP reloads the policy file in a single-process server (polling is off here).
-    policy.write_text(default_policy_text().replace('version = "2025.1"', 'version = "2025.1-hup"', 1))
+    policy.write_text(default_policy_text().replace('version = "2025.2"', 'version = "2025.2-hup"', 1))
     first.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while first.client.get("/v1/policy").json()["version"] != "2025.1-hup":
+    while first.client.get("/v1/policy").json()["version"] != "2025.2-hup":
         assert time.monotonic() < deadline, "SIGHUP did not reload the policy"
         time.sleep(0.05)
 
@@ -177,7 +177,7 @@ def test_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     good = tmp_path / "good.toml"
     good.write_text(default_policy_text())
     assert main(["policy", "check", str(good)]) == 0
-    assert "ok (version 2025.1" in capsys.readouterr().out
+    assert "ok (version 2025.2" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text(default_policy_text().replace('route = "specialist"', 'route = "nowhere"', 1))
     assert main(["policy", "check", str(bad)]) == 1
@@ -220,3 +220,92 @@ def test_keygen(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     key = out.split("shown once): ")[1].split()[0]
     assert f"crm={hash_api_key(key)}" in out and key.startswith("sb_")
+
+
+# ---- policy test --------------------------------------------------------------------------------
+
+SUITE = ROOT / "bench" / "suites" / "default_policy.toml"
+TINY_SUITE = """
+format = 1
+
+[[case]]
+id = "person"
+tags = ["human_request"]
+turns = [
+  { speaker = "bot", text = "Hi, how can I help you today?" },
+  { speaker = "customer", text = "agent please" },
+]
+expect = [{ route = "human", guardrail = "human_request" }]
+
+[[case]]
+id = "fraud"
+turns = [
+  { speaker = "customer", text = "Someone used my card without my permission" },
+]
+expect = [{ route = "specialist", queue = "security", rule = "fraud-security" }]
+"""
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the custom reasons' embedding cache out of the checkout."""
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / "var"))
+    return tmp_path / "var"
+
+
+@pytest.mark.pack
+@pytest.mark.usefixtures("data_dir")
+def test_policy_test_prints_a_confusion_table_and_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], test_pack: Path
+) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(TINY_SUITE)
+    assert main(["policy", "test", str(suite), "--pack", str(test_pack)]) == 0
+    out = capsys.readouterr().out
+    assert "policy 2025.2" in out and "2 conversations, 2 checks" in out
+    assert "expected \\ actual" in out and "human (any person)" in out
+    assert "2/2 checks passed; 2/2 cases passed every check" in out
+
+
+@pytest.mark.pack
+@pytest.mark.usefixtures("data_dir")
+def test_policy_test_exits_1_and_explains_each_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], test_pack: Path
+) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(TINY_SUITE.replace('queue = "security", rule = "fraud-security"', 'queue = "cards"'))
+    assert main(["policy", "test", str(suite), "--pack", str(test_pack)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL fraud after turn 0: queue: expected cards, got security" in out
+    assert "  customer: Someone used my card" in out
+    assert "rule 'fraud-security' matched" in out  # the explanation of the decision that failed
+    assert "1/2 checks passed; 1/2 cases passed every check -> FAILED" in out
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_policy_test_rejects_a_broken_suite_or_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text('format = 1\n[[case]]\nid = "a"\nturns = []\nexpect = []\n')
+    assert main(["policy", "test", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid policy suite (2 errors)" in err
+    assert "case 'a', field 'turns': must be a non-empty list" in err
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = ""')
+    suite.write_text(TINY_SUITE)
+    assert main(["policy", "test", str(suite), "--policy", str(policy)]) == 2
+    assert "invalid routing policy" in capsys.readouterr().err
+    assert main(["policy", "test", str(tmp_path / "missing.toml")]) == 2
+
+
+@pytest.mark.pack
+@pytest.mark.usefixtures("data_dir")
+def test_the_committed_policy_suite_passes(capsys: pytest.CaptureFixture[str], test_pack: Path) -> None:
+    """CI runs the committed suite: every labelled conversation gets the route, queue and rule the
+    default policy is for, and every rule and guardrail decides at least one of them."""
+    code = main(["policy", "test", str(SUITE), "--pack", str(test_pack), "--brief"])
+    out = capsys.readouterr().out
+    assert "coverage: 13/13 rules (default included) and 3/3 guardrails" in out, out[-3000:]
+    assert code == 0, out[-6000:]

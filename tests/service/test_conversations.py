@@ -228,7 +228,11 @@ async def test_undecodable_stored_state_is_an_internal_error(runtime: Runtime) -
 
 
 async def test_incremental_turns_equal_the_whole_transcript(runtime: Runtime) -> None:
-    """Only new turns are scored, yet the state equals scoring the whole transcript at once."""
+    """Only new turns are scored, yet the state equals scoring the whole transcript at once.
+
+    The decision too, but for what the live conversation's previous decision adds: the
+    stability lines of the explanation and ``changed`` (a stateless analysis has no previous
+    decision, so it is always a change)."""
     from service.schemas import AnalyzeRequest
     from service.store.memory import MemoryStore
 
@@ -243,7 +247,91 @@ async def test_incremental_turns_equal_the_whole_transcript(runtime: Runtime) ->
     for one in turns:
         live = await service.append("inc", [one])
     whole = await service.analyzer.analyze(AnalyzeRequest(turns=turns, conversation_id="inc"))
-    assert msgspec.json.encode(live.decision) == msgspec.json.encode(whole.decision)
+
+    def without_history(decision: Any) -> bytes:
+        lines = [line for line in decision.explanation if line.kind != "stability"]
+        return msgspec.json.encode(msgspec.structs.replace(decision, explanation=lines, changed=True))
+
+    assert without_history(live.decision) == without_history(whole.decision)
+    assert [line.kind for line in live.decision.explanation].count("stability") == 1  # "changed from ..."
     assert live.signals == whole.signals and live.contact_reason == whole.contact_reason
     assert msgspec.json.encode(live.context) == msgspec.json.encode(whole.context)
     assert [t.sentiment for t in live.turns] == [t.sentiment for t in whole.turns]
+
+
+# --- callbacks fire on a real change only, never for a resolved conversation ---------------------
+
+
+def _scripted(label: str, score: float, intent: str, act: str = "unknown") -> TextPrediction:
+    """A prediction as the pack would give it, for tests that must not depend on the pack's outputs."""
+    from models.language import LanguageResult
+    from models.types import ActResult, EmotionResult, IntentResult, SentimentResult
+
+    probs = {"negative": max(0.0, -score), "neutral": 1.0 - abs(score), "positive": max(0.0, score)}
+    return TextPrediction(
+        sentiment=SentimentResult(label=label, score=score, confidence=max(probs.values()), probs=probs),
+        emotion=EmotionResult(labels=["neutral"], scores={"neutral": 0.9}),
+        intent=IntentResult(
+            label=intent, confidence=0.95, alternatives=[(intent, 0.95), ("out_of_scope", 0.03)]
+        ),
+        act=ActResult(label=act, confidence=0.9, probs={}),
+        language=LanguageResult(code="en", confidence=0.99, supported=True),
+    )
+
+
+SCRIPT = {
+    "Hi, how can I help?": _scripted("neutral", 0.1, "out_of_scope"),
+    "what's my balance": _scripted("neutral", 0.0, "balance", "question"),
+    "It is 120 euros.": _scripted("neutral", 0.0, "out_of_scope"),
+    "hmm and how long does a transfer take": _scripted("neutral", 0.0, "transfer_timing", "question"),
+    "this is useless, the app is broken": _scripted("negative", -0.8, "balance"),
+    "ok": _scripted("neutral", 0.0, "balance"),
+    "perfect, thank you so much!": _scripted("positive", 0.9, "out_of_scope"),
+}
+
+
+def scripted_service(store: ConversationStore) -> ConversationService:
+    settings = Settings.from_env({"SWITCHBOARD_AUTH_DISABLED": "true"})
+    metrics = Metrics()
+
+    async def predict(texts: list[str]) -> list[TextPrediction]:
+        return [SCRIPT[text] for text in texts]
+
+    models = {"pack": "scripted", "version": "0", "files": {}}
+    return ConversationService(
+        Analyzer(settings, PolicySource(None, metrics), predict, models, metrics), store
+    )
+
+
+async def test_callbacks_fire_on_a_real_change_and_never_for_a_resolved_conversation() -> None:
+    from service.store.memory import MemoryStore
+
+    service = scripted_service(MemoryStore(600))
+    calls: list[tuple[str, str, bool]] = []
+
+    async def listener(cid: str, analysis: AnalysisResponse, source: str | None) -> None:
+        calls.append((analysis.decision.route, analysis.decision.rule, analysis.decision.changed))
+
+    service.add_decision_listener(listener)
+
+    async def say(speaker: str, text: str) -> AnalysisResponse:
+        return await service.append("cb", [TurnIn(speaker=speaker, text=text)])  # type: ignore[arg-type]
+
+    first = await say("bot", "Hi, how can I help?")
+    assert first.decision.changed is True and calls == [("self_serve_bot", "awaiting-reason", True)]
+    await say("customer", "what's my balance")  # same place, the bot: changed (the greeting bound nothing)
+    await say("bot", "It is 120 euros.")
+    quiet = await say("customer", "hmm and how long does a transfer take")  # still the bot: no callback
+    assert quiet.decision.changed is False
+    assert calls == [("self_serve_bot", "awaiting-reason", True), ("self_serve_bot", "tier1-bot", True)]
+    upset = await say("customer", "this is useless, the app is broken")  # to a person: a real change
+    assert (upset.decision.route, upset.decision.changed) == ("specialist", True)
+    assert calls[-1] == ("specialist", "upset-customer", True)
+    held = await say("customer", "ok")  # calm again: the bot rule matches, but the person keeps it
+    assert (held.decision.route, held.decision.changed) == ("specialist", False)
+    bye = await say("customer", "perfect, thank you so much!")
+    assert (bye.decision.route, bye.decision.rule, bye.decision.resolved) == ("specialist", "resolved", True)
+    assert len(calls) == 3  # neither the held decision nor the resolved one called back
+    # The stored decision carries what the next one needs.
+    stored = await service.get("cb")
+    assert stored.decision.rule == "resolved" and stored.decision.changed is False

@@ -17,7 +17,7 @@ TEXT = default_policy_text()
 
 
 def edited(version: str) -> str:
-    return TEXT.replace('version = "2025.1"', f'version = "{version}"', 1)
+    return TEXT.replace('version = "2025.2"', f'version = "{version}"', 1)
 
 
 def bump_mtime(path: Path) -> None:
@@ -27,7 +27,7 @@ def bump_mtime(path: Path) -> None:
 
 def test_default_policy() -> None:
     source = PolicySource(None, Metrics())
-    assert source.active.source == "default" and source.policy.version == "2025.1"
+    assert source.active.source == "default" and source.policy.version == "2025.2"
     assert source.reload_if_modified() is False
 
 
@@ -42,7 +42,7 @@ def test_reload_when_the_file_changes(tmp_path: Path) -> None:
     assert source.reload_if_modified() is True and source.policy.version == "v2"
     rendered = metrics.render().decode()
     assert 'switchboard_policy_reloads_total{result="changed"} 1.0' in rendered
-    assert 'version="v2"' in rendered and 'version="2025.1"' not in rendered
+    assert 'version="v2"' in rendered and 'version="2025.2"' not in rendered
 
 
 def test_invalid_reload_keeps_the_active_policy(tmp_path: Path) -> None:

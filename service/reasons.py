@@ -1,0 +1,496 @@
+"""Custom contact reasons in the service: the active reasons file, its example embeddings, matching.
+
+The reasons file comes from ``SWITCHBOARD_REASONS`` (a TOML file), or, when
+unset, routing's bundled ``default_reasons.toml``; ``SWITCHBOARD_REASONS=none``
+turns custom reasons off. It is parsed and validated at startup (an invalid
+file stops the service, like an invalid policy), and its examples are embedded
+with the model pack's sentence embedding once the pack is loaded, before the
+service reports ready. Each reason's centroid is the normalised mean of its
+example embeddings; a customer turn is matched by cosine similarity to every
+centroid (one matrix-vector product) and ``routing.reasons.merge_intents``
+decides what the turn's intent evidence becomes.
+
+Reloads work like the policy's (``service.policy_source``): the file's mtime
+is polled every ``SWITCHBOARD_POLICY_RELOAD_INTERVAL`` seconds, ``SIGHUP``
+reloads it, and so does ``POST /v1/reasons/reload``. A file that does not
+validate, or that the active policy rejects (a rule naming a reason that is
+gone, a new category without a queue), never replaces the active reasons: the
+old ones stay and the error is logged, counted and returned by the endpoint.
+
+Example embeddings are cached by pack and text (in memory, and under
+``$DATA_DIR/reasons_cache`` for restarts), so a reload embeds only new texts.
+A pack without a sentence embedding (pack v1) disables matching with a warning
+at startup; the file is still validated and the policy still knows its ids
+and categories, and ``replaces`` still renames the built-in intents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from models.types import TextPrediction
+from routing.errors import PolicyError, ReasonsError
+from routing.policy import Policy
+from routing.reasons import MergedIntents, ReasonMatch, ReasonSet, empty_reasons, load_reasons, merge_intents
+from service.errors import SettingsError
+from service.metrics import Metrics
+
+_log = logging.getLogger("switchboard.reasons")
+
+ReasonsStatus = Literal["active", "pending", "unavailable", "disabled", "failed"]
+NO_EMBEDDING = (
+    "custom contact reasons are not matched: the model pack has no sentence embedding "
+    "(a v1 pack); load a pack that has one (v2) to match them"
+)
+# Texts per runtime call while embedding examples (progress granularity).
+EMBED_CHUNK = 64
+
+
+def default_reasons_text() -> str:
+    """The bundled default reasons file (``routing/default_reasons.toml``), a package resource."""
+    return resources.files("routing").joinpath("default_reasons.toml").read_text(encoding="utf-8")
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+# --- embedding ---------------------------------------------------------------
+
+
+class Embedder:
+    """Sentence embeddings from a loaded runtime (anything with ``predict`` and ``info``).
+
+    ``key`` identifies what determines the vectors (the pack's graphs and
+    tokenizers), for the cache. ``available`` is False for a pack without an
+    embedding output.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self.key = pack_key(runtime.info)
+        probe = runtime.predict(["hello, I have a question about my account"])
+        self.available = bool(probe) and probe[0].embedding is not None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit embeddings of ``texts`` as an (n, d) float32 array (the runtime's own batching)."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        predictions: list[TextPrediction] = self._runtime.predict(list(texts))
+        vectors = [p.embedding for p in predictions]
+        if any(v is None for v in vectors):
+            raise ReasonsError([NO_EMBEDDING])
+        return unit_rows(np.asarray(vectors, dtype=np.float32))
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        """Every head's prediction (``reasons check`` also reads the intent head)."""
+        return list(self._runtime.predict(list(texts)))
+
+
+def pack_key(info: dict[str, Any]) -> str:
+    """sha256 over the files that determine predictions: the ONNX graphs and tokenizers."""
+    files = info.get("files", {})
+    parts = [
+        f"{name}:{digest}"
+        for name, digest in sorted(files.items())
+        if name.endswith(".onnx") or name.endswith("tokenizer.json")
+    ]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class EmbeddingCache:
+    """Example embeddings by (pack key, text), in memory and, with ``folder``, on disk.
+
+    On disk: one ``<pack key>.npz`` per pack with the texts' sha256 (never the
+    texts) and their vectors, written atomically. An unreadable cache file is
+    ignored (and rewritten).
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self._memory: dict[str, dict[str, np.ndarray]] = {}
+
+    def _entries(self, key: str) -> dict[str, np.ndarray]:
+        entries = self._memory.get(key)
+        if entries is None:
+            entries = self._read(key)
+            self._memory[key] = entries
+        return entries
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{key[:32]}.npz"
+
+    def _read(self, key: str) -> dict[str, np.ndarray]:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return {}
+        try:
+            with np.load(path) as data:
+                keys, vectors = data["keys"], data["vectors"]
+                return {str(k): vectors[i] for i, k in enumerate(keys)}
+        except (OSError, ValueError, KeyError):
+            _log.warning("reasons embedding cache unreadable; rebuilding it", extra={"path": str(path)})
+            return {}
+
+    def _write(self, key: str, entries: dict[str, np.ndarray]) -> None:
+        path = self._path(key)
+        if path is None or not entries:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, keys=np.array(list(entries)), vectors=np.stack(list(entries.values())))
+            os.replace(tmp, path)
+        except OSError:
+            _log.warning("reasons embedding cache not written", extra={"path": str(path)})
+
+    def embed(
+        self, key: str, texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray]
+    ) -> tuple[np.ndarray, int]:
+        """Vectors of ``texts`` (embedding only those not cached); returns (vectors, newly embedded)."""
+        entries = self._entries(key)
+        keys = [_text_key(text) for text in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in entries))
+        if missing:
+            by_key = dict(zip(keys, texts, strict=True))
+            fresh: list[np.ndarray] = []
+            for start in range(0, len(missing), EMBED_CHUNK):
+                fresh.append(embed([by_key[k] for k in missing[start : start + EMBED_CHUNK]]))
+            vectors = np.concatenate(fresh)
+            for k, vector in zip(missing, vectors, strict=True):
+                entries[k] = vector.astype(np.float32)
+            self._write(key, entries)
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32), 0
+        return np.stack([entries[k] for k in keys]), len(missing)
+
+
+# --- the index ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReasonIndex:
+    """Each reason's centroid (unit rows, file order) and its example vectors."""
+
+    ids: tuple[str, ...]
+    centroids: np.ndarray
+    examples: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, reasons: ReasonSet, vectors: np.ndarray) -> ReasonIndex:
+        """From the example vectors of every reason, in file order (as ``example_texts`` lists them)."""
+        examples: dict[str, np.ndarray] = {}
+        start = 0
+        for reason in reasons.reasons:
+            examples[reason.id] = vectors[start : start + len(reason.examples)]
+            start += len(reason.examples)
+        centroids = (
+            unit_rows(np.stack([rows.mean(axis=0) for rows in examples.values()]))
+            if examples
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        return cls(ids=reasons.ids, centroids=centroids.astype(np.float32), examples=examples)
+
+    def match(self, vector: Sequence[float] | np.ndarray) -> ReasonMatch | None:
+        """The best and second-best reason for one embedding (cosine similarity)."""
+        if not self.ids:
+            return None
+        query = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(query))
+        if query.shape[-1] != self.centroids.shape[1] or norm == 0.0:
+            return None
+        sims = self.centroids @ (query / norm)
+        if len(sims) == 1:
+            return ReasonMatch(reason=self.ids[0], similarity=float(sims[0]))
+        first, second = np.argpartition(-sims, 1)[:2]
+        if sims[second] > sims[first]:
+            first, second = second, first
+        return ReasonMatch(
+            reason=self.ids[first],
+            similarity=float(sims[first]),
+            runner_up=self.ids[second],
+            runner_up_similarity=float(sims[second]),
+        )
+
+
+def example_texts(reasons: ReasonSet) -> list[str]:
+    """Every example, reason by reason in file order."""
+    return [text for reason in reasons.reasons for text in reason.examples]
+
+
+# --- the active reasons ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveReasons:
+    """A validated reasons file, its index (``None`` until embedded, or without an embedding),
+    where it came from, when it was loaded and whether it is matched (``status``)."""
+
+    reasons: ReasonSet
+    index: ReasonIndex | None
+    source: str
+    loaded_at: str
+    status: ReasonsStatus
+    detail: str = ""
+
+    def merge(self, prediction: TextPrediction) -> MergedIntents | None:
+        """A customer turn's intents with the custom reasons joined (``None``: nothing to join)."""
+        reasons = self.reasons
+        if not reasons.reasons:
+            return None
+        head = prediction.intent.alternatives
+        match = None
+        if (
+            self.index is not None
+            and head
+            and prediction.lexical
+            and prediction.language.supported
+            and prediction.embedding is not None
+        ):
+            match = self.index.match(prediction.embedding)
+        return merge_intents(head, match, reasons)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    active: ActiveReasons
+    policy: Policy | None
+    policy_text: str | None
+
+
+class ReasonSource:
+    """Holds the active reasons; swaps them (and the policy compiled against them) on a reload.
+
+    ``path`` None means the bundled default, unless ``enabled`` is False.
+    ``attach`` gives it the pack's embedder once the pack is loaded.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        metrics: Metrics,
+        *,
+        enabled: bool = True,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
+        self.path = path
+        self.enabled = enabled
+        self._metrics = metrics
+        self._cache = cache or EmbeddingCache()
+        self._embedder: Embedder | None = None
+        self._policies: Any = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._active = self._parse()  # ReasonsError/SettingsError at startup: fail fast
+        self._stamp = self._file_stamp()
+        self._metrics.reasons_active.set(0)
+
+    # -- reading --
+
+    @property
+    def active(self) -> ActiveReasons:
+        """The reasons in force now (read once per request)."""
+        return self._active
+
+    @property
+    def reasons(self) -> ReasonSet:
+        """Shortcut for ``active.reasons``."""
+        return self._active.reasons
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+    def _read(self) -> tuple[str, str]:
+        if not self.enabled:
+            return "", "disabled"
+        if self.path is None:
+            return default_reasons_text(), "default"
+        try:
+            return self.path.read_text(encoding="utf-8"), str(self.path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"SWITCHBOARD_REASONS: cannot read {self.path} ({type(exc).__name__})"
+            ) from exc
+
+    def _parse(self) -> ActiveReasons:
+        text, source = self._read()
+        reasons = load_reasons(text) if self.enabled else empty_reasons()
+        status: ReasonsStatus = "disabled" if not self.enabled else "pending"
+        return ActiveReasons(reasons=reasons, index=None, source=source, loaded_at=_now(), status=status)
+
+    # -- wiring --
+
+    def bind(self, policies: Any) -> None:
+        """The ``PolicySource`` whose policy must validate against every new reasons file."""
+        self._policies = policies
+
+    def attach(self, embedder: Embedder | None) -> None:
+        """Embed the active reasons' examples with the pack (blocking: call it off the event loop)."""
+        self._embedder = embedder
+        active = self._active
+        self._active = self._indexed(active)
+        self._report(self._active, active)
+
+    def _indexed(self, active: ActiveReasons) -> ActiveReasons:
+        if active.status == "disabled" or not active.reasons.reasons:
+            return replace(active, index=None, status="disabled" if not self.enabled else "active")
+        embedder = self._embedder
+        if embedder is None:
+            return replace(active, index=None, status="pending")
+        if not embedder.available:
+            return replace(active, index=None, status="unavailable", detail=NO_EMBEDDING)
+        vectors, fresh = self._cache.embed(embedder.key, example_texts(active.reasons), embedder)
+        if fresh:
+            _log.info("reasons examples embedded", extra={"texts": fresh, "source": active.source})
+        return replace(active, index=ReasonIndex.build(active.reasons, vectors), status="active", detail="")
+
+    def _report(self, new: ActiveReasons, old: ActiveReasons | None) -> None:
+        count = len(new.reasons.reasons) if new.status == "active" else 0
+        self._metrics.reasons_active.set(count)
+        if new.status == "unavailable" and (old is None or old.status != "unavailable"):
+            _log.warning(NO_EMBEDDING, extra={"reasons": len(new.reasons.reasons), "source": new.source})
+        elif new.status == "active" and new.reasons.reasons:
+            _log.info(
+                "custom contact reasons active",
+                extra={"reasons": len(new.reasons.reasons), "hash": new.reasons.hash, "source": new.source},
+            )
+
+    # -- reloading --
+
+    def prepare(self) -> _Prepared:
+        """Read, validate, check against the active policy and embed (blocking; activates nothing).
+
+        Raises ``ReasonsError`` (invalid file, or rejected by the active policy) or ``SettingsError``.
+        """
+        stamp = self._file_stamp()
+        candidate = self._parse()
+        policy, policy_text = self._policy_for(candidate.reasons)
+        self._stamp = stamp
+        return _Prepared(active=self._indexed(candidate), policy=policy, policy_text=policy_text)
+
+    def _policy_for(self, reasons: ReasonSet) -> tuple[Policy | None, str | None]:
+        """The active policy compiled against ``reasons``; ``ReasonsError`` if it rejects them."""
+        if self._policies is None:
+            return None, None
+        text = self._policies.active.text
+        try:
+            return self._policies.candidate(reasons), text
+        except PolicyError as exc:
+            raise ReasonsError(
+                [f"the active routing policy rejects these reasons: {message}" for message in exc.errors]
+            ) from None
+
+    def commit(self, prepared: _Prepared) -> bool:
+        """Activate prepared reasons (and their policy) at once. True if the reasons changed."""
+        previous = self._active
+        new = prepared.active
+        changed = new.reasons.hash != previous.reasons.hash or new.status != previous.status
+        policy = prepared.policy
+        if self._policies is not None and self._policies.active.text != prepared.policy_text:
+            policy, _ = self._policy_for(new.reasons)  # the policy file was reloaded meanwhile
+        if policy is not None and self._policies is not None:
+            self._policies.rebind(new.reasons, policy)
+        self._active = new if changed else previous
+        self._metrics.reasons_reloads.labels(result="changed" if changed else "unchanged").inc()
+        if changed:
+            self._report(new, previous)
+        return changed
+
+    def _rejected(self, exc: Exception) -> None:
+        self._metrics.reasons_reloads.labels(result="invalid").inc()
+        _log.error(
+            "reasons reload rejected; keeping the active reasons",
+            # The validator's messages name reasons and fields, never example texts.
+            extra={"source": self._active.source, "errors": list(getattr(exc, "errors", [str(exc)]))[:20]},
+        )
+
+    def reload(self) -> bool:
+        """Re-read, validate, embed and activate (blocking). True if the active reasons changed.
+
+        Raises ``ReasonsError``/``SettingsError`` (old reasons kept) when the file is unusable.
+        """
+        try:
+            return self.commit(self.prepare())
+        except (ReasonsError, SettingsError) as exc:
+            self._rejected(exc)
+            raise
+
+    async def reload_async(self) -> bool:
+        """``reload`` with the embedding off the event loop and the swap on it (atomic for requests)."""
+        try:
+            return self.commit(await asyncio.to_thread(self.prepare))
+        except (ReasonsError, SettingsError) as exc:
+            self._rejected(exc)
+            raise
+
+    async def reload_if_modified(self) -> bool:
+        """Reload when the file's stamp changed since the last load; never raises."""
+        stamp = self._file_stamp()
+        if self.path is None or stamp is None or stamp == self._stamp:
+            return False
+        try:
+            return await self.reload_async()
+        except (ReasonsError, SettingsError):
+            self._stamp = stamp  # not re-validated (and re-logged) every tick
+            return False
+        except Exception as exc:  # embedding failed: keep the old reasons, try again next tick
+            _log.error(
+                "reasons reload failed; keeping the active reasons", extra={"exc_type": type(exc).__name__}
+            )
+            return False
+
+    async def watch(self, interval_s: float) -> None:
+        """Poll for file changes forever (cancel the task to stop)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.reload_if_modified()
+
+    async def reload_quietly(self) -> None:
+        """For SIGHUP: reload, with failures logged and counted, never raised."""
+        with contextlib.suppress(ReasonsError, SettingsError):
+            await self.reload_async()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def source_from_settings(settings: Any, metrics: Metrics) -> ReasonSource:
+    """The reasons file the settings name (``SWITCHBOARD_REASONS``), validated; embedding cache in
+    ``$DATA_DIR/reasons_cache``. Raises ``ReasonsError``/``SettingsError``."""
+    return ReasonSource(
+        settings.reasons_path,
+        metrics,
+        enabled=settings.reasons_enabled,
+        cache=EmbeddingCache(Path(settings.data_dir) / "reasons_cache"),
+    )
+
+
+def attach_runtime(source: ReasonSource, runtime: Any) -> None:
+    """Embed ``source``'s examples with a loaded runtime (blocking); warns when the pack has no embedding."""
+    source.attach(Embedder(runtime))

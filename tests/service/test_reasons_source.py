@@ -1,0 +1,426 @@
+"""Custom contact reasons in the service: index, embedding cache, hot reload, the policy link, the
+analyzer and the HTTP endpoints.
+
+Most tests embed with a deterministic bag-of-words stand-in (texts sharing words are close), so
+they test the service logic, not a model; the last ones load the tiny test packs (v2 with a
+sentence embedding, v1 without) built by ``tests/models/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+
+from models.language import LanguageResult
+from models.types import ActResult, EmotionResult, IntentResult, SentimentResult, TextPrediction
+from routing.errors import ReasonsError
+from routing.policy import default_policy_text
+from routing.reasons import load_reasons
+from service.analysis import Analyzer
+from service.metrics import Metrics
+from service.policy_source import PolicySource
+from service.reasons import (
+    ActiveReasons,
+    EmbeddingCache,
+    ReasonIndex,
+    ReasonSource,
+    default_reasons_text,
+    example_texts,
+)
+from service.schemas import AnalyzeRequest, TurnIn
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DIM = 32
+
+BRANCHES = """
+[[reasons]]
+id = "branch_hours"
+category = "branches"
+examples = ["when is the branch open", "branch opening hours", "is the branch open on sunday",
+            "what time does the branch close", "branch hours today"]
+
+[[reasons]]
+id = "lost_luggage"
+category = "travel"
+examples = ["my luggage is lost", "the airline lost my bag", "lost luggage claim",
+            "my suitcase never arrived", "where is my lost bag"]
+"""
+
+
+def bag(text: str) -> np.ndarray:
+    """A deterministic unit vector: the sum of one random vector per word."""
+    vector = np.zeros(DIM)
+    for word in text.lower().split():
+        vector += np.random.default_rng(zlib.crc32(word.encode())).normal(size=DIM)
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+class FakeEmbedder:
+    """Stands in for ``service.reasons.Embedder``; records what it was asked to embed."""
+
+    def __init__(self, available: bool = True) -> None:
+        self.key = "fake-pack"
+        self.available = available
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.stack([bag(t) for t in texts]).astype(np.float32)
+
+    @property
+    def embedded(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+def bump_mtime(path: Path) -> None:
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def source_for(path: Path, metrics: Metrics | None = None, **kwargs: Any) -> ReasonSource:
+    return ReasonSource(path, metrics or Metrics(), **kwargs)
+
+
+# --- index and cache -----------------------------------------------------------
+
+
+def test_index_matches_the_nearest_centroid_and_its_runner_up() -> None:
+    reasons = load_reasons(BRANCHES)
+    index = ReasonIndex.build(reasons, np.stack([bag(t) for t in example_texts(reasons)]))
+    match = index.match(bag("is the branch open today"))
+    assert match is not None and match.reason == "branch_hours" and match.runner_up == "lost_luggage"
+    assert match.similarity > match.runner_up_similarity
+    assert index.match(np.zeros(DIM)) is None  # no direction: no match
+    assert index.match(np.ones(DIM + 1)) is None  # another pack's width: no match
+    single = load_reasons(BRANCHES.split('[[reasons]]\nid = "lost_luggage"')[0])
+    one = ReasonIndex.build(single, np.stack([bag(t) for t in example_texts(single)]))
+    alone = one.match(bag("branch hours"))
+    assert alone is not None and alone.reason == "branch_hours" and alone.runner_up is None
+
+
+def test_cache_embeds_each_text_once_and_survives_a_restart(tmp_path: Path) -> None:
+    embedder = FakeEmbedder()
+    cache = EmbeddingCache(tmp_path)
+    first, fresh = cache.embed("pack-a", ["a b", "c d"], embedder)
+    assert fresh == 2 and first.shape == (2, DIM)
+    again, fresh = cache.embed("pack-a", ["c d", "e f", "a b"], embedder)
+    assert fresh == 1 and embedder.embedded == ["a b", "c d", "e f"]
+    assert np.allclose(again[0], first[1])
+    # Another process with the same folder embeds nothing; another pack embeds everything again.
+    restarted, other = EmbeddingCache(tmp_path), FakeEmbedder()
+    assert restarted.embed("pack-a", ["e f", "a b"], other)[1] == 0 and other.calls == []
+    assert restarted.embed("pack-b", ["a b"], other)[1] == 1
+    assert not any(b"a b" in path.read_bytes() for path in tmp_path.iterdir())  # hashes, not texts
+
+
+# --- the source: startup, reload, policy --------------------------------------
+
+
+def test_default_reasons_load_and_wait_for_the_pack() -> None:
+    source = ReasonSource(None, Metrics())
+    assert source.active.source == "default" and source.active.status == "pending"
+    assert source.reasons.ids == load_reasons(default_reasons_text()).ids
+    source.attach(FakeEmbedder())
+    assert source.active.status == "active" and source.active.index is not None
+    disabled = ReasonSource(None, Metrics(), enabled=False)
+    assert disabled.active.status == "disabled" and disabled.reasons.reasons == ()
+
+
+def test_an_invalid_file_at_startup_fails_fast(tmp_path: Path) -> None:
+    path = tmp_path / "reasons.toml"
+    path.write_text(BRANCHES.replace('category = "travel"', 'category = "out_of_scope"'))
+    with pytest.raises(ReasonsError) as info:
+        source_for(path)
+    assert info.value.errors == [
+        "reason 'lost_luggage', field 'category': out_of_scope is what an unclear reason gets; "
+        "choose a real category"
+    ]
+
+
+async def test_hot_reload_embeds_only_new_examples_and_a_bad_file_keeps_the_old_reasons(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "reasons.toml"
+    path.write_text(BRANCHES)
+    metrics = Metrics()
+    source = source_for(path, metrics, cache=EmbeddingCache())
+    embedder = FakeEmbedder()
+    source.attach(embedder)
+    before = source.active
+    assert before.status == "active" and len(embedder.embedded) == 10
+    assert await source.reload_if_modified() is False  # unchanged file: nothing to do
+
+    path.write_text(
+        BRANCHES.replace('"branch hours today"', '"branch hours today", "are branches open late"')
+    )
+    bump_mtime(path)
+    assert await source.reload_if_modified() is True
+    assert embedder.calls[-1] == ["are branches open late"]  # the cache had the other ten
+    assert len(source.reasons.reason("branch_hours").examples) == 6  # type: ignore[union-attr]
+    good = source.active
+
+    path.write_text(BRANCHES.replace('id = "lost_luggage"', 'id = "Lost Luggage"'))
+    bump_mtime(path)
+    assert await source.reload_if_modified() is False  # logged and counted, never raised
+    assert source.active is good
+    assert await source.reload_if_modified() is False  # the bad file is not re-validated every tick
+    rendered = metrics.render().decode()
+    assert 'switchboard_reasons_reloads_total{result="invalid"} 1.0' in rendered
+    assert 'switchboard_reasons_reloads_total{result="changed"} 1.0' in rendered
+    assert "switchboard_reasons_active 2.0" in rendered
+    with pytest.raises(ReasonsError):
+        await source.reload_async()  # the explicit reload (endpoint, SIGHUP) reports why
+    assert source.active is good
+
+
+async def test_the_policy_is_recompiled_and_can_refuse_a_reload(tmp_path: Path) -> None:
+    path = tmp_path / "reasons.toml"
+    path.write_text(BRANCHES)
+    source = source_for(path)
+    policy_text = default_policy_text().replace(
+        "[[rules]]",
+        '[[rules]]\nid = "luggage"\nroute = "specialist"\nqueue = "general"\npriority = 50\n'
+        'when = { signal = "reason.intent", eq = "lost_luggage" }\n\n[[rules]]',
+        1,
+    )
+    policy_path = tmp_path / "policy.toml"
+    policy_path.write_text(policy_text)
+    policies = PolicySource(policy_path, Metrics(), reasons=source.reasons)
+    source.bind(policies)
+    source.attach(FakeEmbedder())
+    assert policies.policy.reason_queues["travel"] == "general"
+    # A new category is known to the policy as soon as the reasons reload.
+    path.write_text(BRANCHES.replace('category = "branches"', 'category = "branch_services"'))
+    bump_mtime(path)
+    assert await source.reload_if_modified() is True
+    assert policies.policy.reason_queues["branch_services"] == "general"
+    assert "branches" not in policies.policy.reason_queues
+    # Removing a reason the policy's rules use is refused, and nothing changes.
+    path.write_text(BRANCHES.split('[[reasons]]\nid = "lost_luggage"')[0])
+    bump_mtime(path)
+    with pytest.raises(ReasonsError) as info:
+        source.reload()
+    assert "the active routing policy rejects these reasons" in info.value.errors[0]
+    assert "lost_luggage" in info.value.errors[0]
+    assert "lost_luggage" in source.reasons.ids and "lost_luggage" in policies.policy.extra_intents
+
+
+def test_a_pack_without_an_embedding_disables_matching_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "reasons.toml"
+    path.write_text(
+        BRANCHES + '\n[[reasons]]\nid = "appointments_desk"\ncategory = "appointments"\n'
+        'replaces = "book_appointment"\nexamples = ["a1", "a2", "a3", "a4", "a5"]\n'
+    )
+    source = source_for(path)
+    with caplog.at_level(logging.WARNING, logger="switchboard.reasons"):
+        source.attach(FakeEmbedder(available=False))
+    assert source.active.status == "unavailable" and source.active.index is None
+    assert "no sentence embedding" in source.active.detail
+    assert any("no sentence embedding" in r.getMessage() for r in caplog.records)
+    # Nothing is matched, but the replaced intent is still renamed.
+    merged = source.active.merge(prediction("where is my bag", [("book_appointment", 0.9)], bag("lost bag")))
+    assert merged is not None and merged.intents == [("appointments_desk", 0.9)]
+    merged = source.active.merge(prediction("where is my bag", [("out_of_scope", 0.9)], bag("lost bag")))
+    assert merged is not None and merged.intents == [("out_of_scope", 0.9)]
+
+
+# --- the analyzer: a custom reason end to end ---------------------------------
+
+
+def prediction(
+    text: str, intents: list[tuple[str, float]], embedding: np.ndarray | None, act: str = "question"
+) -> TextPrediction:
+    return TextPrediction(
+        sentiment=SentimentResult(
+            label="neutral",
+            score=0.0,
+            confidence=0.8,
+            probs={"negative": 0.1, "neutral": 0.8, "positive": 0.1},
+        ),
+        emotion=EmotionResult(labels=[], scores={}),
+        intent=IntentResult(label=intents[0][0], confidence=intents[0][1], alternatives=intents),
+        act=ActResult(label=act, confidence=0.9, probs={}),
+        language=LanguageResult(code="en", confidence=0.9, supported=True),
+        embedding=None if embedding is None else embedding.tolist(),
+    )
+
+
+def analyzer_with(source: ReasonSource, answers: dict[str, TextPrediction]) -> Analyzer:
+    settings = Settings.from_env({"SWITCHBOARD_AUTH_DISABLED": "true"})
+    metrics = Metrics()
+    policies = PolicySource(None, metrics, reasons=source.reasons)
+    source.bind(policies)
+
+    async def predict(texts: list[str]) -> list[TextPrediction]:
+        return [answers[t] for t in texts]
+
+    return Analyzer(settings, policies, predict, {}, metrics, reasons=source)
+
+
+async def test_a_custom_reason_is_reported_like_a_built_in_intent(tmp_path: Path) -> None:
+    path = tmp_path / "reasons.toml"
+    path.write_text(BRANCHES)
+    source = source_for(path)
+    source.attach(FakeEmbedder())
+    text = "the airline lost my bag"
+    answers = {
+        "hi": prediction("hi", [("out_of_scope", 0.99)], bag("hi"), act="greeting"),
+        text: prediction(text, [("out_of_scope", 0.97), ("lost_or_stolen_card", 0.02)], bag(text)),
+    }
+    analyzer = analyzer_with(source, answers)
+    request = AnalyzeRequest(
+        turns=[TurnIn(speaker="customer", text="hi"), TurnIn(speaker="customer", text=text)]
+    )
+    result = await analyzer.analyze(request)
+    turn = result.turns[1].intent
+    assert turn is not None and turn.label == "lost_luggage" and turn.source == "reasons"
+    assert turn.category == "travel" and turn.similarity is not None and turn.similarity > 0.55
+    assert result.turns[0].intent is not None and result.turns[0].intent.source == "model"
+    reason = result.contact_reason
+    assert (reason.intent, reason.category, reason.status, reason.source) == (
+        "lost_luggage",
+        "travel",
+        "confident",
+        "reasons",
+    )
+    assert (
+        result.signals["reason.category"] == "travel"
+        and result.signals["intent.current_category"] == "travel"
+    )
+    assert result.decision.queue == "general"  # "@reason" through the "*" queue
+    body = msgspec.json.decode(msgspec.json.encode(result))
+    assert body["turns"][1]["intent"]["source"] == "reasons"
+
+
+async def test_a_confident_built_in_intent_is_not_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "reasons.toml"
+    path.write_text(BRANCHES)
+    source = source_for(path)
+    source.attach(FakeEmbedder())
+    text = "when is the branch open"
+    analyzer = analyzer_with(source, {text: prediction(text, [("balance", 0.97)], bag(text))})
+    result = await analyzer.analyze(AnalyzeRequest(turns=[TurnIn(speaker="customer", text=text)]))
+    assert result.turns[0].intent is not None and result.turns[0].intent.label == "balance"
+    assert result.contact_reason.intent == "balance" and result.contact_reason.source == "model"
+
+
+# --- settings ----------------------------------------------------------------------
+
+
+def test_settings() -> None:
+    base = {"SWITCHBOARD_AUTH_DISABLED": "true"}
+    default = Settings.from_env(base)
+    assert default.reasons_path is None and default.reasons_enabled
+    off = Settings.from_env({**base, "SWITCHBOARD_REASONS": "none"})
+    assert off.reasons_path is None and not off.reasons_enabled
+    own = Settings.from_env({**base, "SWITCHBOARD_REASONS": "/etc/sb/reasons.toml"})
+    assert own.reasons_path == Path("/etc/sb/reasons.toml") and own.reasons_enabled
+
+
+# --- with the tiny test packs ------------------------------------------------------
+
+
+def tiny_packs() -> ModuleType:
+    pytest.importorskip("onnx")
+    name = "tiny_pack_builder"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    builder = tiny_packs()
+    folder = tmp_path_factory.mktemp("packs")
+    return {"v2": builder.build_pack(folder / "v2", v2=True), "v1": builder.build_pack(folder / "v1")}
+
+
+def test_embedder_reports_whether_the_pack_has_an_embedding(packs: dict[str, Path]) -> None:
+    from models.runtime import Runtime
+    from service.reasons import Embedder
+
+    v2 = Embedder(Runtime.load(packs["v2"]))
+    vectors = v2(["where is my order", "refund please"])
+    assert v2.available and vectors.shape == (2, 8)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    v1 = Embedder(Runtime.load(packs["v1"]))
+    assert not v1.available and v1.key != v2.key
+
+
+def test_http_endpoints_show_and_reload_the_reasons(packs: dict[str, Path], tmp_path: Path) -> None:
+    from litestar.testing import TestClient
+
+    from service.app import create_app
+
+    path = tmp_path / "reasons.toml"
+    path.write_text((ROOT / "tests" / "service" / "fixtures" / "reasons_ok.toml").read_text())
+    settings = Settings.from_env(
+        {
+            "SWITCHBOARD_AUTH_DISABLED": "true",
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "var"),
+            "SWITCHBOARD_STORE": "memory://",
+            "SWITCHBOARD_PACK": str(packs["v2"]),
+            "SWITCHBOARD_REASONS": str(path),
+            "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
+            "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        }
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        _wait(client)
+        info = client.get("/v1/reasons").json()
+        assert info["status"] == "active" and info["source"] == str(path)
+        assert [r["id"] for r in info["reasons"]] == ["parcel_status", "login_help", "refund_status"]
+        assert info["new_categories"] == ["deliveries"]
+        assert (tmp_path / "var" / "reasons_cache").is_dir()  # examples embedded once, kept for restarts
+        path.write_text(path.read_text().replace('id = "refund_status"', 'id = "refund status"'))
+        failed = client.post("/v1/reasons/reload")
+        assert failed.status_code == 422
+        assert any("reason #3, field 'id'" in e["message"] for e in failed.json()["errors"])
+        assert client.get("/v1/reasons").json()["hash"] == info["hash"]  # the old reasons stay
+        path.write_text(path.read_text().replace('id = "refund status"', 'id = "refund_state"'))
+        assert client.post("/v1/reasons/reload").json()["reasons"][2]["id"] == "refund_state"
+        analysed = client.post(
+            "/v1/analyze", json={"turns": [{"speaker": "customer", "text": "where is my order"}]}
+        )
+        assert analysed.status_code == 200
+        assert analysed.json()["turns"][0]["intent"]["source"] in ("model", "reasons")
+
+
+def _wait(client: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the tiny pack never became ready"
+        time.sleep(0.05)
+
+
+def test_active_reasons_merge_skips_turns_without_words() -> None:
+    reasons = load_reasons(BRANCHES)
+    index = ReasonIndex.build(reasons, np.stack([bag(t) for t in example_texts(reasons)]))
+    active = ActiveReasons(reasons=reasons, index=index, source="", loaded_at="", status="active")
+    quiet = prediction("[noise]", [("out_of_scope", 1.0)], bag("branch hours today"))
+    quiet = msgspec.structs.replace(quiet, lexical=False)
+    merged = active.merge(quiet)
+    assert merged is not None and merged.intents == [("out_of_scope", 1.0)]
+    loud = active.merge(prediction("branch hours today", [("out_of_scope", 1.0)], bag("branch hours today")))
+    assert loud is not None and loud.intents[0][0] == "branch_hours"

@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_build.add_argument("--serve-max-length", type=int, default=128, help="serving truncation length")
     p_build.set_defaults(func=_cmd_build)
 
-    p_refit = sub.add_parser("refit", help="refit intent, act and emotion heads on the frozen encoder (train runs it)")
+    p_refit = sub.add_parser(
+        "refit", help="refit intent, act and emotion heads on the frozen encoder (train runs it)"
+    )
     p_refit.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p_refit.set_defaults(func=_cmd_refit)
 

@@ -99,9 +99,7 @@ def fit_head(
     torch.manual_seed(seed)
     layer = nn.Linear(init.in_features, init.out_features)
     layer.load_state_dict(init.state_dict())
-    labelled = np.flatnonzero(
-        enc.emotion_mask.any(1) if head == "emotion" else getattr(enc, head) != IGNORE
-    )
+    labelled = np.flatnonzero(enc.emotion_mask.any(1) if head == "emotion" else getattr(enc, head) != IGNORE)
     optimizer = torch.optim.AdamW(layer.parameters(), lr=2e-3, weight_decay=1e-4)
     xt, xvt = torch.from_numpy(x), torch.from_numpy(xv)
     with torch.no_grad():
@@ -172,7 +170,10 @@ def refit_heads(run_dir: Path, recipe: Recipe, log: Callable[[str], None] = prin
         layer, before, after = fit_head(head, current, x, enc, xv, val, recipe.seed, log=log)
         state[f"{head}.weight"] = layer.weight.detach().contiguous()
         state[f"{head}.bias"] = layer.bias.detach().contiguous()
-        report[head] = {"calibration_score_before": round(before, 4), "calibration_score_after": round(after, 4)}
+        report[head] = {
+            "calibration_score_before": round(before, 4),
+            "calibration_score_after": round(after, 4),
+        }
         log(f"refit {head}: {before:.4f} -> {after:.4f}")
     save_file(state, str(checkpoint / "heads.safetensors"))
     (run_dir / "refit.json").write_text(json.dumps(report, indent=2))

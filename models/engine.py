@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,9 +54,14 @@ BatchHook = Callable[[int, int, float], None]
 class Engine:
     """Runs a loaded pack: every graph once per batch, every head from its graph's output."""
 
-    def __init__(self, pack: LoadedPack, invariant: bool = True) -> None:
+    def __init__(self, pack: LoadedPack, invariant: bool = True, workers: int = 1) -> None:
         self.pack = pack
         self.invariant = invariant
+        self.workers = max(1, workers)
+        # Row workers for per-text runs: ONNX Runtime releases the GIL, so texts run side by side.
+        self._pool = (
+            ThreadPoolExecutor(self.workers, "switchboard-rows") if invariant and self.workers > 1 else None
+        )
         self.languages = LanguageDetector(pack.manifest.languages)
         self._encoder_keys = list(pack.encoders)
         self._encoders = [pack.encoders[key] for key in self._encoder_keys]
@@ -104,7 +110,10 @@ class Engine:
         Raises InferenceError when a session fails or returns an unexpected shape.
         """
         if self.invariant and len(batch) > 1:
-            rows = [self._run_graphs([tokens]) for tokens in batch]
+            if self._pool is not None:
+                rows = list(self._pool.map(lambda tokens: self._run_graphs([tokens]), batch))
+            else:
+                rows = [self._run_graphs([tokens]) for tokens in batch]
             outputs = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
         else:
             outputs = self._run_graphs(batch)

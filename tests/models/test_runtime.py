@@ -155,7 +155,12 @@ def test_default_thread_plan_follows_cpu_quota(tiny_pack: Path) -> None:
     from models.cpu import cpu_quota
 
     info = Runtime.load(tiny_pack).info
-    assert info["threads"]["intra_op"] == cpu_quota().cpus
+    # batch-invariant (default): one row worker per CPU, each with one intra-op thread
+    assert info["threads"]["row_workers"] == cpu_quota().cpus
+    assert info["threads"]["intra_op"] == 1
+    padded = Runtime.load(tiny_pack, RuntimeConfig(invariant=False)).info
+    assert padded["threads"]["intra_op"] == cpu_quota().cpus
+    assert padded["threads"]["row_workers"] == 1
 
 
 @pytest.mark.parametrize(

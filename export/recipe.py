@@ -67,19 +67,10 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def mix_settings(self) -> MixSettings:
-        """The mixture part of the recipe."""
-        return MixSettings(
-            data_dir=self.data_dir,
-            seed=self.seed,
-            holdout_fraction=self.holdout_fraction,
-            sentiment_train_limit=self.sentiment_train_limit,
-            sst2_limit=self.sst2_limit,
-            emotion_train_limit=self.emotion_train_limit,
-            oos_other_domains=self.oos_other_domains,
-            sgd_train_limit=self.sgd_train_limit,
-            sgd_oos_limit=self.sgd_oos_limit,
-            spoken_fraction=self.spoken_fraction,
-        )
+        """The mixture part of the recipe (every field the two share, by name)."""
+        shared = {f.name for f in dataclasses.fields(MixSettings)} & {f.name for f in dataclasses.fields(self)}
+        names = {"data_dir", *shared}
+        return MixSettings(**{name: getattr(self, name) for name in names})
 
 
 def tiny(recipe: Recipe) -> Recipe:

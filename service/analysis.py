@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from models.types import TextPrediction
+from models.types import UNKNOWN, ActResult, TextPrediction
 from routing.churn import assess_churn
 from routing.context import build_context
 from routing.decision import Decision, decide
@@ -36,7 +36,7 @@ from routing.policy import Policy
 from routing.reasons import MergedIntents
 from routing.redact import redact
 from routing.signals import ConversationSignals, SignalConfig, new_signals, update_signals
-from routing.taxonomy import category_of
+from routing.taxonomy import ACT_LABELS, category_of
 from routing.types import CustomerInfo, TurnScores
 from service.logs import transcript_field
 from service.metrics import Metrics
@@ -125,6 +125,10 @@ def score_turn(
     customer = turn.speaker == "customer"
     intent = prediction.intent
     act, language = prediction.act, prediction.language
+    if not customer and act.label in ACT_LABELS:
+        # The act head learned from customer turns only: on a bot or agent turn its label
+        # would be a guess ("how can I help?" reads as a stated need). Rule acts stay.
+        act = ActResult(label=UNKNOWN, confidence=0.0, probs={})
     merged = reasons.merge(prediction) if customer and reasons is not None else None
     intents = merged.intents if merged is not None else list(intent.alternatives)
     custom = merged.categories if merged is not None else {}

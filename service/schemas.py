@@ -130,7 +130,8 @@ class TurnAct(Response):
     ``label``: ``reason``, ``inform``, ``question``, ``affirm``, ``deny``,
     ``thanks_or_closing`` (the pack's act head), ``greeting`` or ``non_lexical``
     (decided from the transcript), or ``unknown`` (a pack without an act head,
-    or a language the pack does not support).
+    a language the pack does not support, or a bot/agent/system turn: the act
+    head is trained on customer turns only).
     """
 
     label: str

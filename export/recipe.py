@@ -68,7 +68,9 @@ class Recipe:
 
     def mix_settings(self) -> MixSettings:
         """The mixture part of the recipe (every field the two share, by name)."""
-        shared = {f.name for f in dataclasses.fields(MixSettings)} & {f.name for f in dataclasses.fields(self)}
+        shared = {f.name for f in dataclasses.fields(MixSettings)} & {
+            f.name for f in dataclasses.fields(self)
+        }
         names = {"data_dir", *shared}
         return MixSettings(**{name: getattr(self, name) for name in names})
 

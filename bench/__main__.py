@@ -1,7 +1,8 @@
-"""``python -m bench <runtime|http|routing|suite> [options]``: dispatch to one benchmark's ``main``.
+"""``python -m bench <runtime|http|routing|suite|reasons> [options]``: dispatch to one benchmark's ``main``.
 
 ``suite`` builds the default policy's test suite (``bench/build_suite.py``);
-``routing`` reports the decision quality measured on it (``bench/routing.py``).
+``routing`` reports the decision quality measured on it (``bench/routing.py``);
+``reasons`` measures custom contact reasons with the real pack (``bench/reasons.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHES = {
     "http": "bench.http",
     "routing": "bench.routing",
     "suite": "bench.build_suite",
+    "reasons": "bench.reasons",
 }
 
 

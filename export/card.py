@@ -148,10 +148,9 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         f"(batch {manifest.recipe.get('batch_size')}, max length {manifest.recipe.get('max_length')}, "
         f"lr {manifest.recipe.get('lr')}, group shares {manifest.recipe.get('group_weights')}).",
         f"- Wall time: {float(results['training']['train_seconds'] or 0) / 60:.1f} min on "
-        f"{results['training']['threads']} CPU threads (the committed run shared its machine with other jobs; "
-        "undisturbed it runs at about 2.3 steps/s).",
+        f"{results['training']['threads']} CPU threads (the committed run shared its machine with other jobs).",
         "- Then the intent, act and emotion heads are refitted as linear probes on the frozen encoder "
-        "(`export/refit.py`, part of `train`; about 4 minutes): every training text is pooled once and each head "
+        "(`export/refit.py`, part of `train`; its seconds are in the run's `refit.json`): every training text is pooled once and each head "
         "is trained to convergence with the same masked losses, keeping the epoch that scores best on the "
         "calibration half.",
         "- Reproduce: `python -m export build` (train, refit, onnx, quantize, evaluate in one command).",

@@ -210,8 +210,8 @@ def load_sst2(root: Path, split: str = "train") -> list[Example]:
     return out
 
 
-# Intents whose utterances report a problem: in customer service these read as
-# negative even without strong words ("my card still hasn't arrived").
+# Intents whose utterances report a problem. A report is calm by itself ("my card
+# still hasn't arrived"): ``export/mix.py`` labels it neutral and never angry or positive.
 PROBLEM_INTENTS = frozenset(
     {
         "card_arrival",
@@ -249,93 +249,6 @@ PROBLEM_INTENTS = frozenset(
         "registration_problems",
     }
 )
-NEUTRAL_INTENTS = frozenset(
-    {
-        "exchange_rate",
-        "fiat_currency_support",
-        "card_delivery_estimate",
-        "automatic_top_up",
-        "age_limit",
-        "top_up_limits",
-        "supported_cards_and_currencies",
-        "getting_virtual_card",
-        "edit_personal_details",
-        "why_verify_identity",
-        "get_physical_card",
-        "visa_or_mastercard",
-        "topping_up_by_card",
-        "atm_support",
-        "transfer_timing",
-        "receiving_money",
-        "transfer_into_account",
-        "getting_spare_card",
-        "order_physical_card",
-        "activate_my_card",
-        "country_support",
-        "apple_pay_or_google_pay",
-        "verify_my_identity",
-        "change_pin",
-        "check_payment_methods",
-        "check_refund_policy",
-        "delivery_options",
-        "delivery_period",
-        "place_order",
-        "track_order",
-        "check_invoice",
-        "get_invoice",
-        "create_account",
-        "set_up_shipping_address",
-        "change_shipping_address",
-        "newsletter_subscription",
-        "edit_account",
-        "check_cancellation_fee",
-    }
-)
-
-
-def service_sentiment(intent_examples: Iterable[Example]) -> list[Example]:
-    """Weak sentiment labels from intent-labelled customer-service utterances.
-
-    Problem reports become ``negative``, plain requests ``neutral``; other
-    intents are left out because their tone varies.
-    """
-    out = []
-    for ex in intent_examples:
-        if ex.label in PROBLEM_INTENTS:
-            out.append(Example(ex.text, "sentiment", "negative", source="service_requests_weak"))
-        elif ex.label in NEUTRAL_INTENTS:
-            out.append(Example(ex.text, "sentiment", "neutral", source="service_requests_weak"))
-    return out
-
-
-def service_emotion(intent_examples: Iterable[Example]) -> list[Example]:
-    """Weak emotion labels: plain customer-service requests carry only ``neutral``.
-
-    Problem reports are left out: whether they read as frustration, anxiety
-    or nothing at all varies too much to label by intent.
-    """
-    return [
-        Example(ex.text, "emotion", labels=("neutral",), source="service_requests_weak")
-        for ex in intent_examples
-        if ex.label in NEUTRAL_INTENTS
-    ]
-
-
-CANCEL_INTENTS = frozenset({"terminate_account", "delete_account", "cancel_order"})
-
-
-def service_problems(intent_examples: Iterable[Example]) -> list[Example]:
-    """Problem reports and cancellations, for partial emotion labels.
-
-    Their emotion is unknown, except that they are not gratitude or joy:
-    ``export/refit.py`` trains only those two labels (as absent) on them.
-    """
-    return [
-        Example(ex.text, "emotion", labels=(), source="service_problems_weak")
-        for ex in intent_examples
-        if ex.label in PROBLEM_INTENTS or ex.label in CANCEL_INTENTS
-    ]
-
 
 # --- emotion --------------------------------------------------------------------------
 

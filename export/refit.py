@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from export import metrics
+from export.evaluate import halves
 from export.mix import Sample
 from export.modeling import MultiHeadModel, load_checkpoint
 from export.recipe import Recipe, build_data
-from export.train import IGNORE, Encoded, class_loss, emotion_loss, encode, pad_batch
+from export.train import IGNORE, Encoded, class_loss, cpu_threads, emotion_loss, encode, pad_batch
 from routing.taxonomy import ACT_LABELS
 
 REFIT_HEADS = ("intent", "act", "emotion")
@@ -129,15 +131,14 @@ def fit_head(
 
 def calibration_half(items: list[Sample], seed: int) -> list[Sample]:
     """The half of a validation set that calibration may use (see ``export.evaluate.halves``)."""
-    from export.evaluate import halves
-
     cal, _ = halves(len(items), seed)
     return [items[i] for i in cal.tolist()]
 
 
 def refit_heads(run_dir: Path, recipe: Recipe, log: Callable[[str], None] = print) -> dict[str, object]:
     """Refit ``run_dir/checkpoint``'s intent, act and emotion heads in place; returns the report."""
-    torch.set_num_threads(max(1, len(__import__("os").sched_getaffinity(0))))
+    started = time.perf_counter()
+    torch.set_num_threads(cpu_threads())
     checkpoint = run_dir / "checkpoint"
     model, tokenizer = load_checkpoint(checkpoint)
     pad_id = int(tokenizer.pad_token_id or 0)
@@ -176,5 +177,6 @@ def refit_heads(run_dir: Path, recipe: Recipe, log: Callable[[str], None] = prin
         }
         log(f"refit {head}: {before:.4f} -> {after:.4f}")
     save_file(state, str(checkpoint / "heads.safetensors"))
+    report["seconds"] = round(time.perf_counter() - started, 1)
     (run_dir / "refit.json").write_text(json.dumps(report, indent=2))
     return report

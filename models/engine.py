@@ -74,6 +74,12 @@ class Engine:
         # Fixed cost of one ONNX run in padded-token equivalents; calibrated by the runtime's warm-up.
         self.run_overhead_tokens = DEFAULT_RUN_OVERHEAD_TOKENS
 
+    def close(self) -> None:
+        """Stop the row workers (idempotent); a closed engine still runs, one text after another."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
         """Pre-process: normalise, detect the language, ids per tokenizer (truncated, not padded)."""
         norms = [normalize(text) for text in texts]
@@ -110,8 +116,9 @@ class Engine:
         Raises InferenceError when a session fails or returns an unexpected shape.
         """
         if self.invariant and len(batch) > 1:
-            if self._pool is not None:
-                rows = list(self._pool.map(lambda tokens: self._run_graphs([tokens]), batch))
+            pool = self._pool
+            if pool is not None:
+                rows = list(pool.map(lambda tokens: self._run_graphs([tokens]), batch))
             else:
                 rows = [self._run_graphs([tokens]) for tokens in batch]
             outputs = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}

@@ -220,6 +220,7 @@ class Runtime:
         self._ready = False
         self._closed = True
         await asyncio.to_thread(self._batcher.close)
+        self._engine.close()
 
     @property
     def ready(self) -> bool:

@@ -52,7 +52,7 @@ class PolicySource:
         self.path = path
         self._metrics = metrics
         self._reasons = reasons
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: FileStamp | None = None
         self._active = self._load()
 
     @property
@@ -65,15 +65,6 @@ class PolicySource:
         """Shortcut for ``active.policy``."""
         return self._active.policy
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            info = os.stat(self.path)
-        except OSError:
-            return None
-        return (info.st_mtime_ns, info.st_size, info.st_ino)
-
     def _read(self) -> tuple[str, str]:
         if self.path is None:
             return default_policy_text(), "default"
@@ -85,12 +76,12 @@ class PolicySource:
             ) from exc
 
     def _load(self) -> ActivePolicy:
-        stamp = self._file_stamp()
+        stamp = file_stamp(self.path)
         text, source = self._read()
         policy = validate_policy_text(text, self._reasons)  # PolicyError at startup: fail fast
         self._stamp = stamp
         self._metrics.set_policy(policy.version, policy.hash)
-        return ActivePolicy(policy=policy, text=text, source=source, loaded_at=_now())
+        return ActivePolicy(policy=policy, text=text, source=source, loaded_at=utc_now())
 
     def reload(self) -> bool:
         """Re-read and validate; activate if valid. True if the active policy changed.
@@ -140,7 +131,7 @@ class PolicySource:
 
     def reload_if_modified(self) -> bool:
         """Reload when the file's stamp changed since the last load; never raises."""
-        stamp = self._file_stamp()
+        stamp = file_stamp(self.path)
         if self.path is None or stamp is None or stamp == self._stamp:
             return False
         try:
@@ -168,5 +159,23 @@ def validate_policy_text(text: str, reasons: ReasonSet | None = None) -> Policy:
     return load_policy(text, reasons.categories, replaced=tuple(reasons.replaced))
 
 
-def _now() -> str:
+FileStamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path | None) -> FileStamp | None:
+    """(mtime, size, inode) of a watched file, None when there is none or it cannot be read.
+
+    An editor that replaces the file changes the inode even within one mtime tick.
+    """
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def utc_now() -> str:
+    """Now as an RFC 3339 UTC timestamp to the second (``...Z``), for ``loaded_at`` fields."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

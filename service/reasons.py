@@ -34,7 +34,6 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +46,7 @@ from routing.policy import Policy
 from routing.reasons import MergedIntents, ReasonMatch, ReasonSet, empty_reasons, load_reasons, merge_intents
 from service.errors import SettingsError
 from service.metrics import Metrics
+from service.policy_source import FileStamp, file_stamp, utc_now
 
 _log = logging.getLogger("switchboard.reasons")
 
@@ -299,9 +299,9 @@ class ReasonSource:
         self._cache = cache or EmbeddingCache()
         self._embedder: Embedder | None = None
         self._policies: Any = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: FileStamp | None = None
         self._active = self._parse()  # ReasonsError/SettingsError at startup: fail fast
-        self._stamp = self._file_stamp()
+        self._stamp = file_stamp(self.path)
         self._metrics.reasons_active.set(0)
 
     # -- reading --
@@ -315,15 +315,6 @@ class ReasonSource:
     def reasons(self) -> ReasonSet:
         """Shortcut for ``active.reasons``."""
         return self._active.reasons
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            info = os.stat(self.path)
-        except OSError:
-            return None
-        return (info.st_mtime_ns, info.st_size, info.st_ino)
 
     def _read(self) -> tuple[str, str]:
         if not self.enabled:
@@ -341,7 +332,7 @@ class ReasonSource:
         text, source = self._read()
         reasons = load_reasons(text) if self.enabled else empty_reasons()
         status: ReasonsStatus = "disabled" if not self.enabled else "pending"
-        return ActiveReasons(reasons=reasons, index=None, source=source, loaded_at=_now(), status=status)
+        return ActiveReasons(reasons=reasons, index=None, source=source, loaded_at=utc_now(), status=status)
 
     # -- wiring --
 
@@ -387,7 +378,7 @@ class ReasonSource:
 
         Raises ``ReasonsError`` (invalid file, or rejected by the active policy) or ``SettingsError``.
         """
-        stamp = self._file_stamp()
+        stamp = file_stamp(self.path)
         candidate = self._parse()
         policy, policy_text = self._policy_for(candidate.reasons)
         self._stamp = stamp
@@ -450,7 +441,7 @@ class ReasonSource:
 
     async def reload_if_modified(self) -> bool:
         """Reload when the file's stamp changed since the last load; never raises."""
-        stamp = self._file_stamp()
+        stamp = file_stamp(self.path)
         if self.path is None or stamp is None or stamp == self._stamp:
             return False
         try:
@@ -474,10 +465,6 @@ class ReasonSource:
         """For SIGHUP: reload, with failures logged and counted, never raised."""
         with contextlib.suppress(ReasonsError, SettingsError):
             await self.reload_async()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def source_from_settings(settings: Any, metrics: Metrics) -> ReasonSource:

@@ -109,15 +109,3 @@ def test_split_holdout_is_stratified_and_deterministic(tiny_data: Path) -> None:
     b = d.split_holdout(examples, 0.25, seed=3)
     assert a == b
     assert {e.label for e in a[1]} == {e.label for e in examples}
-
-
-def test_service_sentiment_weak_labels() -> None:
-    examples = [
-        d.Example("card never came", "intent", "card_arrival"),
-        d.Example("rate?", "intent", "exchange_rate"),
-        d.Example("close it", "intent", "terminate_account"),
-    ]
-    assert [(e.text, e.label) for e in d.service_sentiment(examples)] == [
-        ("card never came", "negative"),
-        ("rate?", "neutral"),
-    ]

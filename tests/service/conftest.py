@@ -10,6 +10,7 @@ with a clear reason only when no server answers there.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -218,3 +220,25 @@ class ThreadedServer:
 def serve_app() -> Callable[[Any], ThreadedServer]:
     """``with serve_app(app) as server:`` runs the app on a real server (see ThreadedServer)."""
     return ThreadedServer
+
+
+def _tiny_pack_builder() -> ModuleType:
+    """tests/models/conftest.py as a module: its ``build_pack`` writes tiny but real packs."""
+    pytest.importorskip("onnx")
+    name = "tiny_pack_builder"
+    if name not in sys.modules:
+        root = Path(__file__).resolve().parents[2]
+        spec = importlib.util.spec_from_file_location(name, root / "tests" / "models" / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny packs: ``v2`` has a sentence embedding and an act head, ``v1`` has neither."""
+    builder = _tiny_pack_builder()
+    folder = tmp_path_factory.mktemp("packs")
+    return {"v2": builder.build_pack(folder / "v2", v2=True), "v1": builder.build_pack(folder / "v1")}

@@ -4,10 +4,8 @@ and ``policy check`` knowing the custom reasons."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -17,25 +15,6 @@ from service.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "service" / "fixtures"
-
-
-def tiny_packs() -> ModuleType:
-    pytest.importorskip("onnx")
-    name = "tiny_pack_builder"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    builder = tiny_packs()
-    folder = tmp_path_factory.mktemp("packs")
-    return {"v2": builder.build_pack(folder / "v2", v2=True), "v1": builder.build_pack(folder / "v1")}
 
 
 @pytest.fixture(autouse=True)

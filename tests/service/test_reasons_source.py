@@ -8,14 +8,11 @@ sentence embedding, v1 without) built by ``tests/models/conftest.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -332,25 +329,6 @@ def test_settings() -> None:
 
 
 # --- with the tiny test packs ------------------------------------------------------
-
-
-def tiny_packs() -> ModuleType:
-    pytest.importorskip("onnx")
-    name = "tiny_pack_builder"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    builder = tiny_packs()
-    folder = tmp_path_factory.mktemp("packs")
-    return {"v2": builder.build_pack(folder / "v2", v2=True), "v1": builder.build_pack(folder / "v1")}
 
 
 def test_embedder_reports_whether_the_pack_has_an_embedding(packs: dict[str, Path]) -> None:

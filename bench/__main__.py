@@ -1,8 +1,9 @@
-"""``python -m bench <runtime|http|routing|suite|reasons> [options]``: dispatch to one benchmark's ``main``.
+"""``python -m bench <runtime|http|faults|routing|suite|reasons> [options]``: run one benchmark's ``main``.
 
 ``suite`` builds the default policy's test suite (``bench/build_suite.py``);
 ``routing`` reports the decision quality measured on it (``bench/routing.py``);
-``reasons`` measures custom contact reasons with the real pack (``bench/reasons.py``).
+``reasons`` measures custom contact reasons with the real pack (``bench/reasons.py``);
+``faults`` counts lost / duplicated / 5xx answers under crashes, outages and attacks (``bench/faults.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 BENCHES = {
     "runtime": "bench.runtime",
     "http": "bench.http",
+    "faults": "bench.faults",
     "routing": "bench.routing",
     "suite": "bench.build_suite",
     "reasons": "bench.reasons",

@@ -11,15 +11,31 @@ drives it with an aiohttp client from this process:
   10 agent turns);
 
 each closed-loop at concurrency 1, 16 and 64 for a fixed time, reporting p50 /
-p99 latency of the 200s and throughput (requests/s and customer turns/s); a
-client that gets 429 waits for its Retry-After, as a well-behaved one would. Then an
-open-loop overload run offers twice the measured saturation rate of
-``append-1`` and reports how much got 200 vs 429 and the latency of both: the
-service must shed the excess with 429 + Retry-After and keep p99 bounded.
+p99 latency of the 200s, requests/s and turns/s. Every conversation and turn id
+is unique to the run, the step and the client (``Ids``): a resent turn id is an
+idempotent retry the service answers without scoring or writing, which would
+overstate throughput. ``turns/s`` of ``append-1`` therefore counts what the
+service reports it scored and stored (the response's ``appended``), and any
+``duplicates`` it reports are counted and fail the run. A client that gets 429
+waits for its Retry-After, as a well-behaved one would.
+
+Then:
+
+* an open-loop overload run offers twice the measured saturation rate of
+  ``append-1`` and reports how much got 200 vs 429 and the latency of both: the
+  service must shed the excess with 429 + Retry-After and keep p99 bounded;
+* growth: one conversation built up with 50-turn appends; around turn 10, 500,
+  1,000 and 1,960 the p50 of one-turn appends with the default response and with
+  ``?turns=new``, and the default response's size;
+* memory: 64 clients GET a 2,000-turn conversation back to back while the
+  server's RSS (``VmRSS`` of its process tree) is polled;
+* workers: ``append-1`` at concurrency 64 against fresh servers with 1 and 2
+  uvicorn workers, so the default worker count is measured.
 
 The client shares the machine's CPUs with the server, so figures are a lower
 bound of what the server alone does. Results: a table on stdout and JSON in
-``bench/results/http.json``.
+``bench/results/http.json`` (``--quick``: shorter steps, nothing written unless
+``--out`` is given).
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import secrets
@@ -35,16 +52,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from bench.turns import generate
 from service.settings import hash_api_key
@@ -52,6 +71,12 @@ from service.settings import hash_api_key
 CONCURRENCY = (1, 16, 64)
 TRANSCRIPT_TURNS = 20
 TURNS_PER_CALL = 20  # append-1 conversations roll over after this many turns
+GROWTH_MARKS = (10, 500, 1000, 1960)
+GROWTH_CHUNK = 50  # turns per request while building the growth conversation up
+GET_TURNS = 2000  # the conversation the memory step reads
+GET_CLIENTS = 64
+# Above the marks plus their timed appends: the default cap (2,000) would 422 the growth run.
+MAX_CONVERSATION_TURNS = 4000
 DEFAULT_OUT = Path("bench/results/http.json")
 AGENT_LINES = (
     "I'm sorry to hear that, let me check your account.",
@@ -60,14 +85,22 @@ AGENT_LINES = (
     "I understand, I'll raise this with the team now.",
     "Is there anything else I can help you with today?",
 )
-# Targets from the issue (2-core machine).
-TARGET_APPEND_P50_MS = 8.0
-TARGET_CUSTOMER_TURNS_PER_S = 300.0
+# Targets from the issues (2-core machine).
+TARGET_APPEND_P50_MS = 4.0
+TARGET_TURNS_PER_S = 400.0
+TARGET_GROWTH_RATIO = 1.3
+TARGET_GROWTH_BYTES = 20_000
+TARGET_GET_RSS_MB = 350.0
 
 
 @dataclass
 class Cell:
-    """One workload at one concurrency."""
+    """One workload at one concurrency.
+
+    ``turns_per_s``: for ``append-1`` the turns the service reported scoring and
+    storing (``appended``) per second; for ``analyze-20`` the customer turns sent.
+    ``duplicates``: turns the service skipped as already stored (must be 0).
+    """
 
     workload: str
     concurrency: int
@@ -79,7 +112,8 @@ class Cell:
     p99_ms: float
     max_ms: float
     requests_per_s: float
-    customer_turns_per_s: float
+    turns_per_s: float
+    duplicates: int = 0
 
 
 @dataclass
@@ -99,8 +133,57 @@ class Overload:
     max_ms: float
     retry_after_seen: bool
     errors: int = 0
+    duplicates: int = 0
     server_p99_le_ms: float = 0.0  # from the server's own histogram: excludes client-side delays
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GrowthPoint:
+    """One-turn appends to one conversation holding ``turns`` turns (and up to ``samples`` more)."""
+
+    turns: int
+    samples: int
+    default_p50_ms: float
+    default_p90_ms: float
+    default_bytes: int  # median size of the response without ``?turns=``
+    new_p50_ms: float
+    new_bytes: int  # median size with ``?turns=new``
+    status: dict[str, int]
+
+
+@dataclass
+class GetLoad:
+    """Concurrent GETs of one long conversation and the server's memory meanwhile."""
+
+    turns_stored: int
+    clients: int
+    seconds: float
+    status: dict[str, int]
+    gets_per_s: float
+    p50_ms: float
+    p99_ms: float
+    response_bytes: int  # median
+    turns_returned: int  # turns in one default GET response
+    rss_before_mb: float
+    rss_max_mb: float
+    rss_samples: int
+
+
+class Counts(msgspec.Struct):
+    """The fields of an append's response the bench checks (the rest is skipped while decoding)."""
+
+    appended: list[int] = []
+    duplicates: int = 0
+
+
+_COUNTS = msgspec.json.Decoder(Counts)
+
+
+def append_counts(body: bytes) -> tuple[int, int]:
+    """``(turns scored and stored, turns skipped as duplicates)`` from an append's JSON response."""
+    counts = _COUNTS.decode(body)
+    return len(counts.appended), counts.duplicates
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -108,8 +191,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = min(len(ordered), max(1, math.ceil(q * len(ordered) / 100)))
+    return ordered[rank - 1]
 
 
 def cpu_busy_share(seconds: float = 1.0) -> float | None:
@@ -129,6 +212,14 @@ def cpu_busy_share(seconds: float = 1.0) -> float | None:
     return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where unavailable)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -136,18 +227,100 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: the parent pid follows the last ')'.
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def rss_kib(pids: Iterable[int]) -> int:
+    """Summed ``VmRSS`` (KiB) of ``pids``; processes that are gone count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def kib_to_mb(kib: int) -> float:
+    """KiB (what /proc reports as ``kB``) to decimal megabytes, the unit of the targets."""
+    return round(kib * 1024 / 1e6, 1)
+
+
+class RssPoller:
+    """Polls the RSS of a process tree from a thread (the event loop is busy driving clients)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        self.pids = process_tree(pid)
+        self.interval_s = interval_s
+        self.max_kib = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.max_kib = max(self.max_kib, rss_kib(self.pids))
+            self.samples += 1
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 # ---- the server -------------------------------------------------------------------------------------
 
 
 class ServiceProcess:
-    """``python -m service.cli serve`` with a fresh data dir and API key."""
+    """``python -m service.cli serve`` with a fresh data dir and API key.
 
-    def __init__(self, pack: Path | None, workers: int, log: Path) -> None:
-        self.key = "sb_bench_" + secrets.token_urlsafe(16)
-        self.port = free_port()
+    ``env`` adds or overrides settings; ``data``, ``port`` and ``key`` reuse a data dir,
+    port or API key (the fault benchmark restarts a killed server on its own data).
+    """
+
+    def __init__(
+        self,
+        pack: Path | None,
+        workers: int,
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+        data: str | None = None,
+        port: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.key = key or "sb_bench_" + secrets.token_urlsafe(16)
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.data = tempfile.mkdtemp(prefix="switchboard-bench-")
-        env = {
+        self.data = data or tempfile.mkdtemp(prefix="switchboard-bench-")
+        self.workers = workers
+        self.env = {
             **os.environ,
             "SWITCHBOARD_API_KEYS": f"bench={hash_api_key(self.key)}",
             "SWITCHBOARD_DATA_DIR": self.data,
@@ -155,20 +328,31 @@ class ServiceProcess:
             "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
             "SWITCHBOARD_LOG_LEVEL": "WARNING",
             "SWITCHBOARD_WORKERS": str(workers),
+            "SWITCHBOARD_MAX_CONVERSATION_TURNS": str(MAX_CONVERSATION_TURNS),
+            **(env or {}),
         }
         if pack is not None:
-            env["SWITCHBOARD_PACK"] = str(pack)
+            self.env["SWITCHBOARD_PACK"] = str(pack)
         self.log = log
-        with log.open("wb") as handle:
-            self.process = subprocess.Popen(
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as handle:
+            return subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
-                env=env,
+                env=self.env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
 
+    def restart(self) -> None:
+        """Start the server again (same port, data and key) once the previous process has exited."""
+        if self.process.poll() is None:
+            raise RuntimeError("the service is still running")
+        self.process = self._spawn()
+
     def wait_ready(self, timeout: float = 120.0) -> float:
-        """Seconds from start until ``/readyz`` answered 200."""
+        """Seconds from start until ``/readyz`` answered 200 (and, with workers, until all can be)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
@@ -178,7 +362,12 @@ class ServiceProcess:
                 urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as reply,
             ):
                 if reply.status == 200:
-                    return time.monotonic() - started
+                    ready = time.monotonic() - started
+                    if self.workers > 1:
+                        # Only the first worker answered; keep-alive connections opened before the
+                        # others accept would all pin to it, so give them as long again to load.
+                        time.sleep(max(2.0, ready))
+                    return ready
             time.sleep(0.1)
         raise RuntimeError(f"service not ready after {timeout:.0f} s; see {self.log}")
 
@@ -195,98 +384,179 @@ class ServiceProcess:
 # ---- the workloads -----------------------------------------------------------------------------------
 
 
-class Workloads:
-    """Request bodies from the generated contact-centre turns (deterministic)."""
+@dataclass(frozen=True)
+class Ids:
+    """Conversation and turn ids unique to one run (``nonce``), step and client.
 
-    def __init__(self) -> None:
+    The service is idempotent on turn ids: a request that resends a stored id is a
+    retry, answered without scoring or writing. A benchmark that reused ids across
+    steps or runs would measure retries, not appends.
+    """
+
+    nonce: str
+
+    @classmethod
+    def new(cls) -> Ids:
+        """Ids for a fresh run (random nonce)."""
+        return cls(secrets.token_hex(4))
+
+    def conversation(self, step: str, client: int, call: int) -> str:
+        """The ``call``-th conversation of ``client`` in ``step``."""
+        return f"bench-{self.nonce}-{step}-{client}-{call}"
+
+    def turn(self, step: str, client: int, sequence: int) -> str:
+        """The ``sequence``-th turn ``client`` sends in ``step``."""
+        return f"{self.nonce}-{step}-{client}-{sequence}"
+
+
+Maker = Callable[[int, int], tuple[str, bytes]]
+CountReply = Callable[[bytes], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How one workload builds request ``(path, body)`` and counts ``(turns, duplicates)`` of a reply."""
+
+    make: Maker
+    count: CountReply
+
+
+class Workloads:
+    """Request bodies from the generated contact-centre turns (deterministic texts, unique ids)."""
+
+    def __init__(self, ids: Ids) -> None:
+        self.ids = ids
         self.texts = generate(600, seed=11)
         self._n = 0
 
-    def _text(self) -> str:
+    def text(self) -> str:
+        """The next generated customer text."""
         self._n += 1
         return self.texts[self._n % len(self.texts)]
 
-    def append_one(self, client_id: int, sequence: int) -> tuple[str, bytes]:
-        conversation = f"bench-{client_id}-{sequence // TURNS_PER_CALL}"
-        body = {"turns": [{"speaker": "customer", "text": self._text(), "id": f"t{sequence}"}]}
-        return f"/v1/conversations/{conversation}/turns?turns=new", json.dumps(body).encode()
+    def get(self, name: str, step: str) -> Workload:
+        """The workload ``name`` (``append-1`` or ``analyze-20``) with ids of ``step``."""
+        if name == "append-1":
+            return Workload(lambda client, sequence: self.append_one(step, client, sequence), append_counts)
+        if name == "analyze-20":
+            customer = TRANSCRIPT_TURNS // 2
+            return Workload(
+                lambda client, sequence: self.analyze_twenty(step, client, sequence), lambda _: (customer, 0)
+            )
+        raise ValueError(f"unknown workload {name!r}")
 
-    def analyze_twenty(self, client_id: int, sequence: int) -> tuple[str, bytes]:
+    def append_one(self, step: str, client: int, sequence: int) -> tuple[str, bytes]:
+        """One customer turn with a fresh id; the client's conversation rolls over every call."""
+        conversation = self.ids.conversation(step, client, sequence // TURNS_PER_CALL)
+        turn = {"speaker": "customer", "text": self.text(), "id": self.ids.turn(step, client, sequence)}
+        return f"/v1/conversations/{conversation}/turns?turns=new", json.dumps({"turns": [turn]}).encode()
+
+    def turns(self, step: str, first: int, count: int) -> bytes:
+        """An append body of ``count`` alternating customer/agent turns numbered from ``first``."""
+        turns = [
+            {"speaker": "customer", "text": self.text(), "id": self.ids.turn(step, 0, n)}
+            if n % 2 == 0
+            else {
+                "speaker": "agent",
+                "text": AGENT_LINES[n % len(AGENT_LINES)],
+                "id": self.ids.turn(step, 0, n),
+            }
+            for n in range(first, first + count)
+        ]
+        return json.dumps({"turns": turns}).encode()
+
+    def analyze_twenty(self, step: str, client: int, sequence: int) -> tuple[str, bytes]:
+        """A 20-turn transcript (stateless: nothing stored)."""
         turns = []
         for n in range(TRANSCRIPT_TURNS):
             if n % 2 == 0:
-                turns.append({"speaker": "customer", "text": self._text()})
+                turns.append({"speaker": "customer", "text": self.text()})
             else:
                 turns.append({"speaker": "agent", "text": AGENT_LINES[(sequence + n) % len(AGENT_LINES)]})
-        body = {"conversation_id": f"bench-a-{client_id}-{sequence}", "turns": turns}
+        body = {"conversation_id": self.ids.conversation(step, client, sequence), "turns": turns}
         return "/v1/analyze", json.dumps(body).encode()
 
 
-WORKLOADS: dict[str, tuple[str, int]] = {"append-1": ("append_one", 1), "analyze-20": ("analyze_twenty", 10)}
+WORKLOADS = ("append-1", "analyze-20")
 
 
 async def closed_loop(
     session: aiohttp.ClientSession,
     base: str,
-    make: Callable[[int, int], tuple[str, bytes]],
+    workload: Workload,
     concurrency: int,
     seconds: float,
     warmup_s: float,
-) -> tuple[list[float], Counter[str], float]:
-    """``concurrency`` clients each send back-to-back for ``seconds`` (after ``warmup_s``)."""
+) -> tuple[list[float], Counter[str], int, int]:
+    """``concurrency`` clients each send back-to-back for ``seconds`` (after ``warmup_s``).
+
+    Returns the latencies (ms) and statuses of the measured requests, the turns the
+    measured 200s scored, and the duplicates reported by any reply (warm-up included).
+    """
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    scored = duplicates = 0
     start = time.perf_counter()
     measure_from = start + warmup_s
     stop_at = measure_from + seconds
 
     async def client(client_id: int) -> None:
+        nonlocal scored, duplicates
         sequence = 0
         while True:
             now = time.perf_counter()
             if now >= stop_at:
                 return
-            path, body = make(client_id, sequence)
+            path, body = workload.make(client_id, sequence)
             sequence += 1
             sent = time.perf_counter()
             async with session.post(base + path, data=body) as reply:
-                await reply.read()
+                payload = await reply.read()
                 status = reply.status
                 retry_after = reply.headers.get("Retry-After")
             done = time.perf_counter()
+            turns, skipped = workload.count(payload) if status == 200 else (0, 0)
+            duplicates += skipped
             if sent >= measure_from and done <= stop_at:
                 statuses[str(status)] += 1
                 if status == 200:
                     latencies.append((done - sent) * 1000)
+                    scored += turns
             if status == 429:  # a well-behaved client backs off as told
                 await asyncio.sleep(min(float(retry_after or 1), max(0.0, stop_at - time.perf_counter())))
 
     await asyncio.gather(*(client(n) for n in range(concurrency)))
-    return latencies, statuses, seconds
+    return latencies, statuses, scored, duplicates
 
 
 async def open_loop(
     session: aiohttp.ClientSession,
     base: str,
-    make: Callable[[int, int], tuple[str, bytes]],
+    workload: Workload,
     rate: float,
     seconds: float,
-) -> tuple[list[tuple[int, float]], int, bool]:
-    """Send at a fixed ``rate`` regardless of answers (arrivals do not wait for the server)."""
+) -> tuple[list[tuple[int, float]], int, bool, int]:
+    """Send at a fixed ``rate`` regardless of answers (arrivals do not wait for the server).
+
+    Returns ``(status, ms)`` per answered request, transport errors, whether a 429
+    carried Retry-After, and the duplicates reported.
+    """
     results: list[tuple[int, float]] = []
-    errors = 0
+    errors = duplicates = 0
     retry_after = False
     tasks: list[asyncio.Task[None]] = []
 
     async def one(sequence: int) -> None:
-        nonlocal errors, retry_after
-        path, body = make(10_000 + sequence % 512, sequence // 512)
+        nonlocal errors, retry_after, duplicates
+        path, body = workload.make(sequence % 512, sequence // 512)
         sent = time.perf_counter()
         try:
             async with session.post(base + path, data=body) as reply:
-                await reply.read()
+                payload = await reply.read()
                 if reply.status == 429 and reply.headers.get("Retry-After"):
                     retry_after = True
+                if reply.status == 200:
+                    duplicates += workload.count(payload)[1]
                 results.append((reply.status, (time.perf_counter() - sent) * 1000))
         except (TimeoutError, aiohttp.ClientError):
             errors += 1
@@ -300,13 +570,19 @@ async def open_loop(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(sequence)))
     await asyncio.gather(*tasks)
-    return results, errors, retry_after
+    return results, errors, retry_after, duplicates
 
 
 def make_cell(
-    workload: str, concurrency: int, latencies: list[float], statuses: Counter[str], seconds: float
+    workload: str,
+    concurrency: int,
+    latencies: list[float],
+    statuses: Counter[str],
+    seconds: float,
+    scored: int,
+    duplicates: int = 0,
 ) -> Cell:
-    customer_turns = WORKLOADS[workload][1]
+    """Summarise one closed-loop step (``scored``: turns the measured 200s scored)."""
     ok = statuses.get("200", 0)
     return Cell(
         workload=workload,
@@ -319,41 +595,243 @@ def make_cell(
         p99_ms=round(percentile(latencies, 99), 2),
         max_ms=round(max(latencies, default=0.0), 2),
         requests_per_s=round(ok / seconds, 1),
-        customer_turns_per_s=round(ok * customer_turns / seconds, 1),
+        turns_per_s=round(scored / seconds, 1),
+        duplicates=duplicates,
     )
 
 
-async def run(service: ServiceProcess, args: argparse.Namespace) -> dict[str, Any]:
-    """Every cell, then the overload run."""
-    workloads = Workloads()
-    headers = {"Authorization": f"Bearer {service.key}", "Content-Type": "application/json"}
+async def run_cell(
+    session: aiohttp.ClientSession,
+    base: str,
+    workloads: Workloads,
+    name: str,
+    step: str,
+    concurrency: int,
+    args: argparse.Namespace,
+) -> Cell:
+    """One closed-loop step of workload ``name`` with ids of ``step``."""
+    latencies, statuses, scored, duplicates = await closed_loop(
+        session, base, workloads.get(name, step), concurrency, args.duration, args.warmup
+    )
+    return make_cell(name, concurrency, latencies, statuses, args.duration, scored, duplicates)
+
+
+# ---- growth and memory ----------------------------------------------------------------------------------
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, bytes, float]:
+    sent = time.perf_counter()
+    async with session.post(url, data=body) as reply:
+        payload = await reply.read()
+        return reply.status, payload, (time.perf_counter() - sent) * 1000
+
+
+async def build_up(
+    session: aiohttp.ClientSession, base: str, workloads: Workloads, step: str, stored: int, target: int
+) -> int:
+    """Append ``GROWTH_CHUNK``-turn requests to ``step``'s conversation until it holds ``target`` turns."""
+    url = f"{base}/v1/conversations/{workloads.ids.conversation(step, 0, 0)}/turns?turns=new"
+    while stored < target:
+        count = min(GROWTH_CHUNK, target - stored)
+        status, payload, _ = await _post(session, url, workloads.turns(step, stored, count))
+        if status != 200:
+            raise RuntimeError(f"building the growth conversation: {status} {payload[:300]!r}")
+        appended, duplicates = append_counts(payload)
+        if appended != count or duplicates:
+            raise RuntimeError(f"growth append scored {appended}/{count} turns, {duplicates} duplicates")
+        stored += count
+    return stored
+
+
+async def growth(
+    session: aiohttp.ClientSession, base: str, workloads: Workloads, samples: int
+) -> tuple[list[GrowthPoint], int]:
+    """Time one-turn appends (default response and ``?turns=new``, interleaved) at each of ``GROWTH_MARKS``.
+
+    Returns the points and the turns the conversation holds at the end.
+    """
+    step = "growth"
+    conversation = workloads.ids.conversation(step, 0, 0)
+    stored = 0
+    points = []
+    for mark in GROWTH_MARKS:
+        stored = await build_up(session, base, workloads, step, stored, mark)
+        default: list[tuple[float, int]] = []
+        new: list[tuple[float, int]] = []
+        statuses: Counter[str] = Counter()
+        for n in range(samples):
+            query = "?turns=new" if n % 2 else ""
+            url = f"{base}/v1/conversations/{conversation}/turns{query}"
+            status, payload, ms = await _post(session, url, workloads.turns(step, stored, 1))
+            statuses[str(status)] += 1
+            if status == 200:
+                if append_counts(payload) != (1, 0):
+                    raise RuntimeError(f"growth sample did not append exactly one new turn at {stored}")
+                stored += 1
+                (new if query else default).append((ms, len(payload)))
+        points.append(
+            GrowthPoint(
+                turns=mark,
+                samples=samples,
+                default_p50_ms=round(percentile([ms for ms, _ in default], 50), 2),
+                default_p90_ms=round(percentile([ms for ms, _ in default], 90), 2),
+                default_bytes=int(percentile([b for _, b in default], 50)),
+                new_p50_ms=round(percentile([ms for ms, _ in new], 50), 2),
+                new_bytes=int(percentile([b for _, b in new], 50)),
+                status=dict(statuses),
+            )
+        )
+    return points, stored
+
+
+def growth_ratio(points: Sequence[dict[str, Any]]) -> float | None:
+    """p50 of the default one-turn append at the last mark over the first (None without both)."""
+    if len(points) < 2 or not points[0]["default_p50_ms"]:
+        return None
+    return round(points[-1]["default_p50_ms"] / points[0]["default_p50_ms"], 2)
+
+
+async def get_load(
+    session: aiohttp.ClientSession,
+    base: str,
+    conversation: str,
+    turns_stored: int,
+    pid: int,
+    clients: int,
+    seconds: float,
+) -> GetLoad:
+    """``clients`` closed-loop GETs of ``conversation`` for ``seconds``, polling the server's RSS."""
+    url = f"{base}/v1/conversations/{conversation}"
+    pids = process_tree(pid)
+    before = rss_kib(pids)
+    latencies: list[float] = []
+    sizes: list[int] = []
+    statuses: Counter[str] = Counter()
+    returned = 0
+
+    async def client() -> None:
+        nonlocal returned
+        while time.perf_counter() < stop_at:
+            sent = time.perf_counter()
+            async with session.get(url) as reply:
+                payload = await reply.read()
+                status = reply.status
+            latencies.append((time.perf_counter() - sent) * 1000)
+            statuses[str(status)] += 1
+            sizes.append(len(payload))
+            if status == 200 and not returned:
+                returned = len(json.loads(payload).get("turns", []))
+
+    with RssPoller(pid) as poller:
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return GetLoad(
+        turns_stored=turns_stored,
+        clients=clients,
+        seconds=seconds,
+        status=dict(statuses),
+        gets_per_s=round(statuses.get("200", 0) / seconds, 1),
+        p50_ms=round(percentile(latencies, 50), 2),
+        p99_ms=round(percentile(latencies, 99), 2),
+        response_bytes=int(percentile(sizes, 50)),
+        turns_returned=returned,
+        rss_before_mb=kib_to_mb(before),
+        rss_max_mb=kib_to_mb(max(poller.max_kib, before)),
+        rss_samples=poller.samples,
+    )
+
+
+# ---- the run --------------------------------------------------------------------------------------------
+
+
+def _session(key: str) -> aiohttp.ClientSession:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=2048, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60)
+    return aiohttp.ClientSession(
+        headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    )
+
+
+async def run(service: ServiceProcess, args: argparse.Namespace, ids: Ids) -> dict[str, Any]:
+    """Every cell, the overload run, growth and memory, against ``service``."""
+    workloads = Workloads(ids)
     cells: list[Cell] = []
-    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
-        for workload, (method, _) in WORKLOADS.items():
-            make: Callable[[int, int], tuple[str, bytes]] = getattr(workloads, method)
+    async with _session(service.key) as session:
+        for name in WORKLOADS:
             for concurrency in args.concurrency:
-                latencies, statuses, seconds = await closed_loop(
-                    session, service.url, make, concurrency, args.duration, args.warmup
+                cell = await run_cell(
+                    session, service.url, workloads, name, f"{name}-c{concurrency}", concurrency, args
                 )
-                cell = make_cell(workload, concurrency, latencies, statuses, seconds)
                 cells.append(cell)
                 print(_row(cell), flush=True)
         saturation = max(c.requests_per_s for c in cells if c.workload == "append-1")
         rate = saturation * args.overload_factor
         print(
             f"overload: offering {rate:.0f} req/s "
-            f"(x{args.overload_factor:g} saturation) for {args.overload_s:g} s"
+            f"(x{args.overload_factor:g} saturation) for {args.overload_s:g} s",
+            flush=True,
         )
         before = await asyncio.to_thread(server_histogram, service.url)
-        results, errors, retry_after = await open_loop(
-            session, service.url, workloads.append_one, rate, args.overload_s
+        results, errors, retry_after, duplicates = await open_loop(
+            session, service.url, workloads.get("append-1", "overload"), rate, args.overload_s
         )
         after = await asyncio.to_thread(server_histogram, service.url)
-    overload = summarise_overload(results, errors, retry_after, rate, args.overload_s)
-    overload.server_p99_le_ms = histogram_p99_ms(before, after)
-    return {"cells": [asdict(c) for c in cells], "saturation_per_s": saturation, "overload": asdict(overload)}
+        overload = summarise_overload(results, errors, retry_after, rate, args.overload_s, duplicates)
+        overload.server_p99_le_ms = histogram_p99_ms(before, after)
+
+        points, stored = await growth(session, service.url, workloads, args.growth_samples)
+        for point in points:
+            print(_growth_row(point), flush=True)
+        stored = await build_up(session, service.url, workloads, "growth", stored, GET_TURNS)
+        memory = await get_load(
+            session,
+            service.url,
+            ids.conversation("growth", 0, 0),
+            stored,
+            service.process.pid,
+            GET_CLIENTS,
+            args.get_s,
+        )
+        print(_memory_row(memory), flush=True)
+    return {
+        "cells": [asdict(c) for c in cells],
+        "saturation_per_s": saturation,
+        "overload": asdict(overload),
+        "growth": [asdict(p) for p in points],
+        "memory": asdict(memory),
+    }
+
+
+async def compare_workers(args: argparse.Namespace, ids: Ids, log: Path) -> list[dict[str, Any]]:
+    """``append-1`` at the highest concurrency against a fresh server per worker count."""
+    concurrency = max(args.concurrency)
+    runs = []
+    for workers in args.compare_workers:
+        service = ServiceProcess(args.pack, workers, log)
+        try:
+            await asyncio.to_thread(service.wait_ready)
+            async with _session(service.key) as session:
+                cell = await run_cell(
+                    session,
+                    service.url,
+                    Workloads(ids),
+                    "append-1",
+                    f"workers{workers}-c{concurrency}",
+                    concurrency,
+                    args,
+                )
+        finally:
+            await asyncio.to_thread(service.stop)
+        print(f"workers={workers}: {_row(cell)}", flush=True)
+        runs.append({"workers": workers, **asdict(cell)})
+    return runs
+
+
+def workers_ratio(runs: Sequence[dict[str, Any]]) -> float | None:
+    """Turns/s of the last worker count over the first (None without two runs)."""
+    if len(runs) < 2 or not runs[0]["turns_per_s"]:
+        return None
+    return round(runs[-1]["turns_per_s"] / runs[0]["turns_per_s"], 2)
 
 
 APPEND_ROUTE = "/v1/conversations/{conversation_id}/turns"
@@ -391,7 +869,12 @@ def histogram_p99_ms(before: dict[tuple[str, float], float], after: dict[tuple[s
 
 
 def summarise_overload(
-    results: list[tuple[int, float]], errors: int, retry_after: bool, rate: float, seconds: float
+    results: list[tuple[int, float]],
+    errors: int,
+    retry_after: bool,
+    rate: float,
+    seconds: float,
+    duplicates: int = 0,
 ) -> Overload:
     """Counts and latencies of the open-loop run."""
     statuses = Counter(str(status) for status, _ in results)
@@ -413,32 +896,64 @@ def summarise_overload(
         max_ms=round(max(everything, default=0.0), 2),
         retry_after_seen=retry_after,
         errors=errors,
+        duplicates=duplicates,
+    )
+
+
+def total_duplicates(report: dict[str, Any]) -> int:
+    """Duplicates any step of ``report`` saw (every id is fresh, so anything but 0 is a bench bug)."""
+    return (
+        sum(c.get("duplicates", 0) for c in report.get("cells", []))
+        + sum(r.get("duplicates", 0) for r in report.get("workers", []))
+        + report.get("overload", {}).get("duplicates", 0)
     )
 
 
 def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The issue's targets, met or not."""
+    """The issues' targets, met or not (a step the report lacks is not met)."""
     cells = report["cells"]
 
     def cell(workload: str, concurrency: int) -> dict[str, Any] | None:
         return next((c for c in cells if c["workload"] == workload and c["concurrency"] == concurrency), None)
 
     one = cell("append-1", 1)
-    busiest = max(
-        (c["customer_turns_per_s"] for c in cells if c["concurrency"] == max(CONCURRENCY)), default=0.0
-    )
+    busiest = cell("append-1", max(CONCURRENCY))
+    turns_c64 = busiest["turns_per_s"] if busiest else None
     overload = report["overload"]
     deadline_ms = 2000.0
+    points = report.get("growth", [])
+    ratio = growth_ratio(points)
+    last_bytes = points[-1]["default_bytes"] if points else None
+    rss = report.get("memory", {}).get("rss_max_mb")
+    duplicates = total_duplicates(report)
     return {
         "append_p50_c1_ms": {
             "value": one["p50_ms"] if one else None,
             "target": f"<= {TARGET_APPEND_P50_MS}",
             "met": bool(one and one["p50_ms"] <= TARGET_APPEND_P50_MS),
         },
-        "customer_turns_per_s_c64": {
-            "value": busiest,
-            "target": f">= {TARGET_CUSTOMER_TURNS_PER_S}",
-            "met": busiest >= TARGET_CUSTOMER_TURNS_PER_S,
+        "unique_turns_per_s_c64": {
+            "value": turns_c64,
+            "target": f">= {TARGET_TURNS_PER_S:g} (turns the service scored and stored)",
+            "met": turns_c64 is not None and turns_c64 >= TARGET_TURNS_PER_S,
+        },
+        "duplicates": {"value": duplicates, "target": "0 (every turn id is fresh)", "met": duplicates == 0},
+        "growth_p50_ratio": {
+            "value": ratio,
+            "target": f"<= {TARGET_GROWTH_RATIO} (one-turn append at turn {GROWTH_MARKS[-1]} vs "
+            f"{GROWTH_MARKS[0]}, default response)",
+            "met": ratio is not None and ratio <= TARGET_GROWTH_RATIO,
+        },
+        "growth_default_bytes": {
+            "value": last_bytes,
+            "target": f"< {TARGET_GROWTH_BYTES} (default response at turn {GROWTH_MARKS[-1]})",
+            "met": last_bytes is not None and last_bytes < TARGET_GROWTH_BYTES,
+        },
+        "get_rss_max_mb": {
+            "value": rss,
+            "target": f"<= {TARGET_GET_RSS_MB:g} ({GET_CLIENTS} concurrent GETs of a {GET_TURNS}-turn "
+            "conversation)",
+            "met": rss is not None and rss <= TARGET_GET_RSS_MB,
         },
         "overload_sheds_with_429": {
             "value": overload["rejected_share"],
@@ -464,18 +979,34 @@ def _row(cell: Cell) -> str:
     statuses = ",".join(f"{k}:{v}" for k, v in sorted(cell.status.items()))
     return (
         f"{cell.workload:<11} c={cell.concurrency:<3} p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
-        f"{cell.requests_per_s:7.1f} req/s  {cell.customer_turns_per_s:7.1f} customer turns/s  [{statuses}]"
+        f"{cell.requests_per_s:7.1f} req/s  {cell.turns_per_s:7.1f} turns/s  "
+        f"dup {cell.duplicates}  [{statuses}]"
+    )
+
+
+def _growth_row(point: GrowthPoint) -> str:
+    return (
+        f"growth at {point.turns:>4} turns: one-turn append p50 {point.default_p50_ms:7.2f} ms "
+        f"({point.default_bytes} B default), {point.new_p50_ms:7.2f} ms ({point.new_bytes} B ?turns=new)"
+    )
+
+
+def _memory_row(memory: GetLoad) -> str:
+    return (
+        f"{memory.clients} clients GET a {memory.turns_stored}-turn conversation: {memory.gets_per_s:.0f}/s, "
+        f"p50 {memory.p50_ms:.1f} ms, {memory.response_bytes} B ({memory.turns_returned} turns); "
+        f"server RSS {memory.rss_before_mb:.0f} -> max {memory.rss_max_mb:.0f} MB"
     )
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The summary table."""
+    """The summary tables."""
     print()
-    print(f"{'workload':<11} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'cust turns/s':>13}")
+    print(f"{'workload':<11} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'turns/s':>8} {'dup':>4}")
     for cell in report["cells"]:
         print(
             f"{cell['workload']:<11} {cell['concurrency']:>4} {cell['p50_ms']:>8.2f} {cell['p99_ms']:>8.2f} "
-            f"{cell['requests_per_s']:>8.1f} {cell['customer_turns_per_s']:>13.1f}"
+            f"{cell['requests_per_s']:>8.1f} {cell['turns_per_s']:>8.1f} {cell['duplicates']:>4}"
         )
     o = report["overload"]
     print(
@@ -485,27 +1016,47 @@ def print_report(report: dict[str, Any]) -> None:
         f"p99 all {o['all_p99_ms']:.1f} ms, max {o['max_ms']:.1f} ms; statuses {o['status']}; "
         f"server-side p99 <= {o['server_p99_le_ms']:.0f} ms"
     )
+    print(f"\n{'turns':>6} {'p50 ms':>8} {'p90 ms':>8} {'bytes':>9} {'new p50':>8} {'new B':>7}")
+    for p in report["growth"]:
+        print(
+            f"{p['turns']:>6} {p['default_p50_ms']:>8.2f} {p['default_p90_ms']:>8.2f} "
+            f"{p['default_bytes']:>9} {p['new_p50_ms']:>8.2f} {p['new_bytes']:>7}"
+        )
+    m = report["memory"]
+    print(
+        f"\nGET x{m['clients']} of {m['turns_stored']} turns: {m['gets_per_s']:.0f}/s, "
+        f"p50 {m['p50_ms']:.1f} ms, p99 {m['p99_ms']:.1f} ms, {m['response_bytes']} B/response, "
+        f"RSS {m['rss_before_mb']:.0f} -> {m['rss_max_mb']:.0f} MB ({m['rss_samples']} samples)"
+    )
+    if report.get("workers"):
+        runs = ", ".join(
+            f"{r['workers']} worker(s) {r['turns_per_s']:.0f} turns/s" for r in report["workers"]
+        )
+        print(
+            f"\nworkers at c={report['workers'][0]['concurrency']}: {runs}; ratio {report['workers_ratio']}"
+        )
     print("\ntargets:")
     for name, check in report["targets"].items():
         print(f"  {'ok  ' if check['met'] else 'MISS'} {name}: {check['value']} (target {check['target']})")
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README table for a report (``python -m bench http --markdown``)."""
+    """The README tables for a report (``python -m bench http --markdown``)."""
     meta = report.get("meta", {})
     lines = [
         f"HTTP end to end, `python -m bench http` ({meta.get('date', '?')}, {meta.get('cpus', '?')} CPUs, "
         f"{meta.get('workers', 1)} worker, client on the same machine; CPU busy before the run: "
-        f"{meta.get('cpu_busy_share_before')}):",
+        f"{meta.get('cpu_busy_share_before')}, load average {meta.get('load_average_before')}). "
+        "Every turn id is fresh; turns/s counts what the service scored and stored:",
         "",
-        "| workload | concurrency | p50 ms | p99 ms | requests/s | customer turns/s | 429s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| workload | concurrency | p50 ms | p99 ms | requests/s | turns/s | 429s | duplicates |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for cell in report["cells"]:
         refused = cell["status"].get("429", 0)
         lines.append(
             f"| {cell['workload']} | {cell['concurrency']} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
-            f"{cell['requests_per_s']:.0f} | {cell['customer_turns_per_s']:.0f} | {refused} |"
+            f"{cell['requests_per_s']:.0f} | {cell['turns_per_s']:.0f} | {refused} | {cell['duplicates']} |"
         )
     o = report["overload"]
     no_5xx = not any(s.startswith("5") for s in o["status"])
@@ -517,56 +1068,139 @@ def markdown(report: dict[str, Any]) -> str:
         f"{o['rejected_share']:.0%} refused with 429 + Retry-After, no 5xx: {no_5xx}; "
         f"p99 of served {o['ok_p99_ms']:.0f} ms, of refusals {o['rejected_p99_ms']:.0f} ms "
         f"(server-side p99 <= {o['server_p99_le_ms']:.0f} ms).",
-        "",
-        "| target | value | met |",
-        "| --- | --- | --- |",
     ]
+    if report.get("growth"):
+        lines += [
+            "",
+            "One conversation growing (one-turn appends, p50 of the default response and of `?turns=new`):",
+            "",
+            "| turns stored | p50 ms | response bytes | p50 ms `?turns=new` | bytes `?turns=new` |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {p['turns']} | {p['default_p50_ms']:.1f} | {p['default_bytes']} | {p['new_p50_ms']:.1f} | "
+            f"{p['new_bytes']} |"
+            for p in report["growth"]
+        ]
+    if report.get("memory"):
+        m = report["memory"]
+        lines += [
+            "",
+            f"{m['clients']} clients GET a {m['turns_stored']}-turn conversation for {m['seconds']:g} s: "
+            f"{m['gets_per_s']:.0f} GETs/s, p50 {m['p50_ms']:.0f} ms, {m['response_bytes']} bytes "
+            f"({m['turns_returned']} turns) per response; server RSS {m['rss_before_mb']:.0f} MB before, "
+            f"{m['rss_max_mb']:.0f} MB at most.",
+        ]
+    if report.get("workers"):
+        runs = "; ".join(
+            f"{r['workers']} worker(s): {r['turns_per_s']:.0f} turns/s, p50 {r['p50_ms']:.0f} ms, "
+            f"p99 {r['p99_ms']:.0f} ms"
+            for r in report["workers"]
+        )
+        lines += [
+            "",
+            f"`append-1` at concurrency {report['workers'][0]['concurrency']} by uvicorn worker count "
+            f"(fresh server each): {runs}; ratio {report.get('workers_ratio')}.",
+        ]
+    lines += ["", "| target | value | met |", "| --- | --- | --- |"]
     for name, check in report["targets"].items():
         lines.append(f"| {name} ({check['target']}) | {check['value']} | {'yes' if check['met'] else 'no'} |")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns 0 (figures are reported, not asserted)."""
+QUICK = {
+    "duration": 2.0,
+    "warmup": 0.5,
+    "concurrency": [1, 64],
+    "overload_s": 3.0,
+    "growth_samples": 10,
+    "get_s": 2.0,
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options; ``--quick`` shortens every step it did not get explicitly."""
     parser = argparse.ArgumentParser(prog="python -m bench http", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pack", type=Path, help="model pack (default: the bundled default pack)")
-    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
+    parser.add_argument("--quick", action="store_true", help="short steps (a smoke run); writes only --out")
+    parser.add_argument("--duration", type=float, help="measured seconds per cell (default 6)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each cell (default 1)")
+    parser.add_argument("--concurrency", type=int, nargs="+", help="closed-loop clients (default 1 16 64)")
     parser.add_argument("--overload-factor", type=float, default=2.0, help="multiple of saturation to offer")
-    parser.add_argument("--overload-s", type=float, default=8.0, help="seconds of the overload run")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--markdown", action="store_true", help="print the README table of --out and exit")
+    parser.add_argument("--overload-s", type=float, help="seconds of the overload run (default 8)")
+    parser.add_argument(
+        "--growth-samples", type=int, help="timed one-turn appends per growth mark (default 40)"
+    )
+    parser.add_argument("--get-s", type=float, help="seconds of the concurrent-GET memory step (default 5)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes for the main run")
+    parser.add_argument(
+        "--compare-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="worker counts to compare at the highest concurrency (none: skip)",
+    )
+    parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT}; none with --quick)")
+    parser.add_argument("--markdown", action="store_true", help="print the README tables of --out and exit")
     args = parser.parse_args(argv)
+    defaults = {
+        "duration": 6.0,
+        "warmup": 1.0,
+        "concurrency": list(CONCURRENCY),
+        "overload_s": 8.0,
+        "growth_samples": 40,
+        "get_s": 5.0,
+    }
+    for name, value in (QUICK if args.quick else defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.out is None and not args.quick:
+        args.out = DEFAULT_OUT
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; 0 unless a reply reported duplicates (figures are reported, not asserted)."""
+    args = parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(args.out.read_text())))
+        print(markdown(json.loads((args.out or DEFAULT_OUT).read_text())))
         return 0
 
     busy_before = cpu_busy_share()
+    load_before = load_average()
+    ids = Ids.new()
     log = Path(tempfile.mkstemp(prefix="switchboard-bench-", suffix=".log")[1])
+    started = time.monotonic()
     service = ServiceProcess(args.pack, args.workers, log)
     try:
         ready_s = service.wait_ready()
-        print(f"service ready in {ready_s:.2f} s at {service.url} (log {log})", flush=True)
-        report = _run_loop(run(service, args))
+        print(f"service ready in {ready_s:.2f} s at {service.url} (log {log}), run {ids.nonce}", flush=True)
+        report = run_loop(run(service, args, ids))
     finally:
         service.stop()
+    report["workers"] = run_loop(compare_workers(args, ids, log)) if args.compare_workers else []
+    report["workers_ratio"] = workers_ratio(report["workers"])
     report.update(
         {
             "benchmark": "http",
             "overload_factor": args.overload_factor,
             "ready_s": round(ready_s, 2),
+            "run_s": round(time.monotonic() - started, 1),
             "meta": {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "run": ids.nonce,
+                "quick": args.quick,
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "cpus": os.cpu_count(),
                 "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                 "workers": args.workers,
-                # Other work on the machine skews every figure: check this was ~0 before the run.
+                # Other work on the machine skews every figure: check these were ~0 before the run.
                 "cpu_busy_share_before": busy_before,
+                "load_average_before": load_before,
+                "load_average_after": load_average(),
                 "duration_s": args.duration,
+                "max_conversation_turns": MAX_CONVERSATION_TURNS,
                 "client": f"aiohttp {aiohttp.__version__} in the same machine",
                 "server": "switchboard serve (uvicorn, uvloop, httptools), SQLite store, API-key auth on",
             },
@@ -576,15 +1210,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(report)
     if busy_before is not None and busy_before > 0.1:
         print(
-            f"\nWARNING: {busy_before:.0%} of the CPUs were busy before the run: other work skews the figures"
+            f"\nWARNING: {busy_before:.0%} of the CPUs were busy before the run "
+            f"(load average {load_before}): other work skews the figures"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.out} in {report['run_s']:.0f} s")
+    duplicates = total_duplicates(report)
+    if duplicates:
+        print(f"\nERROR: the service reported {duplicates} duplicate turns: the bench resent stored ids")
+        return 1
     return 0
 
 
-def _run_loop(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+def run_loop(coro: Awaitable[Any]) -> Any:
+    """Run ``coro`` on uvloop (asyncio where uvloop is missing) and return its result."""
     try:
         import uvloop
 

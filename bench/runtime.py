@@ -10,6 +10,12 @@ concurrency 1, 8 and 32 (clients that each send one utterance and wait):
 (b) the same three heads as three separate int8 ONNX models (``export.baseline``);
 (c) three Hugging Face ``transformers`` pipelines, PyTorch fp32 (``export.baseline``).
 
+Issue 9's latency bar, one utterance (<= 32 tokens, every head) at concurrency
+1, is measured for the default thread plan (one intra-op thread) and for the
+alternative, one ONNX session on every CPU (the old two-thread setting), in
+alternating rounds of the same run, so both see the same background load; batch
+throughput (``Runtime.predict`` of every turn) is measured the same way.
+
 It prints p50/p99 latency and throughput per cell with the ratios between the
 systems, checks the issue's targets, and writes ``runtime.json`` and
 ``runtime.png`` to ``--out``. (a) runs first, before torch is imported, so its
@@ -48,8 +54,12 @@ SHORT_TOKENS = 32
 ASYNC_WARMUP_S = 0.3
 BENCH_DEADLINE_MS = 120_000  # latency is measured, not enforced: a busy machine must not abort the run
 
+ONE_UTTERANCE_ROUNDS = 6
+BATCH_ROUNDS = 3
+
 SYSTEMS = {
     "runtime": "(a) Switchboard runtime, batching on",
+    "runtime_all_cpus": "(a''') one ONNX session on every CPU (the old two-thread setting)",
     "runtime_unbatched": "(a') Switchboard runtime, batching off",
     "runtime_padded": "(a'') Switchboard runtime, padded batches (not batch-invariant)",
     "separate_onnx": "(b) three separate int8 ONNX models",
@@ -222,7 +232,7 @@ def _event_loop_runner() -> Callable[[Awaitable[Any]], Any]:
 def bench_runtime(
     pack: Path, turns: Sequence[str], short: Sequence[str], args: argparse.Namespace
 ) -> tuple[list[Cell], dict[str, Any]]:
-    """(a): batching on (all concurrencies + short turns at 1) and off; load/ready time and RSS."""
+    """(a): batching on, padded and off, every concurrency; load/ready time and RSS."""
     cells: list[Cell] = []
     facts: dict[str, Any] = {}
     run = _event_loop_runner()
@@ -250,15 +260,91 @@ def bench_runtime(
                     window = await async_clients(call, turns, concurrency, args.seconds)
                     cells.append(summarise(system, concurrency, window))
                     print(_row(cells[-1]), flush=True)
-                if system == "runtime":
-                    window = await async_clients(call, short, 1, args.seconds)
-                    cells.append(summarise(system, 1, window, subset="short"))
-                    print(_row(cells[-1]), flush=True)
             finally:
                 await runtime.close()
 
         run(session())
     return cells, facts
+
+
+def all_cpus_config(spinning: bool) -> RuntimeConfig:
+    """The alternative thread plan: every run on one session with the quota's intra-op threads."""
+    return RuntimeConfig(spinning=spinning, invariant=False, single_thread_tokens=0)
+
+
+def merged(system: str, windows: Sequence[Window], subset: str) -> Cell:
+    """One cell from several concurrency-1 windows of the same system (rounds of an interleaved run)."""
+    total = Window(0, 0, 0)
+    total.latencies = [value for window in windows for value in window.latencies]
+    total.start, total.last_end = 0.0, sum(window.elapsed for window in windows)
+    total.cpu_start, total.cpu_end = 0.0, sum(window.cpu_seconds for window in windows)
+    return summarise(system, 1, total, subset)
+
+
+async def sequential(call: Callable[[str], Awaitable[Any]], texts: Sequence[str], seconds: float) -> Window:
+    """One client sending ``texts`` in turn for ``seconds`` (no warm-up: the caller warms up)."""
+    window = Window(seconds, 1, max(60.0, 10 * seconds))
+    index = 0
+    while window.open():
+        started = time.perf_counter()
+        await call(texts[index % len(texts)])
+        window.record(started, time.perf_counter())
+        index += 1
+    return window
+
+
+def _submitter(runtime: Runtime) -> Callable[[str], Awaitable[Any]]:
+    async def call(text: str) -> Any:
+        return await runtime.submit([text], deadline_ms=BENCH_DEADLINE_MS)
+
+    return call
+
+
+def bench_one_utterance(
+    pack: Path, turns: Sequence[str], short: Sequence[str], args: argparse.Namespace
+) -> tuple[list[Cell], dict[str, Any]]:
+    """Issue 9's bar, default plan vs one session on every CPU, in alternating rounds of one run.
+
+    Returns the two one-utterance cells (``subset="short"``) and the batch throughput
+    (``Runtime.predict`` of every turn, utterances/s, median of the rounds) of both plans.
+    """
+    plans = {
+        "runtime": RuntimeConfig(spinning=args.spin),
+        "runtime_all_cpus": all_cpus_config(args.spin),
+    }
+    windows: dict[str, list[Window]] = {name: [] for name in plans}
+    batch: dict[str, list[float]] = {name: [] for name in plans}
+
+    async def session() -> None:
+        runtimes = {name: Runtime.load(pack, config) for name, config in plans.items()}
+        for runtime in runtimes.values():
+            await runtime.start()
+        try:
+            calls = {name: _submitter(runtime) for name, runtime in runtimes.items()}
+            for call in calls.values():
+                await sequential(call, short, ASYNC_WARMUP_S)
+            for round_ in range(ONE_UTTERANCE_ROUNDS):  # alternating order: neither plan always goes first
+                order = list(plans) if round_ % 2 == 0 else list(reversed(plans))
+                for name in order:
+                    windows[name].append(await sequential(calls[name], short, args.seconds / 2))
+            for round_ in range(BATCH_ROUNDS):
+                order = list(plans) if round_ % 2 == 0 else list(reversed(plans))
+                for name in order:
+                    started = time.perf_counter()
+                    await asyncio.to_thread(runtimes[name].predict, turns)
+                    batch[name].append(len(turns) / (time.perf_counter() - started))
+        finally:
+            for runtime in runtimes.values():
+                await runtime.close()
+
+    _event_loop_runner()(session())
+    cells = [merged(name, windows[name], "short") for name in plans]
+    for cell in cells:
+        print(_row(cell), flush=True)
+    throughput = {name: round(sorted(values)[len(values) // 2], 1) for name, values in batch.items()}
+    for name, value in throughput.items():
+        print(f"{name + ' predict(all turns)':<30} n={len(turns):<6} {value:>9.1f} utt/s", flush=True)
+    return cells, {"batch_throughput": throughput}
 
 
 def bench_threads(
@@ -348,6 +434,13 @@ def ratios(cells: Sequence[Cell], concurrencies: Sequence[int]) -> dict[str, dic
         "batching_on_vs_off": "runtime_unbatched",
         "invariant_vs_padded": "runtime_padded",
     }
+    ours, theirs = find(cells, "runtime", 1, "short"), find(cells, "runtime_all_cpus", 1, "short")
+    if ours is not None and theirs is not None and ours.p50_ms and ours.cpu_ms_per_utt:
+        out["one_thread_vs_all_cpus_short"] = {
+            "p50_speedup_c1": round(theirs.p50_ms / ours.p50_ms, 2),
+            "p99_speedup_c1": round(theirs.p99_ms / ours.p99_ms, 2),
+            "cpu_per_utt_x_c1": round(theirs.cpu_ms_per_utt / ours.cpu_ms_per_utt, 2),
+        }
     for name, other in pairs.items():
         for concurrency in concurrencies:
             ours, theirs = find(cells, "runtime", concurrency), find(cells, other, concurrency)
@@ -406,6 +499,10 @@ def print_report(report: dict[str, Any]) -> None:
     print("\n== cells ==")
     for cell in report["cells"]:
         print(_row(Cell(**cell)))
+    if report.get("batch_throughput"):
+        print(f"\n== batch throughput (Runtime.predict of {report['turns']['count']} turns, utt/s) ==")
+        for name, value in report["batch_throughput"].items():
+            print(f"{name:<28} {value}")
     print("\n== ratios ((a) over the alternative; >1 means (a) is better) ==")
     for name, values in report["ratios"].items():
         print(f"{name:<28} " + "  ".join(f"{key}={value}" for key, value in values.items()))
@@ -519,6 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(turns)} turns of {min(kept)}-{max(kept)} tokens (mean {mean:.1f}); pack {pack}")
 
     cells, facts = bench_runtime(pack, turns, short, args)
+    one_utterance, batch_facts = bench_one_utterance(pack, turns, short, args)
+    cells += one_utterance
+    facts.update(batch_facts)
     others: dict[str, Callable[[str], dict[str, Any]]] = {}
     needs_checkpoint = [s for s in ("separate_onnx", "hf_pipelines") if s not in args.skip]
     if needs_checkpoint and not (args.checkpoint / "heads.safetensors").is_file():
@@ -557,6 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds_per_cell": args.seconds,
         "ready_s": facts.get("ready_s"),
         "rss_mb": facts.get("rss_mb"),
+        "batch_throughput": facts.get("batch_throughput"),
         "cells": [asdict(cell) for cell in cells],
         "ratios": ratio,
         "targets": targets(cells, ratio, facts),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from export.headline import HEADLINE
 from models.manifest import Manifest
 
 
@@ -17,8 +18,6 @@ def _bar(bar: float | None, direction: str) -> str:
 
 
 def _metrics_table(results: dict[str, Any]) -> list[str]:
-    from export.evaluate import HEADLINE
-
     head = results["headline"]
     lines = ["| metric | bar | fp32 | int8 | Δ |", "|---|---|---|---|---|"]
     for key, (title, bar, direction) in HEADLINE.items():

@@ -34,6 +34,8 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from export import metrics as m
+from export.halves import emotion_arrays, halves, label_index, report_half, single_label_rows
+from export.headline import headline
 from export.mix import Mixture, Sample
 from export.pack import LABELS
 from export.quantize import PRESETS, quantize
@@ -95,57 +97,20 @@ def score_sets(scorer: OnnxScorer, val: dict[str, list[Sample]], per_text: bool)
     return {name: scorer.logits([s.text for s in items], per_text=per_text) for name, items in val.items()}
 
 
-def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic calibration / report index split of ``n`` rows."""
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return np.array(sorted(order[: n // 2]), dtype=np.int64), np.array(
-        sorted(order[n // 2 :]), dtype=np.int64
-    )
-
-
-def _index(head: str) -> dict[str, int]:
-    return {label: i for i, label in enumerate(LABELS[head])}
-
-
 # --- calibration ------------------------------------------------------------------------
-
-
-def _label(sample: Sample, head: str) -> str:
-    if head == "sentiment":
-        return sample.sentiment[0] if len(sample.sentiment) == 1 else ""
-    return str(getattr(sample, head))
-
-
-def _single(samples: list[Sample], rows: np.ndarray, head: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with exactly one known label for ``head`` and their class ids."""
-    index = _index(head)
-    keep = [r for r in rows.tolist() if _label(samples[r], head)]
-    return np.array(keep, np.int64), np.array([index[_label(samples[r], head)] for r in keep], np.int64)
-
-
-def _emotion_arrays(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
-    index = _index("emotion")
-    y = np.zeros((len(samples), len(index)), np.float32)
-    known = np.zeros_like(y)
-    for r, sample in enumerate(samples):
-        for label, value in sample.emotion:
-            y[r, index[label]] = value
-            known[r, index[label]] = 1
-    return y, known
 
 
 def reason_threshold(
     val: dict[str, list[Sample]], logits: Logits, temps: dict[str, float], seed: int
 ) -> float:
     """The p(reason) from which a turn is a reason: best reason-vs-rest F1 on the calibration halves."""
-    index = _index("act")
+    index = label_index("act")
     ys, ps = [], []
     for name in ("sgd", "sgd_requests"):
         if name not in val or "act" not in logits.get(name, {}):
             continue
         cal, _ = halves(len(val[name]), seed)
-        rows, y = _single(val[name], cal, "act")
+        rows, y = single_label_rows(val[name], cal, "act")
         ys.append(y == index["reason"])
         ps.append(m.softmax(logits[name]["act"][rows], temps.get("act", 1.0))[:, index["reason"]])
     if not ys:
@@ -176,14 +141,14 @@ def calibrate(val: dict[str, list[Sample]], logits: Logits, seed: int) -> tuple[
             if name not in val or head not in logits.get(name, {}):
                 continue
             cal, _ = halves(len(val[name]), seed)
-            rows, y = _single(val[name], cal, head)
+            rows, y = single_label_rows(val[name], cal, head)
             if len(rows):
                 zs.append(logits[name][head][rows])
                 ys.append(y)
         if zs:
             temps[head] = m.fit_temperature(np.concatenate(zs), np.concatenate(ys))
     cal, _ = halves(len(val["goemotions"]), seed)
-    y_go, _known = _emotion_arrays(val["goemotions"])
+    y_go, _known = emotion_arrays(val["goemotions"])
     z_go = logits["goemotions"]["emotion"][cal]
     temps["emotion"] = m.fit_temperature(z_go, y_go[cal], multilabel=True)
     thresholds = m.tune_thresholds(m.sigmoid(z_go, temps["emotion"]), y_go[cal])
@@ -192,7 +157,7 @@ def calibrate(val: dict[str, list[Sample]], logits: Logits, seed: int) -> tuple[
         if name not in val:
             continue
         cal, _ = halves(len(val[name]), seed)
-        y, known = _emotion_arrays(val[name])
+        y, known = emotion_arrays(val[name])
         calm_scores.append(m.sigmoid(logits[name]["emotion"][cal], temps["emotion"]))
         calm_known.append((known[cal] == 1) & (y[cal] == 0))
     probs, negatives = np.concatenate(calm_scores), np.concatenate(calm_known)
@@ -241,11 +206,6 @@ def calm_rates(d: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _rep(val: dict[str, list[Sample]], name: str, seed: int) -> tuple[list[Sample], np.ndarray]:
-    _, rep = halves(len(val[name]), seed)
-    return [val[name][i] for i in rep.tolist()], rep
-
-
 def _slice(z: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[rows] for k, v in z.items()}
 
@@ -255,9 +215,9 @@ def benchmark_report(
 ) -> dict[str, Any]:
     """The quality bars kept from pack v1, on the report halves."""
     out: dict[str, Any] = {}
-    samples, rows = _rep(val, "requests", seed)
+    samples, rows = report_half(val, "requests", seed)
     pred = logits["requests"]["intent"][rows].argmax(1)
-    index = _index("intent")
+    index = label_index("intent")
     truth = np.array([index[s.intent] for s in samples])
 
     def accuracy(select: list[int]) -> float:
@@ -267,11 +227,11 @@ def benchmark_report(
     out["bitext_accuracy"] = accuracy([i for i, s in enumerate(samples) if s.source == "bitext"])
     out["clinc_in_scope_accuracy"] = accuracy([i for i, s in enumerate(samples) if s.source == "clinc"])
     out["clinc_oos_recall"] = accuracy([i for i, s in enumerate(samples) if s.intent == OUT_OF_SCOPE])
-    samples, rows = _rep(val, "tweeteval", seed)
-    y = np.array([_index("sentiment")[s.sentiment[0]] for s in samples])
+    samples, rows = report_half(val, "tweeteval", seed)
+    y = np.array([label_index("sentiment")[s.sentiment[0]] for s in samples])
     out["tweeteval_macro_recall"] = m.macro_recall(y, logits["tweeteval"]["sentiment"][rows].argmax(1), 3)
-    samples, rows = _rep(val, "goemotions", seed)
-    y_go, _ = _emotion_arrays(samples)
+    samples, rows = report_half(val, "goemotions", seed)
+    y_go, _ = emotion_arrays(samples)
     probs = m.sigmoid(logits["goemotions"]["emotion"][rows], temps["emotion"])
     f1 = m.multilabel_f1(y_go, probs >= thresholds)
     out["goemotions_macro_f1"] = float(f1.mean())
@@ -292,12 +252,12 @@ def conversation_report(
         ("requests_spoken", "bank_requests_spoken"),
     ):
         if name in val:
-            _, rows = _rep(val, name, seed)
+            _, rows = report_half(val, name, seed)
             out[label] = calm_rates(decisions(_slice(logits[name], rows), temps, thresholds))
-    samples, rows = _rep(val, "requests", seed)
+    samples, rows = report_half(val, "requests", seed)
     bank = np.array([r for r, s in zip(rows.tolist(), samples, strict=True) if s.source == "banking77"])
     out["bank_requests"] = calm_rates(decisions(_slice(logits["requests"], bank), temps, thresholds))
-    samples, rows = _rep(val, "complaints", seed)
+    samples, rows = report_half(val, "complaints", seed)
     d = decisions(_slice(logits["complaints"], rows), temps, thresholds)
     complaint = np.array([s.sentiment == ("negative",) for s in samples])
     negative = d["sentiment"] == 0
@@ -325,11 +285,11 @@ def act_report(
     val: dict[str, list[Sample]], logits: Logits, temps: dict[str, float], seed: int
 ) -> dict[str, Any]:
     """Conversation-act accuracy, reason-vs-rest F1 and the confusion matrix on SGD dev turns."""
-    index = _index("act")
+    index = label_index("act")
     cut = {"reason": temps.get("act_reason_threshold", 1.0)}
     ys, preds = [], []
     for name in ("sgd", "sgd_requests"):
-        samples, rows = _rep(val, name, seed)
+        samples, rows = report_half(val, name, seed)
         keep = [i for i, s in enumerate(samples) if s.act]
         ys += [index[samples[i].act] for i in keep]
         probs = m.softmax(logits[name]["act"][rows[keep]], temps.get("act", 1.0))
@@ -370,72 +330,6 @@ def full_report(
         "conversations": conversation_report(val, logits, temps, thresholds, seed),
     }
     return report, temps, thresholds
-
-
-HEADLINE: dict[str, tuple[str, float | None, str]] = {
-    # key: (description, bar, direction: ">=" or "<=")
-    "benchmarks.banking77_accuracy": ("Banking77 intent accuracy", 0.92, ">="),
-    "benchmarks.clinc_in_scope_accuracy": ("CLINC banking/credit in-scope accuracy", 0.92, ">="),
-    "benchmarks.clinc_oos_recall": ("CLINC out-of-scope recall", 0.85, ">="),
-    "benchmarks.tweeteval_macro_recall": (
-        "Sentiment macro-recall, TweetEval (SemEval-2017 style)",
-        0.70,
-        ">=",
-    ),
-    "benchmarks.goemotions_macro_f1": ("Emotion macro-F1, 8 labels, GoEmotions dev", 0.60, ">="),
-    "conversations.calm_task_turns.negative_rate": ("Calm task turns (SGD dev) called negative", 0.08, "<="),
-    "conversations.calm_task_turns.anger_or_frustration_rate": (
-        "Calm task turns with anger or frustration",
-        0.03,
-        "<=",
-    ),
-    "conversations.calm_task_turns_spoken.negative_rate": (
-        "Calm task turns, spoken form, called negative",
-        0.08,
-        "<=",
-    ),
-    "conversations.bank_requests.anger_rate": ("Plain bank requests with anger", 0.05, "<="),
-    "conversations.bank_requests.joy_or_gratitude_rate": (
-        "Plain bank requests with joy or gratitude",
-        0.05,
-        "<=",
-    ),
-    "conversations.bank_requests.emotions_per_turn": (
-        "Plain bank requests: non-neutral emotions per turn",
-        0.6,
-        "<=",
-    ),
-    "conversations.bank_requests.negative_rate": ("Plain bank requests called negative", None, "<="),
-    "conversations.bank_requests_spoken.negative_rate": (
-        "Bank requests, spoken form, called negative",
-        0.08,
-        "<=",
-    ),
-    "conversations.complaints.negative_recall": ("Complaint tweets: negative recall", 0.85, ">="),
-    "conversations.complaints.accuracy": ("Complaint tweets: accuracy (complaint = negative)", 0.80, ">="),
-    "conversations.acts.reason_f1": ("Conversation act: reason vs rest F1 (SGD dev)", 0.90, ">="),
-    "conversations.acts.accuracy": ("Conversation act accuracy, 6 acts (SGD dev)", None, ">="),
-}
-
-
-def lookup(report: dict[str, Any], key: str) -> float | None:
-    """A dotted key of a report, or None."""
-    node: Any = report
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return float(node)
-
-
-def headline(report: dict[str, Any]) -> dict[str, float]:
-    """The figures the quality bars are stated in."""
-    out = {}
-    for key in HEADLINE:
-        value = lookup(report, key)
-        if value is not None:
-            out[key] = round(value, 4)
-    return out
 
 
 def evaluate(

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from export import metrics as m
+from export.halves import emotion_arrays, report_half, single_label_rows
 from export.pack import LABELS
 from routing.taxonomy import CATEGORIES, category_of
 
@@ -71,15 +72,13 @@ def write_all(
     seed: int,
 ) -> list[str]:
     """Write every figure for the report halves; returns paths relative to the pack."""
-    from export.evaluate import _emotion_arrays, _rep, _single
-
     out_dir = pack_dir / FIG_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     ys, zs = [], []
     for name in ("tweeteval", "complaints", "sgd", "requests"):
-        _, rows = _rep(val, name, seed)
-        keep, y = _single(val[name], rows, "sentiment")
+        _, rows = report_half(val, name, seed)
+        keep, y = single_label_rows(val[name], rows, "sentiment")
         ys.append(y)
         zs.append(logits[name]["sentiment"][keep])
     y, probs = np.concatenate(ys), m.softmax(np.concatenate(zs), temps["sentiment"])
@@ -90,8 +89,8 @@ def write_all(
         out_dir / "confusion_sentiment.png",
     )
     curves["sentiment"] = (probs.max(1), probs.argmax(1) == y)
-    _, rows = _rep(val, "requests", seed)
-    keep, y = _single(val["requests"], rows, "intent")
+    _, rows = report_half(val, "requests", seed)
+    keep, y = single_label_rows(val["requests"], rows, "intent")
     probs = m.softmax(logits["requests"]["intent"][keep], temps["intent"])
     pred = probs.argmax(1)
     cat = {c: i for i, c in enumerate(CATEGORIES)}
@@ -106,8 +105,8 @@ def write_all(
     curves["intent"] = (probs.max(1), pred == y)
     ys, zs = [], []
     for name in ("sgd", "sgd_requests"):
-        _, rows = _rep(val, name, seed)
-        keep, y = _single(val[name], rows, "act")
+        _, rows = report_half(val, name, seed)
+        keep, y = single_label_rows(val[name], rows, "act")
         ys.append(y)
         zs.append(logits[name]["act"][keep])
     y, probs = np.concatenate(ys), m.softmax(np.concatenate(zs), temps["act"])
@@ -118,8 +117,8 @@ def write_all(
         out_dir / "confusion_act.png",
     )
     curves["act"] = (probs.max(1), probs.argmax(1) == y)
-    samples, rows = _rep(val, "goemotions", seed)
-    y_go, _ = _emotion_arrays(samples)
+    samples, rows = report_half(val, "goemotions", seed)
+    y_go, _ = emotion_arrays(samples)
     probs = m.sigmoid(logits["goemotions"]["emotion"][rows], temps["emotion"])
     pred = probs >= thresholds
     labels = LABELS["emotion"]

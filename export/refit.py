@@ -5,7 +5,7 @@ GoEmotions for barely one and a half epochs, and the intent head stops while
 its learning rate decays to zero. With the encoder frozen, each head is a
 linear probe over pooled vectors: cheap to train to convergence. This stage
 pools every training text once, then fits each head for up to ``epochs``
-passes with the same masked losses as training (``export.train``), keeping the
+passes with the same masked losses as training (``export.batches``), keeping the
 epoch that scores best on the *calibration* half of the validation sets (the
 report half stays untouched for the card). Sentiment is left as trained: it
 already meets its bars and is calibrated on the same conversational data.
@@ -28,11 +28,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from export import metrics
-from export.evaluate import halves
+from export.batches import IGNORE, Encoded, class_loss, cpu_threads, emotion_loss, encode, pad_batch
+from export.halves import halves
 from export.mix import Sample
 from export.modeling import MultiHeadModel, load_checkpoint
 from export.recipe import Recipe, build_data
-from export.train import IGNORE, Encoded, class_loss, cpu_threads, emotion_loss, encode, pad_batch
 from routing.taxonomy import ACT_LABELS
 
 REFIT_HEADS = ("intent", "act", "emotion")
@@ -130,7 +130,7 @@ def fit_head(
 
 
 def calibration_half(items: list[Sample], seed: int) -> list[Sample]:
-    """The half of a validation set that calibration may use (see ``export.evaluate.halves``)."""
+    """The half of a validation set that calibration may use (see ``export.halves``)."""
     cal, _ = halves(len(items), seed)
     return [items[i] for i in cal.tolist()]
 

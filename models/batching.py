@@ -28,10 +28,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from models.engine import BatchHook, Engine
 from models.errors import DeadlineExceededError, InferenceError, NotReadyError, OverloadedError
 from models.types import TextPrediction
+
+if TYPE_CHECKING:  # models.runtime imports this module; the config is only a type here
+    from models.runtime import RuntimeConfig
 
 Outcome = list[TextPrediction] | BaseException
 
@@ -45,17 +49,6 @@ class Request:
     future: asyncio.Future[list[TextPrediction]]
     deadline: float
     enqueued: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    """Coalescing limits of the worker."""
-
-    max_batch_size: int = 32
-    max_batch_tokens: int = 4096
-    max_wait_s: float = 0.0015
-    queue_size: int = 256
-    batching: bool = True
 
 
 def _batch_error(cause: BaseException, requests: int) -> InferenceError:
@@ -77,11 +70,16 @@ def _settle(outcomes: list[tuple[asyncio.Future[list[TextPrediction]], Outcome]]
 
 
 class MicroBatcher:
-    """Bounded queue + one worker thread running ``Engine`` batches."""
+    """Bounded queue + one worker thread running ``Engine`` batches.
 
-    def __init__(self, engine: Engine, limits: BatchLimits, on_batch: BatchHook | None = None) -> None:
+    Its limits come from ``RuntimeConfig``: ``max_batch_size``, ``max_batch_tokens``,
+    ``max_wait_ms``, ``queue_size`` (texts) and ``batching``.
+    """
+
+    def __init__(self, engine: Engine, config: RuntimeConfig, on_batch: BatchHook | None = None) -> None:
         self._engine = engine
-        self._limits = limits
+        self._config = config
+        self._max_wait_s = config.max_wait_ms / 1000
         self._on_batch = on_batch
         self._items: deque[Request] = deque()
         self._queued_texts = 0
@@ -99,7 +97,7 @@ class MicroBatcher:
     @property
     def batch_size(self) -> int:
         """Largest batch the worker forms (1 when batching is switched off)."""
-        return self._limits.max_batch_size if self._limits.batching else 1
+        return self._config.max_batch_size if self._config.batching else 1
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
@@ -119,10 +117,10 @@ class MicroBatcher:
         with self._cond:
             if self._closed or self._thread is None:
                 raise NotReadyError("the runtime is not running (not started or closed)")
-            if self._items and self._queued_texts + len(texts) > self._limits.queue_size:
+            if self._items and self._queued_texts + len(texts) > self._config.queue_size:
                 retry_after = max(0.001, self._queued_texts * self._seconds_per_text)
                 raise OverloadedError(
-                    f"inference queue full ({self._queued_texts}/{self._limits.queue_size} texts)",
+                    f"inference queue full ({self._queued_texts}/{self._config.queue_size} texts)",
                     retry_after,
                 )
             self._items.append(request)
@@ -148,7 +146,7 @@ class MicroBatcher:
 
     def _take_queued_locked(self, window: list[Request], texts: int) -> int:
         """Move queued requests into the window while they fit the batch size."""
-        while self._items and texts + len(self._items[0].texts) <= self._limits.max_batch_size:
+        while self._items and texts + len(self._items[0].texts) <= self._config.max_batch_size:
             texts = self._pop_locked(window, texts)
         return texts
 
@@ -161,14 +159,14 @@ class MicroBatcher:
             if not self._items:
                 return window
             texts = self._pop_locked(window, 0)
-            if not self._limits.batching:
+            if not self._config.batching:
                 return window
             texts = self._take_queued_locked(window, texts)
-            if not wait_for_more or self._limits.max_wait_s <= 0:
+            if not wait_for_more or self._max_wait_s <= 0:
                 return window
-            until = time.monotonic() + self._limits.max_wait_s
-            while texts < self._limits.max_batch_size and not self._closed:
-                if self._items and texts + len(self._items[0].texts) > self._limits.max_batch_size:
+            until = time.monotonic() + self._max_wait_s
+            while texts < self._config.max_batch_size and not self._closed:
+                if self._items and texts + len(self._items[0].texts) > self._config.max_batch_size:
                     break
                 remaining = until - time.monotonic()
                 if remaining <= 0:
@@ -220,7 +218,7 @@ class MicroBatcher:
         results: list[TextPrediction | None] = [None] * len(texts)
         started = time.perf_counter()
         tokens = self._engine.tokenize(texts)
-        for group in self._engine.plan(tokens, self.batch_size, self._limits.max_batch_tokens):
+        for group in self._engine.plan(tokens, self.batch_size, self._config.max_batch_tokens):
             predictions = self._engine.infer([tokens[i] for i in group], self._on_batch)
             finished: list[tuple[Request, Outcome]] = []
             for index, prediction in zip(group, predictions, strict=True):

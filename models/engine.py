@@ -14,12 +14,18 @@ a micro-batch runs as its own ONNX call at its exact length: its scores depend
 on its text only, and a decision can be replayed from a stored transcript.
 Batching still pays for the queueing, tokenization, post-processing and the
 Python-to-C++ crossings; ``bench runtime`` measures what the per-text calls cost.
+
+Thread plan of padded runs (``invariant=False``): a run of at most
+``single_thread_tokens`` padded tokens goes to a second set of sessions with one
+intra-op thread, larger runs to the sessions with the CPU quota's threads. A
+short run finishes before a second thread would pay for its wake-up and
+synchronisation, and leaves the other core to the event loop and tokenizer.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,7 +34,7 @@ import numpy as np
 from models.errors import InferenceError
 from models.language import LanguageDetector, LanguageResult
 from models.normalize import Normalized, normalize
-from models.pack import LoadedPack
+from models.pack import GraphRunner, LoadedPack
 from models.postprocess import predictions
 from models.tokenize import bucket_by_length
 from models.types import TextPrediction
@@ -54,10 +60,21 @@ BatchHook = Callable[[int, int, float], None]
 class Engine:
     """Runs a loaded pack: every graph once per batch, every head from its graph's output."""
 
-    def __init__(self, pack: LoadedPack, invariant: bool = True, workers: int = 1) -> None:
+    def __init__(
+        self,
+        pack: LoadedPack,
+        invariant: bool = True,
+        workers: int = 1,
+        single_thread_graphs: Mapping[str, GraphRunner] | None = None,
+        single_thread_tokens: int = 0,
+    ) -> None:
+        """``single_thread_graphs`` (optional): the pack's graphs on one-intra-op-thread sessions, used
+        for runs of at most ``single_thread_tokens`` padded tokens (see the module docstring)."""
         self.pack = pack
         self.invariant = invariant
         self.workers = max(1, workers)
+        self._single_thread_graphs = single_thread_graphs
+        self.single_thread_tokens = single_thread_tokens if single_thread_graphs is not None else 0
         # Row workers for per-text runs: ONNX Runtime releases the GIL, so texts run side by side.
         self._pool = (
             ThreadPoolExecutor(self.workers, "switchboard-rows") if invariant and self.workers > 1 else None
@@ -96,9 +113,16 @@ class Engine:
         """Tokens a text costs in a batch: its longest id array."""
         return max(len(ids) for ids in tokens.ids)
 
+    def graphs_for(self, batch: Sequence[Tokens]) -> Mapping[str, GraphRunner]:
+        """The runners a batch runs on: the one-thread sessions for small runs, else the pack's."""
+        graphs = self._single_thread_graphs
+        if graphs is not None and len(batch) * max(map(self.length, batch)) <= self.single_thread_tokens:
+            return graphs
+        return self.pack.graphs
+
     def _run_graphs(self, batch: Sequence[Tokens]) -> dict[tuple[str, str], np.ndarray]:
         outputs: dict[tuple[str, str], np.ndarray] = {}
-        for key, runner in self.pack.graphs.items():
+        for key, runner in self.graphs_for(batch).items():
             slot = self._slots[runner.encoder_key]
             feed = runner.feed([tokens.ids[slot] for tokens in batch], self._encoders[slot].pad_id)
             try:

@@ -12,7 +12,7 @@ probe inference).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -298,3 +298,21 @@ def load_pack(
         _probe(pack_dir, runner, encoders[runner.encoder_key], heads)
         graphs[key] = runner
     return LoadedPack(pack_dir, manifest, encoders, graphs, dict(manifest.heads))
+
+
+def reopen_sessions(
+    pack: LoadedPack, options: ort.SessionOptions, session_factory: SessionFactory = ort_session
+) -> dict[str, GraphRunner]:
+    """A second set of runners for an already verified pack: same graphs, new sessions with ``options``.
+
+    Used for a session set with another thread count; the files were checked by
+    ``load_pack`` and are not hashed again. Raises PackError when a graph does not load.
+    """
+    runners: dict[str, GraphRunner] = {}
+    for key, runner in pack.graphs.items():
+        try:
+            session = session_factory(pack.path / runner.spec.file, options)
+        except Exception as exc:
+            raise _fail(pack.path, f"graph {key!r} ({runner.spec.file}) cannot be loaded: {exc}") from exc
+        runners[key] = replace(runner, session=session)
+    return runners

@@ -4,17 +4,20 @@ Serving needs only onnxruntime, tokenizers and numpy: nothing here (or in any
 module it imports) imports torch or transformers; a test enforces it.
 
 Thread plan (batch-invariant, the default): ``intra_op_threads`` (default: the
-CPUs this process may really use) become that many row workers, each running
-whole texts through ONNX Runtime with one intra-op thread: a short text gains
-almost nothing from intra-op parallelism (measured: 3.2 vs 3.4 ms a text on 2
-threads vs 1), while two texts side by side use both cores fully (32 texts:
-59 ms vs 103 ms one after the other, 91 ms as one padded batch).
+CPUs this process may really use, see ``models.cpu``) become that many row
+workers, each running whole texts through ONNX Runtime with one intra-op thread.
+A single utterance therefore always runs on one thread: a short text gains
+nothing from intra-op parallelism (``bench runtime`` measures one utterance on
+one thread against one session on every CPU in the same run), while a batch
+uses the whole quota with texts side by side (32 texts: 59 ms vs 103 ms one
+after the other, 91 ms as one padded batch).
 
-Thread plan (``invariant=False``): ONNX Runtime gets ``intra_op_threads`` = the CPUs this process may
-really use (affinity mask and cgroup CPU quota, see ``models.cpu``) and one
-inter-op thread with sequential execution: the graph is a chain, so parallel
-operator scheduling only adds contention. All batches run on one worker thread,
-so intra-op threads are never oversubscribed by the async path.
+Thread plan (``invariant=False``): padded runs of up to ``single_thread_tokens``
+tokens (texts x longest) use one-thread sessions, larger runs sessions with
+``intra_op_threads`` threads (see ``models.engine``). Always one inter-op thread
+with sequential execution: the graph is a chain, so parallel operator scheduling
+only adds contention. All batches run on one worker thread, so intra-op threads
+are never oversubscribed by the async path.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from typing import Any
 
 import onnxruntime as ort
 
-from models.batching import BatchLimits, MicroBatcher
+from models.batching import MicroBatcher
 from models.cpu import CpuQuota, cpu_quota
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS, BatchHook, Engine
 from models.errors import DeadlineExceededError, NotReadyError
-from models.pack import LoadedPack, SessionFactory, load_pack, ort_session
+from models.pack import GraphRunner, LoadedPack, SessionFactory, load_pack, ort_session, reopen_sessions
 from models.types import TextPrediction
 
 WARMUP_TEXT = (
@@ -45,13 +48,19 @@ WARMUP_ROUNDS = 3
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Tuning of the runtime; every field has a production default.
+    """The one inference configuration (runtime, micro-batcher, service); every field has a default.
 
-    ``intra_op_threads`` None means "the process's CPU quota". ``max_wait_ms`` is
-    the longest a batch waits for more requests once it has one. ``queue_size``
-    counts texts. ``batching=False`` runs every text alone (for comparisons).
-    ``invariant`` runs each text of a batch as its own ONNX call, so its
-    scores never depend on its batch neighbours (see ``models.engine``).
+    ``intra_op_threads`` None means "the process's CPU quota" (``models.cpu``): the
+    row workers of the invariant plan, or the intra-op threads of large padded
+    runs. ``max_batch_size`` and ``max_batch_tokens`` bound one batch;
+    ``max_wait_ms`` is the longest a batch waits for more requests once it has
+    one. ``queue_size`` counts texts waiting for the worker (a full queue
+    answers OverloadedError). ``default_deadline_ms`` applies to ``submit``
+    without a deadline. ``batching=False`` runs every text alone (for
+    comparisons). ``invariant`` runs each text of a batch as its own ONNX call,
+    so its scores never depend on its batch neighbours (see ``models.engine``).
+    ``single_thread_tokens``: padded runs (``invariant=False``) of at most this
+    many tokens use one intra-op thread; 0 runs everything on ``intra_op_threads``.
     ``spinning`` lets ONNX Runtime's worker threads spin briefly between
     operators. It is off by default: on a 2-core box the spinning threads take
     the CPU the event loop and the tokenizer need (measured: 396 vs 157
@@ -63,11 +72,12 @@ class RuntimeConfig:
     max_batch_size: int = 32
     max_batch_tokens: int = 4096
     max_wait_ms: float = 1.5
-    queue_size: int = 256
+    queue_size: int = 512
     default_deadline_ms: float = 2000
     batching: bool = True
     spinning: bool = False
     invariant: bool = True
+    single_thread_tokens: int = 64
 
     def __post_init__(self) -> None:
         for name in ("inter_op_threads", "max_batch_size", "max_batch_tokens", "queue_size"):
@@ -75,6 +85,10 @@ class RuntimeConfig:
                 raise ValueError(f"RuntimeConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError(f"RuntimeConfig.intra_op_threads must be >= 1, got {self.intra_op_threads}")
+        if self.single_thread_tokens < 0:
+            raise ValueError(
+                f"RuntimeConfig.single_thread_tokens must be >= 0, got {self.single_thread_tokens}"
+            )
         if self.max_wait_ms < 0 or self.default_deadline_ms <= 0:
             raise ValueError("RuntimeConfig.max_wait_ms must be >= 0 and default_deadline_ms > 0")
 
@@ -102,7 +116,13 @@ class Runtime:
     """
 
     def __init__(
-        self, pack: LoadedPack, config: RuntimeConfig, quota: CpuQuota, intra_op: int, load_ms: float
+        self,
+        pack: LoadedPack,
+        config: RuntimeConfig,
+        quota: CpuQuota,
+        intra_op: int,
+        load_ms: float,
+        single_thread_graphs: dict[str, GraphRunner] | None = None,
     ) -> None:
         self._pack = pack
         self._config = config
@@ -110,15 +130,14 @@ class Runtime:
         self._intra_op = intra_op
         self._load_ms = load_ms
         workers = (config.intra_op_threads or quota.cpus) if config.invariant else 1
-        self._engine = Engine(pack, invariant=config.invariant, workers=workers)
-        limits = BatchLimits(
-            max_batch_size=config.max_batch_size,
-            max_batch_tokens=config.max_batch_tokens,
-            max_wait_s=config.max_wait_ms / 1000,
-            queue_size=config.queue_size,
-            batching=config.batching,
+        self._engine = Engine(
+            pack,
+            invariant=config.invariant,
+            workers=workers,
+            single_thread_graphs=single_thread_graphs,
+            single_thread_tokens=config.single_thread_tokens,
         )
-        self._batcher = MicroBatcher(self._engine, limits, self._emit_batch)
+        self._batcher = MicroBatcher(self._engine, config, self._emit_batch)
         self._ready = False
         self._closed = False
         self._warmup_ms: dict[str, float] = {}
@@ -143,7 +162,10 @@ class Runtime:
         # Per-text runs parallelise across texts, not inside one (see the module docstring).
         intra_op = 1 if config.invariant else threads
         pack = load_pack(Path(pack_dir), session_options(config, intra_op), session_factory)
-        return cls(pack, config, quota, intra_op, (time.perf_counter() - started) * 1000)
+        single: dict[str, GraphRunner] | None = None
+        if intra_op > 1 and config.single_thread_tokens > 0:
+            single = reopen_sessions(pack, session_options(config, 1), session_factory)
+        return cls(pack, config, quota, intra_op, (time.perf_counter() - started) * 1000, single)
 
     def _emit_batch(self, texts: int, tokens: int, seconds: float) -> None:
         hook = self.on_batch
@@ -239,7 +261,12 @@ class Runtime:
 
     @property
     def info(self) -> dict[str, Any]:
-        """JSON-ready description: pack, files with sha256, heads, thread plan, batching, warm-up timings."""
+        """JSON-ready description: pack, files with sha256, heads, thread plan, batching, warm-up timings.
+
+        ``threads.intra_op`` is the intra-op thread count of the pack's sessions;
+        ``threads.single_thread_tokens`` > 0 says padded runs up to that many tokens
+        use one-thread sessions (0: no such sessions).
+        """
         manifest = self._pack.manifest
         return {
             "pack": manifest.name,
@@ -264,6 +291,7 @@ class Runtime:
             "truncation": manifest.truncation,
             "threads": {
                 "intra_op": self._intra_op,
+                "single_thread_tokens": self._engine.single_thread_tokens,
                 "row_workers": self._engine.workers,
                 "inter_op": self._config.inter_op_threads,
                 "cpus": self._quota.cpus,

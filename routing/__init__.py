@@ -8,13 +8,14 @@ Pure functions and data, no I/O and no model code. One module per concept:
 * ``churn``: the churn-risk heuristic.
 * ``facts``: the signal vocabulary a policy can test, and its values.
 * ``conditions``: the condition language (data, never ``eval``).
-* ``policy``: loading and validating the TOML policy; the default policy.
+* ``policy``: the TOML policy and the default policy (data in ``policy_schema``, validation in
+  ``policy_loader``).
 * ``reasons``: custom contact reasons (the reasons file) and how a match joins the intent head.
 * ``experiments``: stable variant assignment.
 * ``decision``: ``decide`` and the explanation.
 * ``context``: the handoff context for the human.
 * ``redact``: PII redaction with typed placeholders.
-* ``replay``: a whole transcript in one call, or turn by turn with each previous decision.
+* ``replay``: a transcript turn by turn, each decision made with the one before.
 * ``suite``: policy test suites (labelled conversations and the decisions they must get).
 * ``errors``: the one error hierarchy of this layer.
 

@@ -21,13 +21,13 @@ as you would expect. Nothing is ever ``eval``-ed.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
 
+from routing.errors import did_you_mean
 from routing.facts import SIGNALS, Value, signal_spec
 
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "contains", "present"]
@@ -135,13 +135,6 @@ _ALIASES = {
 }
 
 
-def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    if word in _ALIASES and _ALIASES[word] in options:
-        return f" (did you mean {_ALIASES[word]!r}?)"
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _is_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -228,7 +221,8 @@ def _parse_leaf(raw: dict[str, object], path: str, err: _Errors) -> Leaf | None:
     ok = True
     for key in raw:
         if key != "signal" and key not in OPS:
-            err.add(f"{path}.{key}", f"unknown field{_suggest(key, ['signal', *OPS, 'all', 'any', 'not'])}")
+            hint = did_you_mean(key, ["signal", *OPS, "all", "any", "not"], _ALIASES)
+            err.add(f"{path}.{key}", f"unknown field{hint}")
             ok = False
     ops = [k for k in raw if k in OPS]
     signal = raw.get("signal")
@@ -240,7 +234,7 @@ def _parse_leaf(raw: dict[str, object], path: str, err: _Errors) -> Leaf | None:
         return None
     spec = signal_spec(signal)
     if spec is None:
-        err.add(f"{path}.signal", f"unknown signal {signal!r}{_suggest(signal, list(SIGNALS))}")
+        err.add(f"{path}.signal", f"unknown signal {signal!r}{did_you_mean(signal, list(SIGNALS), _ALIASES)}")
         return None
     if not ops and not ok:
         return None  # the unknown field is most likely the operator, misspelt: one error is enough
@@ -309,7 +303,7 @@ def _check_scalar(
 def _check_label(signal: str, domain: tuple[str, ...] | None, value: str) -> str | None:
     if domain is None or value in domain:
         return None
-    return f"unknown value {value!r} for {signal}{_suggest(value, domain)}"
+    return f"unknown value {value!r} for {signal}{did_you_mean(value, domain, _ALIASES)}"
 
 
 # --- evaluation --------------------------------------------------------------

@@ -127,13 +127,26 @@ def decide(
     conversation_id: str,
     previous: Decision | None = None,
 ) -> Decision:
+    """The decision alone; see ``decide_with_facts``."""
+    return decide_with_facts(signals, customer, policy, conversation_id, previous)[0]
+
+
+def decide_with_facts(
+    signals: ConversationSignals,
+    customer: CustomerInfo,
+    policy: Policy,
+    conversation_id: str,
+    previous: Decision | None = None,
+) -> tuple[Decision, dict[str, Value]]:
     """Return the routing decision for a conversation (see the module doc for the order of steps).
 
     ``previous`` is the decision this conversation got before the latest turns
     (``None`` for a first decision, or a stateless analysis of a whole
     transcript). Deterministic: the same arguments always give the same
     decision. Never raises for a policy from ``load_policy``, signals from
-    ``update_signals`` and a previous decision from ``decide``.
+    ``update_signals`` and a previous decision from ``decide``. The second value
+    is every signal's value exactly as the policy's conditions saw it (what the
+    response shows as ``signals``), so callers need not compute it again.
     """
     churn = assess_churn(signals, customer, policy.churn, policy.signals.peak_emotions)
     facts = observe(signals, customer, churn, policy.signals)
@@ -255,7 +268,7 @@ def decide(
         summary += f", variant '{variant_id}'"
     if resolved:
         summary += ", resolved"
-    return Decision(
+    decision = Decision(
         route=outcome.route,
         queue=outcome.queue,
         priority=outcome.priority,
@@ -284,6 +297,7 @@ def decide(
         pending_since=stable.pending_since,
         customer_turns=lexical_turns,
     )
+    return decision, facts
 
 
 class _Stable(msgspec.Struct, frozen=True):

@@ -7,6 +7,9 @@ HTTP statuses in one place; nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping, Sequence
+
 
 class RoutingError(ValueError):
     """Base of every error raised by ``routing``.
@@ -51,3 +54,16 @@ class ReasonsError(RoutingError):
         count = len(errors)
         head = f"invalid reasons file ({count} error{'s' if count != 1 else ''})"
         super().__init__(head + ":\n" + "\n".join(f"- {e}" for e in errors), errors)
+
+
+def did_you_mean(word: str, options: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
+    """Return `` (did you mean 'x'?)`` naming the option closest to ``word``, or ``""``.
+
+    The one spelling-suggestion helper of every validation message in ``routing``.
+    ``aliases`` maps spellings people reach for first (``equals`` for ``eq``) to an
+    option: an alias whose option is among ``options`` wins over the closest spelling.
+    """
+    if aliases and word in aliases and aliases[word] in options:
+        return f" (did you mean {aliases[word]!r}?)"
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -34,7 +34,6 @@ Pure: no I/O, no model code, no numpy.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -44,7 +43,7 @@ from typing import Any
 
 import msgspec
 
-from routing.errors import ReasonsError
+from routing.errors import ReasonsError, did_you_mean
 from routing.taxonomy import CATEGORIES, INTENT_LABELS, OUT_OF_SCOPE
 
 __all__ = [
@@ -174,11 +173,6 @@ def _hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -213,7 +207,7 @@ class _Loader:
         doc = self.doc
         for key in doc:
             if key not in _TOP_KEYS:
-                self.err("", key, f"unknown field{_suggest(key, _TOP_KEYS)}")
+                self.err("", key, f"unknown field{did_you_mean(key, _TOP_KEYS)}")
         version = self.optional_string("", doc, "version")
         description = self.optional_string("", doc, "description")
         matching = self.matching()
@@ -252,7 +246,7 @@ class _Loader:
         values: dict[str, float] = {}
         for key, value in raw.items():
             if key not in fields:
-                self.err("", f"matching.{key}", f"unknown field{_suggest(key, list(fields))}")
+                self.err("", f"matching.{key}", f"unknown field{did_you_mean(key, list(fields))}")
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 self.err("", f"matching.{key}", f"must be a number, got {_kind(value)}")
             else:
@@ -307,7 +301,7 @@ class _Loader:
         before = len(self.errors)
         for key in body:
             if key not in _REASON_KEYS:
-                self.err(where, key, f"unknown field{_suggest(key, _REASON_KEYS)}")
+                self.err(where, key, f"unknown field{did_you_mean(key, _REASON_KEYS)}")
         category = body.get("category")
         if category is None:
             self.err(where, "category", "missing required field")
@@ -329,7 +323,7 @@ class _Loader:
                     where,
                     "replaces",
                     f"must name a built-in intent, got {shown!r}"
-                    + (_suggest(replaces, INTENT_LABELS) if isinstance(replaces, str) else ""),
+                    + (did_you_mean(replaces, INTENT_LABELS) if isinstance(replaces, str) else ""),
                 )
             elif replaces in seen_replaced:
                 self.err(

@@ -1,9 +1,8 @@
-"""Replay: fold a whole transcript of scored turns and decide, in one call or turn by turn.
+"""Replay: fold a transcript of scored turns and decide after each turn, as a live conversation does.
 
-For tests, policy dry-runs ("what would the new policy have done with
-yesterday's conversations?"), the policy test suites and the CLI. The service
-itself updates the stored signals as turns arrive and passes each decision on
-to the next, which ``replay_steps`` reproduces turn by turn.
+Used by the policy test suites (``routing.suite``). The service itself updates
+the stored signals as turns arrive and passes each decision on to the next,
+which ``replay_steps`` reproduces turn by turn.
 """
 
 from __future__ import annotations
@@ -24,21 +23,6 @@ class Step(msgspec.Struct, frozen=True):
     index: int
     signals: ConversationSignals
     decision: Decision
-
-
-def replay(
-    turns: Iterable[TurnScores], customer: CustomerInfo, policy: Policy, conversation_id: str
-) -> tuple[ConversationSignals, Decision]:
-    """Return the signals after every turn (in order) and the decision for them.
-
-    One decision for the whole transcript, with no previous decision (what
-    ``POST /v1/analyze`` does). Uses the policy's ``[signals]`` settings. Raises
-    ``TurnError`` for an unusable turn, exactly as ``update_signals`` does.
-    """
-    signals = new_signals()
-    for turn in turns:
-        signals = update_signals(signals, turn, policy.signals)
-    return signals, decide(signals, customer, policy, conversation_id)
 
 
 def replay_steps(

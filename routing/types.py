@@ -52,7 +52,6 @@ class TurnScores(msgspec.Struct):
     ts: datetime | None
     sentiment_label: str
     sentiment_score: float
-    sentiment_probs: dict[str, float]
     emotions: dict[str, float]
     emotion_labels: list[str]
     intent: list[tuple[str, float]] | None

@@ -20,18 +20,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from models.types import UNKNOWN, ActResult, TextPrediction
 from routing.churn import assess_churn
 from routing.context import build_context
-from routing.decision import Decision, decide
-from routing.facts import observe
+from routing.decision import Decision, decide_with_facts
+from routing.facts import Value, observe
 from routing.policy import Policy
 from routing.reasons import MergedIntents
 from routing.redact import redact
@@ -61,7 +61,15 @@ from service.schemas import (
 from service.settings import Settings
 from service.validation import check_turns
 
-Predict = Callable[[list[str]], Awaitable[list[TextPrediction]]]
+
+class Inference(Protocol):
+    """What the analyzer needs from the model side (``service.inference.ModelGate``)."""
+
+    async def predict(self, texts: list[str]) -> list[TextPrediction]:
+        """Predictions for ``texts``, in order."""
+        ...
+
+
 _log = logging.getLogger("switchboard.analysis")
 
 
@@ -110,6 +118,7 @@ def score_turn(
     *,
     redact_text: bool,
     reasons: ActiveReasons | None = None,
+    clean_text: str | None = None,
 ) -> ScoredTurn:
     """Combine a turn and its prediction. Only customer turns carry an intent.
 
@@ -119,9 +128,10 @@ def score_turn(
     acts are contact-reason evidence. With ``reasons``, a customer turn's
     intents are merged with its custom contact-reason match
     (``routing.reasons.merge_intents``); the turn's intent then shows the
-    custom reason like a built-in one, with ``source`` ``reasons``.
+    custom reason like a built-in one, with ``source`` ``reasons``. ``clean_text``
+    is the turn's text already redacted by the caller (redaction runs once).
     """
-    text = redact(turn.text) if redact_text else turn.text
+    text = clean_text if clean_text is not None else redact(turn.text) if redact_text else turn.text
     customer = turn.speaker == "customer"
     intent = prediction.intent
     act, language = prediction.act, prediction.language
@@ -139,7 +149,6 @@ def score_turn(
         ts=stamp,
         sentiment_label=prediction.sentiment.label,
         sentiment_score=prediction.sentiment.score,
-        sentiment_probs=dict(prediction.sentiment.probs),
         emotions=dict(prediction.emotion.scores),
         emotion_labels=list(prediction.emotion.labels),
         intent=[(label, prob) for label, prob in intents] if customer else None,
@@ -299,9 +308,18 @@ def build_response(
     closed: bool = False,
     appended: list[int] | None = None,
     duplicates: int = 0,
+    facts: dict[str, Value] | None = None,
+    turn_count: int | None = None,
+    next_after: int | None = None,
 ) -> AnalysisResponse:
-    """Assemble the response (same shape for every endpoint)."""
+    """Assemble the response (same shape for every endpoint).
+
+    ``facts`` are the policy facts ``decide_with_facts`` returned with ``decision``
+    (computed here when None, e.g. for a decision read back from the store).
+    """
     info = customer_info(customer)
+    if facts is None:
+        facts = policy_facts(signals, info, policy)
     context = build_context(signals, info, decision, models_info=models, redact=redact_text)
     return AnalysisResponse(
         conversation_id=conversation_id,
@@ -309,7 +327,7 @@ def build_response(
         contact_reason=context.contact_reason,
         sentiment=sentiment_out(signals),
         emotions=emotions_out(signals),
-        signals=policy_facts(signals, info, policy),
+        signals=dict(facts),
         context=context,
         turns=turns,
         models=models,
@@ -320,6 +338,8 @@ def build_response(
         closed=closed,
         appended=appended if appended is not None else [t.index for t in turns],
         duplicates=duplicates,
+        turn_count=turn_count,
+        next_after=next_after,
     )
 
 
@@ -345,17 +365,21 @@ class Analyzer:
         self,
         settings: Settings,
         policies: PolicySource,
-        predict: Predict,
+        inference: Inference,
         models: dict[str, Any],
         metrics: Metrics,
         reasons: ReasonSource | None = None,
     ) -> None:
         self.settings = settings
         self.policies = policies
-        self.predict = predict
+        self.inference = inference
         self.models = models
         self.metrics = metrics
         self.reasons = reasons
+
+    async def predict(self, texts: list[str]) -> list[TextPrediction]:
+        """Model predictions for ``texts`` through the injected inference."""
+        return await self.inference.predict(texts)
 
     @property
     def policy(self) -> Policy:
@@ -400,7 +424,7 @@ class Analyzer:
         policy = self.policy
         signals = fold(new_signals(), scored, policy.signals)
         customer = customer_info(request.customer)
-        decision = decide(signals, customer, policy, conversation_id)
+        decision, facts = decide_with_facts(signals, customer, policy, conversation_id)
         routing_ms = (time.perf_counter() - routing_started) * 1000
         self.count_decision(decision, signals)
         return build_response(
@@ -418,4 +442,5 @@ class Analyzer:
             },
             redact_text=self.settings.redact,
             channel=request.channel,
+            facts=facts,
         )

@@ -17,7 +17,8 @@ from litestar.types import Guard
 
 from routing.errors import PolicyError
 from service.analysis import Analyzer
-from service.conversations import ConversationService, ExportRecord
+from service.body_guard import check_toml_depth
+from service.conversations import DEFAULT_PAGE, MAX_PAGE, ConversationService, ExportRecord
 from service.errors import NotFound
 from service.policy_source import PolicySource, validate_policy_text
 from service.reasons import ReasonSource
@@ -38,7 +39,19 @@ ConversationIdParam = Annotated[
 ]
 TurnsParam = Annotated[
     Literal["all", "new"],
-    Parameter(description="`all`: every stored turn (default); `new`: only the turns this request added."),
+    Parameter(description="`new`: only the turns this request added (default); `all`: every stored turn."),
+]
+AfterParam = Annotated[
+    int,
+    Parameter(description="Page of turns with index greater than this (-1: from the first).", ge=-1),
+]
+LimitParam = Annotated[
+    int,
+    Parameter(
+        description=f"Turns per page (1-{MAX_PAGE}); the response's `next_after` continues.",
+        ge=1,
+        le=MAX_PAGE,
+    ),
 ]
 
 
@@ -105,9 +118,10 @@ def build_api_router(
         tags=["conversations"],
     )
     async def append_turns(
-        conversation_id: ConversationIdParam, data: JSONBody[AppendRequest], turns: TurnsParam = "all"
+        conversation_id: ConversationIdParam, data: JSONBody[AppendRequest], turns: TurnsParam = "new"
     ) -> AnalysisResponse:
-        """Idempotent on turn `id`; only new turns are scored. Concurrent appends lose and reorder nothing."""
+        """Idempotent on turn `id`; only new turns are scored. Concurrent appends lose and reorder nothing.
+        A stored turn id re-sent with different content is a 409; an erased conversation's id a 410."""
         return await conversations.append(
             conversation_id,
             data.turns,
@@ -123,9 +137,12 @@ def build_api_router(
         summary="Current state of a live conversation",
         tags=["conversations"],
     )
-    async def get_conversation(conversation_id: ConversationIdParam) -> AnalysisResponse:
-        """The stored analysis with every turn; 404 when unknown, erased or expired."""
-        return await conversations.get(conversation_id)
+    async def get_conversation(
+        conversation_id: ConversationIdParam, after: AfterParam = -1, limit: LimitParam = DEFAULT_PAGE
+    ) -> AnalysisResponse:
+        """The stored analysis with one page of turns (`after`, `limit`; `next_after` continues);
+        404 when unknown, erased or expired."""
+        return await conversations.get(conversation_id, after=after, limit=limit)
 
     @delete(
         "/conversations/{conversation_id:str}",
@@ -134,7 +151,8 @@ def build_api_router(
         tags=["conversations"],
     )
     async def delete_conversation(conversation_id: ConversationIdParam) -> DeletedResponse:
-        """Erases the state, its turns and queued decision callbacks. Idempotent."""
+        """Erases the state, its turns, queued decision callbacks and replay-guard entries. Idempotent.
+        Events for the id are then refused (410) for `SWITCHBOARD_ERASE_TOMBSTONE_S`."""
         deleted = await conversations.delete(conversation_id)
         return DeletedResponse(conversation_id=conversation_id, deleted=deleted)
 
@@ -169,7 +187,9 @@ def build_api_router(
         tags=["policy"],
     )
     async def validate_policy(data: JSONBody[PolicyValidateRequest]) -> PolicyCheck:
-        """Body `{"policy": "<TOML text>"}`. 200 with `valid` and, when invalid, the validator's `errors`."""
+        """Body `{"policy": "<TOML text>"}`. 200 with `valid` and, when invalid, the validator's `errors`;
+        400 when the TOML nests deeper than the parser can take (the limit is named)."""
+        check_toml_depth(data.policy, "policy")
         return _check(data.policy, policies)
 
     @post("/policy/reload", status_code=200, summary="Reload the policy file now", tags=["policy"])

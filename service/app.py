@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,6 @@ from litestar.openapi.spec import Components, SecurityScheme
 from models.errors import PackError
 from models.packs import DEFAULT_PACK
 from models.runtime import Runtime, RuntimeConfig
-from models.types import TextPrediction
 from routing.errors import PolicyError
 from service.adapters.outbox import Outbox
 from service.adapters.routes import build_adapter_routers
@@ -39,10 +37,12 @@ from service.analysis import Analyzer, models_summary
 from service.api import build_api_router
 from service.auth import ApiKeyGuard, Authenticator
 from service.conversations import ConversationService
-from service.errors import NotReady, SettingsError
+from service.errors import SettingsError
+from service.inference import ModelGate
 from service.logs import configure_logging, exception_location
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
+from service.migration import migrate_legacy
 from service.ops import build_ops_router
 from service.policy_source import PolicySource
 from service.problems import problem_response
@@ -64,72 +64,32 @@ class ServiceState:
     policies: PolicySource
     store: ConversationStore
     reasons: ReasonSource
+    gate: ModelGate
     analyzer: Analyzer
     conversations: ConversationService
     outbox: Outbox
-    admission: InferenceAdmission | None = None
-    runtime: Runtime | None = None
-    load_error: str | None = None
-    draining: bool = False
-    ready_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Conversations still in the first storage layout (a failed migration is retried by the purge loop).
+    migration_pending: bool = True
 
     @property
     def ready(self) -> bool:
         """Pack loaded and warm, and not shutting down."""
-        return self.runtime is not None and self.runtime.ready and not self.draining
+        return self.gate.ready
 
     @property
     def pack_status(self) -> str:
         """``starting`` / ``ready`` / ``failed`` / ``draining`` for the probes."""
-        if self.load_error is not None:
-            return "failed"
-        if self.draining:
-            return "draining"
-        return "ready" if self.ready else "starting"
-
-    async def predict(self, texts: list[str]) -> list[TextPrediction]:
-        """Inference through the runtime's micro-batcher (503 until it is ready)."""
-        runtime = self.runtime
-        if runtime is None or not self.ready:
-            raise NotReady(
-                "the model pack is still loading"
-                if self.load_error is None
-                else "the model pack failed to load"
-            )
-        if self.admission is not None:
-            self.admission.check(runtime.queue_depth, len(texts))
-        return await runtime.submit(texts, deadline_ms=self.settings.inference.deadline_ms)
-
-    def pressure(self) -> float | None:
-        """Retry-After while the inference queue is too long for new work (middleware shedding)."""
-        runtime, admission = self.runtime, self.admission
-        if runtime is None or admission is None:
-            return None
-        return admission.pressure(runtime.queue_depth)
+        return self.gate.pack_status
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the runtime is warm (tests, CLI); raise if loading failed."""
-        # Polls instead of awaiting the event: callers (test clients) may run another event loop.
-        deadline = time.monotonic() + timeout
-        while not self.ready_event.is_set():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the model pack was not ready within {timeout:g} s")
-            await asyncio.sleep(0.02)
-        if self.load_error is not None:
-            raise RuntimeError(f"model pack failed to load: {self.load_error}")
+        await self.gate.wait_ready(timeout)
 
 
 def runtime_config(settings: Settings) -> RuntimeConfig:
     """The runtime tuning from the settings."""
-    inference = settings.inference
-    return RuntimeConfig(
-        intra_op_threads=inference.intra_op_threads,
-        max_batch_size=inference.max_batch_size,
-        max_wait_ms=inference.max_wait_ms,
-        queue_size=inference.queue_size,
-        default_deadline_ms=inference.deadline_ms,
-    )
+    return settings.inference
 
 
 async def _load_runtime(service: ServiceState) -> None:
@@ -137,8 +97,8 @@ async def _load_runtime(service: ServiceState) -> None:
     pack_dir = settings.pack_dir or DEFAULT_PACK
     try:
         runtime = await asyncio.to_thread(Runtime.load, pack_dir, runtime_config(settings))
-        admission = InferenceAdmission(settings.inference.deadline_ms / 1000)
-        service.admission = admission
+        admission = InferenceAdmission(settings.inference.default_deadline_ms / 1000)
+        service.gate.admission = admission
 
         def on_batch(batch_size: int, tokens: int, seconds: float) -> None:
             service.metrics.observe_batch(batch_size, tokens, seconds)
@@ -149,10 +109,10 @@ async def _load_runtime(service: ServiceState) -> None:
         await _attach_reasons(service, runtime)
     except PackError as exc:
         # PackError messages name files and tensors, never request content: log them for the operator.
-        service.load_error = "pack invalid"
+        service.gate.load_error = "pack invalid"
         _log.error("model pack failed to load", extra={"pack": str(pack_dir), "detail": str(exc)})
     except Exception as exc:
-        service.load_error = type(exc).__name__
+        service.gate.load_error = type(exc).__name__
         _log.error(
             "model pack failed to load",
             extra={
@@ -162,7 +122,7 @@ async def _load_runtime(service: ServiceState) -> None:
             },
         )
     else:
-        service.runtime = runtime
+        service.gate.runtime = runtime
         service.metrics.track_queue_depth(lambda: runtime.queue_depth)
         service.analyzer.models = models_summary(runtime.info)
         service.metrics.ready.set(1)
@@ -170,7 +130,7 @@ async def _load_runtime(service: ServiceState) -> None:
             "ready", extra={"pack": runtime.info.get("pack"), "warmup_ms": runtime.info.get("warmup_ms")}
         )
     finally:
-        service.ready_event.set()
+        service.gate.ready_event.set()
 
 
 async def _attach_reasons(service: ServiceState, runtime: Runtime) -> None:
@@ -190,12 +150,20 @@ async def _purge_loop(service: ServiceState) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            purged = await service.store.purge_expired()
+            if service.migration_pending:
+                await _migrate(service)
+            purged = await service.conversations.purge_expired()
         except Exception:
             _log.warning("TTL purge failed; will retry", exc_info=True)
             continue
         if purged:
-            service.metrics.expired.inc(purged)
+            service.metrics.expired.inc(len(purged))
+
+
+async def _migrate(service: ServiceState) -> None:
+    """Move first-layout conversations to turn-level storage (before any append can touch them)."""
+    await migrate_legacy(service.store)
+    service.migration_pending = False
 
 
 def _reload_on_sighup(service: ServiceState) -> None:
@@ -221,27 +189,24 @@ def create_app(settings: Settings) -> Litestar:
     policies = PolicySource(settings.policy_path, metrics, reasons=reasons.reasons)
     reasons.bind(policies)
     store = open_store(settings.resolved_store_url, settings.conversation_ttl_s)
-    holder: dict[str, ServiceState] = {}
-
-    async def predict(texts: list[str]) -> list[TextPrediction]:
-        return await holder["service"].predict(texts)
-
-    analyzer = Analyzer(settings, policies, predict, models={}, metrics=metrics, reasons=reasons)
-    conversations = ConversationService(analyzer, store)
+    gate = ModelGate(deadline_ms=settings.inference.default_deadline_ms)
+    analyzer = Analyzer(settings, policies, gate, models={}, metrics=metrics, reasons=reasons)
+    conversations = ConversationService(analyzer, store, tombstone_s=settings.erase_tombstone_s)
     outbox = Outbox.from_settings(settings, registry=metrics.registry)
     outbox.attach(conversations)
     conversations.add_erase_listener(outbox.erase)
+    conversations.add_erase_listener(outbox.nonces.forget)
     service = ServiceState(
         settings=settings,
         metrics=metrics,
         policies=policies,
         store=store,
         reasons=reasons,
+        gate=gate,
         analyzer=analyzer,
         conversations=conversations,
         outbox=outbox,
     )
-    holder["service"] = service
     guard = ApiKeyGuard(
         Authenticator(settings.api_keys, settings.auth_disabled),
         TokenBucketLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
@@ -252,7 +217,11 @@ def create_app(settings: Settings) -> Litestar:
             _log.warning(
                 "API-key authentication is DISABLED (SWITCHBOARD_AUTH_DISABLED=true): local development only"
             )
-        service.ready_event = asyncio.Event()
+        gate.ready_event = asyncio.Event()
+        try:
+            await _migrate(service)
+        except Exception:
+            _log.error("migration to turn-level storage failed; retried by the purge loop", exc_info=True)
         service.tasks.append(asyncio.create_task(_load_runtime(service), name="switchboard-load-pack"))
         service.tasks.append(asyncio.create_task(_purge_loop(service), name="switchboard-ttl-purge"))
         if settings.policy_path is not None and settings.policy_reload_interval_s > 0:
@@ -267,7 +236,7 @@ def create_app(settings: Settings) -> Litestar:
         await outbox.start()
 
     async def shutdown() -> None:
-        service.draining = True
+        gate.draining = True
         service.metrics.ready.set(0)
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -275,8 +244,8 @@ def create_app(settings: Settings) -> Litestar:
             task.cancel()
         await asyncio.gather(*service.tasks, return_exceptions=True)
         service.tasks.clear()
-        if service.runtime is not None:
-            await service.runtime.close()  # drains queued requests before returning
+        if gate.runtime is not None:
+            await gate.runtime.close()  # drains queued requests before returning
         await outbox.stop()
         await store.close()
 
@@ -289,7 +258,7 @@ def create_app(settings: Settings) -> Litestar:
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers={Exception: problem_response},
-        middleware=[RequestContextMiddleware(metrics, settings.limits.max_inflight, service.pressure)],
+        middleware=[RequestContextMiddleware(metrics, settings.limits.max_inflight, gate.pressure)],
         request_max_body_size=settings.limits.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Switchboard",

@@ -29,7 +29,7 @@ import msgspec
 
 from routing.errors import ReasonsError
 from service.errors import ServiceError, SettingsError
-from service.settings import Settings, env_table, hash_api_key
+from service.settings import Settings, add_serve_flags, cli_values, hash_api_key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,12 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run the HTTP service",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Configuration (environment):\n" + env_table(),
+        usage="switchboard serve [-h] [--SETTING VALUE ...]",
+        description="Run the HTTP service. Every setting is a flag and an environment variable "
+        "(SWITCHBOARD_<NAME>); a flag wins over the variable, the variable over the default.",
     )
-    serve.add_argument("--host", help="bind address (default SWITCHBOARD_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default SWITCHBOARD_PORT or 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (default SWITCHBOARD_WORKERS or 1)")
+    add_serve_flags(serve)
     serve.set_defaults(handler=_serve)
 
     analyze = sub.add_parser("analyze", help="analyze transcripts from a JSON or JSONL file ('-' = stdin)")
@@ -132,12 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.logs import configure_logging, uvicorn_log_config
 
+    flags = cli_values(args)
+    settings = Settings.from_env(os.environ, cli=flags)  # fail fast here, in the parent, naming the flag
     # Flags become environment so that every worker process builds the same Settings.
-    for flag, name in ((args.host, "HOST"), (args.port, "PORT"), (args.workers, "WORKERS")):
-        if flag is not None:
-            os.environ[f"SWITCHBOARD_{name}"] = str(flag)
-    settings = Settings.from_env()  # fail fast here, in the parent, with a readable message
-    if settings.workers > 1 and "SWITCHBOARD_INTRA_OP_THREADS" not in os.environ:
+    os.environ.update(flags)
+    if settings.workers > 1 and settings.inference.intra_op_threads is None:
         # Split the CPU quota between workers instead of letting each grab all cores.
         from models.cpu import cpu_quota
 
@@ -200,6 +198,7 @@ async def _analyze_all(settings: Settings, items: list[tuple[int, bytes]], args:
     from models.runtime import Runtime
     from service.analysis import Analyzer, models_summary
     from service.app import runtime_config
+    from service.inference import DirectInference
     from service.metrics import Metrics
     from service.policy_source import PolicySource
     from service.reasons import attach_runtime, source_from_settings
@@ -213,10 +212,9 @@ async def _analyze_all(settings: Settings, items: list[tuple[int, bytes]], args:
     )
     await asyncio.to_thread(attach_runtime, reasons, runtime)
 
-    async def predict(texts: list[str]) -> list[Any]:
-        return await asyncio.to_thread(runtime.predict, texts)
-
-    analyzer = Analyzer(settings, policies, predict, models_summary(runtime.info), metrics, reasons=reasons)
+    analyzer = Analyzer(
+        settings, policies, DirectInference(runtime), models_summary(runtime.info), metrics, reasons=reasons
+    )
     encoder = msgspec.json.Encoder()
     failures = 0
     show = not args.no_progress and args.file != "-" and len(items) > 1
@@ -309,7 +307,7 @@ def _policy_test(args: argparse.Namespace) -> int:
     except (SuiteError, PolicyError) as exc:
         print(f"switchboard policy test: {exc}", file=sys.stderr)
         return 2
-    pack = args.pack or (Path(os.environ["SWITCHBOARD_PACK"]) if os.environ.get("SWITCHBOARD_PACK") else None)
+    pack = args.pack or Settings.from_env({**os.environ, "SWITCHBOARD_AUTH_DISABLED": "true"}).pack_dir
     runtime = load_runtime(pack)
     try:
         run = run_suite(suite, policy, runtime, active_reasons(reasons, runtime))
@@ -330,29 +328,33 @@ def _export(args: argparse.Namespace) -> int:
 
 
 async def _export_async(settings: Settings, ids: list[str], out: Path | None, delete: bool) -> int:
-    from service.conversations import decode_state, export_record
-    from service.store import open_store
+    from service.app import create_app
+    from service.errors import NotFound
 
-    store = open_store(settings.resolved_store_url, settings.conversation_ttl_s)
+    # The app's own conversation service (its pack is never loaded here): ``--delete`` then takes
+    # the one erase path, so queued callbacks and replay-guard entries go with the conversation.
+    service = create_app(settings).state.service
+    conversations = service.conversations
     encoder = msgspec.json.Encoder()
     missing = 0
     handle: IO[str] = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     try:
-        targets = ids or await store.closed_ids()
+        targets = ids or await conversations.closed_ids()
         for conversation_id in targets:
-            record = await store.load(conversation_id)
-            if record is None:
+            try:
+                record = await conversations.export(conversation_id)
+            except NotFound:
                 missing += 1
                 print(f"switchboard export: {conversation_id}: not found", file=sys.stderr)
                 continue
-            state = decode_state(record.data)
-            handle.write(encoder.encode(export_record(state, record.version)).decode("utf-8") + "\n")
+            handle.write(encoder.encode(record).decode("utf-8") + "\n")
             if delete:
-                await store.delete(conversation_id)
+                await conversations.erase(conversation_id)
     finally:
         if out:
             handle.close()
-        await store.close()
+        await service.outbox.stop()
+        await service.store.close()
     return 1 if missing else 0
 
 

@@ -1,37 +1,53 @@
-"""Live conversations: append turns, keep state, notify on decision changes.
+"""Live conversations: append turns, keep state, notify on decision changes, erase.
 
-Concurrency design (no lost or reordered turns, one process or many):
+Storage (``service/store``): a small **head** per conversation (signals,
+decision, customer, metadata: constant size) plus one record per turn. An
+append reads the head, looks up only the client turn ids it carries, scores
+and decides on the new turns, and writes the new head and the new turn records
+with one compare-and-set on the head's version. Nothing proportional to the
+history is read, decoded or written, so turn 2,000 costs what turn 10 costs.
+
+Concurrency (no lost or reordered turns, one process or many):
 
 * In one process, appends to one conversation are serialised by a
   per-conversation ``asyncio.Lock`` (taken before reading, released after
   writing), so local callers queue instead of conflicting.
-* Across processes and machines, every write is a compare-and-set on the
-  stored version. The loser of a race re-reads, drops turns whose ``id`` the
-  winner already stored (idempotency), re-numbers its new turns after the
-  winner's and folds them into the winner's signals. Model predictions are
-  kept across the retry (they depend only on the text), so a conflict costs
-  the routing work, not another inference.
+* Across processes and machines, the write is a compare-and-set on the stored
+  version. The loser of a race re-reads, drops turns whose ``id`` the winner
+  already stored (idempotency), numbers its new turns after the winner's and
+  folds them into the winner's signals. Model predictions are kept across the
+  retry (they depend only on the text), so a conflict costs the routing work,
+  not another inference.
 
-Only new turns are scored: ``update_signals`` is incremental, so the stored
-signals plus the new turns give the same state as re-scoring the whole
-conversation. Turns without an ``id`` cannot be recognised as retries and are
-always appended.
+A turn ``id`` re-sent with the same content is a retry (counted in
+``duplicates``, nothing written); with different content it is a conflict
+(409 naming the turn). Turns without an ``id`` cannot be recognised as retries
+and are always appended.
+
+Erasure is one path (``erase``) for ``DELETE``, ``switchboard export --delete``
+and TTL expiry: the store drops the head and every turn record, erase
+listeners drop what others hold (queued callbacks, replay-guard entries), and
+an explicit erase leaves a tombstone so replayed events cannot re-create the
+conversation (410 Gone) while it lives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from models.types import TextPrediction
-from routing.conditions import ExplanationItem
-from routing.decision import Decision, decide
+from routing.decision import Decision, decide_with_facts
+from routing.facts import Value
+from routing.redact import redact
 from routing.signals import ConversationSignals, new_signals
 from service.analysis import (
     Analyzer,
@@ -43,72 +59,81 @@ from service.analysis import (
     merge_customer,
     score_turn,
 )
-from service.errors import Conflict, InternalError, LimitExceeded, NotFound, Unavailable
+from service.errors import Conflict, Gone, InternalError, LimitExceeded, NotFound, Unavailable
 from service.schemas import AnalysisResponse, CustomerIn, TurnIn, TurnOut
-from service.store.base import ConversationStore, VersionConflict
+from service.store.base import ConversationStore, Head, NewTurn, VersionConflict
 from service.validation import check_conversation_id, check_turns
 
-__all__ = ["ConversationService", "ConversationState", "CustomerIn", "TurnIn"]
+__all__ = ["ConversationHead", "ConversationService", "CustomerIn", "TurnIn"]
 
 DecisionListener = Callable[[str, AnalysisResponse, str | None], Awaitable[None]]
 EraseListener = Callable[[str], Awaitable[Any]]
 # Enough for every process of a deployment to win a race once; beyond that the
 # conversation is pathologically hot and the client should back off (503 + Retry-After).
 MAX_ATTEMPTS = 16
-STATE_SCHEMA = 1
+HEAD_SCHEMA = 2
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+# Longer than the longest platform retry window (Twilio retries for hours at most, Chatwoot
+# within minutes) plus the webhook replay window: a replayed event cannot re-create an erasure.
+DEFAULT_TOMBSTONE_S = 48 * 3600.0
 _log = logging.getLogger("switchboard.conversations")
 
 
-class ConversationState(msgspec.Struct):
-    """What the store keeps per conversation (text is stored redacted when redaction is on)."""
+class ConversationHead(msgspec.Struct):
+    """What the store keeps per conversation besides its turns (constant size).
+
+    Text is stored redacted when redaction is on; the decision is stored as
+    routing's own ``Decision``.
+    """
 
     conversation_id: str
     created_at: float
     updated_at: float
     signals: ConversationSignals
-    turns: list[TurnOut] = []
-    # Stored as plain data: routing's ExplanationItem has a union msgspec cannot decode
-    # (two array types), so the Decision is rebuilt field by field on load (``load_decision``).
-    decision: dict[str, Any] | None = None
+    decision: Decision | None = None
     customer: CustomerIn | None = None
     channel: str | None = None
     language: str | None = None
     sources: list[str] = []
     closed: bool = False
-    schema: int = STATE_SCHEMA
+    schema: int = HEAD_SCHEMA
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(ConversationState)
+_head_encoder = msgspec.json.Encoder()
+_head_decoder = msgspec.json.Decoder(ConversationHead)
+_turn_decoder = msgspec.json.Decoder(TurnOut)
 
 
-def store_decision(decision: Decision) -> dict[str, Any]:
-    """The stored form of a decision."""
-    data: dict[str, Any] = msgspec.to_builtins(decision)
-    return data
+def encode_head(head: ConversationHead) -> bytes:
+    """Serialise a head for the store."""
+    return _head_encoder.encode(head)
 
 
-def load_decision(data: dict[str, Any] | None) -> Decision | None:
-    """Rebuild a stored decision (constructors do not re-validate, so every field round-trips)."""
-    if data is None:
-        return None
-    fields = dict(data)
-    fields["explanation"] = [ExplanationItem(**item) for item in fields.get("explanation", [])]
-    fields["churn_drivers"] = [tuple(pair) for pair in fields.get("churn_drivers", [])]
-    return Decision(**fields)
-
-
-def encode_state(state: ConversationState) -> bytes:
-    """Serialise for the store."""
-    return _encoder.encode(state)
-
-
-def decode_state(data: bytes) -> ConversationState:
-    """Deserialise from the store; a record that does not decode is our fault (500), never the client's."""
+def decode_head(data: bytes) -> ConversationHead:
+    """Deserialise a head; one that does not decode is our fault (500), never the client's."""
     try:
-        return _decoder.decode(data)
+        return _head_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise InternalError("a stored conversation could not be decoded") from exc
+
+
+def decode_turns(records: Sequence[bytes]) -> list[TurnOut]:
+    """Deserialise stored turn records."""
+    try:
+        return [_turn_decoder.decode(record) for record in records]
+    except msgspec.DecodeError as exc:
+        raise InternalError("a stored turn could not be decoded") from exc
+
+
+def turn_digest(turn: TurnIn, text: str) -> str:
+    """What identifies a turn's content for retry detection: speaker, (stored) text, timestamp.
+
+    ``text`` is the text as stored, i.e. redacted when redaction is on, so the
+    digest (16 hex characters of BLAKE2b) never fingerprints a card number.
+    """
+    content = "\x1f".join((turn.speaker, text, turn.ts or ""))
+    return hashlib.blake2b(content.encode("utf-8"), digest_size=8).hexdigest()
 
 
 class ExportRecord(msgspec.Struct):
@@ -124,26 +149,8 @@ class ExportRecord(msgspec.Struct):
     customer: CustomerIn | None
     sources: list[str]
     turns: list[TurnOut]
-    decision: dict[str, Any] | None
+    decision: Decision | None
     signals: ConversationSignals
-
-
-def export_record(state: ConversationState, version: int) -> ExportRecord:
-    """The export form of a stored conversation."""
-    return ExportRecord(
-        conversation_id=state.conversation_id,
-        version=version,
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-        closed=state.closed,
-        channel=state.channel,
-        language=state.language,
-        customer=state.customer,
-        sources=state.sources,
-        turns=state.turns,
-        decision=state.decision,
-        signals=state.signals,
-    )
 
 
 class _KeyedLocks:
@@ -170,6 +177,26 @@ class _KeyedLocks:
         return len(self._locks)
 
 
+class _Incoming(msgspec.Struct):
+    """An incoming turn, validated once: its parsed timestamp and content digest."""
+
+    turn: TurnIn
+    stamp: datetime | None
+    clean: str
+    digest: str
+
+
+class _Outcome(msgspec.Struct):
+    """One committed append: everything the response and the callback are built from."""
+
+    head: ConversationHead
+    version: int
+    turns: int
+    scored: list[ScoredTurn]
+    decision: Decision
+    facts: dict[str, Value]
+
+
 def _notify_worthy(decision: Decision) -> bool:
     """A callback fires on a real change (routing's ``changed``: route, queue or priority after its
     stability rules), never for a conversation the customer just closed calmly (``resolved``)."""
@@ -180,10 +207,15 @@ class ConversationService:
     """Append turns to live conversations; read, close, export and erase them."""
 
     def __init__(
-        self, analyzer: Analyzer, store: ConversationStore, clock: Callable[[], float] = time.time
+        self,
+        analyzer: Analyzer,
+        store: ConversationStore,
+        clock: Callable[[], float] = time.time,
+        tombstone_s: float = DEFAULT_TOMBSTONE_S,
     ) -> None:
         self.analyzer = analyzer
         self.store = store
+        self.tombstone_s = tombstone_s
         self._clock = clock
         self._locks = _KeyedLocks()
         self._decision_listeners: list[DecisionListener] = []
@@ -194,9 +226,10 @@ class ConversationService:
     def add_decision_listener(self, fn: DecisionListener) -> None:
         """Call ``fn(conversation_id, analysis, source)`` after an append whose decision changed.
 
-        "Changed" is the decision's own ``changed`` flag: route, queue or priority
-        moved after routing's stability rules (noise does not flip it), and never
-        for a ``resolved`` decision (the customer closed the conversation calmly).
+        ``analysis`` carries the conversation-level results and only the turns
+        that append added. "Changed" is the decision's own ``changed`` flag:
+        route, queue or priority moved after routing's stability rules, and
+        never for a ``resolved`` decision (the customer closed calmly).
 
         Listeners run after the turns are stored; one that raises is logged and
         counted and does not fail the append (the turns are already committed).
@@ -204,7 +237,7 @@ class ConversationService:
         self._decision_listeners.append(fn)
 
     def add_erase_listener(self, fn: EraseListener) -> None:
-        """Call ``fn(conversation_id)`` when a conversation is erased (e.g. drop queued callbacks)."""
+        """Call ``fn(conversation_id)`` whenever a conversation is erased (request, export, expiry)."""
         self._erase_listeners.append(fn)
 
     # -- append ------------------------------------------------------------------------------------
@@ -218,47 +251,45 @@ class ConversationService:
         channel: str | None = None,
         source: str | None = None,
         language: str | None = None,
-        include_all_turns: bool = True,
+        include_all_turns: bool = False,
     ) -> AnalysisResponse:
         """Append ``turns`` (idempotent on turn ``id``), score only the new ones, decide, store.
 
-        Returns the updated analysis; ``turns`` holds every stored turn unless
-        ``include_all_turns`` is False (then only this request's new turns).
-        Raises ``ValidationFailed``/``LimitExceeded`` (422), ``Conflict`` (409,
-        closed conversation), ``Overloaded``/``NotReady`` via the runtime.
+        Returns the updated analysis; ``turns`` holds this request's new turns,
+        or every stored turn with ``include_all_turns``. Raises
+        ``ValidationFailed``/``LimitExceeded`` (422), ``Conflict`` (409: closed
+        conversation, or a stored turn id re-sent with different content),
+        ``Gone`` (410: erased on request), ``Overloaded``/``NotReady`` via the
+        runtime, ``StoreError`` (503).
         """
         check_conversation_id(conversation_id)
-        check_turns(turns, self.analyzer.settings.limits)
         started = time.perf_counter()
+        incoming = self._validate(turns)
         predictions: dict[str, TextPrediction] = {}
         inference_ms = 0.0
         async with self._locks.hold(conversation_id):
             for _attempt in range(MAX_ATTEMPTS):
-                record = await self.store.load(conversation_id)
-                version = record.version if record is not None else 0
-                state = decode_state(record.data) if record is not None else self._new_state(conversation_id)
-                new_turns, duplicates = self._new_turns(state, turns)
-                if not new_turns:
-                    # A pure retry (even after close): nothing to score, write or notify.
-                    return self._respond(state, version, [], duplicates, started, 0.0, include_all_turns)
-                if state.closed:
-                    raise Conflict(f"conversation {conversation_id} is closed; start a new one")
-                limit = self.analyzer.settings.limits.max_conversation_turns
-                if len(state.turns) + len(new_turns) > limit:
-                    raise LimitExceeded(
-                        f"conversation would exceed {limit} turns",
-                        errors=[{"field": "turns", "message": f"a conversation holds at most {limit} turns"}],
-                        extra={"limit": "SWITCHBOARD_MAX_CONVERSATION_TURNS", "max": limit},
+                stored = await self.store.load_head(conversation_id)
+                if stored is None and await self.store.erased(conversation_id):
+                    raise Gone(
+                        f"conversation {conversation_id} was erased on request; "
+                        "events for it are refused (start a new conversation id)"
                     )
-                inference_ms += await self._predict_missing(new_turns, predictions)
-                scored = self._score(state, new_turns, predictions)
-                previous = load_decision(state.decision)
-                updated, decision = self._advance(
-                    state, scored, customer, channel, language, source, previous
-                )
+                head = decode_head(stored.data) if stored is not None else self._new_head(conversation_id)
+                version, count = (stored.version, stored.turns) if stored is not None else (0, 0)
+                fresh, duplicates = await self._fresh(conversation_id, stored, incoming)
+                if not fresh:
+                    # A pure retry (even after close): nothing to score, write or notify.
+                    return await self._respond(
+                        head, version, count, [], duplicates, started, 0.0, include_all_turns
+                    )
+                if head.closed:
+                    raise Conflict(f"conversation {conversation_id} is closed; start a new one")
+                self._check_size(count, len(fresh))
+                inference_ms += await self._predict_missing(fresh, predictions)
                 try:
-                    new_version = await self.store.save(
-                        conversation_id, encode_state(updated), expected_version=version
+                    outcome = await self._commit(
+                        head, version, count, fresh, predictions, customer, channel, language, source
                     )
                 except VersionConflict:
                     self.analyzer.metrics.store_conflicts.inc()
@@ -266,44 +297,91 @@ class ConversationService:
                 break
             else:
                 raise Unavailable(f"conversation {conversation_id} is being updated concurrently; retry")
-        self.analyzer.count_decision(decision, updated.signals)
-        for turn in scored:  # counted once committed, not per compare-and-set attempt
+        self.analyzer.count_decision(outcome.decision, outcome.head.signals)
+        for turn in outcome.scored:  # counted once committed, not per compare-and-set attempt
             self.analyzer.metrics.turns_scored.labels(speaker=turn.out.speaker).inc()
-        response = self._respond(
-            updated,
-            new_version,
-            [t.out for t in scored],
-            duplicates,
-            started,
-            inference_ms,
-            include_all_turns,
-            decision=decision,
-        )
-        if _notify_worthy(decision):
+        new_turns = [t.out for t in outcome.scored]
+        response = self._build(
+            outcome.head, outcome.version, outcome.turns, new_turns, new_turns, duplicates,
+            started, inference_ms, outcome.decision, outcome.facts,
+        )  # fmt: skip
+        if _notify_worthy(outcome.decision):
             await self._notify(conversation_id, response, source)
+        if include_all_turns:
+            every = decode_turns(await self.store.load_turns(conversation_id))
+            response = msgspec.structs.replace(response, turns=every)
         return response
 
-    def _new_state(self, conversation_id: str) -> ConversationState:
+    def _validate(self, turns: Sequence[TurnIn]) -> list[_Incoming]:
+        """Validate once (limits, timestamps); ids repeated inside the request must agree on content."""
+        settings = self.analyzer.settings
+        stamps = check_turns(turns, settings.limits)
+        incoming = []
+        for turn, stamp in zip(turns, stamps, strict=True):
+            clean = redact(turn.text) if settings.redact else turn.text
+            incoming.append(_Incoming(turn=turn, stamp=stamp, clean=clean, digest=turn_digest(turn, clean)))
+        seen: dict[str, str] = {}
+        for item in incoming:
+            turn_id = item.turn.id
+            if turn_id is None:
+                continue
+            if seen.setdefault(turn_id, item.digest) != item.digest:
+                raise Conflict(
+                    f"turn id {turn_id!r} appears twice in this request with different content",
+                    errors=[
+                        {"field": "turns", "message": f"turn {turn_id!r} repeated with different content"}
+                    ],
+                )
+        return incoming
+
+    async def _fresh(
+        self, conversation_id: str, stored: Head | None, incoming: list[_Incoming]
+    ) -> tuple[list[_Incoming], int]:
+        """The turns not stored yet; a stored id with different content is a 409 naming the turn."""
+        ids = [item.turn.id for item in incoming if item.turn.id is not None]
+        known = await self.store.find_turns(conversation_id, ids) if ids and stored is not None else {}
+        fresh: list[_Incoming] = []
+        taken: set[str] = set()
+        for item in incoming:
+            turn_id = item.turn.id
+            if turn_id is not None:
+                if turn_id in known:
+                    if known[turn_id].digest != item.digest:
+                        raise Conflict(
+                            f"turn {turn_id!r} is already stored (index {known[turn_id].index}) "
+                            "with different content; a retry must resend the same turn",
+                            errors=[
+                                {
+                                    "field": "turns",
+                                    "message": f"turn {turn_id!r} conflicts with the stored one",
+                                }
+                            ],
+                            extra={"turn_id": turn_id, "index": known[turn_id].index},
+                        )
+                    continue
+                if turn_id in taken:
+                    continue
+                taken.add(turn_id)
+            fresh.append(item)
+        return fresh, len(incoming) - len(fresh)
+
+    def _check_size(self, stored: int, adding: int) -> None:
+        limit = self.analyzer.settings.limits.max_conversation_turns
+        if stored + adding > limit:
+            raise LimitExceeded(
+                f"conversation would exceed {limit} turns",
+                errors=[{"field": "turns", "message": f"a conversation holds at most {limit} turns"}],
+                extra={"limit": "SWITCHBOARD_MAX_CONVERSATION_TURNS", "max": limit},
+            )
+
+    def _new_head(self, conversation_id: str) -> ConversationHead:
         now = self._clock()
-        return ConversationState(
+        return ConversationHead(
             conversation_id=conversation_id, created_at=now, updated_at=now, signals=new_signals()
         )
 
-    @staticmethod
-    def _new_turns(state: ConversationState, turns: Sequence[TurnIn]) -> tuple[list[TurnIn], int]:
-        """Turns not stored yet (by id; repeated ids within the request count once)."""
-        seen = {turn.id for turn in state.turns if turn.id is not None}
-        fresh: list[TurnIn] = []
-        for turn in turns:
-            if turn.id is not None:
-                if turn.id in seen:
-                    continue
-                seen.add(turn.id)
-            fresh.append(turn)
-        return fresh, len(turns) - len(fresh)
-
-    async def _predict_missing(self, turns: Sequence[TurnIn], cache: dict[str, TextPrediction]) -> float:
-        missing = list(dict.fromkeys(turn.text for turn in turns if turn.text not in cache))
+    async def _predict_missing(self, turns: Sequence[_Incoming], cache: dict[str, TextPrediction]) -> float:
+        missing = list(dict.fromkeys(item.turn.text for item in turns if item.turn.text not in cache))
         if not missing:
             return 0.0
         started = time.perf_counter()
@@ -311,88 +389,141 @@ class ConversationService:
             cache[text] = prediction
         return (time.perf_counter() - started) * 1000
 
-    def _score(
-        self, state: ConversationState, turns: Sequence[TurnIn], cache: dict[str, TextPrediction]
-    ) -> list[ScoredTurn]:
-        stamps = check_turns(turns, self.analyzer.settings.limits)
-        first = len(state.turns)
-        redact_text = self.analyzer.settings.redact
-        reasons = self.analyzer.active_reasons
-        scored = [
-            score_turn(first + n, turn, stamp, cache[turn.text], redact_text=redact_text, reasons=reasons)
-            for n, (turn, stamp) in enumerate(zip(turns, stamps, strict=True))
-        ]
-        log_scored(scored, log_transcripts=self.analyzer.settings.log_transcripts)
-        return scored
-
-    def _advance(
+    async def _commit(
         self,
-        state: ConversationState,
-        scored: list[ScoredTurn],
+        head: ConversationHead,
+        version: int,
+        count: int,
+        fresh: list[_Incoming],
+        cache: dict[str, TextPrediction],
         customer: CustomerIn | None,
         channel: str | None,
         language: str | None,
         source: str | None,
-        previous: Decision | None = None,
-    ) -> tuple[ConversationState, Decision]:
+    ) -> _Outcome:
+        """Score, fold, decide once; write the new head and turn records (raises VersionConflict)."""
+        settings = self.analyzer.settings
+        reasons = self.analyzer.active_reasons
+        scored = [
+            score_turn(
+                count + n,
+                item.turn,
+                item.stamp,
+                cache[item.turn.text],
+                redact_text=settings.redact,
+                reasons=reasons,
+                clean_text=item.clean,
+            )
+            for n, item in enumerate(fresh)
+        ]
+        log_scored(scored, log_transcripts=settings.log_transcripts)
         policy = self.analyzer.policy
-        signals = fold(state.signals, scored, policy.signals)
-        merged = merge_customer(state.customer, customer)
+        signals = fold(head.signals, scored, policy.signals)
+        merged = merge_customer(head.customer, customer)
         # The previous decision makes routing stable (hysteresis, no return to the bot) and "@previous"
-        # rules keep a resolved conversation where it is; routing stays pure, the state carries it.
-        decision = decide(signals, customer_info(merged), policy, state.conversation_id, previous)
-        sources = state.sources if source is None or source in state.sources else [*state.sources, source]
+        # rules keep a resolved conversation where it is; routing stays pure, the head carries it.
+        decision, facts = decide_with_facts(
+            signals, customer_info(merged), policy, head.conversation_id, head.decision
+        )
+        sources = head.sources if source is None or source in head.sources else [*head.sources, source]
         updated = msgspec.structs.replace(
-            state,
+            head,
             updated_at=self._clock(),
             signals=signals,
-            turns=[*state.turns, *(t.out for t in scored)],
-            decision=store_decision(decision),
+            decision=decision,
             customer=merged,
-            channel=channel or state.channel,
-            language=language or state.language,
+            channel=channel or head.channel,
+            language=language or head.language,
             sources=sources,
         )
-        return updated, decision
+        records = [
+            NewTurn(
+                index=turn.out.index,
+                turn_id=item.turn.id,
+                digest=item.digest,
+                data=_head_encoder.encode(turn.out),
+            )
+            for turn, item in zip(scored, fresh, strict=True)
+        ]
+        new_version = await self.store.append(
+            head.conversation_id, encode_head(updated), records, expected_version=version
+        )
+        return _Outcome(
+            head=updated,
+            version=new_version,
+            turns=count + len(scored),
+            scored=scored,
+            decision=decision,
+            facts=facts,
+        )
 
-    def _respond(
+    def _build(
         self,
-        state: ConversationState,
+        head: ConversationHead,
         version: int,
-        new_turns: list[TurnOut],
+        turn_count: int,
+        turns: list[TurnOut],
+        appended: list[TurnOut],
         duplicates: int,
         started: float,
         inference_ms: float,
-        include_all_turns: bool,
-        decision: Decision | None = None,
+        decision: Decision,
+        facts: dict[str, Value] | None,
+        next_after: int | None = None,
     ) -> AnalysisResponse:
-        decision = decision or load_decision(state.decision)
-        if decision is None:  # a stored conversation always has one; only a brand-new empty state lacks it
-            decision = decide(
-                state.signals, customer_info(state.customer), self.analyzer.policy, state.conversation_id
-            )
         response = build_response(
-            state.conversation_id,
-            signals=state.signals,
-            customer=state.customer,
+            head.conversation_id,
+            signals=head.signals,
+            customer=head.customer,
             decision=decision,
             policy=self.analyzer.policy,
-            turns=state.turns if include_all_turns else new_turns,
+            turns=turns,
             models=self.analyzer.models,
             timing_ms={
                 "inference": round(inference_ms, 3),
                 "total": round((time.perf_counter() - started) * 1000, 3),
             },
             redact_text=self.analyzer.settings.redact,
-            channel=state.channel,
+            channel=head.channel,
             version=version,
-            closed=state.closed,
-            appended=[t.index for t in new_turns],
+            closed=head.closed,
+            appended=[t.index for t in appended],
             duplicates=duplicates,
+            facts=facts,
+            turn_count=turn_count,
+            next_after=next_after,
         )
         # build_response leaves DecisionOut.changed at its default (a stateless analysis is always new).
         return msgspec.structs.replace(
             response, decision=msgspec.structs.replace(response.decision, changed=decision.changed)
+        )
+
+    def _decision_of(self, head: ConversationHead) -> tuple[Decision, dict[str, Value] | None]:
+        if head.decision is not None:
+            return head.decision, None
+        # Only a brand-new, empty head lacks one (a retry of nothing).
+        decision, facts = decide_with_facts(
+            head.signals, customer_info(head.customer), self.analyzer.policy, head.conversation_id
+        )
+        return decision, facts
+
+    async def _respond(
+        self,
+        head: ConversationHead,
+        version: int,
+        count: int,
+        appended: list[TurnOut],
+        duplicates: int,
+        started: float,
+        inference_ms: float,
+        include_all_turns: bool,
+    ) -> AnalysisResponse:
+        decision, facts = self._decision_of(head)
+        turns = appended
+        if include_all_turns and version > 0:
+            turns = decode_turns(await self.store.load_turns(head.conversation_id))
+        return self._build(
+            head, version, count, turns, appended, duplicates, started, inference_ms, decision, facts
         )
 
     async def _notify(self, conversation_id: str, response: AnalysisResponse, source: str | None) -> None:
@@ -406,48 +537,92 @@ class ConversationService:
 
     # -- read / close / erase ------------------------------------------------------------------------
 
-    async def _load(self, conversation_id: str) -> tuple[ConversationState, int]:
+    async def _load(self, conversation_id: str) -> tuple[ConversationHead, Head]:
         check_conversation_id(conversation_id)
-        record = await self.store.load(conversation_id)
-        if record is None:
+        stored = await self.store.load_head(conversation_id)
+        if stored is None:
             raise NotFound(f"no live conversation {conversation_id} (never created, erased or expired)")
-        return decode_state(record.data), record.version
+        return decode_head(stored.data), stored
 
-    async def get(self, conversation_id: str) -> AnalysisResponse:
-        """The current analysis with every stored turn; ``NotFound`` if absent or expired."""
+    async def get(
+        self, conversation_id: str, *, after: int = -1, limit: int = DEFAULT_PAGE
+    ) -> AnalysisResponse:
+        """The current analysis with one page of turns: those with index > ``after``, at most
+        ``limit`` (1..1000). ``next_after`` is the ``after`` of the next page (None at the end).
+        ``NotFound`` if absent or expired."""
         started = time.perf_counter()
-        state, version = await self._load(conversation_id)
-        return self._respond(state, version, [], 0, started, 0.0, True)
+        head, stored = await self._load(conversation_id)
+        page = decode_turns(await self.store.load_turns(conversation_id, after=after, limit=limit))
+        last = page[-1].index if page else after
+        next_after = last if page and last < stored.turns - 1 else None
+        decision, facts = self._decision_of(head)
+        return self._build(
+            head, stored.version, stored.turns, page, [], 0, started, 0.0, decision, facts, next_after
+        )
 
     async def close(self, conversation_id: str) -> AnalysisResponse:
         """Mark a conversation closed: no more turns; it stays readable/exportable until its TTL."""
+        started = time.perf_counter()
         async with self._locks.hold(conversation_id):
             for _attempt in range(MAX_ATTEMPTS):
-                state, version = await self._load(conversation_id)
-                if state.closed:
+                head, stored = await self._load(conversation_id)
+                version = stored.version
+                if head.closed:
                     break
-                state = msgspec.structs.replace(state, closed=True, updated_at=self._clock())
+                head = msgspec.structs.replace(head, closed=True, updated_at=self._clock())
                 try:
-                    version = await self.store.save(
-                        conversation_id, encode_state(state), expected_version=version, closed=True
+                    version = await self.store.append(
+                        conversation_id, encode_head(head), [], expected_version=version, closed=True
                     )
                 except VersionConflict:
                     continue
                 break
             else:
                 raise Unavailable(f"conversation {conversation_id} is being updated concurrently; retry")
-        return self._respond(state, version, [], 0, time.perf_counter(), 0.0, True)
+        return await self._respond(head, version, stored.turns, [], 0, started, 0.0, False)
 
     async def export(self, conversation_id: str) -> ExportRecord:
-        """Everything stored about a conversation, in the export format."""
-        state, version = await self._load(conversation_id)
-        return export_record(state, version)
+        """Everything stored about a conversation, in the export format (every turn)."""
+        head, stored = await self._load(conversation_id)
+        return ExportRecord(
+            conversation_id=head.conversation_id,
+            version=stored.version,
+            created_at=head.created_at,
+            updated_at=head.updated_at,
+            closed=head.closed,
+            channel=head.channel,
+            language=head.language,
+            customer=head.customer,
+            sources=head.sources,
+            turns=decode_turns(await self.store.load_turns(conversation_id)),
+            decision=head.decision,
+            signals=head.signals,
+        )
 
-    async def delete(self, conversation_id: str) -> bool:
-        """Erase the conversation and, through erase listeners, what others hold about it."""
+    async def closed_ids(self) -> list[str]:
+        """Ids of live closed conversations (what ``switchboard export`` takes by default)."""
+        return await self.store.closed_ids()
+
+    async def erase(self, conversation_id: str, *, tombstone: bool = True) -> bool:
+        """The one erase path: the head and every turn record, then what erase listeners hold
+        (queued callbacks, replay-guard entries). With ``tombstone`` (an erasure on request),
+        events for this id are refused for ``tombstone_s`` seconds. True if anything was stored."""
         check_conversation_id(conversation_id)
         async with self._locks.hold(conversation_id):
-            deleted = await self.store.delete(conversation_id)
+            erased = await self.store.erase(conversation_id, self.tombstone_s if tombstone else 0.0)
         for listener in self._erase_listeners:
             await listener(conversation_id)
-        return deleted
+        return erased
+
+    async def delete(self, conversation_id: str) -> bool:
+        """Erase on request (``DELETE``): see ``erase``."""
+        return await self.erase(conversation_id)
+
+    async def purge_expired(self) -> list[str]:
+        """Erase the conversations past their TTL through the same listeners (no tombstone: the
+        customer did not ask, and the id may come back as a new conversation)."""
+        expired = await self.store.purge_expired()
+        for conversation_id in expired:
+            for listener in self._erase_listeners:
+                await listener(conversation_id)
+        return expired

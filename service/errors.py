@@ -92,6 +92,14 @@ class Conflict(ServiceError):
     slug = "conflict"
 
 
+class Gone(ServiceError):
+    """The conversation was erased on request; events for its id are refused while its tombstone lives."""
+
+    status = 410
+    title = "Gone"
+    slug = "gone"
+
+
 class PayloadTooLarge(ServiceError):
     """The request body exceeds ``SWITCHBOARD_MAX_BODY_BYTES``."""
 

@@ -16,6 +16,10 @@ Admission control, before the body is even read (so refusing costs almost nothin
   (``pressure()`` returns a Retry-After), new scoring requests (``POST /v1/...``
   except the policy endpoints) get 429 at once instead of being parsed, loaded
   and queued only to be refused or to time out later.
+
+Body checks: ``receive`` is wrapped by ``service.body_guard.BodyGuard``, so a body that is not
+JSON where JSON is read (415), or that nests deeper than the decoders can take (400), is refused
+as the handler reads it, before anything decodes it.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.body_guard import BodyGuard
 from service.errors import Overloaded
 from service.logs import REQUEST_ID
 from service.metrics import Metrics
 from service.problems import problem_message
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _access_log = logging.getLogger("switchboard.access")
 
 
@@ -43,7 +48,7 @@ def request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
-            if _VALID_REQUEST_ID.match(candidate):
+            if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
     return uuid.uuid4().hex
@@ -53,11 +58,16 @@ class RequestContextMiddleware:
     """ASGI middleware factory bound to one app's metrics and in-flight limit (see ``create_app``)."""
 
     def __init__(
-        self, metrics: Metrics, max_inflight: int = 0, pressure: Callable[[], float | None] | None = None
+        self,
+        metrics: Metrics,
+        max_inflight: int = 0,
+        pressure: Callable[[], float | None] | None = None,
+        body_guard: BodyGuard | None = None,
     ) -> None:
         self.metrics = metrics
         self.max_inflight = max_inflight  # 0 = no limit
         self.pressure = pressure
+        self.body_guard = body_guard or BodyGuard()
         self.inflight = 0
 
     def _refusal(self, scope: Scope) -> Overloaded | None:
@@ -104,7 +114,7 @@ class RequestContextMiddleware:
             try:
                 error = self._refusal(scope)
                 if error is None:
-                    await app(scope, receive, send_with_id)
+                    await app(scope, self.body_guard.wrap(scope, receive), send_with_id)
                 else:
                     state["error_type"] = error.slug
                     metrics.errors.labels(type=error.slug, status=str(error.status)).inc()

@@ -21,9 +21,10 @@ def build_ops_router(service: ServiceState) -> Router:
     @get("/healthz", summary="Liveness", tags=["ops"], include_in_schema=True)
     async def healthz() -> LitestarResponse[Health]:
         """200 while the process can serve; 503 only if the model pack failed to load (restart me)."""
-        if service.load_error is not None:
+        if service.gate.load_error is not None:
             return Response(
-                Health(status="failed", ready=False, checks={"pack": service.load_error}), status_code=503
+                Health(status="failed", ready=False, checks={"pack": service.gate.load_error}),
+                status_code=503,
             )
         return Response(Health(status="ok", ready=service.ready))
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from routing.errors import PolicyError
 from routing.policy import Policy, default_policy_text, load_policy
 from routing.reasons import ReasonSet
+from service.body_guard import toml_nesting_error
 from service.errors import SettingsError
 from service.metrics import Metrics
 
@@ -91,10 +92,14 @@ class PolicySource:
         previous = self._active
         try:
             candidate = self._load()
-        except (PolicyError, SettingsError):
+        except (PolicyError, SettingsError) as exc:
             self._metrics.policy_reloads.labels(result="invalid").inc()
             self._metrics.set_policy(previous.policy.version, previous.policy.hash)
-            _log.error("policy reload rejected; keeping the active policy", extra={"source": previous.source})
+            _log.error(
+                "policy reload rejected; keeping the active policy",
+                # The validator's messages name rules, fields and the file, never transcript text.
+                extra={"source": previous.source, "errors": reload_errors(exc)},
+            )
             raise
         changed = candidate.policy.hash != previous.policy.hash
         self._active = candidate if changed else previous
@@ -152,11 +157,21 @@ def validate_policy_text(text: str, reasons: ReasonSet | None = None) -> Policy:
     """Parse and validate policy text without activating it (raises ``PolicyError``).
 
     With ``reasons``, their ids and categories are valid labels, and the
-    intents they replace are not.
+    intents they replace are not. TOML nested deeper than ``body_guard.MAX_DEPTH`` is refused
+    before it is parsed (the parser recurses once per level).
     """
+    nesting = toml_nesting_error(text)
+    if nesting is not None:
+        raise PolicyError([nesting])
     if reasons is None:
         return load_policy(text)
     return load_policy(text, reasons.categories, replaced=tuple(reasons.replaced))
+
+
+def reload_errors(exc: PolicyError | SettingsError, limit: int = 20) -> list[str]:
+    """Why a reload was rejected, one line per problem (the first ``limit``), for the log."""
+    messages = exc.errors if isinstance(exc, PolicyError) else [str(exc)]
+    return [str(message) for message in messages[:limit]]
 
 
 FileStamp = tuple[int, int, int]

@@ -14,6 +14,7 @@ log line for a 5xx carries the exception type and location, not its message.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from typing import Any
@@ -35,10 +36,12 @@ from models.errors import DeadlineExceededError, ModelError, NotReadyError, Over
 from routing.errors import PolicyError, ReasonsError, RoutingError
 from service import errors as e
 from service.logs import REQUEST_ID
+from service.store.base import StoreError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:switchboard:problem:"
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
+# msgspec names the offending member inside its message for these two problems.
+_UNKNOWN_FIELD = re.compile(r"(?:unknown|missing required) field `([^`]*)`")
 _log = logging.getLogger("switchboard.errors")
 
 _LITESTAR_STATUS: dict[int, type[e.ServiceError]] = {
@@ -61,6 +64,12 @@ def to_service_error(exc: Exception) -> e.ServiceError:
         return exc
     if isinstance(exc, ModelError):
         return _from_model_error(exc)
+    if isinstance(exc, StoreError):
+        # The message names the backend and the exception type, never conversation content.
+        unavailable = e.Unavailable(str(exc) or "the conversation store failed; retry")
+        if exc.retry_after_s > 0:
+            unavailable.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return unavailable
     if isinstance(exc, PolicyError):
         return e.ValidationFailed(
             "the policy is invalid", errors=[{"field": "policy", "message": m} for m in _policy_messages(exc)]
@@ -69,6 +78,12 @@ def to_service_error(exc: Exception) -> e.ServiceError:
         return e.ValidationFailed(
             "the reasons file is invalid",
             errors=[{"field": "reasons", "message": m} for m in _policy_messages(exc)],
+        )
+    if isinstance(exc, e.SettingsError):
+        # Raised while serving only by a reload whose file cannot be read (missing, not UTF-8):
+        # the old configuration stays, and the caller gets the reason like any invalid file.
+        return e.ValidationFailed(
+            "the configuration file cannot be used", errors=[_settings_field_error(str(exc))]
         )
     if isinstance(exc, RoutingError):
         # Any other routing error means we built its input wrongly: a bug, not bad input.
@@ -101,12 +116,23 @@ def _policy_messages(exc: PolicyError | ReasonsError) -> list[str]:
     return messages or [str(exc)]
 
 
+def _settings_field_error(message: str) -> dict[str, str]:
+    """``"SWITCHBOARD_POLICY: cannot read ..."`` -> field ``policy`` (as an invalid policy names it)."""
+    setting, sep, rest = message.partition(": ")
+    if sep and setting.startswith("SWITCHBOARD_") and setting.isupper():
+        return {"field": setting.removeprefix("SWITCHBOARD_").lower(), "message": rest}
+    return {"field": "settings", "message": message}
+
+
 def _msgspec_field_error(message: str) -> dict[str, str]:
     """Split msgspec's ``"<problem> - at `$.a.b[0]`"`` into a field path and the problem."""
     problem, _, where = message.partition(" - at `")
-    field = where.rstrip("`").removeprefix("$").removeprefix(".") or "body"
-    field = field.removeprefix("data.").removeprefix("data") or "body"
-    return {"field": field, "message": problem}
+    field = where.rstrip("`").removeprefix("$").removeprefix(".")
+    field = field.removeprefix("data.").removeprefix("data")
+    named = _UNKNOWN_FIELD.search(problem)
+    if named:
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    return {"field": field or "body", "message": problem}
 
 
 def _from_litestar_validation(exc: ValidationException) -> e.ServiceError:

@@ -44,6 +44,7 @@ from models.types import TextPrediction
 from routing.errors import PolicyError, ReasonsError
 from routing.policy import Policy
 from routing.reasons import MergedIntents, ReasonMatch, ReasonSet, empty_reasons, load_reasons, merge_intents
+from service.body_guard import toml_nesting_error
 from service.errors import SettingsError
 from service.metrics import Metrics
 from service.policy_source import FileStamp, file_stamp, utc_now
@@ -330,6 +331,9 @@ class ReasonSource:
 
     def _parse(self) -> ActiveReasons:
         text, source = self._read()
+        nesting = toml_nesting_error(text)  # the TOML parser recurses once per level: refuse first
+        if nesting is not None:
+            raise ReasonsError([nesting])
         reasons = load_reasons(text) if self.enabled else empty_reasons()
         status: ReasonsStatus = "disabled" if not self.enabled else "pending"
         return ActiveReasons(reasons=reasons, index=None, source=source, loaded_at=utc_now(), status=status)

@@ -16,7 +16,12 @@ from msgspec import Meta
 
 from routing.context import ContactReason, HandoffContext
 from routing.types import Route, Speaker
-from service.validation import CONVERSATION_ID_PATTERN, RFC3339_PATTERN
+from service.validation import (
+    CONVERSATION_ID_PATTERN,
+    RFC3339_PATTERN,
+    SOURCE_PATTERN,
+    VISIBLE_TEXT_PATTERN,
+)
 
 Channel = Literal["voice", "chat", "email", "sms"]
 ConversationId = Annotated[
@@ -29,13 +34,18 @@ ConversationId = Annotated[
     ),
 ]
 Timestamp = Annotated[str, Meta(pattern=RFC3339_PATTERN, description="RFC 3339 date-time with offset.")]
-Text = Annotated[str, Meta(min_length=1, description="What was said; must contain non-whitespace.")]
+Text = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        pattern=VISIBLE_TEXT_PATTERN,
+        description="What was said; must contain a visible character (not only whitespace or zero-width).",
+    ),
+]
 TurnId = Annotated[
     str, Meta(min_length=1, max_length=128, description="Caller's turn id; appends are idempotent on it.")
 ]
-Source = Annotated[
-    str, Meta(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$", description="Origin, selects the callback URL.")
-]
+Source = Annotated[str, Meta(pattern=SOURCE_PATTERN, description="Origin, selects the callback URL.")]
 ShortText = Annotated[str, Meta(max_length=128)]
 AttributeValue = str | int | float | bool
 
@@ -257,7 +267,9 @@ class AnalysisResponse(Response):
 
     ``version`` is the live conversation's store version (None for ``/v1/analyze``);
     ``appended`` the indices scored by this request; ``duplicates`` the turns
-    skipped because their ``id`` was already stored. ``language`` is the language
+    skipped because their ``id`` was already stored. ``turn_count`` is how many
+    turns a live conversation holds; ``next_after`` (on a paged ``GET``) is the
+    ``after`` to pass for the next page, null when there is none. ``language`` is the language
     detected from the customer's turns (the request's own ``language`` is a hint
     that is stored, not used for routing); ``decision.resolved`` says whether the
     customer closed the conversation calmly.
@@ -279,6 +291,8 @@ class AnalysisResponse(Response):
     closed: bool = False
     appended: list[int] = []
     duplicates: int = 0
+    turn_count: int | None = None
+    next_after: int | None = None
 
 
 class DeletedResponse(Response):

@@ -51,6 +51,7 @@ EVENT_DECISION_CHANGED = "decision.changed"
 USER_AGENT = "switchboard-callbacks/1"
 # Fields of the analysis a routing receiver needs; per-turn detail and timings stay out.
 PAYLOAD_FIELDS = ("decision", "contact_reason", "sentiment", "emotions", "context")
+_ABSENT = object()
 
 _POLL_S = 1.0  # picks up work enqueued by other processes sharing the backend
 _MIN_SLEEP_S = 0.005  # never spin, even if the clock and the store disagree slightly
@@ -150,7 +151,6 @@ def build_callback_body(
     fields in ``PAYLOAD_FIELDS`` are copied when present, so the callback mirrors what the
     API returns (already redacted by the service).
     """
-    data = msgspec.to_builtins(analysis)
     payload: dict[str, Any] = {
         "type": EVENT_DECISION_CHANGED,
         "id": key,
@@ -158,10 +158,13 @@ def build_callback_body(
         "conversation_id": conversation_id,
         "source": source,
     }
-    if isinstance(data, dict):
-        for name in PAYLOAD_FIELDS:
-            if name in data:
-                payload[name] = data[name]
+    # Only the named fields are encoded: the analysis may carry many turns the receiver does not get.
+    for name in PAYLOAD_FIELDS:
+        value = (
+            analysis.get(name, _ABSENT) if isinstance(analysis, dict) else getattr(analysis, name, _ABSENT)
+        )
+        if value is not _ABSENT:
+            payload[name] = value
     return msgspec.json.encode(payload)
 
 

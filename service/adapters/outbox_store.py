@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
-from redis.exceptions import RedisError
 
-from service.adapters.backend import BackendError, SqliteRunner
+from service.adapters.backend_errors import backend_errors
+from service.redis_conn import RedisConn
+from service.sqlite_runner import SqliteRunner
+
+T = TypeVar("T")
 
 State = Literal["pending", "delivered", "dead"]
 
@@ -161,9 +165,13 @@ class SqliteOutboxStore:
     def __init__(self, runner: SqliteRunner) -> None:
         self._runner = runner
 
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with backend_errors():
+            return await self._runner.run(fn)
+
     async def add(self, message: NewMessage) -> None:
         """INSERT the message as pending."""
-        await self._runner.run(
+        await self._run(
             lambda conn: conn.execute(
                 "INSERT INTO sb_outbox (key, conversation_id, source, url, body, created_at, "
                 "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -197,11 +205,11 @@ class SqliteOutboxStore:
                 for row in rows
             ]
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def retry(self, key: str, next_attempt_at: float, error: str) -> None:
         """Set the next due time and remember the error."""
-        await self._runner.run(
+        await self._run(
             lambda conn: conn.execute(
                 "UPDATE sb_outbox SET next_attempt_at = ?, last_error = ? "
                 "WHERE key = ? AND state = 'pending'",
@@ -213,7 +221,7 @@ class SqliteOutboxStore:
         self, key: str, state: Literal["delivered", "dead"], now: float, error: str | None
     ) -> None:
         """Leave the pending state; the queue's next row is then the head."""
-        await self._runner.run(
+        await self._run(
             lambda conn: conn.execute(
                 "UPDATE sb_outbox SET state = ?, finished_at = ?, last_error = COALESCE(?, last_error) "
                 "WHERE key = ? AND state = 'pending'",
@@ -228,7 +236,7 @@ class SqliteOutboxStore:
             row = conn.execute(_NEXT_DUE).fetchone()
             return None if row is None or row[0] is None else float(row[0])
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def counts(self) -> dict[str, int]:
         """GROUP BY state."""
@@ -237,7 +245,7 @@ class SqliteOutboxStore:
             found = dict(conn.execute("SELECT state, COUNT(*) FROM sb_outbox GROUP BY state").fetchall())
             return {state: int(found.get(state, 0)) for state in ("pending", "delivered", "dead")}
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def status(self, key: str) -> MessageStatus | None:
         """One row's state."""
@@ -252,7 +260,7 @@ class SqliteOutboxStore:
                 else MessageStatus(key=key, state=row[0], attempts=row[1], last_error=row[2])
             )
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def purge(self, finished_before: float) -> int:
         """DELETE finished rows older than the cutoff."""
@@ -263,7 +271,7 @@ class SqliteOutboxStore:
             )
             return cursor.rowcount
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def erase(self, conversation_id: str) -> int:
         """DELETE every row of the conversation."""
@@ -273,7 +281,7 @@ class SqliteOutboxStore:
                 "DELETE FROM sb_outbox WHERE conversation_id = ?", (conversation_id,)
             ).rowcount
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def redrive(self, now: float) -> int:
         """Dead rows become pending, due now, with their attempt count reset."""
@@ -286,7 +294,7 @@ class SqliteOutboxStore:
             )
             return cursor.rowcount
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
 
 # --- Redis --------------------------------------------------------------------------------
@@ -397,9 +405,10 @@ return #ids
 class RedisOutboxStore:
     """Outbox in Redis (see the key layout above); every multi-key change is one Lua script."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
-        self._client = client
+    def __init__(self, conn: RedisConn, prefix: str) -> None:
+        self._conn = conn
         self._p = f"{prefix}outbox:"
+        client = conn.client  # registering a script is local: no I/O until it is called
         self._add = client.register_script(_ADD)
         self._claim = client.register_script(_CLAIM_LUA)
         self._retry = client.register_script(_RETRY)
@@ -418,11 +427,9 @@ class RedisOutboxStore:
     def _conv(self, conversation_id: str) -> str:
         return f"{self._p}c:{conversation_id}"
 
-    async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except RedisError as exc:
-            raise BackendError(f"adapter redis backend failed ({type(exc).__name__})") from exc
+    async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        with backend_errors():
+            return await self._conn.call(op)
 
     async def add(self, message: NewMessage) -> None:
         """HSET + RPUSH; the message enters ``due`` if it is its queue's head."""
@@ -441,13 +448,12 @@ class RedisOutboxStore:
             message.body,
             repr(message.created_at),
         ]
-        await self._call(self._add(keys=keys, args=args))
+        await self._call(lambda c: self._add(keys=keys, args=args, client=c))
 
     async def claim(self, now: float, lease_until: float, limit: int) -> list[OutboxMessage]:
         """Lease due heads atomically."""
-        raw = await self._call(
-            self._claim(keys=[self._p + "due"], args=[repr(now), repr(lease_until), limit, self._p + "m:"])
-        )
+        args = [repr(now), repr(lease_until), limit, self._p + "m:"]
+        raw = await self._call(lambda c: self._claim(keys=[self._p + "due"], args=args, client=c))
         messages = []
         for key, (cid, src, url, body, created, attempts) in raw:
             messages.append(
@@ -465,9 +471,8 @@ class RedisOutboxStore:
 
     async def retry(self, key: str, next_attempt_at: float, error: str) -> None:
         """Re-score the head in ``due``."""
-        await self._call(
-            self._retry(keys=[self._msg(key), self._p + "due"], args=[key, repr(next_attempt_at), error])
-        )
+        keys = [self._msg(key), self._p + "due"]
+        await self._call(lambda c: self._retry(keys=keys, args=[key, repr(next_attempt_at), error], client=c))
 
     async def finish(
         self, key: str, state: Literal["delivered", "dead"], now: float, error: str | None
@@ -475,31 +480,35 @@ class RedisOutboxStore:
         """Pop from the queue, promote the next head."""
         finished = self._p + ("done" if state == "delivered" else "dead")
         await self._call(
-            self._finish(
+            lambda c: self._finish(
                 keys=[self._msg(key), self._p + "due", self._p + "pend", finished],
                 args=[key, state, repr(now), error or ""],
+                client=c,
             )
         )
 
     async def next_due(self) -> float | None:
         """Lowest score in ``due``."""
-        head = await self._call(self._client.zrange(self._p + "due", 0, 0, withscores=True))
+        head = await self._call(lambda c: c.zrange(self._p + "due", 0, 0, withscores=True))
         return float(head[0][1]) if head else None
 
     async def counts(self) -> dict[str, int]:
         """SCARD / ZCARD."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.scard(self._p + "pend")
-        pipe.zcard(self._p + "done")
-        pipe.zcard(self._p + "dead")
-        pending, delivered, dead = await self._call(pipe.execute())
+
+        def counted(client: Any) -> Awaitable[list[Any]]:
+            pipe = client.pipeline(transaction=False)
+            pipe.scard(self._p + "pend")
+            pipe.zcard(self._p + "done")
+            pipe.zcard(self._p + "dead")
+            result: Awaitable[list[Any]] = pipe.execute()
+            return result
+
+        pending, delivered, dead = await self._call(counted)
         return {"pending": int(pending), "delivered": int(delivered), "dead": int(dead)}
 
     async def status(self, key: str) -> MessageStatus | None:
         """HMGET state attempts err."""
-        state, attempts, err = await self._call(
-            self._client.hmget(self._msg(key), "state", "attempts", "err")
-        )
+        state, attempts, err = await self._call(lambda c: c.hmget(self._msg(key), "state", "attempts", "err"))
         if state is None:
             return None
         return MessageStatus(
@@ -511,17 +520,16 @@ class RedisOutboxStore:
 
     async def purge(self, finished_before: float) -> int:
         """Drop old finished messages, 500 per script call to keep Redis responsive."""
+        args = [repr(finished_before), self._p + "m:", self._p + "c:"]
+
+        async def batch(finished: str) -> int:
+            keys = [self._p + finished]
+            return int(await self._call(lambda c: self._purge(keys=keys, args=args, client=c)))
+
         total = 0
         for finished in ("done", "dead"):
             while True:
-                removed = int(
-                    await self._call(
-                        self._purge(
-                            keys=[self._p + finished],
-                            args=[repr(finished_before), self._p + "m:", self._p + "c:"],
-                        )
-                    )
-                )
+                removed = await batch(finished)
                 total += removed
                 if removed < 500:
                     break
@@ -536,9 +544,10 @@ class RedisOutboxStore:
             self._p + "dead",
             self._p + "done",
         ]
-        return int(await self._call(self._erase(keys=keys, args=[self._p + "m:"])))
+        return int(await self._call(lambda c: self._erase(keys=keys, args=[self._p + "m:"], client=c)))
 
     async def redrive(self, now: float) -> int:
         """Requeue dead messages at the tail of their queues."""
         keys = [self._p + "dead", self._p + "due", self._p + "pend"]
-        return int(await self._call(self._redrive(keys=keys, args=[repr(now), self._p + "m:"])))
+        args = [repr(now), self._p + "m:"]
+        return int(await self._call(lambda c: self._redrive(keys=keys, args=args, client=c)))

@@ -1,21 +1,33 @@
-"""Replay guard: remembers webhook deliveries already accepted inside the signature window.
+"""Replay guard: remembers webhook deliveries already accepted.
 
-A timestamped signature stops a captured request from being replayed *after* the window;
-inside it, the delivery id (or the signature itself) is claimed here once. Claims live in
-the durable backend, so several workers or machines share them and a restart does not
-reopen the window. A claim is released when processing fails, so the sender's genuine
-retry is not mistaken for a replay.
+Two uses, one store of keys with expiry:
+
+* **Timestamped signatures** (Chatwoot, generic): the timestamp stops a captured request
+  from being replayed *after* the window; inside it, the signed content (timestamp + body
+  hash) is ``claim``-ed once before processing and ``release``-d if processing fails, so
+  the sender's genuine retry is not mistaken for a replay.
+* **Twilio** signs no timestamp, so a captured request verifies forever. Its signed
+  identity is looked up with ``seen`` and ``record``-ed only after the event was processed,
+  for longer than Twilio retries: a crash mid-processing never swallows the retry.
+
+Keys live in the durable backend, so several workers or machines share them and a restart
+does not forget them. Each key may name the conversation its delivery went to, so erasing a
+conversation (``forget``) leaves nothing about it here; the conversation's erase tombstone
+keeps refusing its replays. Failures raise ``BackendError``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
-from redis.exceptions import RedisError
+from service.adapters.backend_errors import backend_errors
+from service.redis_conn import RedisConn
+from service.sqlite_runner import SqliteRunner
 
-from service.adapters.backend import BackendError, SqliteRunner
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sb_webhook_nonces (
@@ -23,29 +35,51 @@ CREATE TABLE IF NOT EXISTS sb_webhook_nonces (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sb_webhook_nonces_expiry ON sb_webhook_nonces (expires_at);
+CREATE TABLE IF NOT EXISTS sb_webhook_nonce_owners (
+    key TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sb_webhook_nonce_owners_conversation ON sb_webhook_nonce_owners (conversation_id);
 """
 
 
 class NonceStore(Protocol):
     """Set of keys with expiry; ``claim`` is atomic across processes."""
 
-    async def claim(self, key: str, ttl_s: float) -> bool:
-        """Record ``key`` for ``ttl_s`` seconds; False if it is already recorded (a replay)."""
+    async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
+        """Record ``key`` for ``ttl_s`` seconds (owned by ``conversation_id``, if given); False if
+        it is already recorded (a replay)."""
         ...
 
     async def release(self, key: str) -> None:
         """Forget ``key`` (processing failed; let a retry through)."""
         ...
 
+    async def seen(self, key: str) -> bool:
+        """True while ``key`` is recorded and not expired."""
+        ...
+
+    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> None:
+        """Record ``key`` for ``ttl_s`` seconds from now, whether or not it already was."""
+        ...
+
+    async def forget(self, conversation_id: str) -> int:
+        """Delete every key owned by ``conversation_id`` (an erasure); returns how many."""
+        ...
+
 
 class SqliteNonceStore:
     """Nonces in the ``sb_webhook_nonces`` table."""
 
-    def __init__(self, runner: SqliteRunner, clock: Any = time.time) -> None:
+    def __init__(self, runner: SqliteRunner, clock: Callable[[], float] = time.time) -> None:
         self._runner = runner
         self._clock = clock
 
-    async def claim(self, key: str, ttl_s: float) -> bool:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with backend_errors():
+            return await self._runner.run(fn)
+
+    async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
         """Insert the key, or take over an expired row; one statement, so atomic."""
         now = self._clock()
 
@@ -58,44 +92,139 @@ class SqliteNonceStore:
             )
             claimed = cursor.rowcount == 1
             if claimed:
-                # Opportunistic sweep; bounded so one request never pays for a large backlog.
-                conn.execute(
-                    "DELETE FROM sb_webhook_nonces WHERE key IN "
-                    "(SELECT key FROM sb_webhook_nonces WHERE expires_at <= ? LIMIT 100)",
-                    (now,),
-                )
+                _own(conn, key, conversation_id)
+                _sweep(conn, now)
             return claimed
 
-        return await self._runner.run(op)
+        return await self._run(op)
 
     async def release(self, key: str) -> None:
         """Delete the key."""
-        await self._runner.run(
-            lambda conn: conn.execute("DELETE FROM sb_webhook_nonces WHERE key = ?", (key,))
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM sb_webhook_nonces WHERE key = ?", (key,))
+            conn.execute("DELETE FROM sb_webhook_nonce_owners WHERE key = ?", (key,))
+
+        await self._run(op)
+
+    async def seen(self, key: str) -> bool:
+        """Look the key up, ignoring an expired row."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM sb_webhook_nonces WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            return row is not None
+
+        return await self._run(op)
+
+    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> None:
+        """Upsert the key with a fresh expiry."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO sb_webhook_nonces (key, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at",
+                (key, now + ttl_s),
+            )
+            _own(conn, key, conversation_id)
+            _sweep(conn, now)
+
+        await self._run(op)
+
+    async def forget(self, conversation_id: str) -> int:
+        """Delete the conversation's keys and their owner rows in one transaction."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            with conn:
+                deleted = conn.execute(
+                    "DELETE FROM sb_webhook_nonces WHERE key IN "
+                    "(SELECT key FROM sb_webhook_nonce_owners WHERE conversation_id = ?)",
+                    (conversation_id,),
+                ).rowcount
+                conn.execute(
+                    "DELETE FROM sb_webhook_nonce_owners WHERE conversation_id = ?", (conversation_id,)
+                )
+            return int(deleted)
+
+        return await self._run(op)
+
+
+def _own(conn: sqlite3.Connection, key: str, conversation_id: str | None) -> None:
+    if conversation_id is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO sb_webhook_nonce_owners (key, conversation_id) VALUES (?, ?)",
+            (key, conversation_id),
         )
 
 
-class RedisNonceStore:
-    """Nonces as ``{prefix}nonce:{key}`` keys set with NX and a TTL."""
+def _sweep(conn: sqlite3.Connection, now: float) -> None:
+    # Opportunistic; bounded so one request never pays for a large backlog.
+    expired = "SELECT key FROM sb_webhook_nonces WHERE expires_at <= ? LIMIT 100"
+    conn.execute(f"DELETE FROM sb_webhook_nonce_owners WHERE key IN ({expired})", (now,))
+    conn.execute(f"DELETE FROM sb_webhook_nonces WHERE key IN ({expired})", (now,))
 
-    def __init__(self, client: Any, prefix: str) -> None:
-        self._client = client
+
+class RedisNonceStore:
+    """Nonces as ``{prefix}nonce:{key}`` keys with a TTL (Redis expires them)."""
+
+    def __init__(self, conn: RedisConn, prefix: str) -> None:
+        self._conn = conn
         self._prefix = prefix
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}nonce:{key}"
 
-    async def claim(self, key: str, ttl_s: float) -> bool:
+    async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        with backend_errors():
+            return await self._conn.call(op)
+
+    def _owner_key(self, conversation_id: str) -> str:
+        return f"{self._prefix}nonces-of:{conversation_id}"
+
+    async def _own(self, key: str, ttl_s: float, conversation_id: str | None) -> None:
+        if conversation_id is None:
+            return
+        owner = self._owner_key(conversation_id)
+
+        async def op(c: Any) -> None:
+            await c.sadd(owner, self._key(key))
+            # The set must live as long as its longest-lived key (works on Redis 6 too, unlike GT).
+            if int(await c.pttl(owner)) < _ms(ttl_s):
+                await c.pexpire(owner, _ms(ttl_s))
+
+        await self._call(op)
+
+    async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
         """SET NX PX: Redis guarantees only one caller creates the key."""
-        try:
-            created = await self._client.set(self._key(key), b"1", nx=True, px=max(1, int(ttl_s * 1000)))
-        except RedisError as exc:
-            raise BackendError(f"adapter redis backend failed ({type(exc).__name__})") from exc
+        created = await self._call(lambda c: c.set(self._key(key), b"1", nx=True, px=_ms(ttl_s)))
+        if created:
+            await self._own(key, ttl_s, conversation_id)
         return bool(created)
 
     async def release(self, key: str) -> None:
         """DEL the key."""
-        try:
-            await self._client.delete(self._key(key))
-        except RedisError as exc:
-            raise BackendError(f"adapter redis backend failed ({type(exc).__name__})") from exc
+        await self._call(lambda c: c.delete(self._key(key)))
+
+    async def seen(self, key: str) -> bool:
+        """EXISTS the key."""
+        return int(await self._call(lambda c: c.exists(self._key(key)))) > 0
+
+    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> None:
+        """SET PX (overwrites)."""
+        await self._call(lambda c: c.set(self._key(key), b"1", px=_ms(ttl_s)))
+        await self._own(key, ttl_s, conversation_id)
+
+    async def forget(self, conversation_id: str) -> int:
+        """Delete the keys listed in the conversation's owner set, then the set."""
+        owner = self._owner_key(conversation_id)
+        keys = await self._call(lambda c: c.smembers(owner))
+        deleted = int(await self._call(lambda c: c.delete(*keys))) if keys else 0
+        await self._call(lambda c: c.delete(owner))
+        return deleted
+
+
+def _ms(ttl_s: float) -> int:
+    return max(1, int(ttl_s * 1000))

@@ -15,6 +15,7 @@ it. Every check happens before anything is stored; a request that fails one stor
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CollectorRegistry, Counter
 
-from service.adapters.backend import open_backend, resolve_backend_url
+from service.adapters.backend import BackendError, open_backend, resolve_backend_url
 from service.adapters.chatwoot import decode_message_created
 from service.adapters.generic import decode_generic
 from service.adapters.inbound import Decoded, Ignored, Inbound, parse_form
@@ -35,6 +36,7 @@ from service.adapters.signatures import (
     TWILIO_SIGNATURE_SETTINGS_HEADER,
     StaleTimestamp,
     tokens_match,
+    twilio_replay_key,
     verify_timestamped,
     verify_twilio,
 )
@@ -58,7 +60,6 @@ EXCLUDE_FROM_AUTH = "exclude_from_auth"
 
 CHATWOOT_SIGNATURE = "X-Chatwoot-Signature"
 CHATWOOT_TIMESTAMP = "X-Chatwoot-Timestamp"
-CHATWOOT_DELIVERY = "X-Chatwoot-Delivery"
 SWITCHBOARD_SIGNATURE = "X-Switchboard-Signature"
 SWITCHBOARD_TIMESTAMP = "X-Switchboard-Timestamp"
 # Shared-token fallback for Chatwoot versions that cannot sign: ?token=… (Chatwoot's
@@ -67,6 +68,13 @@ TOKEN_QUERY = "token"
 TOKEN_HEADER = "X-Switchboard-Token"
 
 Platform = Literal["twilio_voice", "twilio_conversations", "chatwoot", "generic"]
+Outcome = Literal["accepted", "ignored", "duplicate"]
+
+# How long a processed Twilio event is remembered. Twilio signs no timestamp, so this, not
+# a signature window, is what refuses a captured request; it must outlast Twilio's own
+# retries of one event (seconds to minutes) with a wide margin.
+DEFAULT_TWILIO_DEDUP_TTL_S = 24 * 3600.0
+OUTCOME_HEADER = "X-Switchboard-Outcome"
 
 
 class WebhookAck(msgspec.Struct):
@@ -91,7 +99,7 @@ class _WebhookMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.events = Counter(
             "switchboard_webhook_events_total",
-            "Platform webhook events by outcome (accepted, ignored, rejected, invalid, failed).",
+            "Platform webhook events by outcome (accepted, ignored, duplicate, rejected, invalid, failed).",
             ("platform", "outcome"),
             registry=registry if registry is not None else CollectorRegistry(auto_describe=True),
         )
@@ -108,6 +116,7 @@ class WebhookHandlers:
         *,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        twilio_dedup_ttl_s: float = DEFAULT_TWILIO_DEDUP_TTL_S,
     ) -> None:
         self.conversations = conversations
         self.config = settings.adapters
@@ -117,6 +126,7 @@ class WebhookHandlers:
         self.clock = clock
         # A nonce must outlive every timestamp that could still pass the window (either side).
         self.nonce_ttl_s = 2 * self.config.signature_max_age_s + 60.0
+        self.twilio_dedup_ttl_s = twilio_dedup_ttl_s
 
     # -- shared steps --------------------------------------------------------------------------
 
@@ -138,8 +148,7 @@ class WebhookHandlers:
         except Exception:
             self.metrics.events.labels(platform, "failed").inc()
             raise
-        outcome = "ignored" if response.headers.get("X-Switchboard-Outcome") == "ignored" else "accepted"
-        self.metrics.events.labels(platform, outcome).inc()
+        self.metrics.events.labels(platform, response.headers.get(OUTCOME_HEADER, "accepted")).inc()
         return response
 
     async def append(self, inbound: Inbound, *, all_turns: bool = False) -> AnalysisResponse:
@@ -158,15 +167,19 @@ class WebhookHandlers:
         )
         return result
 
-    async def claim_nonce(self, key: str) -> None:
+    async def claim_nonce(self, key: str, conversation_id: str | None) -> None:
         """Refuse a delivery already accepted inside the window (403)."""
-        if not await self.nonces.claim(key, self.nonce_ttl_s):
+        if not await self.nonces.claim(key, self.nonce_ttl_s, conversation_id):
             raise Forbidden("replayed webhook delivery")
 
     # -- Twilio ----------------------------------------------------------------------------------
 
-    async def twilio_params(self, request: Request[Any, Any, State]) -> dict[str, str]:
-        """Verify ``X-Twilio-Signature`` over the public URL and the form; return the fields."""
+    async def twilio_params(self, request: Request[Any, Any, State]) -> tuple[dict[str, str], str]:
+        """Verify ``X-Twilio-Signature`` over the public URL and the form.
+
+        Returns the fields and the delivery's replay key (``twilio:`` + the digest of what
+        the signature covers, see ``signatures.twilio_replay_key``).
+        """
         signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
         if not signature:
             raise Unauthorized(
@@ -178,8 +191,9 @@ class WebhookHandlers:
             raise UnsupportedMediaType("Twilio webhooks are application/x-www-form-urlencoded")
         body = await request.body()
         pairs = parse_form(body)
+        url = public_url(request, self.config.public_base_url)
         verify_twilio(
-            url=public_url(request, self.config.public_base_url),
+            url=url,
             params=pairs,
             raw_body=body,
             signature=signature,
@@ -187,18 +201,31 @@ class WebhookHandlers:
             auth_token=self.config.twilio_auth_token,
             shared_key_secret=self.config.twilio_shared_key_secret,
         )
-        return dict(pairs)
+        return dict(pairs), "twilio:" + twilio_replay_key(url, pairs)
 
     async def twilio(
         self, request: Request[Any, Any, State], decode: Callable[..., Decoded]
     ) -> Response[Any]:
-        """Twilio wants a fast 2xx and ignores the body: answer 204 either way."""
-        params = await self.twilio_params(request)
+        """Twilio wants a fast 2xx and ignores the body: answer 204 in every success case.
+
+        A delivery already processed (same signed URL and form) is answered 204 and not
+        processed again, for ``twilio_dedup_ttl_s``. Its key is recorded only once the event
+        was processed, so Twilio's retry after a failure (or a crash) is processed; two
+        copies racing each other may both be, which the turn ids make harmless.
+        """
+        params, replay_key = await self.twilio_params(request)
+        if await self.nonces.seen(replay_key):
+            return _no_content("duplicate")
         decoded = decode(params, self.config, self.max_text_chars)
-        if isinstance(decoded, Ignored):
-            return _no_content(ignored=True)
-        await self.append(decoded)
-        return _no_content(ignored=False)
+        if not isinstance(decoded, Ignored):
+            await self.append(decoded)
+        try:
+            owner = None if isinstance(decoded, Ignored) else decoded.conversation_id
+            await self.nonces.record(replay_key, self.twilio_dedup_ttl_s, owner)
+        except BackendError:
+            # The event is stored; failing now would only make Twilio send it again.
+            log.warning("could not record a processed Twilio delivery; a replay of it is not refused")
+        return _no_content("ignored" if isinstance(decoded, Ignored) else "accepted")
 
     # -- Chatwoot --------------------------------------------------------------------------------
 
@@ -213,7 +240,7 @@ class WebhookHandlers:
         signature_error: Unauthorized | None = None
         if signature and self.config.chatwoot_secret:
             try:
-                verify_timestamped(
+                stamp = verify_timestamped(
                     secrets=[self.config.chatwoot_secret],
                     timestamp=request.headers.get(CHATWOOT_TIMESTAMP),
                     signature=signature,
@@ -229,8 +256,8 @@ class WebhookHandlers:
             except Unauthorized as exc:
                 signature_error = exc
             else:
-                delivery = request.headers.get(CHATWOOT_DELIVERY, "").strip()
-                return "chatwoot:" + (delivery[:128] if delivery else signature.strip().lower())
+                # Not X-Chatwoot-Delivery: it is unsigned, so a replay could just change it.
+                return "chatwoot:" + signed_content_key(stamp, body)
         token = request.query_params.get(TOKEN_QUERY) or request.headers.get(TOKEN_HEADER)
         if tokens_match(token, self.config.chatwoot_token):
             return None
@@ -253,7 +280,9 @@ class WebhookHandlers:
         replay_key = self.verify_chatwoot(request, body)
         decoded = decode_message_created(body, self.max_text_chars)
         if replay_key is not None:
-            await self.claim_nonce(replay_key)
+            await self.claim_nonce(
+                replay_key, None if isinstance(decoded, Ignored) else decoded.conversation_id
+            )
         if isinstance(decoded, Ignored):
             return _json(WebhookAck(status="ignored", reason=decoded.reason), ignored=True)
         try:
@@ -276,11 +305,10 @@ class WebhookHandlers:
     async def generic(self, request: Request[Any, Any, State]) -> Response[Any]:
         """Verify the timestamped HMAC, refuse replays, append; answer with the analysis."""
         body = await request.body()
-        signature = request.headers.get(SWITCHBOARD_SIGNATURE)
-        verify_timestamped(
+        stamp = verify_timestamped(
             secrets=self.config.webhook_secrets,
             timestamp=request.headers.get(SWITCHBOARD_TIMESTAMP),
-            signature=signature,
+            signature=request.headers.get(SWITCHBOARD_SIGNATURE),
             body=body,
             now=self.clock(),
             max_age_s=self.config.signature_max_age_s,
@@ -289,16 +317,24 @@ class WebhookHandlers:
             realm="switchboard",
         )
         inbound = decode_generic(body)
-        assert signature is not None  # verified above
-        replay_key = "generic:" + signature.strip().lower()
-        await self.claim_nonce(replay_key)
+        replay_key = "generic:" + signed_content_key(stamp, body)
+        await self.claim_nonce(replay_key, inbound.conversation_id)
         try:
-            # Same answer as POST /v1/conversations/{id}/turns: the whole analysis.
-            result = await self.append(inbound, all_turns=True)
+            # Same answer as POST /v1/conversations/{id}/turns: the analysis with the new turns.
+            result = await self.append(inbound)
         except BaseException:
             await self.nonces.release(replay_key)
             raise
         return _json(result, ignored=False)
+
+
+def signed_content_key(timestamp: int, body: bytes) -> str:
+    """Replay key of a timestamped-HMAC delivery: a digest of exactly what is signed.
+
+    Keying on the signed content rather than the signature means the same delivery signed
+    with another of the rotating secrets, or any unsigned header changed, is still a replay.
+    """
+    return hashlib.sha256(f"{timestamp}.".encode() + body).hexdigest()
 
 
 def _outcome_of(status: int) -> str:
@@ -325,8 +361,8 @@ def public_url(request: Request[Any, Any, State], public_base_url: str | None) -
     return url + "?" + query.decode("latin-1") if query else url
 
 
-def _no_content(*, ignored: bool) -> Response[Any]:
-    return Response(content=None, status_code=204, headers=_outcome(ignored))
+def _no_content(outcome: Outcome) -> Response[Any]:
+    return Response(content=None, status_code=204, headers={OUTCOME_HEADER: outcome})
 
 
 def _json(value: Any, *, ignored: bool) -> Response[Any]:
@@ -334,12 +370,8 @@ def _json(value: Any, *, ignored: bool) -> Response[Any]:
         content=msgspec.json.encode(value),
         status_code=200,
         media_type="application/json",
-        headers=_outcome(ignored),
+        headers={OUTCOME_HEADER: "ignored" if ignored else "accepted"},
     )
-
-
-def _outcome(ignored: bool) -> dict[str, str]:
-    return {"X-Switchboard-Outcome": "ignored" if ignored else "accepted"}
 
 
 def build_adapter_routers(
@@ -349,15 +381,19 @@ def build_adapter_routers(
     outbox: Outbox | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    twilio_dedup_ttl_s: float = DEFAULT_TWILIO_DEDUP_TTL_S,
 ) -> list[Router]:
     """The webhook routers, excluded from bearer auth (see module docstring).
 
     Pass the app's ``Outbox`` so the replay guard shares its backend (and is closed with
     it); without one the routes open their own backend from the settings. ``registry`` is
-    the app's Prometheus registry.
+    the app's Prometheus registry; ``twilio_dedup_ttl_s`` how long a processed Twilio
+    delivery is refused as a duplicate.
     """
     nonces = outbox.nonces if outbox is not None else open_backend(resolve_backend_url(settings)).nonces
-    h = WebhookHandlers(conversations, settings, nonces, registry=registry, clock=clock)
+    h = WebhookHandlers(
+        conversations, settings, nonces, registry=registry, clock=clock, twilio_dedup_ttl_s=twilio_dedup_ttl_s
+    )
 
     @post(
         "/twilio/voice",

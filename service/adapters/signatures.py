@@ -62,12 +62,36 @@ def twilio_signature(
     digest = _TWILIO_HASHES.get(algorithm.upper())
     if digest is None:
         raise ValueError(f"unsupported Twilio signature algorithm {algorithm!r}")
+    mac = hmac.new(secret.encode(), _twilio_payload(url, params).encode(), digest)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def _twilio_payload(url: str, params: Iterable[tuple[str, str]]) -> str:
+    """The string Twilio signs: the URL, then each name + value, names and values sorted."""
     grouped: dict[str, set[str]] = {}
     for name, value in params:
         grouped.setdefault(name, set()).add(value)
-    payload = url + "".join(name + value for name in sorted(grouped) for value in sorted(grouped[name]))
-    mac = hmac.new(secret.encode(), payload.encode(), digest)
-    return base64.b64encode(mac.digest()).decode()
+    return url + "".join(name + value for name in sorted(grouped) for value in sorted(grouped[name]))
+
+
+def twilio_replay_key(url: str, params: Sequence[tuple[str, str]]) -> str:
+    """A digest of exactly what a Twilio signature covers: the identity of a delivery.
+
+    Twilio signs no timestamp, so a captured request verifies forever; remembering this
+    key is what refuses it. Every variant that ``verify_twilio`` accepts under the same
+    signature maps to the same key: the URL with or without its port, repeated or
+    reordered form fields, and (as the signed string is a plain concatenation) fields
+    re-split between name and value. With ``bodySHA256`` in the query only the URL is
+    signed, and the URL carries the body's hash.
+    """
+    parts = urlsplit(url)
+    if parts.port is not None:
+        url = urlunsplit(
+            parts._replace(netloc=_netloc(parts.username, parts.password, parts.hostname or "", None))
+        )
+    if parse_qs(parts.query).get("bodySHA256"):
+        params = []
+    return hashlib.sha256(_twilio_payload(url, params).encode()).hexdigest()
 
 
 def _with_and_without_port(url: str) -> list[str]:

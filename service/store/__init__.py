@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.errors import SettingsError
-from service.store.base import ConversationStore, Record, StoreError, VersionConflict
+from service.store.base import ConversationStore, Head, KnownTurn, NewTurn, StoreError, VersionConflict
 
-__all__ = ["ConversationStore", "Record", "StoreError", "VersionConflict", "open_store"]
+__all__ = ["ConversationStore", "Head", "KnownTurn", "NewTurn", "StoreError", "VersionConflict", "open_store"]
 
 
 def open_store(url: str, ttl_s: float) -> ConversationStore:

@@ -1,177 +1,307 @@
 """Embedded default store (``sqlite:///path``): persistent, safe with several worker processes.
 
+Layout: ``heads`` (one row per conversation), ``turns`` (one row per turn,
+keyed by conversation and index, with a unique index on the client turn id)
+and ``tombstones`` (erased ids, for a while). An append is one ``BEGIN
+IMMEDIATE`` transaction: check the head's version, update it, insert the new
+turn rows; its cost does not depend on how many turns are stored.
+
 Why SQLite: the service must keep live conversations across restarts on one
 box with no extra server. WAL mode lets readers proceed during a write, a busy
 timeout makes concurrent writers from other worker processes wait instead of
-failing, and every write is a single statement whose ``WHERE version = ?``
-clause is the compare-and-set, so no lock is held across the model inference.
+failing, and the compare-and-set is the ``WHERE version = ?`` clause inside a
+short write transaction, so no lock is held across the model inference.
 
 sqlite3 calls block, so each store owns one connection on one dedicated thread
-(sqlite connections must not be shared across threads) and the event loop
-awaits it through ``run_in_executor``.
+(``service.sqlite_runner``, shared with the outbox and the replay guard).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from service.store.base import Record, StoreError, VersionConflict
-
-
-def open_sqlite(path: Path, schema: str, attempts: int = 50) -> sqlite3.Connection:
-    """Open ``path`` in autocommit WAL mode and apply ``schema`` (idempotent DDL).
-
-    Two processes opening a fresh file at once race for the lock that switching
-    to WAL (and the first CREATE) takes; SQLite answers "database is locked" at
-    once there instead of waiting on the busy timeout, so the setup is retried.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: autocommit; every statement is its own atomic transaction.
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=True)
-    conn.execute("PRAGMA busy_timeout=10000")
-    for attempt in range(attempts):
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(schema)
-            return conn
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                conn.close()
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    raise AssertionError("unreachable")
-
+from service.sqlite_runner import SqliteError, SqliteRunner
+from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict
 
 T = TypeVar("T")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
+CREATE TABLE IF NOT EXISTS heads (
     id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     updated_at REAL NOT NULL,
     closed INTEGER NOT NULL DEFAULT 0,
+    turns INTEGER NOT NULL DEFAULT 0,
     data BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversations_updated_at ON conversations (updated_at);
+CREATE INDEX IF NOT EXISTS heads_updated_at ON heads (updated_at);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    turn_id TEXT,
+    digest TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (conversation_id, idx)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS turns_turn_id ON turns (conversation_id, turn_id) WHERE turn_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tombstones (
+    id TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
 """
+# The first layout: one row per conversation holding every turn (migrated on start).
+_LEGACY_TABLE = "conversations"
+
+
+class _Conflict(Exception):
+    """Raised inside a write transaction to roll it back as a version conflict."""
 
 
 class SQLiteStore:
-    """Conversation records in one SQLite file (WAL, busy timeout, CAS by version)."""
+    """Conversation heads and turn rows in one SQLite file (WAL, busy timeout, CAS by version)."""
 
     def __init__(self, path: Path, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.ttl_s = ttl_s
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._conn: sqlite3.Connection | None = None
+        self._runner = SqliteRunner(path, _SCHEMA, thread_name="sqlite-store")
 
     # -- thread side -------------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_sqlite(self.path, _SCHEMA)
-        return self._conn
-
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-
-        def call() -> T:
-            return fn(self._connection())
-
         try:
-            return await loop.run_in_executor(self._executor, call)
-        except sqlite3.Error as exc:
+            return await self._runner.run(fn)
+        except SqliteError as exc:
             # The message can name tables/paths but never carries conversation content.
-            raise StoreError(f"sqlite store failed ({type(exc).__name__})") from exc
+            raise StoreError(str(exc)) from exc
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+        # IMMEDIATE takes the write lock up front, so the version check and the writes
+        # that follow it cannot interleave with another process's append.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def _cutoff(self) -> float:
         return self._clock() - self.ttl_s
 
     # -- interface ---------------------------------------------------------------------------------
 
-    async def load(self, conversation_id: str) -> Record | None:
-        """Return the live record or None (expired rows count as absent)."""
+    async def load_head(self, conversation_id: str) -> Head | None:
+        """Return the live head or None (expired rows count as absent)."""
         cutoff = self._cutoff()
 
-        def query(conn: sqlite3.Connection) -> Record | None:
+        def query(conn: sqlite3.Connection) -> Head | None:
             row = conn.execute(
-                "SELECT data, version, updated_at, closed FROM conversations WHERE id = ? AND updated_at > ?",
+                "SELECT data, version, updated_at, closed, turns FROM heads WHERE id = ? AND updated_at > ?",
                 (conversation_id, cutoff),
             ).fetchone()
             if row is None:
                 return None
-            return Record(
-                data=bytes(row[0]), version=int(row[1]), updated_at=float(row[2]), closed=bool(row[3])
+            return Head(
+                data=bytes(row[0]),
+                version=int(row[1]),
+                updated_at=float(row[2]),
+                closed=bool(row[3]),
+                turns=int(row[4]),
             )
 
         return await self._run(query)
 
-    async def save(
-        self, conversation_id: str, data: bytes, *, expected_version: int, closed: bool = False
+    async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
+        """Stored turns among ``turn_ids`` (one indexed query)."""
+        if not turn_ids:
+            return {}
+        ids = list(dict.fromkeys(turn_ids))
+
+        def query(conn: sqlite3.Connection) -> dict[str, KnownTurn]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT turn_id, idx, digest FROM turns WHERE conversation_id = ? AND turn_id IN ({marks})",
+                (conversation_id, *ids),
+            ).fetchall()
+            return {str(row[0]): KnownTurn(index=int(row[1]), digest=str(row[2])) for row in rows}
+
+        return await self._run(query)
+
+    async def load_turns(
+        self, conversation_id: str, after: int = -1, limit: int | None = None
+    ) -> list[bytes]:
+        """Turn rows with index > ``after``, by index."""
+        return await self._run(
+            lambda conn: [
+                bytes(row[0])
+                for row in conn.execute(
+                    "SELECT data FROM turns WHERE conversation_id = ? AND idx > ? ORDER BY idx LIMIT ?",
+                    (conversation_id, after, -1 if limit is None else limit),
+                )
+            ]
+        )
+
+    async def append(
+        self,
+        conversation_id: str,
+        head: bytes,
+        turns: Sequence[NewTurn],
+        *,
+        expected_version: int,
+        closed: bool = False,
+        replace: Sequence[tuple[int, bytes]] = (),
     ) -> int:
-        """Compare-and-set on the version; see ``ConversationStore.save``."""
+        """Compare-and-set on the head's version, then the new turn rows, in one transaction."""
         now = self._clock()
         cutoff = now - self.ttl_s
         new_version = expected_version + 1
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: sqlite3.Connection) -> None:
             if expected_version == 0:
-                # Create, or take over an expired row that the purge has not removed yet.
-                cursor = conn.execute(
-                    "INSERT INTO conversations (id, version, updated_at, closed, data) "
-                    "VALUES (?, 1, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET version = 1, updated_at = excluded.updated_at, "
-                    "closed = excluded.closed, data = excluded.data WHERE conversations.updated_at <= ?",
-                    (conversation_id, now, int(closed), data, cutoff),
+                stale = conn.execute(
+                    "SELECT updated_at FROM heads WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                if stale is not None and float(stale[0]) > cutoff:
+                    raise _Conflict
+                # Taking over an expired conversation the purge has not reached yet: its turns go.
+                conn.execute("DELETE FROM turns WHERE conversation_id = ?", (conversation_id,))
+                count = len(turns)
+                conn.execute(
+                    "INSERT OR REPLACE INTO heads (id, version, updated_at, closed, turns, data) "
+                    "VALUES (?, 1, ?, ?, ?, ?)",
+                    (conversation_id, now, int(closed), count, head),
                 )
             else:
                 cursor = conn.execute(
-                    "UPDATE conversations SET version = ?, updated_at = ?, closed = ?, data = ? "
+                    "UPDATE heads SET version = ?, updated_at = ?, closed = ?, turns = turns + ?, data = ? "
                     "WHERE id = ? AND version = ? AND updated_at > ?",
-                    (new_version, now, int(closed), data, conversation_id, expected_version, cutoff),
+                    (
+                        new_version,
+                        now,
+                        int(closed),
+                        len(turns),
+                        head,
+                        conversation_id,
+                        expected_version,
+                        cutoff,
+                    ),
                 )
-            return cursor.rowcount
+                if cursor.rowcount != 1:
+                    raise _Conflict
+            conn.executemany(
+                "INSERT INTO turns (conversation_id, idx, turn_id, digest, data) VALUES (?, ?, ?, ?, ?)",
+                [(conversation_id, t.index, t.turn_id, t.digest, t.data) for t in turns],
+            )
+            conn.executemany(
+                "UPDATE turns SET data = ? WHERE conversation_id = ? AND idx = ?",
+                [(data, conversation_id, index) for index, data in replace],
+            )
 
-        if await self._run(write) != 1:
-            raise VersionConflict(f"conversation changed since version {expected_version}")
+        try:
+            await self._run(lambda conn: self._transaction(conn, lambda: write(conn)))
+        except _Conflict:
+            raise VersionConflict(f"conversation changed since version {expected_version}") from None
         return new_version
 
-    async def delete(self, conversation_id: str) -> bool:
-        """Erase the row."""
-        return (
-            await self._run(
-                lambda conn: (
-                    conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount
+    async def erase(self, conversation_id: str, tombstone_s: float) -> bool:
+        """Delete head and turn rows (and a first-layout row) and write the tombstone, atomically."""
+        until = self._clock() + tombstone_s
+
+        def write(conn: sqlite3.Connection) -> bool:
+            erased = conn.execute("DELETE FROM heads WHERE id = ?", (conversation_id,)).rowcount
+            erased += conn.execute("DELETE FROM turns WHERE conversation_id = ?", (conversation_id,)).rowcount
+            if _has_legacy(conn):
+                erased += conn.execute(
+                    f"DELETE FROM {_LEGACY_TABLE} WHERE id = ?", (conversation_id,)
+                ).rowcount
+            if tombstone_s > 0:
+                conn.execute(
+                    "INSERT OR REPLACE INTO tombstones (id, until) VALUES (?, ?)", (conversation_id, until)
                 )
-            )
-            > 0
+            return erased > 0
+
+        return await self._run(lambda conn: self._transaction(conn, lambda: write(conn)))
+
+    async def erased(self, conversation_id: str) -> bool:
+        """Unexpired tombstone?"""
+        now = self._clock()
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM tombstones WHERE id = ? AND until > ?", (conversation_id, now)
+            ).fetchone()
         )
+        return row is not None
 
     async def closed_ids(self) -> list[str]:
         """Ids of live closed conversations, oldest first."""
         cutoff = self._cutoff()
         rows = await self._run(
             lambda conn: conn.execute(
-                "SELECT id FROM conversations WHERE closed = 1 AND updated_at > ? ORDER BY updated_at",
+                "SELECT id FROM heads WHERE closed = 1 AND updated_at > ? ORDER BY updated_at",
                 (cutoff,),
             ).fetchall()
         )
         return [str(row[0]) for row in rows]
 
-    async def purge_expired(self) -> int:
-        """Delete rows idle for longer than the TTL."""
-        cutoff = self._cutoff()
-        return await self._run(
-            lambda conn: conn.execute("DELETE FROM conversations WHERE updated_at <= ?", (cutoff,)).rowcount
-        )
+    async def purge_expired(self) -> list[str]:
+        """Delete conversations idle for longer than the TTL, and expired tombstones."""
+        now = self._clock()
+        cutoff = now - self.ttl_s
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                str(row[0]) for row in conn.execute("SELECT id FROM heads WHERE updated_at <= ?", (cutoff,))
+            ]
+            conn.executemany("DELETE FROM turns WHERE conversation_id = ?", [(cid,) for cid in ids])
+            conn.execute("DELETE FROM heads WHERE updated_at <= ?", (cutoff,))
+            conn.execute("DELETE FROM tombstones WHERE until <= ?", (now,))
+            return ids
+
+        return await self._run(lambda conn: self._transaction(conn, lambda: write(conn)))
+
+    async def legacy_ids(self) -> list[str]:
+        """Ids in the first layout's table (absent table: none)."""
+
+        def query(conn: sqlite3.Connection) -> list[str]:
+            if not _has_legacy(conn):
+                return []
+            return [str(row[0]) for row in conn.execute(f"SELECT id FROM {_LEGACY_TABLE}")]
+
+        return await self._run(query)
+
+    async def load_legacy(self, conversation_id: str) -> Legacy | None:
+        """The first-layout row."""
+
+        def query(conn: sqlite3.Connection) -> Legacy | None:
+            if not _has_legacy(conn):
+                return None
+            row = conn.execute(
+                f"SELECT data, version, updated_at, closed FROM {_LEGACY_TABLE} WHERE id = ?",
+                (conversation_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return Legacy(
+                data=bytes(row[0]), version=int(row[1]), updated_at=float(row[2]), closed=bool(row[3])
+            )
+
+        return await self._run(query)
+
+    async def drop_legacy(self, conversation_id: str) -> None:
+        """Delete the first-layout row."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            if _has_legacy(conn):
+                conn.execute(f"DELETE FROM {_LEGACY_TABLE} WHERE id = ?", (conversation_id,))
+
+        await self._run(write)
 
     async def ping(self) -> None:
         """Open the database (creating it) and run a trivial query."""
@@ -179,11 +309,11 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Close the connection on its own thread, then stop the thread."""
+        await self._runner.close()
 
-        def shutdown(conn: sqlite3.Connection) -> None:
-            conn.close()
-            self._conn = None
 
-        if self._conn is not None:
-            await self._run(shutdown)
-        self._executor.shutdown(wait=True)
+def _has_legacy(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LEGACY_TABLE,)
+    ).fetchone()
+    return row is not None

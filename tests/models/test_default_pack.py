@@ -117,7 +117,11 @@ def test_embedding_is_unit_length(runtime: Runtime) -> None:
     assert sum(x * x for x in result.embedding) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_ready_within_three_seconds() -> None:
+def test_ready_within_ten_seconds() -> None:
+    """A guard against a load + start an order of magnitude slower, not the 3 s target: the
+    runtime benchmark checks that (``ready_s`` 0.82 s on a quiet machine). Measured here at
+    3.9-6.4 s with two cores shared by about ten busy processes, so 10 s and no less."""
+
     async def start() -> float:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -128,7 +132,7 @@ def test_ready_within_three_seconds() -> None:
         await runtime.close()
         return elapsed
 
-    assert asyncio.run(start()) < 10  # the 3 s target is measured by the benchmark; this guards regressions
+    assert asyncio.run(start()) < 10
 
 
 def test_committed_manifest_hashes_and_size() -> None:

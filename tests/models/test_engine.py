@@ -10,7 +10,7 @@ import pytest
 
 from models.engine import Engine
 from models.errors import InferenceError
-from models.pack import load_pack, ort_session
+from models.pack import load_pack, ort_session, reopen_sessions
 from models.postprocess import softmax
 from models.runtime import RuntimeConfig, session_options
 from models.tokenize import TextEncoder, pad_batch
@@ -111,3 +111,31 @@ def test_non_lexical_turns_are_quiet_and_carry_no_intent(tiny_pack: Path) -> Non
         assert result.emotion.labels == []
         assert result.intent.alternatives == [] and result.intent.confidence == 0.0
         assert result.act.label == "non_lexical"
+
+
+def test_small_runs_use_the_single_thread_sessions_and_large_runs_the_packs(
+    mixed_pack: Path, recorder: Any
+) -> None:
+    pack = load_pack(mixed_pack, OPTIONS, recorder)
+    wide = dict(recorder.sessions)
+    single = reopen_sessions(pack, OPTIONS, recorder)  # the recorder now holds the new sessions
+    narrow = dict(recorder.sessions)
+    assert set(wide) == set(narrow) == {"model.onnx", "intent.onnx"}
+    engine = Engine(pack, invariant=False, single_thread_graphs=single, single_thread_tokens=10)
+    for session in [*wide.values(), *narrow.values()]:
+        session.calls.clear()
+    small = engine.predict(["why"], max_batch_size=32, max_batch_tokens=4096)  # 1 text x 3 tokens
+    assert [s.calls for s in narrow.values()] == [[1], [1]]
+    assert [s.calls for s in wide.values()] == [[], []]
+    engine.predict(TEXTS, max_batch_size=32, max_batch_tokens=4096)  # 4 texts x 8 tokens > 10
+    assert [s.calls for s in narrow.values()] == [[1], [1]]
+    assert [s.calls for s in wide.values()] == [[4], [4]]
+    assert engine.predict(["why"] * 8, 32, 4096)[0] == small[0]  # same graphs, same answers
+
+
+def test_without_single_thread_sessions_every_run_uses_the_packs(tiny_pack: Path, recorder: Any) -> None:
+    engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False, single_thread_tokens=1000)
+    assert engine.single_thread_tokens == 0
+    recorder.main.calls.clear()
+    engine.predict(["why"], 32, 4096)
+    assert recorder.main.calls == [1]

@@ -11,7 +11,7 @@ import pytest
 
 from models.errors import PackError
 from models.manifest import read_manifest, write_manifest
-from models.pack import load_pack
+from models.pack import SessionLike, load_pack, reopen_sessions
 from models.runtime import Runtime, RuntimeConfig, session_options
 
 OPTIONS = RuntimeConfig(intra_op_threads=1)
@@ -196,3 +196,26 @@ def test_error_names_the_pack(fresh_pack: Path) -> None:
     with pytest.raises(PackError) as info:
         load(fresh_pack)
     assert str(fresh_pack) in str(info.value)
+
+
+def test_reopened_sessions_are_new_sessions_of_the_same_graphs(fresh_pack: Path) -> None:
+    pack = load_pack(fresh_pack, session_options(OPTIONS, 1))
+    reopened = reopen_sessions(pack, session_options(OPTIONS, 1))
+    assert set(reopened) == set(pack.graphs)
+    for key, runner in reopened.items():
+        assert runner.session is not pack.graphs[key].session
+        assert (runner.spec, runner.outputs, runner.input_dtypes) == (
+            pack.graphs[key].spec,
+            pack.graphs[key].outputs,
+            pack.graphs[key].input_dtypes,
+        )
+
+
+def test_reopening_a_graph_that_no_longer_loads_names_it(fresh_pack: Path) -> None:
+    pack = load_pack(fresh_pack, session_options(OPTIONS, 1))
+
+    def broken(path: Path, options: object) -> SessionLike:
+        raise RuntimeError(f"cannot map {path.name}")
+
+    with pytest.raises(PackError, match=r"graph 'multitask' \(model.onnx\) cannot be loaded: cannot map"):
+        reopen_sessions(pack, session_options(OPTIONS, 1), broken)

@@ -6,11 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import onnxruntime as ort
 import pytest
 
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
+from models.pack import SessionLike, ort_session
 from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
 from models.types import TextPrediction
 
@@ -32,8 +35,9 @@ def runtime(tiny_pack: Path) -> Runtime:
     return Runtime.load(tiny_pack, CONFIG)
 
 
-def as_dict(prediction: TextPrediction) -> dict:  # type: ignore[type-arg]
-    return msgspec.to_builtins(prediction)  # type: ignore[no-any-return]
+def as_dict(prediction: TextPrediction) -> dict[str, Any]:
+    built: dict[str, Any] = msgspec.to_builtins(prediction)
+    return built
 
 
 def assert_close(left: object, right: object, tol: float = 1e-5) -> None:
@@ -163,9 +167,76 @@ def test_default_thread_plan_follows_cpu_quota(tiny_pack: Path) -> None:
     assert padded["threads"]["row_workers"] == 1
 
 
+class ThreadSpy:
+    """A session factory building real sessions and recording each one's thread count and run sizes."""
+
+    def __init__(self) -> None:
+        self.sessions: list[tuple[int, list[int]]] = []
+
+    def __call__(self, path: Path, options: ort.SessionOptions) -> SessionLike:
+        inner = ort_session(path, options)
+        runs: list[int] = []
+        self.sessions.append((options.intra_op_num_threads, runs))
+
+        class Spied:
+            def get_inputs(self) -> object:
+                return inner.get_inputs()
+
+            def get_outputs(self) -> object:
+                return inner.get_outputs()
+
+            def run(self, names: list[str] | None, feed: dict[str, object]) -> object:
+                runs.append(int(feed["input_ids"].shape[0]))  # type: ignore[attr-defined]
+                return inner.run(names, feed)
+
+        return Spied()  # type: ignore[return-value]
+
+    def runs(self, threads: int) -> list[int]:
+        return [size for count, runs in self.sessions if count == threads for size in runs]
+
+
+def test_padded_plan_runs_small_batches_on_one_thread_and_large_ones_on_the_quota(tiny_pack: Path) -> None:
+    spy = ThreadSpy()
+    config = RuntimeConfig(intra_op_threads=2, invariant=False, single_thread_tokens=12)
+    runtime = Runtime.load(tiny_pack, config, session_factory=spy)
+    assert sorted(count for count, _ in spy.sessions) == [1, 2]  # one graph, two session sets
+    assert runtime.info["threads"]["single_thread_tokens"] == 12
+    assert runtime.info["threads"]["intra_op"] == 2
+    spy.sessions[0][1].clear()  # forget the load-time probe
+    alone = runtime.predict(["why"])  # 3 tokens
+    assert spy.runs(1) == [1] and spy.runs(2) == []
+    many = runtime.predict(["cancel my account please"] * 4)  # 4 texts x 6 tokens > 12
+    assert spy.runs(1) == [1] and spy.runs(2) == [4]
+    # both session sets compute the same thing
+    assert_close(as_dict(alone[0]), as_dict(runtime.predict(["why"] * 8)[1]))
+    assert many[0].intent.label == runtime.predict(["cancel my account please"])[0].intent.label
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RuntimeConfig(intra_op_threads=2),  # invariant: every run is one text on one thread
+        RuntimeConfig(intra_op_threads=1, invariant=False),  # one thread anyway
+        RuntimeConfig(intra_op_threads=2, invariant=False, single_thread_tokens=0),  # switched off
+    ],
+)
+def test_one_session_set_when_no_run_would_use_another_thread_count(
+    tiny_pack: Path, config: RuntimeConfig
+) -> None:
+    spy = ThreadSpy()
+    runtime = Runtime.load(tiny_pack, config, session_factory=spy)
+    assert len(spy.sessions) == 1
+    assert runtime.info["threads"]["single_thread_tokens"] == 0
+
+
+def test_one_config_default_queue_size() -> None:
+    assert RuntimeConfig().queue_size == 512
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {"single_thread_tokens": -1},
         {"max_batch_size": 0},
         {"queue_size": 0},
         {"intra_op_threads": 0},

@@ -77,13 +77,6 @@ def build_turn(
         ts=when,
         sentiment_label=label or _label(sentiment),
         sentiment_score=sentiment,
-        sentiment_probs={}
-        if label == "unknown"
-        else {
-            "negative": max(0.0, -sentiment),
-            "neutral": 1.0 - abs(sentiment),
-            "positive": max(0.0, sentiment),
-        },
         emotions=emotions,
         emotion_labels=[k for k, v in sorted(emotions.items(), key=lambda kv: -kv[1]) if v >= 0.5],
         intent=intents,
@@ -173,7 +166,6 @@ def _build(i: int, raw: tuple[Any, ...]) -> TurnScores:
         ts=None if offset is None else datetime(2025, 1, 1) + timedelta(seconds=offset),
         sentiment_label=label,
         sentiment_score=score,
-        sentiment_probs={},
         emotions=emotions,
         emotion_labels=[k for k, v in emotions.items() if v >= 0.5],
         intent=intents if speaker == "customer" else None,

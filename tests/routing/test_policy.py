@@ -56,7 +56,7 @@ def test_minimal_policy_loads() -> None:
     assert policy.version == "t1"
     assert policy.rules == ()
     assert policy.default.id == "default"
-    assert policy.default.target.queue == "general"
+    assert policy.default.target is not None and policy.default.target.queue == "general"
     assert set(policy.guardrails) == {"human_request", "unsupported_language", "low_confidence"}
     # Not configured: still there, sending where low_confidence sends.
     assert policy.guardrails["unsupported_language"].target == policy.guardrails["low_confidence"].target
@@ -108,9 +108,6 @@ def test_default_policy_loads_and_is_what_the_issue_asks_for() -> None:
 def test_default_policy_text_is_the_packaged_file() -> None:
     packaged = Path(policy_module.__file__).with_name("default_policy.toml").read_text(encoding="utf-8")
     assert default_policy_text() == packaged
-    assert packaged == policy_module.DEFAULT_POLICY_TEXT
-    with pytest.raises(AttributeError):
-        _ = policy_module.NO_SUCH_NAME
 
 
 def test_hash_ignores_comments_and_layout_but_not_content() -> None:
@@ -168,8 +165,10 @@ when = { signal = "turns.total", ge = 10 }
     assert [r.id for r in a.rules] == ["vip"]
     assert [r.id for r in b.rules] == ["first", "bot", "vip"]
     vip_b = b.rules[2]
+    assert vip_b.target is not None
     assert vip_b.target.priority == 70 and vip_b.target.route == "specialist"
     assert vip_b.fallback is not None and vip_b.fallback.route == "retention_human"
+    assert b.default.target is not None
     assert b.default.target.route == "retention_human" and b.default.target.priority == 0
     assert a.default == policy.default
     # Base rules are untouched by variants.

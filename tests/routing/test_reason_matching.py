@@ -281,7 +281,6 @@ def customer_turn(index: int, intents: list[tuple[str, float]], custom: dict[str
         ts=None,
         sentiment_label="neutral",
         sentiment_score=0.0,
-        sentiment_probs={"negative": 0.1, "neutral": 0.8, "positive": 0.1},
         emotions={},
         emotion_labels=[],
         intent=intents,

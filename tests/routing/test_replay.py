@@ -1,4 +1,4 @@
-"""Table-driven scenarios (scenarios/*.toml) through ``replay``, plus replay's own contract."""
+"""Table-driven scenarios (scenarios/*.toml), decided once or turn by turn, and ``replay_steps``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from routing.decision import decide
+from routing.decision import Decision, decide
 from routing.policy import Policy
-from routing.replay import replay, replay_steps
-from routing.signals import new_signals, update_signals
+from routing.replay import replay_steps
+from routing.signals import ConversationSignals, new_signals, update_signals
 from routing.types import CustomerInfo, TurnScores
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -27,6 +27,16 @@ def _scenarios() -> list[Any]:
             for scenario in tomllib.load(f)["scenario"]:
                 cases.append(pytest.param(scenario, id=f"{name}: {scenario['name']}"))
     return cases
+
+
+def decide_once(
+    turns: list[TurnScores], customer: CustomerInfo, policy: Policy, conversation_id: str
+) -> tuple[ConversationSignals, Decision]:
+    """What ``POST /v1/analyze`` does: fold every turn, then one decision with no previous one."""
+    signals = new_signals()
+    for turn in turns:
+        signals = update_signals(signals, turn, policy.signals)
+    return signals, decide(signals, customer, policy, conversation_id)
 
 
 def _check(decision: Any, signals: Any, expect: dict[str, Any]) -> None:
@@ -73,13 +83,13 @@ def test_scenario(
         steps = list(replay_steps(turns, customer, policy, conversation_id))
         signals, decision = steps[-1].signals, steps[-1].decision
     else:
-        signals, decision = replay(turns, customer, policy, conversation_id)
+        signals, decision = decide_once(turns, customer, policy, conversation_id)
     _check(decision, signals, scenario["expect"])
     assert decision.policy_version == policy.version
     assert decision.policy_hash == policy.hash
 
 
-def test_replay_equals_turn_by_turn_with_stored_state(
+def test_signals_stored_as_json_between_turns_decide_the_same(
     make_turn: Callable[..., TurnScores], policy: Policy
 ) -> None:
     # The service stores the signals between requests as JSON; that must not change anything.
@@ -89,7 +99,7 @@ def test_replay_equals_turn_by_turn_with_stored_state(
         make_turn(2, text="speak to a real person", sentiment=-0.6, emotions={"frustration": 0.8}),
     ]
     customer = CustomerInfo(tenure_months=12)
-    signals_all, decision_all = replay(turns, customer, policy, "c-9")
+    signals_all, decision_all = decide_once(turns, customer, policy, "c-9")
     state = new_signals()
     for turn in turns:
         stored = msgspec.json.encode(state)
@@ -98,8 +108,9 @@ def test_replay_equals_turn_by_turn_with_stored_state(
     assert decide(state, customer, policy, "c-9") == decision_all
 
 
-def test_replay_of_nothing_decides_on_empty_signals(policy: Policy) -> None:
-    signals, decision = replay([], CustomerInfo(), policy, "empty")
+def test_no_turns_decide_on_empty_signals(policy: Policy) -> None:
+    assert list(replay_steps([], CustomerInfo(), policy, "empty")) == []
+    signals, decision = decide_once([], CustomerInfo(), policy, "empty")
     assert signals == new_signals()
     # Nothing said yet (a conversation opened by the bot's greeting): the bot has it.
     assert decision.rule == "awaiting-reason"
@@ -127,6 +138,6 @@ def test_replay_steps_chain_the_previous_decision(
     for step in steps:
         assert decide(step.signals, CustomerInfo(), policy, "c", previous) == step.decision
         previous = step.decision
-    # The last step's signals are replay's.
-    signals, _ = replay(turns, CustomerInfo(), policy, "c")
+    # The last step's signals are the whole transcript's.
+    signals, _ = decide_once(turns, CustomerInfo(), policy, "c")
     assert steps[-1].signals == signals

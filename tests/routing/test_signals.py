@@ -714,7 +714,6 @@ def test_state_stored_before_acts_and_languages_still_decodes(make_turn: MakeTur
         ts=None,
         sentiment_label="positive",
         sentiment_score=0.5,
-        sentiment_probs={},
         emotions={},
         emotion_labels=[],
         intent=[("card_arrival", 0.9)],

@@ -1,36 +1,50 @@
-"""The input Structs decode from JSON with their types enforced."""
+"""The input Structs decode from JSON with their types enforced, and old turns stay usable."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from routing.types import ROUTES, SPEAKERS, CustomerInfo, TurnScores
+from routing.signals import SignalConfig, new_signals, update_signals
+from routing.types import CustomerInfo, TurnScores
 
-TURN = {
+# A turn as the first version wrote it: none of the fields added since (act, lexical,
+# language, custom contact reasons), and one field (sentiment_probs) that was dropped.
+OLD_TURN = {
     "index": 3,
     "speaker": "customer",
-    "text": "hi",
+    "text": "my card hasn't arrived",
     "ts": "2025-01-06T09:00:00Z",
-    "sentiment_label": "neutral",
-    "sentiment_score": 0.1,
-    "sentiment_probs": {"negative": 0.2, "neutral": 0.5, "positive": 0.3},
-    "emotions": {"joy": 0.2},
-    "emotion_labels": [],
-    "intent": [["balance", 0.9]],
+    "sentiment_label": "negative",
+    "sentiment_score": -0.4,
+    "sentiment_probs": {"negative": 0.5, "neutral": 0.4, "positive": 0.1},
+    "emotions": {"frustration": 0.7},
+    "emotion_labels": ["frustration"],
+    "intent": [["card_arrival", 0.9]],
 }
 
 
 def test_turn_scores_round_trip() -> None:
-    turn = msgspec.convert(TURN, TurnScores, strict=False)
-    assert turn.intent == [("balance", 0.9)]
+    turn = msgspec.convert(OLD_TURN, TurnScores, strict=False)
+    assert turn.intent == [("card_arrival", 0.9)]
     assert turn.ts is not None and turn.ts.tzinfo is not None
     assert msgspec.json.decode(msgspec.json.encode(turn), type=TurnScores) == turn
 
 
-def test_unknown_speaker_is_rejected_at_the_boundary() -> None:
-    with pytest.raises(msgspec.ValidationError, match="speaker"):
-        msgspec.convert({**TURN, "speaker": "robot"}, TurnScores, strict=False)
+def test_an_old_turn_still_folds_into_the_signals() -> None:
+    turn = msgspec.convert(OLD_TURN, TurnScores, strict=False)
+    signals = update_signals(new_signals(), turn, SignalConfig())
+    assert signals.reason.intent == "card_arrival"
+    assert signals.current_intent == "card_arrival" and signals.last_index == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("speaker", "robot"), ("sentiment_score", "high"), ("intent", [["card_arrival"]])],
+)
+def test_a_malformed_turn_is_rejected_at_the_boundary(field: str, value: object) -> None:
+    with pytest.raises(msgspec.ValidationError, match=field):
+        msgspec.convert({**OLD_TURN, field: value}, TurnScores, strict=False)
 
 
 def test_customer_info_defaults_and_attributes() -> None:
@@ -40,8 +54,3 @@ def test_customer_info_defaults_and_attributes() -> None:
     assert customer.tier == "gold" and customer.tenure_months is None
     assert customer.attributes == {"vip": True, "n": 2}
     assert CustomerInfo().attributes == {} and CustomerInfo().attributes is not CustomerInfo().attributes
-
-
-def test_literals() -> None:
-    assert SPEAKERS == ("customer", "agent", "bot", "system")
-    assert ROUTES == ("self_serve_bot", "specialist", "retention_human")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -242,3 +243,63 @@ def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     builder = _tiny_pack_builder()
     folder = tmp_path_factory.mktemp("packs")
     return {"v2": builder.build_pack(folder / "v2", v2=True), "v1": builder.build_pack(folder / "v1")}
+
+
+class RedisServer:
+    """A private redis-server process (no persistence) that tests may freeze."""
+
+    def __init__(self, tmp: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def freeze(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.thaw()  # a stopped process would not act on SIGTERM
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def private_redis(factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the caller's own (skips when redis-server is not installed)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    started = RedisServer(factory.mktemp("redis"))
+    try:
+        yield started
+    finally:
+        started.stop()

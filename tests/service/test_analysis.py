@@ -8,7 +8,7 @@ from models.language import LanguageResult
 from models.types import ActResult, EmotionResult, IntentResult, SentimentResult, TextPrediction
 from routing.signals import SignalConfig, new_signals, update_signals
 from service.analysis import language_out, merge_customer, models_summary, score_turn, sentiment_out
-from service.conversations import ConversationState, decode_state, encode_state
+from service.migration import LegacyState
 from service.schemas import CustomerIn, TurnIn
 
 PREDICTION = TextPrediction(
@@ -102,21 +102,21 @@ def test_turns_and_state_stored_before_acts_and_languages_still_decode() -> None
     scored = score_turn(
         0, TurnIn(speaker="customer", text="my card is broken"), None, PREDICTION, redact_text=True
     )
-    state = ConversationState(
+    state = LegacyState(
         conversation_id="c",
         created_at=1.0,
         updated_at=1.0,
         signals=update_signals(new_signals(), scored.scores, CFG),
         turns=[scored.out],
     )
-    raw = msgspec.json.decode(encode_state(state))
+    raw = msgspec.json.decode(msgspec.json.encode(state))
     for key in ("act", "language", "lexical"):
         del raw["turns"][0][key]
     for key in ("last_act", "closing", "languages", "language", "language_supported"):
         del raw["signals"][key]
     del raw["signals"]["turns"]["customer_non_lexical"]
     raw["signals"]["schema"] = 1
-    old = decode_state(msgspec.json.encode(raw))
+    old = msgspec.json.decode(msgspec.json.encode(raw), type=LegacyState)
     assert old.turns[0].act is None and old.turns[0].language is None and old.turns[0].lexical is True
     assert old.signals.language == "und" and old.signals.language_supported is True
     assert old.signals.reason == state.signals.reason and old.signals.customer == state.signals.customer

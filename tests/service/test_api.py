@@ -21,6 +21,7 @@ from models.errors import OverloadedError
 from routing.policy import default_policy_text
 from service.app import ServiceState, create_app
 from service.settings import Settings, hash_api_key
+from tests.service.conftest import private_redis
 
 pytestmark = pytest.mark.pack
 
@@ -320,10 +321,10 @@ def test_append_is_idempotent_and_scores_only_new_turns(client: TestClient[Any])
 
     retry = client.post(url, json={"turns": [{**CUSTOMER_TURN, "id": "a"}]}).json()
     assert retry["version"] == 1 and retry["appended"] == [] and retry["duplicates"] == 1
-    assert len(retry["turns"]) == 1 and retry["decision"] == one["decision"]
+    assert retry["turns"] == [] and retry["turn_count"] == 1 and retry["decision"] == one["decision"]
 
     more = client.post(
-        url,
+        url + "?turns=all",
         json={
             "turns": [{**CUSTOMER_TURN, "id": "a"}, {"speaker": "agent", "text": "Let me look.", "id": "b"}]
         },
@@ -332,14 +333,21 @@ def test_append_is_idempotent_and_scores_only_new_turns(client: TestClient[Any])
     assert [t["id"] for t in more["turns"]] == ["a", "b"]
     assert more["turns"][0] == one["turns"][0]  # the old turn was not re-scored or changed
 
-    only_new = client.post(
-        url + "?turns=new", json={"turns": [{"speaker": "customer", "text": "thanks"}]}
-    ).json()
+    only_new = client.post(url, json={"turns": [{"speaker": "customer", "text": "thanks"}]}).json()
     assert [t["index"] for t in only_new["turns"]] == [2] and only_new["version"] == 3
 
     state = client.get("/v1/conversations/live-1").json()
     assert [t["index"] for t in state["turns"]] == [0, 1, 2] and state["version"] == 3
+    assert state["turn_count"] == 3 and state["next_after"] is None
     assert state["decision"] == only_new["decision"] and state["signals"] == only_new["signals"]
+    page = client.get("/v1/conversations/live-1?after=0&limit=1").json()
+    assert [t["index"] for t in page["turns"]] == [1] and page["next_after"] == 1
+    problem(client.get("/v1/conversations/live-1?limit=0"), 400)
+    problem(client.get("/v1/conversations/live-1?limit=1001"), 400)
+
+    changed = client.post(url, json={"turns": [{**CUSTOMER_TURN, "id": "a", "text": "something else"}]})
+    body = problem(changed, 409)
+    assert body["turn_id"] == "a" and "'a'" in body["detail"]
 
 
 def test_live_conversation_matches_stateless_analysis(client: TestClient[Any]) -> None:
@@ -369,6 +377,9 @@ def test_get_unknown_and_delete(client: TestClient[Any]) -> None:
     assert erased.status_code == 200 and erased.json() == {"conversation_id": "to-erase", "deleted": True}
     problem(client.get("/v1/conversations/to-erase"), 404)
     assert client.delete("/v1/conversations/to-erase").json()["deleted"] is False
+    replay = client.post("/v1/conversations/to-erase/turns", json={"turns": [CUSTOMER_TURN]})
+    assert "erased" in problem(replay, 410)["detail"]
+    problem(client.get("/v1/conversations/to-erase"), 404)  # the replay re-created nothing
     problem(client.get("/v1/conversations/bad%20id"), 422)
 
 
@@ -399,7 +410,7 @@ async def test_concurrent_appends_lose_and_reorder_nothing(
             assert all(r.status_code == 200 for r in responses), [
                 r.text for r in responses if r.status_code != 200
             ]
-            state = (await client.get("/v1/conversations/hot")).json()
+            state = (await client.get("/v1/conversations/hot?limit=100")).json()
     assert [t["index"] for t in state["turns"]] == list(range(24))
     assert sorted(t["id"] for t in state["turns"]) == sorted(f"m{n}" for n in range(24))
     assert state["version"] == 24
@@ -486,12 +497,12 @@ def test_rate_limit_per_key(module_env: dict[str, str]) -> None:
 
 def test_overload_is_429_with_retry_after(client: TestClient[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     service: ServiceState = client.app.state.service
-    assert service.runtime is not None
+    assert service.gate.runtime is not None
 
     async def full(texts: Any, deadline_ms: Any = None) -> Any:
         raise OverloadedError("queue full", retry_after=0.2)
 
-    monkeypatch.setattr(service.runtime, "submit", full)
+    monkeypatch.setattr(service.gate.runtime, "submit", full)
     response = client.post("/v1/analyze", json={"turns": [CUSTOMER_TURN]})
     body = problem(response, 429)
     assert response.headers["retry-after"] == "1" and "queue" in body["detail"]
@@ -501,7 +512,7 @@ def test_not_ready_is_503(module_env: dict[str, str], tmp_path: Path) -> None:
     with TestClient(build(module_env, SWITCHBOARD_PACK=str(tmp_path / "no-pack"))) as client:
         service: ServiceState = client.app.state.service
         deadline = time.monotonic() + 30
-        while not service.ready_event.is_set() and time.monotonic() < deadline:
+        while not service.gate.ready_event.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
         response = client.post("/v1/analyze", json={"turns": [CUSTOMER_TURN]})
         problem(response, 503)
@@ -516,12 +527,12 @@ def test_internal_errors_leak_nothing(
     from service.logs import JsonFormatter
 
     service: ServiceState = client.app.state.service
-    assert service.runtime is not None
+    assert service.gate.runtime is not None
 
     async def broken(texts: Any, deadline_ms: Any = None) -> Any:
         raise RuntimeError(f"boom while scoring {texts[0]}")
 
-    monkeypatch.setattr(service.runtime, "submit", broken)
+    monkeypatch.setattr(service.gate.runtime, "submit", broken)
     secret = "my secret account number is 12345678"
     with caplog.at_level("DEBUG"):
         response = client.post("/v1/analyze", json={"turns": [{"speaker": "customer", "text": secret}]})
@@ -596,3 +607,26 @@ def test_health_and_schema(client: TestClient[Any]) -> None:
     ):
         assert path in schema["paths"], path
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+@pytest.mark.redis
+def test_a_frozen_redis_store_is_a_quick_503_and_analyze_still_works(
+    module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with private_redis(tmp_path_factory) as redis_server:
+        app = build(module_env, SWITCHBOARD_STORE=redis_server.url, SWITCHBOARD_OUTBOX="memory://")
+        with TestClient(app) as client:
+            wait_ready(client)
+            url = "/v1/conversations/frozen/turns"
+            assert client.post(url, json={"turns": [CUSTOMER_TURN]}).status_code == 200
+            redis_server.freeze()
+            try:
+                for _ in range(4):  # timed out, then refused at once by the open breaker
+                    started = time.monotonic()
+                    body = problem(client.post(url, json={"turns": [CUSTOMER_TURN]}), 503)
+                    assert time.monotonic() - started < 2.0 and "redis" in body["detail"]
+                analyzed = client.post("/v1/analyze", json={"turns": [CUSTOMER_TURN]})
+                assert analyzed.status_code == 200, analyzed.text
+                assert client.get("/readyz").status_code == 503
+            finally:
+                redis_server.thaw()

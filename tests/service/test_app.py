@@ -55,8 +55,8 @@ def test_two_apps_are_independent_and_shut_down_cleanly(base_env: dict[str, str]
         assert 'route="/v1/conversations/{conversation_id}/turns"' in client_one.get("/metrics").text
         assert "only-one" not in client_two.get("/metrics").text
     service: ServiceState = one.state.service
-    assert service.draining and not service.ready and service.tasks == []
-    assert service.runtime is not None and not service.runtime.ready  # drained and closed
+    assert service.gate.draining and not service.ready and service.tasks == []
+    assert service.gate.runtime is not None and not service.gate.runtime.ready  # drained and closed
 
 
 def wait(client: TestClient[Any]) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from routing.policy import default_policy_text
 from service.cli import main, read_transcripts
-from service.settings import hash_api_key
+from service.settings import SETTINGS, hash_api_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TURN = {"speaker": "customer", "text": "I was charged twice for my order, please refund me"}
@@ -74,7 +74,8 @@ def test_sqlite_shared_by_two_processes_and_kept_across_restart(
     again.wait_ready()
     assert state_of(again, "shared") == before  # persisted across the restart
     more = again.client.post("/v1/conversations/shared/turns", json={"turns": [{**TURN, "id": "t6"}]}).json()
-    assert more["version"] == 7 and [t["index"] for t in more["turns"]] == list(range(7))
+    # An append answers with the new turns only; index 6 shows the six before it were kept.
+    assert more["version"] == 7 and more["turn_count"] == 7 and [t["index"] for t in more["turns"]] == [6]
     log = "\n".join(server.log.read_text() for server in (first, second, again))
     assert "charged twice" not in log  # transcript text never reaches the logs
     for line in log.splitlines():
@@ -104,9 +105,12 @@ def test_two_processes_share_a_real_redis(
         assert response.status_code == 200, response.text
     # A retry of an already stored turn through the other process is a no-op.
     retry = second.client.post(
-        "/v1/conversations/call-7/turns", json={"turns": [{**TURN, "id": "r0"}]}
-    ).json()
-    assert retry["duplicates"] == 1 and retry["appended"] == [] and retry["version"] == 8
+        "/v1/conversations/call-7/turns",
+        json={"turns": [{"speaker": "customer", "text": "turn 0: my refund", "id": "r0"}]},
+    )
+    assert retry.status_code == 200, retry.text
+    again = retry.json()
+    assert again["duplicates"] == 1 and again["appended"] == [] and again["version"] == 8
     one, two = state_of(first, "call-7"), state_of(second, "call-7")
     assert one == two
     assert [t["id"] for t in one["turns"]] == [f"r{n}" for n in range(8)] and one["version"] == 8
@@ -122,6 +126,27 @@ def test_serve_refuses_to_start_open(
     monkeypatch.setenv("SWITCHBOARD_PORT", "0")  # serve writes its flags to the environment: restore it
     assert main(["serve", "--port", "0"]) == 2
     assert "SWITCHBOARD_API_KEYS" in capsys.readouterr().err
+
+
+def test_serve_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for setting in SETTINGS:
+        assert setting.flag in out and setting.env in out, setting.name
+    assert "--no-redact" in out and "Decision callbacks settings:" in out
+
+
+def test_serve_names_a_bad_flag_before_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_AUTH_DISABLED", "true")
+    monkeypatch.setenv("SWITCHBOARD_MAX_TURNS", "200")
+    assert main(["serve", "--queue-size", "many"]) == 2
+    assert "--queue-size must be an integer, got 'many'" in capsys.readouterr().err
+    assert main(["serve", "--queue-size", "100"]) == 2  # cross-checks see flags too
+    assert "must not exceed SWITCHBOARD_QUEUE_SIZE (100)" in capsys.readouterr().err
 
 
 # ---- analyze / policy check / export / keygen ----------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from service.app import ServiceState, create_app
 from service.middleware import request_id_from
-from service.settings import Settings
+from service.settings import Settings, hash_api_key
 
 TURN = {"speaker": "customer", "text": "where is my refund"}
 
@@ -30,8 +30,8 @@ async def test_excess_in_flight_requests_get_429_immediately(
     app = create_app(Settings.from_env({**base_env, "SWITCHBOARD_MAX_INFLIGHT": "2"}))
     with serve_app(app) as server:
         service: ServiceState = app.state.service
-        assert service.runtime is not None
-        real_submit = service.runtime.submit
+        assert service.gate.runtime is not None
+        real_submit = service.gate.runtime.submit
         gate = threading.Event()
         entered = 0
 
@@ -42,7 +42,7 @@ async def test_excess_in_flight_requests_get_429_immediately(
                 await asyncio.sleep(0.005)
             return await real_submit(texts, deadline_ms)
 
-        monkeypatch.setattr(service.runtime, "submit", held)
+        monkeypatch.setattr(service.gate.runtime, "submit", held)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             busy = [asyncio.create_task(client.post("/v1/analyze", json={"turns": [TURN]})) for _ in range(2)]
             while entered < 2:
@@ -77,8 +77,8 @@ def test_scoring_requests_are_shed_before_parsing_while_the_queue_is_too_long(
         service: ServiceState = app.state.service
         while not service.ready:
             time.sleep(0.02)
-        assert service.admission is not None
-        service.admission.seconds_per_text = 0.1  # 100 ms per text...
+        assert service.gate.admission is not None
+        service.gate.admission.seconds_per_text = 0.1  # 100 ms per text...
         monkeypatch.setattr(Runtime, "queue_depth", property(lambda self: 30))  # ...and 30 queued: 3.1 s
         shed = client.post(
             "/v1/analyze", content=b"not even json", headers={"content-type": "application/json"}
@@ -89,3 +89,38 @@ def test_scoring_requests_are_shed_before_parsing_while_the_queue_is_too_long(
         assert client.post("/v1/policy/validate", json={"policy": "x"}).status_code == 200
         monkeypatch.setattr(Runtime, "queue_depth", property(lambda self: 0))
         assert client.post("/v1/analyze", json={"turns": [TURN]}).status_code == 200
+
+
+@pytest.mark.pack
+def test_bodies_are_checked_when_the_handler_reads_them(base_env: dict[str, str]) -> None:
+    from litestar.testing import TestClient
+
+    app = create_app(Settings.from_env(base_env))
+    with TestClient(app) as client:
+        plain = client.post("/v1/analyze", content=b'{"turns": []}', headers={"content-type": "text/plain"})
+        assert plain.status_code == 415 and plain.headers["content-type"] == "application/problem+json"
+        deep = client.post("/v1/conversations/c-1/turns", content=b"[" * 100 + b"]" * 100)
+        assert deep.status_code == 400 and deep.json()["limit"] == "max_nesting_depth"
+        metrics = client.get("/metrics").text
+        assert 'switchboard_errors_total{status="415",type="unsupported-media-type"} 1.0' in metrics
+        assert 'switchboard_errors_total{status="400",type="bad-request"} 1.0' in metrics
+        # A handler that never reads its body is not refused for it.
+        ignored = client.post("/v1/policy/reload", content=b"[" * 100, headers={"content-type": "text/plain"})
+        assert ignored.status_code == 200
+
+
+@pytest.mark.pack
+def test_authentication_comes_before_body_checks(base_env: dict[str, str]) -> None:
+    from litestar.testing import TestClient
+
+    keys = f"crm={hash_api_key('k')}"
+    env = {**base_env, "SWITCHBOARD_AUTH_DISABLED": "false", "SWITCHBOARD_API_KEYS": keys}
+    with TestClient(create_app(Settings.from_env(env))) as client:
+        anonymous = client.post("/v1/analyze", content=b"[" * 100, headers={"content-type": "text/plain"})
+        assert anonymous.status_code == 401  # nothing about the body is revealed before authentication
+        signed_in = client.post(
+            "/v1/analyze",
+            content=b"[" * 100,
+            headers={"content-type": "text/plain", "authorization": "Bearer k"},
+        )
+        assert signed_in.status_code == 415

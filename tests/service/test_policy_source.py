@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from routing.errors import PolicyError
 from routing.policy import default_policy_text
 from service.errors import SettingsError
 from service.metrics import Metrics
-from service.policy_source import PolicySource
+from service.policy_source import PolicySource, validate_policy_text
 
 TEXT = default_policy_text()
 
@@ -88,3 +89,47 @@ async def test_watch_picks_up_changes(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     task.cancel()
     assert source.policy.version == "watched"
+
+
+def test_deeply_nested_toml_is_an_invalid_policy_not_a_crash() -> None:
+    with pytest.raises(PolicyError) as info:
+        validate_policy_text("a = " + "[" * 975 + "]" * 975)
+    assert len(info.value.errors) == 1 and "975 levels" in info.value.errors[0]
+
+
+def _rejection(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("policy reload rejected")]
+    assert record.levelno == logging.ERROR
+    return record
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (TEXT.replace('route = "specialist"', 'route = "nowhere"', 1), "nowhere"),
+        ("a = " + "{b=" * 200 + "1" + "}" * 200, "200 levels"),
+        (b"\xff\xfe not utf-8", "UnicodeDecodeError"),
+        (None, "FileNotFoundError"),  # the file was removed
+    ],
+)
+def test_a_rejected_reload_logs_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str | bytes | None, expected: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(TEXT)
+    source = PolicySource(path, Metrics())
+    before = source.policy.hash
+    if content is None:
+        path.unlink()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with (
+        caplog.at_level(logging.ERROR, logger="switchboard.policy"),
+        pytest.raises((PolicyError, SettingsError)),
+    ):
+        source.reload()
+    errors = _rejection(caplog).__dict__["errors"]
+    assert isinstance(errors, list) and any(expected in line for line in errors), errors
+    assert source.policy.hash == before

@@ -88,3 +88,40 @@ def test_limit_extension_members() -> None:
     error = e.LimitExceeded("too many", extra={"limit": "SWITCHBOARD_MAX_TURNS", "max": 3})
     body = problem_body(error, instance=None, request_id=None)
     assert body["limit"] == "SWITCHBOARD_MAX_TURNS" and body["max"] == 3 and body["status"] == 422
+
+
+class _Turn(msgspec.Struct):
+    text: str
+
+
+class _Body(msgspec.Struct):
+    turns: list[_Turn]
+
+
+def test_missing_required_fields_are_named() -> None:
+    for raw, field in ((b"{}", "turns"), (b'{"turns": [{}]}', "turns[0].text")):
+        try:
+            msgspec.json.decode(raw, type=_Body)
+        except msgspec.ValidationError as exc:
+            error = to_service_error(exc)
+        assert error.status == 422 and [x["field"] for x in error.errors] == [field]
+    litestar = ValidationException(
+        extra=[{"message": "Object missing required field `turns`", "key": "data", "source": "body"}]
+    )
+    assert [x["field"] for x in to_service_error(litestar).errors] == ["turns"]
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "reason"),
+    [
+        ("SWITCHBOARD_POLICY: cannot read /p.toml (FileNotFoundError)", "policy", "cannot read /p.toml"),
+        ("SWITCHBOARD_REASONS: cannot read /r.toml (UnicodeDecodeError)", "reasons", "UnicodeDecodeError"),
+        ("something else went wrong: here", "settings", "something else went wrong: here"),
+    ],
+)
+def test_unreadable_config_files_are_422_naming_the_file(
+    message: str, field: str, reason: str
+) -> None:
+    error = to_service_error(e.SettingsError(message))
+    assert type(error) is e.ValidationFailed and error.status == 422
+    assert error.errors[0]["field"] == field and reason in error.errors[0]["message"]

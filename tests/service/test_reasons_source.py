@@ -262,10 +262,17 @@ def analyzer_with(source: ReasonSource, answers: dict[str, TextPrediction]) -> A
     policies = PolicySource(None, metrics, reasons=source.reasons)
     source.bind(policies)
 
-    async def predict(texts: list[str]) -> list[TextPrediction]:
-        return [answers[t] for t in texts]
+    return Analyzer(settings, policies, Answers(answers), {}, metrics, reasons=source)
 
-    return Analyzer(settings, policies, predict, {}, metrics, reasons=source)
+
+class Answers:
+    """Predictions looked up by text."""
+
+    def __init__(self, answers: dict[str, TextPrediction]) -> None:
+        self.answers = answers
+
+    async def predict(self, texts: list[str]) -> list[TextPrediction]:
+        return [self.answers[t] for t in texts]
 
 
 async def test_a_custom_reason_is_reported_like_a_built_in_intent(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ the whole run stays well under a minute.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -70,3 +71,51 @@ def test_schema_describes_the_request_types(live_server: Any) -> None:
     turn = next(value for key, value in components.items() if key.endswith("TurnIn"))
     assert set(turn["required"]) == {"speaker", "text"}
     assert msgspec.json.decode(msgspec.json.encode(turn))["properties"]["speaker"]
+
+
+def _patterns(schema: Any) -> list[str]:
+    if isinstance(schema, dict):
+        own = [schema["pattern"]] if isinstance(schema.get("pattern"), str) else []
+        return own + [p for value in schema.values() for p in _patterns(value)]
+    if isinstance(schema, list):
+        return [p for value in schema for p in _patterns(value)]
+    return []
+
+
+def test_anchored_patterns_end_at_the_end_of_the_string() -> None:
+    # msgspec applies patterns with re.search, where `$` also matches before a trailing newline.
+    _, components = msgspec.json.schema_components([AnalyzeRequest, AppendRequest])
+    patterns = set(_patterns(components))
+    assert len(patterns) >= 4
+    for pattern in patterns:
+        if pattern.startswith("^"):
+            assert pattern.endswith("$(?!\\n)"), pattern
+            assert "\\Z" not in pattern and "\\A" not in pattern, "not portable to ECMAScript (OpenAPI)"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"turns": [{"speaker": "customer", "text": "hi"}], "conversation_id": "abc\n"}, "conversation_id"),
+        ({"turns": [{"speaker": "customer", "text": "hi", "ts": "2024-05-01T12:30:00Z\n"}]}, "turns[0].ts"),
+        ({"turns": [{"speaker": "customer", "text": "\u200b\u200c\u200d\u2060\ufeff"}]}, "turns[0].text"),
+        ({"turns": [{"speaker": "customer", "text": " \t\n"}]}, "turns[0].text"),
+    ],
+)
+def test_decoding_refuses_trailing_newlines_and_invisible_text(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=re.escape(f"$.{field}")):
+        msgspec.json.decode(msgspec.json.encode(body), type=AnalyzeRequest)
+
+
+def test_decoding_refuses_a_source_with_a_trailing_newline() -> None:
+    body = {"turns": [{"speaker": "customer", "text": "hi"}], "source": "crm\n"}
+    with pytest.raises(msgspec.ValidationError, match=re.escape("$.source")):
+        msgspec.json.decode(msgspec.json.encode(body), type=AppendRequest)
+    fixed = msgspec.json.decode(msgspec.json.encode({**body, "source": "crm"}), type=AppendRequest)
+    assert fixed.source == "crm"
+
+
+def test_text_with_zero_width_characters_around_words_decodes() -> None:
+    body = {"turns": [{"speaker": "customer", "text": "\u200bhello\u200b"}], "conversation_id": "call-42"}
+    request = msgspec.json.decode(msgspec.json.encode(body), type=AnalyzeRequest)
+    assert request.turns[0].text == "\u200bhello\u200b" and request.conversation_id == "call-42"

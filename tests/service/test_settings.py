@@ -1,13 +1,23 @@
-"""Settings.from_env: defaults, parsing, and errors that name the variable."""
+"""Settings.from_env: defaults, parsing, precedence, every setting read, errors that name the variable."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
 from service.errors import SettingsError
-from service.settings import ENV_DOC, Settings, env_table, hash_api_key, parse_api_keys
+from service.settings import (
+    SETTINGS,
+    Boolean,
+    Settings,
+    add_serve_flags,
+    cli_values,
+    hash_api_key,
+    parse_api_keys,
+    settings_table,
+)
 
 DIGEST = hash_api_key("secret-token")
 
@@ -76,14 +86,130 @@ def test_api_keys_must_be_hashes_not_keys() -> None:
     assert parse_api_keys(" , ") == ()
 
 
-def test_env_table_documents_every_variable() -> None:
-    table = env_table()
-    assert table.count("\n") == len(ENV_DOC) + 1
-    for name, _, _ in ENV_DOC:
-        assert f"`SWITCHBOARD_{name}`" in table
+# Each setting's variable with a valid value that differs from its default (a family: one member).
+# The base environment has an API key and a webhook secret, so that every value alone is valid.
+BASE = {"SWITCHBOARD_API_KEYS": f"base={DIGEST}", "SWITCHBOARD_WEBHOOK_SECRET": "hook"}
+EXAMPLES = {
+    "SWITCHBOARD_HOST": "0.0.0.0",
+    "SWITCHBOARD_PORT": "9000",
+    "SWITCHBOARD_WORKERS": "3",
+    "SWITCHBOARD_DATA_DIR": "/srv/sb",
+    "SWITCHBOARD_STORE": "memory://",
+    "SWITCHBOARD_CONVERSATION_TTL": "60",
+    "SWITCHBOARD_ERASE_TOMBSTONE_S": "0",
+    "SWITCHBOARD_PACK": "/srv/pack",
+    "SWITCHBOARD_POLICY": "/srv/policy.toml",
+    "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
+    "SWITCHBOARD_REASONS": "none",
+    "SWITCHBOARD_API_KEYS": f"crm={DIGEST}",
+    "SWITCHBOARD_AUTH_DISABLED": "true",
+    "SWITCHBOARD_RATE_LIMIT": "0",
+    "SWITCHBOARD_RATE_BURST": "5",
+    "SWITCHBOARD_MAX_BODY_BYTES": "2048",
+    "SWITCHBOARD_MAX_INFLIGHT": "0",
+    "SWITCHBOARD_MAX_TURNS": "7",
+    "SWITCHBOARD_MAX_TEXT_CHARS": "100",
+    "SWITCHBOARD_MAX_CONVERSATION_TURNS": "50",
+    "SWITCHBOARD_REDACT": "false",
+    "SWITCHBOARD_LOG_LEVEL": "DEBUG",
+    "SWITCHBOARD_LOG_TRANSCRIPTS": "true",
+    "SWITCHBOARD_INTRA_OP_THREADS": "2",
+    "SWITCHBOARD_MAX_BATCH_SIZE": "8",
+    "SWITCHBOARD_MAX_WAIT_MS": "0",
+    "SWITCHBOARD_QUEUE_SIZE": "1024",
+    "SWITCHBOARD_DEADLINE_MS": "500",
+    "SWITCHBOARD_PUBLIC_BASE_URL": "https://sb.example.com",
+    "SWITCHBOARD_TWILIO_AUTH_TOKEN": "tok",
+    "SWITCHBOARD_TWILIO_SHARED_KEY_SECRET": "shared",
+    "SWITCHBOARD_TWILIO_ACCOUNT_SID": "AC123",
+    "SWITCHBOARD_TWILIO_CUSTOMER_TRACK": "outbound_track",
+    "SWITCHBOARD_TWILIO_OTHER_TRACK_SPEAKER": "bot",
+    "SWITCHBOARD_TWILIO_AGENT_AUTHORS": "agent_*",
+    "SWITCHBOARD_TWILIO_BOT_AUTHORS": "ivr",
+    "SWITCHBOARD_CHATWOOT_SECRET": "cw",
+    "SWITCHBOARD_CHATWOOT_TOKEN": "cwt",
+    "SWITCHBOARD_WEBHOOK_SECRET": "other-hook",
+    "SWITCHBOARD_SIGNATURE_MAX_AGE_S": "60",
+    "SWITCHBOARD_CALLBACK_URL": "https://crm.example.com/any",
+    "SWITCHBOARD_CALLBACK_URL_CHATWOOT": "https://crm.example.com/cw",
+    "SWITCHBOARD_CALLBACK_URLS": '{"genesys": "https://crm.example.com/g"}',
+    "SWITCHBOARD_CALLBACK_SECRET": "cb",
+    "SWITCHBOARD_CALLBACK_MAX_ATTEMPTS": "3",
+    "SWITCHBOARD_CALLBACK_BACKOFF_BASE_S": "0.5",
+    "SWITCHBOARD_CALLBACK_BACKOFF_MAX_S": "60",
+    "SWITCHBOARD_CALLBACK_TIMEOUT_S": "2",
+    "SWITCHBOARD_CALLBACK_CONCURRENCY": "8",
+    "SWITCHBOARD_CALLBACK_RETENTION_S": "3600",
+    "SWITCHBOARD_OUTBOX": "memory://",
+}
 
 
-def test_every_documented_variable_is_read() -> None:
-    source = Path(__file__).parents[2].joinpath("service", "settings.py").read_text()
-    for name, _, _ in ENV_DOC:
-        assert f'"{name}"' in source.split("def from_env", 1)[1], name
+def _variable(env: str) -> str:
+    """The table's name of an example variable (a family member -> the family)."""
+    return "SWITCHBOARD_CALLBACK_URL_<SOURCE>" if env == "SWITCHBOARD_CALLBACK_URL_CHATWOOT" else env
+
+
+def test_every_setting_has_an_example() -> None:
+    assert {_variable(env) for env in EXAMPLES} == {setting.env for setting in SETTINGS}
+
+
+@pytest.mark.parametrize(("variable", "value"), sorted(EXAMPLES.items()))
+def test_every_setting_is_read(variable: str, value: str) -> None:
+    """Setting any one variable changes the resolved settings: nothing in the table is ignored."""
+    assert Settings.from_env({**BASE, variable: value}) != Settings.from_env(BASE)
+
+
+def _flags(variable: str, value: str) -> list[str]:
+    """The ``serve`` command line that sets ``variable`` to ``value``."""
+    setting = next(s for s in SETTINGS if s.env == _variable(variable))
+    if isinstance(setting.kind, Boolean):
+        return [setting.flag if value == "true" else setting.flag.replace("--", "--no-", 1)]
+    if setting.family:
+        return [setting.flag, f"chatwoot={value}"]
+    return [setting.flag, value]
+
+
+def _parse_serve_flags(argv: list[str]) -> dict[str, str]:
+    parser = argparse.ArgumentParser()
+    add_serve_flags(parser)
+    return cli_values(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize(("variable", "value"), sorted(EXAMPLES.items()))
+def test_every_setting_is_a_flag_equivalent_to_its_variable(variable: str, value: str) -> None:
+    cli = _parse_serve_flags(_flags(variable, value))
+    assert cli == {variable: value}
+    assert Settings.from_env(BASE, cli=cli) == Settings.from_env({**BASE, variable: value})
+
+
+def test_flag_beats_environment_beats_default() -> None:
+    env = {"SWITCHBOARD_AUTH_DISABLED": "true", "SWITCHBOARD_PORT": "9000", "SWITCHBOARD_REDACT": "off"}
+    cli = _parse_serve_flags(["--port", "9001", "--redact"])
+    flagged = Settings.from_env(env, cli=cli)
+    assert flagged.port == 9001 and flagged.redact
+    assert Settings.from_env(env).port == 9000 and not Settings.from_env(env).redact
+    assert Settings.from_env({"SWITCHBOARD_AUTH_DISABLED": "true"}).port == 8000
+    assert _parse_serve_flags([]) == {}  # an absent flag leaves the environment in charge
+
+
+def test_a_bad_flag_value_names_the_flag() -> None:
+    base = {"SWITCHBOARD_AUTH_DISABLED": "true"}
+    with pytest.raises(SettingsError, match="--port must be an integer, got 'eighty'"):
+        Settings.from_env(base, cli=_parse_serve_flags(["--port", "eighty"]))
+    with pytest.raises(SettingsError, match="--callback-url-for source 'bad source' must match"):
+        Settings.from_env(base, cli=_parse_serve_flags(["--callback-url-for", "bad source=http://x"]))
+    with pytest.raises(SettingsError, match="--callback-url-for takes SOURCE=URL"):
+        _parse_serve_flags(["--callback-url-for", "http://x"])
+
+
+def test_blank_values() -> None:
+    """A blank variable means its default, except lists, where it means the empty list."""
+    blank = Settings.from_env({**BASE, "SWITCHBOARD_PORT": " ", "SWITCHBOARD_TWILIO_BOT_AUTHORS": ""})
+    assert blank.port == 8000 and blank.adapters.twilio_bot_authors.patterns == ()
+    assert Settings.from_env(BASE).adapters.twilio_bot_authors.patterns == ("system",)
+
+
+def test_settings_table_has_one_row_per_setting() -> None:
+    rows = settings_table().splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| `{setting.env}`" for setting in SETTINGS]
+    assert "| `SWITCHBOARD_QUEUE_SIZE` | `--queue-size` | `512` |" in settings_table()

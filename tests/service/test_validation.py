@@ -9,7 +9,7 @@ import pytest
 from service.errors import LimitExceeded, ValidationFailed
 from service.schemas import TurnIn
 from service.settings import Limits
-from service.validation import check_conversation_id, check_turns, parse_rfc3339
+from service.validation import check_conversation_id, check_turns, has_visible_text, parse_rfc3339
 
 LIMITS = Limits(max_turns=3, max_text_chars=20)
 
@@ -26,11 +26,18 @@ def test_valid_turns_return_timestamps() -> None:
     [
         (TurnIn("customer", "   "), "turns[0].text"),
         (TurnIn("customer", ""), "turns[0].text"),
+        (TurnIn("customer", "\u200b"), "turns[0].text"),  # zero-width space
+        (TurnIn("customer", "\u200c\u200d"), "turns[0].text"),  # zero-width non-joiner, joiner
+        (TurnIn("customer", " \u2060\n"), "turns[0].text"),  # word joiner among whitespace
+        (TurnIn("customer", "\ufeff\u00a0"), "turns[0].text"),  # BOM, no-break space
+        (TurnIn("customer", "\u00ad\u200e\u2063"), "turns[0].text"),  # other format characters (Cf)
         (TurnIn("robot", "hi"), "turns[0].speaker"),  # type: ignore[arg-type]
         (TurnIn("customer", "hi", ts="yesterday"), "turns[0].ts"),
         (TurnIn("customer", "hi", ts="2024-05-01T12:30:00"), "turns[0].ts"),  # no offset
         (TurnIn("customer", "hi", ts="2024-13-01T12:30:00Z"), "turns[0].ts"),  # month 13
         (TurnIn("customer", "hi", ts="2024-05-01"), "turns[0].ts"),
+        (TurnIn("customer", "hi", ts="2024-05-01T12:30:00Z\n"), "turns[0].ts"),  # `$` would allow it
+        (TurnIn("customer", "hi", ts="\u0662\u0660\u0662\u0664-05-01T12:30:00Z"), "turns[0].ts"),  # not ASCII
         (TurnIn("customer", "hi", id="x" * 129), "turns[0].id"),
     ],
 )
@@ -45,6 +52,12 @@ def test_no_turns() -> None:
     with pytest.raises(ValidationFailed, match="Validation failed") as info:
         check_turns([], LIMITS)
     assert info.value.errors[0]["field"] == "turns"
+
+
+@pytest.mark.parametrize("text", ["hi", "\u200bhi\u200b", "\ufeff.", "é", "1"])
+def test_text_with_a_visible_character_is_accepted(text: str) -> None:
+    assert has_visible_text(text)
+    check_turns([TurnIn("customer", text)], LIMITS)
 
 
 def test_too_many_turns_names_the_limit() -> None:
@@ -72,7 +85,7 @@ def test_conversation_ids_ok(cid: str) -> None:
     check_conversation_id(cid)
 
 
-@pytest.mark.parametrize("cid", ["", "-x", "a b", "é", "x" * 129, "a/b"])
+@pytest.mark.parametrize("cid", ["", "-x", "a b", "é", "x" * 129, "a/b", "abc\n", "abc\r", "a\nb", "abc\x00"])
 def test_conversation_ids_rejected(cid: str) -> None:
     with pytest.raises(ValidationFailed):
         check_conversation_id(cid)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from service.adapters.backend import BackendError, SqliteRunner, open_backend, resolve_backend_url
+from service.adapters.backend import BackendError, open_backend, resolve_backend_url
 from service.adapters.outbox_store import RedisOutboxStore, SqliteOutboxStore
 from service.errors import SettingsError
+from service.redis_conn import RedisUnavailable
 from service.settings import Settings
+from service.sqlite_runner import SqliteError
 
 
 def _settings(tmp_path: Path, **env: str) -> Settings:
@@ -45,8 +48,25 @@ def test_bad_urls_name_the_variable() -> None:
 
 async def test_sqlite_failures_become_backend_errors(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite3").mkdir()  # a directory where the file should be
-    runner = SqliteRunner(tmp_path / "dir.sqlite3", "")
+    backend = open_backend(f"sqlite:///{tmp_path / 'dir.sqlite3'}")
     with pytest.raises(BackendError) as caught:
-        await runner.run(lambda conn: conn.execute("SELECT 1"))
-    assert caught.value.status == 503
-    await runner.close()
+        await backend.nonces.claim("k", 60)
+    assert caught.value.status == 503 and isinstance(caught.value.__cause__, SqliteError)
+    with pytest.raises(BackendError):
+        await backend.outbox.counts()
+    await backend.close()
+
+
+async def test_unreachable_redis_becomes_a_backend_error_then_fails_fast() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        backend = open_backend(f"redis://127.0.0.1:{sock.getsockname()[1]}/0")
+        for _ in range(3):  # the breaker's default threshold
+            with pytest.raises(BackendError) as caught:
+                await backend.nonces.seen("k")
+            assert caught.value.headers["Retry-After"] == "1"  # Unavailable's default
+        with pytest.raises(BackendError) as caught:
+            await backend.outbox.next_due()
+    assert caught.value.status == 503 and isinstance(caught.value.__cause__, RedisUnavailable)
+    assert caught.value.headers["Retry-After"] == "5"  # open: try again after the cool-down
+    await backend.close()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from service.adapters.backend import SqliteRunner, open_backend
+from service.adapters.backend import open_backend
 from service.adapters.replay_guard import SCHEMA, RedisNonceStore, SqliteNonceStore
+from service.sqlite_runner import SqliteRunner
 
 
 class Clock:
@@ -50,6 +51,23 @@ async def test_sqlite_release_lets_a_retry_through(tmp_path: Path) -> None:
     await runner.close()
 
 
+async def test_sqlite_seen_and_record(tmp_path: Path) -> None:
+    clock = Clock()
+    runner = SqliteRunner(tmp_path / "sb.sqlite3", SCHEMA)
+    store = SqliteNonceStore(runner, clock=clock)
+    assert not await store.seen("twilio:a")
+    await store.record("twilio:a", 60)
+    assert await store.seen("twilio:a") and not await store.seen("twilio:b")
+    assert not await store.claim("twilio:a", 60)  # one key space with claims
+    clock.now += 50
+    await store.record("twilio:a", 60)  # recording again extends
+    clock.now += 50
+    assert await store.seen("twilio:a")
+    clock.now += 11
+    assert not await store.seen("twilio:a")
+    await runner.close()
+
+
 async def test_claims_survive_a_restart(tmp_path: Path) -> None:
     backend = open_backend(f"sqlite:///{tmp_path / 'sb.sqlite3'}")
     assert await backend.nonces.claim("chatwoot:d-9", 600)
@@ -66,7 +84,7 @@ async def test_redis_claim_release_and_ttl(redis_url: str) -> None:
     assert isinstance(store, RedisNonceStore)
     assert await store.claim("generic:abc", 30)
     assert not await store.claim("generic:abc", 30)
-    ttl_ms = await store._client.pttl(store._key("generic:abc"))
+    ttl_ms = await store._conn.client.pttl(store._key("generic:abc"))
     assert 25_000 < ttl_ms <= 30_000
     await store.release("generic:abc")
     assert await store.claim("generic:abc", 30)
@@ -82,3 +100,52 @@ async def test_redis_claim_is_atomic_across_clients(redis_url: str) -> None:
     await backends[0].nonces.release("chatwoot:race")
     for backend in backends:
         await backend.close()
+
+
+@pytest.mark.redis
+async def test_redis_seen_and_record(redis_url: str) -> None:
+    backend = open_backend(redis_url)
+    store = backend.nonces
+    assert isinstance(store, RedisNonceStore)
+    assert not await store.seen("twilio:a")
+    await store.record("twilio:a", 30)
+    assert await store.seen("twilio:a") and not await store.seen("twilio:b")
+    await store.record("twilio:a", 86_400)
+    assert 86_000_000 < await store._conn.client.pttl(store._key("twilio:a")) <= 86_400_000
+    await store.release("twilio:a")
+    assert not await store.seen("twilio:a")
+    await backend.close()
+
+
+async def test_sqlite_forget_erases_a_conversations_keys_only(tmp_path: Path) -> None:
+    runner = SqliteRunner(tmp_path / "sb.sqlite3", SCHEMA)
+    store = SqliteNonceStore(runner)
+    assert await store.claim("chatwoot:1", 60, "conv-a")
+    await store.record("twilio:2", 60, "conv-a")
+    await store.record("twilio:3", 60, "conv-b")
+    assert await store.forget("conv-a") == 2
+    assert not await store.seen("chatwoot:1") and not await store.seen("twilio:2")
+    assert await store.seen("twilio:3")
+    owners = await runner.run(
+        lambda c: c.execute("SELECT conversation_id FROM sb_webhook_nonce_owners").fetchall()
+    )
+    assert owners == [("conv-b",)]
+    await runner.close()
+
+
+@pytest.mark.redis
+async def test_redis_forget_erases_a_conversations_keys_only(redis_url: str) -> None:
+    backend = open_backend(redis_url)
+    store = backend.nonces
+    assert isinstance(store, RedisNonceStore)
+    assert await store.claim("chatwoot:1", 60, "conv-a")
+    await store.record("twilio:2", 86_400, "conv-a")
+    await store.record("twilio:3", 60, "conv-b")
+    owner_ttl = await store._conn.client.pttl(store._owner_key("conv-a"))
+    assert 86_000_000 < owner_ttl <= 86_400_000  # as long as its longest-lived key
+    assert await store.forget("conv-a") == 2
+    assert not await store.seen("chatwoot:1") and not await store.seen("twilio:2")
+    assert await store.seen("twilio:3")
+    assert not await store._conn.client.exists(store._owner_key("conv-a"))
+    await store.forget("conv-b")
+    await backend.close()

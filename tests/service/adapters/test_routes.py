@@ -11,12 +11,14 @@ tests are skipped, saying so, only while the model pack is absent.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 import pytest
 from adapter_payloads import (
     ACCOUNT_SID,
@@ -28,13 +30,17 @@ from adapter_payloads import (
     voice_event,
 )
 from callback_receiver import Receiver, running_receiver
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 
-from service.adapters.routes import public_url
+from service.adapters.routes import build_adapter_routers, public_url
 from service.adapters.signatures import verify_timestamped
 from service.app import create_app
+from service.errors import Unavailable
+from service.problems import problem_response
+from service.schemas import TurnIn
 from service.settings import Settings, hash_api_key
 
 e2e = pytest.mark.pack  # needs the model pack: skipped, saying so, only while it is absent
@@ -291,8 +297,12 @@ def test_chatwoot_message_accepted_replay_refused_duplicate_idempotent(
     assert ack["decision"]["route"] in ("self_serve_bot", "specialist", "retention_human")
 
     rejected(client.post(CHATWOOT, content=body, headers=headers), 403)  # the same delivery again
+    replayed = headers | {"X-Chatwoot-Delivery": "dlv-1001-resent"}  # the delivery id is not signed
+    rejected(client.post(CHATWOOT, content=body, headers=replayed), 403)
 
-    body2, headers2 = chatwoot_request(payload, CHATWOOT_SECRET, delivery="dlv-1001-resent")
+    body2, headers2 = chatwoot_request(
+        payload, CHATWOOT_SECRET, delivery="dlv-1001-resent", timestamp=int(time.time()) + 1
+    )
     again = client.post(CHATWOOT, content=body2, headers=headers2)
     assert again.status_code == 200 and again.json()["duplicates"] == 1 and again.json()["appended"] == 0
     turns = stored_turns(client, "chatwoot:3:1001")
@@ -495,3 +505,153 @@ def test_callback_survives_failures_and_a_restart(
     payload = json.loads(deliveries[-1].body)
     assert payload["conversation_id"] == call and payload["source"] == "twilio_voice"
     assert deliveries[-1].path.endswith("/any")
+
+
+# ---- replays and duplicates, without the model pack ------------------------------------------------
+#
+# These run the real webhook routes (real signing, real SQLite replay store) in front of a
+# conversation service stand-in that can fail on demand: what is checked is whether an event
+# reaches ``append`` again, which a real service would answer but could not be made to fail.
+
+
+class Appended(msgspec.Struct):
+    """The parts of ``AnalysisResponse`` the Chatwoot and generic routes read."""
+
+    appended: list[int]
+    duplicates: int = 0
+    decision: None = None
+
+
+class FlakyConversations:
+    """Records every ``append``; the first ``failures`` of them raise 503 (the store is down)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.appended: list[tuple[str, list[str | None]]] = []
+
+    async def append(self, conversation_id: str, turns: list[TurnIn], **_: Any) -> Appended:
+        if self.failures:
+            self.failures -= 1
+            raise Unavailable("conversation store unavailable")
+        self.appended.append((conversation_id, [turn.id for turn in turns]))
+        return Appended(appended=[len(self.appended) - 1])
+
+
+DEDUP_TTL_S = 7_200.0
+
+
+@pytest.fixture
+def flaky() -> FlakyConversations:
+    return FlakyConversations()
+
+
+@pytest.fixture
+def bare(tmp_path: Path, flaky: FlakyConversations) -> Iterator[TestClient[Any]]:
+    env = {
+        "SWITCHBOARD_AUTH_DISABLED": "true",
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_PUBLIC_BASE_URL": PUBLIC,
+        "SWITCHBOARD_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "SWITCHBOARD_CHATWOOT_SECRET": CHATWOOT_SECRET,
+        "SWITCHBOARD_WEBHOOK_SECRET": f"{WEBHOOK_SECRET},{WEBHOOK_SECRET}-next",
+    }
+    routers = build_adapter_routers(
+        flaky,  # type: ignore[arg-type]
+        Settings.from_env(env),
+        registry=CollectorRegistry(),
+        twilio_dedup_ttl_s=DEDUP_TTL_S,
+    )
+    app = Litestar(route_handlers=routers, exception_handlers={Exception: problem_response})
+    with TestClient(app, base_url=INTERNAL) as test_client:
+        yield test_client
+
+
+def test_twilio_duplicate_is_acknowledged_and_not_processed_again(
+    bare: TestClient[Any], flaky: FlakyConversations, tmp_path: Path
+) -> None:
+    fields = voice_event(sequence=7)
+    first = post_twilio(bare, VOICE, fields)
+    assert first.status_code == 204 and first.headers["x-switchboard-outcome"] == "accepted"
+    for url in (None, PUBLIC.replace("example.com", "example.com:443") + VOICE):
+        again = post_twilio(bare, VOICE, fields, url=url)  # a replay, or Twilio sending it twice
+        assert again.status_code == 204 and again.headers["x-switchboard-outcome"] == "duplicate"
+    assert len(flaky.appended) == 1
+
+    partial = voice_event(sequence=8, final=False)  # processed (ignored) is processed too
+    assert post_twilio(bare, VOICE, partial).headers["x-switchboard-outcome"] == "ignored"
+    assert post_twilio(bare, VOICE, partial).headers["x-switchboard-outcome"] == "duplicate"
+
+    message = message_added()
+    assert post_twilio(bare, CONVERSATIONS, message).headers["x-switchboard-outcome"] == "accepted"
+    assert post_twilio(bare, CONVERSATIONS, message).headers["x-switchboard-outcome"] == "duplicate"
+    retried = message | {"RetryCount": "1"}  # Twilio's own retry is another signed delivery
+    assert post_twilio(bare, CONVERSATIONS, retried).headers["x-switchboard-outcome"] == "accepted"
+    assert len(flaky.appended) == 3  # the conversation layer's turn ids absorb the retry
+
+    with sqlite3.connect(tmp_path / "switchboard.sqlite3") as db:
+        expiries = [row[0] for row in db.execute("SELECT expires_at FROM sb_webhook_nonces")]
+    assert len(expiries) == 4
+    assert all(DEDUP_TTL_S - 60 < expires - time.time() <= DEDUP_TTL_S for expires in expiries)
+
+
+def test_twilio_retry_after_a_failure_is_processed(bare: TestClient[Any], flaky: FlakyConversations) -> None:
+    flaky.failures = 1
+    fields = voice_event(sequence=9)
+    rejected(post_twilio(bare, VOICE, fields), 503)
+    assert flaky.appended == []
+    retry = post_twilio(bare, VOICE, fields)
+    assert retry.status_code == 204 and retry.headers["x-switchboard-outcome"] == "accepted"
+    assert post_twilio(bare, VOICE, fields).headers["x-switchboard-outcome"] == "duplicate"
+    assert len(flaky.appended) == 1
+
+
+def test_twilio_rejected_event_is_not_remembered(bare: TestClient[Any], flaky: FlakyConversations) -> None:
+    fields = voice_event(sequence=10) | {"TranscriptionData": "not json"}
+    rejected(post_twilio(bare, VOICE, fields), 422)
+    rejected(post_twilio(bare, VOICE, fields), 422)  # judged again, not waved through as a duplicate
+    assert flaky.appended == []
+
+
+@pytest.mark.parametrize("change", ["delivery changed", "delivery removed", "token added"])
+def test_chatwoot_replay_with_unsigned_headers_changed_is_refused(
+    bare: TestClient[Any], flaky: FlakyConversations, change: str
+) -> None:
+    body, headers = chatwoot_request(chatwoot_message(message_id=80001), CHATWOOT_SECRET, delivery="dlv-1")
+    assert bare.post(CHATWOOT, content=body, headers=headers).status_code == 200
+    replay = dict(headers)
+    path = CHATWOOT
+    if change == "delivery changed":
+        replay["X-Chatwoot-Delivery"] = "dlv-2"
+    elif change == "delivery removed":
+        del replay["X-Chatwoot-Delivery"]
+    else:
+        path = f"{CHATWOOT}?token=whatever"
+    rejected(bare.post(path, content=body, headers=replay), 403)
+    assert len(flaky.appended) == 1
+
+
+def test_chatwoot_resigned_delivery_and_retry_after_failure_are_processed(
+    bare: TestClient[Any], flaky: FlakyConversations
+) -> None:
+    payload = chatwoot_message(message_id=80002)
+    now = int(time.time())
+    flaky.failures = 1
+    body, headers = chatwoot_request(payload, CHATWOOT_SECRET, timestamp=now)
+    rejected(bare.post(CHATWOOT, content=body, headers=headers), 503)
+    assert bare.post(CHATWOOT, content=body, headers=headers).status_code == 200  # claim was released
+    body, headers = chatwoot_request(payload, CHATWOOT_SECRET, timestamp=now + 1)
+    assert bare.post(CHATWOOT, content=body, headers=headers).status_code == 200  # signed anew
+    assert len(flaky.appended) == 2
+
+
+def test_generic_replay_signed_with_the_other_rotating_secret_is_refused(
+    bare: TestClient[Any], flaky: FlakyConversations
+) -> None:
+    payload = generic_body("bridge-rotate", "my bill is wrong")
+    now = int(time.time())
+    body, headers = generic_request(payload, WEBHOOK_SECRET, timestamp=now)
+    assert bare.post(GENERIC, content=body, headers=headers).status_code == 200
+    _, other = generic_request(payload, WEBHOOK_SECRET + "-next", timestamp=now)
+    assert other["X-Switchboard-Signature"] != headers["X-Switchboard-Signature"]
+    rejected(bare.post(GENERIC, content=body, headers=other), 403)
+    assert len(flaky.appended) == 1

@@ -16,6 +16,7 @@ from service.adapters.signatures import (
     sign_timestamped,
     tokens_match,
     twilio_algorithm,
+    twilio_replay_key,
     twilio_signature,
     verify_timestamped,
     verify_twilio,
@@ -161,6 +162,35 @@ def test_json_body_is_bound_by_body_sha256() -> None:
     _verify(url, [], signature, raw_body=body.encode())
     with pytest.raises(Unauthorized, match="bodySHA256"):
         _verify(url, [], signature, raw_body=b'{"a": 2}')
+
+
+def test_replay_key_is_the_same_for_every_variant_the_signature_accepts() -> None:
+    """Whatever an attacker may vary without breaking Twilio's signature maps to one key."""
+    validator = RequestValidator(TOKEN)
+    signature = validator.compute_signature(URL, dict(PARAMS))
+    port_url = URL.replace("example.com/", "example.com:443/")
+    reordered = [*PARAMS[::-1], PARAMS[0]]  # reordered, one field repeated
+    name, value = PARAMS[0]
+    resplit = [(name + value[:4], value[4:]), *PARAMS[1:]]  # the signed string is name + value
+    key = twilio_replay_key(URL, PARAMS)
+    for url, params in ((port_url, PARAMS), (URL, reordered), (URL, resplit)):
+        _verify(url, params, signature)  # still verifies under the captured signature ...
+        assert validator.validate(
+            url, MultiDict({n: [v for k, v in params if k == n] for n, _ in params}), signature
+        )
+        assert twilio_replay_key(url, params) == key  # ... so it is the same delivery
+
+
+def test_replay_key_differs_when_the_signed_content_does() -> None:
+    key = twilio_replay_key(URL, PARAMS)
+    assert twilio_replay_key(URL, [*PARAMS[:-1], ("Final", "false")]) != key
+    assert twilio_replay_key(URL.replace("voice", "conversations"), PARAMS) != key
+    assert len(key) == 64
+
+
+def test_replay_key_of_a_json_webhook_is_its_url() -> None:
+    url = "https://sb.example.com/hook?bodySHA256=" + "ab" * 32
+    assert twilio_replay_key(url, [("ignored", "form")]) == twilio_replay_key(url, [])
 
 
 # --- timestamped HMAC-SHA256 ------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""One SQLite connection on one dedicated thread, awaited from the event loop.
+
+Shared by the conversation store and the adapters' outbox / replay guard. sqlite3 calls
+block and a connection must stay on the thread that opened it, so each ``SqliteRunner``
+owns a single-thread executor and sends every call there through ``run_in_executor``.
+
+A file database is opened in autocommit WAL mode with a busy timeout: readers proceed
+during a write, and writers from other worker processes wait instead of failing. Every
+write the callers make is one statement, hence its own atomic transaction.
+
+This module is a leaf (it imports nothing from the service) and its error type is not an
+HTTP error: callers decide what a failure means to their clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 10.0
+
+
+class SqliteError(Exception):
+    """A SQLite call failed (I/O, lock timeout, corrupt file, bad SQL).
+
+    The message names the sqlite3 exception type only, never row contents; the original
+    exception is the ``__cause__``.
+    """
+
+
+def open_sqlite(
+    path: Path | None, schema: str, *, attempts: int = 50, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> sqlite3.Connection:
+    """Open ``path`` (``None``: a private in-memory database) and apply ``schema``.
+
+    The connection is in autocommit mode (``isolation_level=None``). A file is switched to
+    WAL with ``synchronous=NORMAL`` and a busy timeout of ``busy_timeout_s``; its parent
+    folder is created. ``schema`` must be idempotent DDL (``CREATE … IF NOT EXISTS``).
+    Raises ``sqlite3.Error`` (the runner wraps it).
+
+    Two processes opening a fresh file at once race for the lock that switching to WAL
+    (and the first CREATE) takes; SQLite answers "database is locked" at once there
+    instead of waiting on the busy timeout, so that setup is retried up to ``attempts`` times.
+    """
+    if path is None:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=True)
+        conn.executescript(schema)
+        return conn
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=True)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        for attempt in range(attempts):
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(schema)
+                return conn
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+    except BaseException:
+        conn.close()
+        raise
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+class SqliteRunner:
+    """Runs functions of one lazily opened SQLite connection on its own thread.
+
+    ``path=None`` is a private in-memory database (gone when the runner closes). Nothing
+    is opened until the first ``run``. ``busy_timeout_s`` is how long a statement waits for
+    another process's lock before failing. Not safe to share across event loops.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        schema: str,
+        *,
+        thread_name: str = "sqlite",
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = path
+        self._schema = schema
+        self._busy_timeout_s = busy_timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_sqlite(self.path, self._schema, busy_timeout_s=self._busy_timeout_s)
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Return ``fn(connection)`` computed on the SQLite thread.
+
+        Opens the database on first use. Raises ``SqliteError`` for any ``sqlite3.Error``
+        (including a failure to open); other exceptions of ``fn`` propagate unchanged.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+        except sqlite3.Error as exc:
+            raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
+
+    async def close(self) -> None:
+        """Close the connection on its thread, then stop the thread. Idempotent."""
+
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, shut)
+        except RuntimeError:
+            return  # already shut down
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,248 @@
+"""``python -m bench http``: the pure helpers (ids, counting, summaries, targets, formatting).
+
+The benchmark itself needs a running server and minutes of CPU; these check what
+decides whether its figures mean anything: every request carries fresh ids, the
+counts come from the service's reply, and the targets read the right fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import msgspec
+import pytest
+
+from bench import http
+from service.schemas import AnalyzeRequest, AppendRequest
+
+
+def _reply(appended: list[int], duplicates: int) -> bytes:
+    return json.dumps(
+        {"conversation_id": "c", "turns": [{"index": 0}], "appended": appended, "duplicates": duplicates}
+    ).encode()
+
+
+def test_ids_never_repeat_across_steps_clients_sequences_or_runs() -> None:
+    first, second = http.Ids.new(), http.Ids.new()
+    assert first.nonce != second.nonce
+    pairs = {
+        (ids.conversation(step, client, sequence // http.TURNS_PER_CALL), ids.turn(step, client, sequence))
+        for ids in (first, second)
+        for step in ("append-1-c1", "append-1-c64", "overload")
+        for client in range(70)
+        for sequence in range(45)
+    }
+    assert len(pairs) == 2 * 3 * 70 * 45
+    assert len({turn for _, turn in pairs}) == len(pairs)
+
+
+def test_append_bodies_are_valid_requests_with_fresh_ids() -> None:
+    workloads = http.Workloads(http.Ids("abcd1234"))
+    seen: set[tuple[str, str]] = set()
+    for step in ("append-1-c1", "append-1-c16"):
+        workload = workloads.get("append-1", step)
+        for sequence in range(2 * http.TURNS_PER_CALL):
+            path, body = workload.make(3, sequence)
+            request = msgspec.json.decode(body, type=AppendRequest)
+            assert path.startswith("/v1/conversations/bench-abcd1234-") and path.endswith("/turns?turns=new")
+            assert len(request.turns) == 1 and request.turns[0].id is not None
+            seen.add((path, request.turns[0].id))
+    assert len(seen) == 2 * 2 * http.TURNS_PER_CALL
+    # A conversation rolls over every TURNS_PER_CALL turns, like a call.
+    assert len({path for path, _ in seen}) == 2 * 2
+
+
+def test_growth_chunks_alternate_speakers_and_number_ids_by_position() -> None:
+    workloads = http.Workloads(http.Ids("n"))
+    request = msgspec.json.decode(workloads.turns("growth", 10, 4), type=AppendRequest)
+    assert [t.speaker for t in request.turns] == ["customer", "agent", "customer", "agent"]
+    assert [t.id for t in request.turns] == [f"n-growth-0-{n}" for n in range(10, 14)]
+
+
+def test_analyze_bodies_are_valid_and_count_their_customer_turns() -> None:
+    workload = http.Workloads(http.Ids("n")).get("analyze-20", "analyze-20-c1")
+    path, body = workload.make(0, 0)
+    request = msgspec.json.decode(body, type=AnalyzeRequest)
+    assert path == "/v1/analyze" and len(request.turns) == http.TRANSCRIPT_TURNS
+    assert workload.count(b"{}") == (sum(t.speaker == "customer" for t in request.turns), 0)
+
+
+def test_unknown_workload_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown workload"):
+        http.Workloads(http.Ids("n")).get("append-2", "s")
+
+
+def test_append_counts_read_appended_and_duplicates() -> None:
+    assert http.append_counts(_reply([4], 0)) == (1, 0)
+    assert http.append_counts(_reply([], 1)) == (0, 1)
+    assert http.append_counts(b'{"turns": []}') == (0, 0)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert http.percentile(values, 50) == 50.0
+    assert http.percentile(values, 99) == 99.0
+    assert http.percentile(list(reversed(values)), 100) == 100.0
+    assert http.percentile([5.0, 1.0, 3.0], 50) == 3.0
+    assert http.percentile([1.0, 2.0], 1) == 1.0
+    assert http.percentile([], 50) == 0.0
+
+
+def test_make_cell_counts_scored_turns_not_requests() -> None:
+    cell = http.make_cell("append-1", 64, [1.0, 2.0, 3.0], Counter({"200": 3, "429": 1}), 2.0, 2, 1)
+    assert cell.requests == 4 and cell.requests_per_s == 1.5
+    assert cell.turns_per_s == 1.0 and cell.duplicates == 1
+    assert cell.p50_ms == 2.0 and cell.max_ms == 3.0
+
+
+def test_summarise_overload() -> None:
+    results = [(200, 10.0), (200, 30.0), (429, 1.0), (429, 2.0)]
+    overload = http.summarise_overload(results, 1, True, 100.0, 2.0, duplicates=0)
+    assert overload.sent == 5 and overload.status == {"200": 2, "429": 2}
+    assert overload.ok_per_s == 1.0 and overload.rejected_share == 0.4
+    assert overload.all_p99_ms == 30.0 and overload.errors == 1
+
+
+def test_histogram_p99_uses_the_difference_between_scrapes() -> None:
+    before = {("200", 0.01): 100.0, ("200", 0.1): 100.0, ("200", float("inf")): 100.0}
+    after = {("200", 0.01): 100.0, ("200", 0.1): 199.0, ("200", float("inf")): 200.0}
+    assert http.histogram_p99_ms(before, after) == 100.0
+    assert http.histogram_p99_ms(after, after) == 0.0
+
+
+def test_ratios() -> None:
+    points = [{"default_p50_ms": 4.0}, {"default_p50_ms": 5.0}, {"default_p50_ms": 6.0}]
+    assert http.growth_ratio(points) == 1.5
+    assert http.growth_ratio(points[:1]) is None
+    assert http.workers_ratio([{"turns_per_s": 300.0}, {"turns_per_s": 420.0}]) == 1.4
+    assert http.workers_ratio([{"turns_per_s": 0.0}, {"turns_per_s": 1.0}]) is None
+
+
+def test_kib_to_mb_is_decimal() -> None:
+    assert http.kib_to_mb(341_797) == 350.0
+
+
+def test_rss_of_this_process_tree() -> None:
+    assert http.process_tree(os.getpid())[0] == os.getpid()
+    assert http.rss_kib([os.getpid()]) > 0
+    assert http.rss_kib([2**22 + 7]) == 0  # above pid_max: gone processes count 0
+
+
+def _report(**changes: Any) -> dict[str, Any]:
+    cell = {
+        "workload": "append-1",
+        "concurrency": 1,
+        "requests": 10,
+        "seconds": 6.0,
+        "status": {"200": 10},
+        "p50_ms": 3.5,
+        "p90_ms": 4.0,
+        "p99_ms": 5.0,
+        "max_ms": 6.0,
+        "requests_per_s": 250.0,
+        "turns_per_s": 250.0,
+        "duplicates": 0,
+    }
+    report: dict[str, Any] = {
+        "cells": [cell, {**cell, "concurrency": 64, "p50_ms": 50.0, "turns_per_s": 410.0}],
+        "overload": {
+            "offered_per_s": 800.0,
+            "seconds": 8.0,
+            "status": {"200": 10, "429": 5},
+            "ok_per_s": 400.0,
+            "rejected_share": 0.33,
+            "ok_p99_ms": 300.0,
+            "rejected_p99_ms": 20.0,
+            "all_p99_ms": 300.0,
+            "retry_after_seen": True,
+            "duplicates": 0,
+            "server_p99_le_ms": 500.0,
+        },
+        "growth": [
+            {"turns": 10, "default_p50_ms": 4.0, "default_bytes": 9000, "new_p50_ms": 4.0, "new_bytes": 8000},
+            {
+                "turns": 1960,
+                "default_p50_ms": 5.0,
+                "default_bytes": 9500,
+                "new_p50_ms": 5.0,
+                "new_bytes": 8000,
+            },
+        ],
+        "memory": {
+            "clients": 64,
+            "turns_stored": 2000,
+            "seconds": 5.0,
+            "gets_per_s": 100.0,
+            "p50_ms": 20.0,
+            "response_bytes": 60000,
+            "turns_returned": 100,
+            "rss_before_mb": 250.0,
+            "rss_max_mb": 280.0,
+        },
+        "workers": [
+            {
+                "workers": 1,
+                "turns_per_s": 400.0,
+                "duplicates": 0,
+                "concurrency": 64,
+                "p50_ms": 90.0,
+                "p99_ms": 200.0,
+            }
+        ],
+    }
+    report.update(changes)
+    return report
+
+
+def test_targets_met() -> None:
+    checks = http.targets(_report())
+    assert all(check["met"] for check in checks.values()), checks
+
+
+def test_targets_missed() -> None:
+    report = _report()
+    report["cells"][0]["p50_ms"] = 4.5
+    report["cells"][1]["turns_per_s"] = 314.0
+    report["growth"][-1].update(default_p50_ms=5.5, default_bytes=1_273_159)
+    report["memory"]["rss_max_mb"] = 351.0
+    report["workers"][0]["duplicates"] = 3
+    checks = http.targets(report)
+    missed = {name for name, check in checks.items() if not check["met"]}
+    assert missed == {
+        "append_p50_c1_ms",
+        "unique_turns_per_s_c64",
+        "duplicates",
+        "growth_p50_ratio",
+        "growth_default_bytes",
+        "get_rss_max_mb",
+    }
+    assert checks["duplicates"]["value"] == 3 and checks["growth_p50_ratio"]["value"] == 1.38
+
+
+def test_targets_of_a_report_without_growth_or_memory_are_not_met() -> None:
+    checks = http.targets(_report(growth=[], memory={}))
+    assert not checks["growth_p50_ratio"]["met"] and not checks["get_rss_max_mb"]["met"]
+
+
+def test_markdown_has_every_section() -> None:
+    report = _report(workers_ratio=None, overload_factor=2.0, meta={"date": "d", "cpus": 2})
+    report["overload"].update(max_ms=400.0)
+    report["targets"] = http.targets(report)
+    text = http.markdown(report)
+    assert "| append-1 | 64 | 50.0 | 5.0 | 250 | 410 | 0 | 0 |" in text
+    assert "| 1960 | 5.0 | 9500 | 5.0 | 8000 |" in text
+    assert "64 clients GET a 2000-turn conversation" in text and "280 MB at most" in text
+    assert "1 worker(s): 400 turns/s" in text
+    assert "| unique_turns_per_s_c64" in text
+
+
+def test_quick_shortens_only_what_was_not_given_and_writes_nothing_by_default() -> None:
+    quick = http.parse_args(["--quick", "--duration", "3"])
+    assert quick.duration == 3.0 and quick.warmup == http.QUICK["warmup"] and quick.out is None
+    full = http.parse_args([])
+    assert full.concurrency == list(http.CONCURRENCY) and full.out == http.DEFAULT_OUT
+    assert full.compare_workers == [1, 2]
+    assert http.parse_args(["--compare-workers"]).compare_workers == []

@@ -1,0 +1,100 @@
+"""``SqliteRunner`` / ``open_sqlite`` on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.errors import ServiceError
+from service.sqlite_runner import SqliteError, SqliteRunner, open_sqlite
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+
+
+async def test_runs_on_one_dedicated_thread_and_opens_lazily(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "db.sqlite3"
+    runner = SqliteRunner(path, SCHEMA, thread_name="test-sqlite")
+    assert not path.exists()  # nothing is opened before the first call
+    names = await asyncio.gather(*(runner.run(lambda _: threading.current_thread().name) for _ in range(5)))
+    assert len(set(names)) == 1 and names[0].startswith("test-sqlite")
+    assert names[0] != threading.current_thread().name
+    mode = await runner.run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
+    busy = await runner.run(lambda conn: conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    assert (mode, busy) == ("wal", 10_000)
+    await runner.close()
+    await runner.close()  # idempotent
+
+
+async def test_writes_are_autocommitted_and_seen_by_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    writer, reader = SqliteRunner(path, SCHEMA), SqliteRunner(path, SCHEMA)
+    await writer.run(lambda conn: conn.execute("INSERT INTO t VALUES ('a', 1)"))
+    assert await reader.run(lambda conn: conn.execute("SELECT v FROM t").fetchall()) == [(1,)]
+    await writer.close()
+    await reader.close()
+
+
+async def test_memory_database_is_private_to_the_runner() -> None:
+    one, two = SqliteRunner(None, SCHEMA), SqliteRunner(None, SCHEMA)
+    await one.run(lambda conn: conn.execute("INSERT INTO t VALUES ('a', 1)"))
+    assert await two.run(lambda conn: conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == 0
+    await one.close()
+    await two.close()
+
+
+async def test_sqlite_errors_are_wrapped_in_a_non_http_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite3").mkdir()  # a directory where the file should be
+    broken = SqliteRunner(tmp_path / "dir.sqlite3", SCHEMA)
+    with pytest.raises(SqliteError) as caught:
+        await broken.run(lambda conn: conn.execute("SELECT 1"))
+    assert not isinstance(caught.value, ServiceError)
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    await broken.close()
+
+    runner = SqliteRunner(tmp_path / "db.sqlite3", SCHEMA)
+    with pytest.raises(SqliteError, match="IntegrityError"):
+        await runner.run(lambda conn: conn.executemany("INSERT INTO t VALUES (?, 1)", [("x",), ("x",)]))
+
+    def not_sqlite(conn: sqlite3.Connection) -> None:
+        raise KeyError("mine")
+
+    with pytest.raises(KeyError):  # the caller's own errors pass through unchanged
+        await runner.run(not_sqlite)
+    await runner.close()
+
+
+def test_concurrent_first_opens_of_one_file_all_succeed(tmp_path: Path) -> None:
+    """Several processes' first open race for the WAL switch; the retry absorbs "locked"."""
+    path = tmp_path / "race.sqlite3"
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            open_sqlite(path, SCHEMA).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_a_lock_that_never_clears_is_raised_after_the_attempts(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # rollback journal: nobody else may even read
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            open_sqlite(path, SCHEMA, attempts=2, busy_timeout_s=0.05)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

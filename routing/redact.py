@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
@@ -99,22 +99,29 @@ _SEPARATORS = " ,./-"
 def _chunks(words: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     """Digits for a run of number words, as ``(digits, start, end)`` per spoken group.
 
-    Each group (a digit, "double five", "forty one", "eleven", "two hundred
-    twenty") becomes its digits and groups are concatenated, which is how
-    people read out card, phone and account numbers. A digit after "hundred"
-    starts a new group ("eight hundred five five five" -> 800 555).
+    Each group (a digit, "double five", "forty one", "eleven", "two thousand
+    five hundred") becomes its digits and groups are concatenated, which is
+    how people read out card, phone and account numbers ("forty one eleven"
+    -> 4111). A digit right after "hundred" starts a new group, as in phone
+    numbers ("eight hundred five five five" -> 800 5 5 5).
     """
     out: list[tuple[str, int, int]] = []
-    value: int | None = None
+    big: int | None = None  # thousands so far
+    small: int | None = None  # below a thousand
     start = end = 0
     last = ""
     repeat, repeat_start = 1, 0
 
     def flush() -> None:
-        nonlocal value
-        if value is not None:
-            out.append((str(value), start, end))
-            value = None
+        nonlocal big, small
+        if big is not None or small is not None:
+            out.append((str((big or 0) + (small or 0)), start, end))
+        big = small = None
+
+    def begin(s: int) -> None:
+        nonlocal start
+        if big is None and small is None:
+            start = s
 
     for word, s, e in words:
         if word in _REPEATS:
@@ -123,36 +130,45 @@ def _chunks(words: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
             continue
         if repeat > 1 and (word not in _UNITS or _UNITS[word] > 9):
             repeat = 1  # "double twenty" is not a digit repeat
-        if word in _SCALES:
-            if value is None:
-                value, start = 1, s
-            value *= _SCALES[word]
-            end, last = e, "scale"
-            continue
-        if word in _TENS:
-            if value is not None and not (last == "scale" and value % 100 == 0):
-                flush()
-            if value is None:
-                value, start = 0, s
-            value += _TENS[word]
-            end, last = e, "tens"
-            continue
-        n = _UNITS[word]
         if repeat > 1:
             flush()
-            out.append((str(n) * repeat, repeat_start, e))
+            out.append((str(_UNITS[word]) * repeat, repeat_start, e))
             repeat, last = 1, ""
             continue
-        if value is not None and last == "tens" and 0 < n < 10 and value % 10 == 0:
-            value += n
-            end, last = e, "unit"
-            continue
-        if value is not None and last == "scale" and n >= 10 and value % 100 == 0:
-            value += n  # "two hundred twelve"
-            end, last = e, "unit"
-            continue
-        flush()
-        value, start, end, last = n, s, e, "unit"
+        if word == "hundred":
+            if small is not None and small >= 100:
+                flush()
+            begin(s)
+            small = (small or 1) * 100
+        elif word == "thousand":
+            if big is not None:
+                flush()
+            begin(s)
+            big, small = (small or 1) * 1000, None
+        elif word in _TENS:
+            t = _TENS[word]
+            if small is None and big is not None:
+                small = t
+            elif small is not None and last == "hundred":
+                small += t
+            else:
+                flush()
+                begin(s)
+                small = t
+        else:
+            n = _UNITS[word]
+            composes = (
+                (small is None and big is not None)
+                or (last == "tens" and small is not None and small % 10 == 0 and 0 < n < 10)
+                or (last == "hundred" and small is not None and (n >= 10 or big is not None))
+            )
+            if composes:
+                small = (small or 0) + n
+            else:
+                flush()
+                begin(s)
+                small = n
+        end, last = e, word if word in _SCALES else ("tens" if word in _TENS else "unit")
     flush()
     return out
 
@@ -175,13 +191,14 @@ def _spoken(text: str) -> list[tuple[str, int, int]]:
     for run in runs:
         word = run.group().lower()
         if word.isalpha():  # a lone word, the common case: cheap checks first
-            digit_word = (word in _UNITS and word not in ("oh", "o")) or word in _TENS
+            digit_word = word in _UNITS or word in _TENS
             if digit_word and _next_to_digit(text, run.start(), run.end()):
                 found += _chunks([(word, run.start(), run.end())])
             continue
         words = [(w.group(), run.start() + w.start(), run.start() + w.end()) for w in _WORD.finditer(word)]
-        # "oh"/"o" is a zero only in a run with another number word ("seven oh two", not "oh no").
-        if all(w in ("oh", "o") for w, _, _ in words):
+        # "oh"/"o" is a zero in a run with another number word ("seven oh two")
+        # or next to typed digits ("555 12 oh oh"), not on its own ("oh, oh no").
+        if all(w in ("oh", "o") for w, _, _ in words) and not _next_to_digit(text, run.start(), run.end()):
             continue
         found += _chunks(words)
     return found
@@ -337,7 +354,9 @@ def _cvvs(text: str) -> list[PiiMatch]:
 
 # --- US social security numbers ----------------------------------------------
 
-_SSN_FORMATTED = re.compile(r"(?<![\w-])(?!000|666|9\d\d)(\d{3})([- ])(?!00)\d{2}\2(?!0000)\d{4}(?![\w]|[- ]\d)")
+_SSN_FORMATTED = re.compile(
+    r"(?<![\w-])(?!000|666|9\d\d)(\d{3})([- ])(?!00)\d{2}\2(?!0000)\d{4}(?![\w]|[- ]\d)"
+)
 _SSN_BARE = re.compile(
     r"\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?|social)\b[^\d\n]{0,20}"
     r"(?<!\d)((?!000|666|9\d\d)\d{3}(?!00)\d{2}(?!0000)\d{4})(?!\d)",
@@ -504,7 +523,7 @@ def _phones(text: str) -> list[PiiMatch]:
     for m in _PHONE.finditer(text):
         raw = m.group(0)
         digits = sum(ch.isdigit() for ch in raw)
-        if "  " in raw or "--" in raw or ".." in raw or _DATE_LIKE.search(raw):
+        if "  " in raw or "--" in raw or ".." in raw or ". " in raw or _DATE_LIKE.search(raw):
             continue
         if _DIGITS_BEFORE.search(text, max(0, m.start() - 2), m.start()) or _inside_code(text, m.start()):
             continue  # the tail of a longer number or code
@@ -694,7 +713,7 @@ def redact(text: str) -> str:
     return _apply(text, find_pii(text))
 
 
-_SPLITTABLE: tuple[PiiKind, ...] = ("CARD_NUMBER", "IBAN", "SSN", "PHONE")
+_AFTER_PLACEHOLDER = re.compile(r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*[0-9])*[ ,./-]*)$")
 _HEAD_DIGITS = re.compile(r"[ ,./-]*([0-9]+(?:(?: ?[./-] ?| |, )[0-9]+)*)(?![\w@%])")
 
 
@@ -716,8 +735,9 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     with the part of split PII it holds also replaced by the placeholder, so
     both turns show where the number was. When ``previous`` already ends in
     a card, IBAN, SSN or phone placeholder (its part was PII on its own),
-    digits opening ``current`` are taken as the rest of it and get the same
-    placeholder. ``new_current`` is never less redacted than
+    perhaps followed by a few digits, digits opening ``current`` are taken as
+    the rest of it: they get the same placeholder, and the digits after the
+    placeholder in ``previous`` are dropped. ``new_current`` is never less redacted than
     ``redact(current)``. Pure; call it for consecutive turns of one speaker
     only, in order, storing ``new_current`` as the next call's ``previous``.
     """
@@ -735,14 +755,25 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     # The first part may have been PII on its own ("call me on 555 123 4567" |
     # "89"): its digits are gone from the stored text, so digits opening this
     # turn right after the placeholder are the rest of it.
-    tail = head_text.rstrip(" ,./-")
-    for kind in _SPLITTABLE:
-        if tail.endswith(f"[{kind}]"):
-            view = _view(current)
-            head = _HEAD_DIGITS.match(view.text)
-            if head is not None:
-                mine.append(view.original(PiiMatch(kind, head.start(1), head.end(1))))
-            break
+    # Digits the previous turn kept after its placeholder (a card's prefix can
+    # pass Luhn on its own: "[CARD_NUMBER] one" | "eight") belong to it too.
+    prev_view = _view(head_text)
+    after = _AFTER_PLACEHOLDER.search(prev_view.text)
+    if after is not None:
+        kind = cast(PiiKind, after.group(1))
+        view = _view(current)
+        head = _HEAD_DIGITS.match(view.text)
+        # A lone number word is a digit here too ("[CARD_NUMBER]" | "eight").
+        word = _SPOKEN_RUN_ANY_CASE.match(current, skip)
+        if head is not None:
+            mine.append(view.original(PiiMatch(kind, head.start(1), head.end(1))))
+        elif word is not None and word.group().lower() not in ("oh", "o"):
+            mine.append(PiiMatch(kind, word.start(), word.end()))
+        else:
+            after = None
+    if after is not None and after.group(2).strip(" ,./-"):
+        cut = prev_view.original(PiiMatch("PHONE", after.start(2), after.end(2))).start
+        new_previous = previous[:cut]
     for m in find_pii(head_text + joint + current[skip:]):
         if m.end <= boundary:
             continue  # wholly in the previous turn, which was redacted on its own

@@ -253,7 +253,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             build_api_router(analyzer, conversations, policies, guard),
             build_ops_router(service),
-            *build_adapter_routers(conversations, settings, outbox=outbox, registry=metrics.registry),
+            *build_adapter_routers(conversations, settings, nonces=outbox.nonces, registry=metrics.registry),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

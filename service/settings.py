@@ -23,7 +23,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -259,10 +259,6 @@ class Settings:
         if self.store_url:
             return self.store_url
         return f"sqlite:///{self.data_dir / 'switchboard.sqlite3'}"
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        """Return a copy with some fields replaced (tests)."""
-        return replace(self, **changes)
 
 
 def _adapter_config(values: Mapping[str, Any]) -> AdapterConfig:

@@ -166,14 +166,7 @@ def test_the_cycle_finder_finds_every_cycle_and_only_cycles() -> None:
 @pytest.mark.parametrize(
     "package",
     [
-        pytest.param(
-            "service",
-            marks=pytest.mark.xfail(
-                reason="service.adapters.backend -> outbox_store/replay_guard -> backend import cycle "
-                "(being removed); drop this marker once it is gone",
-                strict=False,
-            ),
-        ),
+        "service",
         "routing",
         "export",
         "models",

@@ -51,8 +51,9 @@ class NonceStore(Protocol):
         it is already recorded (a replay)."""
         ...
 
-    async def release(self, key: str) -> None:
-        """Forget ``key`` (processing failed; let a retry through)."""
+    async def release(self, key: str, conversation_id: str | None = None) -> None:
+        """Forget ``key`` (processing failed; let a retry through); ``conversation_id`` is the
+        owner given to ``claim``."""
         ...
 
     async def seen(self, key: str) -> bool:
@@ -98,8 +99,8 @@ class SqliteNonceStore:
 
         return await self._run(op)
 
-    async def release(self, key: str) -> None:
-        """Delete the key."""
+    async def release(self, key: str, conversation_id: str | None = None) -> None:
+        """Delete the key and its owner row."""
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM sb_webhook_nonces WHERE key = ?", (key,))
@@ -204,9 +205,12 @@ class RedisNonceStore:
             await self._own(key, ttl_s, conversation_id)
         return bool(created)
 
-    async def release(self, key: str) -> None:
-        """DEL the key."""
+    async def release(self, key: str, conversation_id: str | None = None) -> None:
+        """DEL the key (and drop it from its owner's set)."""
         await self._call(lambda c: c.delete(self._key(key)))
+        if conversation_id is not None:
+            owner = self._owner_key(conversation_id)
+            await self._call(lambda c: c.srem(owner, self._key(key)))
 
     async def seen(self, key: str) -> bool:
         """EXISTS the key."""

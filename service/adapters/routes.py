@@ -2,8 +2,8 @@
 
 Mounted at ``/v1/webhooks/…``. These routes are authenticated by each platform's
 signature, NOT by the ``/v1`` bearer API key (Twilio and Chatwoot cannot send one): the
-router carries ``opt={"exclude_from_auth": True}`` and the API-key guard must not apply to
-it. Every check happens before anything is stored; a request that fails one stores nothing.
+API-key guard sits only on the ``/v1`` API router, never on this one. Every check happens
+before anything is stored; a request that fails one stores nothing.
 
 =============================================  ======================================
 ``POST /v1/webhooks/twilio/voice``             real-time transcription events (204)
@@ -27,7 +27,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CollectorRegistry, Counter
 
-from service.adapters.backend import BackendError, open_backend, resolve_backend_url
+from service.adapters.backend import BackendError
 from service.adapters.chatwoot import decode_message_created
 from service.adapters.generic import decode_generic
 from service.adapters.inbound import Decoded, Ignored, Inbound, parse_form
@@ -46,7 +46,6 @@ from service.errors import Forbidden, ServiceError, Unauthorized, UnsupportedMed
 from service.schemas import AnalysisResponse, DecisionOut
 
 if TYPE_CHECKING:
-    from service.adapters.outbox import Outbox
     from service.adapters.replay_guard import NonceStore
     from service.conversations import ConversationService
     from service.settings import Settings
@@ -54,10 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEBHOOK_PREFIX = "/v1/webhooks"
-# Litestar's authentication middleware skips handlers whose opt carries this key;
-# the service's API-key guard is asked to honour it too (or to sit only on the /v1 API router).
-EXCLUDE_FROM_AUTH = "exclude_from_auth"
-
 CHATWOOT_SIGNATURE = "X-Chatwoot-Signature"
 CHATWOOT_TIMESTAMP = "X-Chatwoot-Timestamp"
 SWITCHBOARD_SIGNATURE = "X-Switchboard-Signature"
@@ -289,7 +284,7 @@ class WebhookHandlers:
             result = await self.append(decoded)
         except BaseException:
             if replay_key is not None:
-                await self.nonces.release(replay_key)  # let Chatwoot's retry through
+                await self.nonces.release(replay_key, decoded.conversation_id)  # let Chatwoot's retry through
             raise
         ack = WebhookAck(
             status="accepted",
@@ -323,7 +318,7 @@ class WebhookHandlers:
             # Same answer as POST /v1/conversations/{id}/turns: the analysis with the new turns.
             result = await self.append(inbound)
         except BaseException:
-            await self.nonces.release(replay_key)
+            await self.nonces.release(replay_key, inbound.conversation_id)
             raise
         return _json(result, ignored=False)
 
@@ -378,21 +373,24 @@ def build_adapter_routers(
     conversations: ConversationService,
     settings: Settings,
     *,
-    outbox: Outbox | None = None,
+    nonces: NonceStore,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
     twilio_dedup_ttl_s: float = DEFAULT_TWILIO_DEDUP_TTL_S,
 ) -> list[Router]:
     """The webhook routers, excluded from bearer auth (see module docstring).
 
-    Pass the app's ``Outbox`` so the replay guard shares its backend (and is closed with
-    it); without one the routes open their own backend from the settings. ``registry`` is
+    ``nonces`` is the replay guard (the app passes its outbox's, on the same backend). ``registry`` is
     the app's Prometheus registry; ``twilio_dedup_ttl_s`` how long a processed Twilio
     delivery is refused as a duplicate.
     """
-    nonces = outbox.nonces if outbox is not None else open_backend(resolve_backend_url(settings)).nonces
     h = WebhookHandlers(
-        conversations, settings, nonces, registry=registry, clock=clock, twilio_dedup_ttl_s=twilio_dedup_ttl_s
+        conversations,
+        settings,
+        nonces,
+        registry=registry,
+        clock=clock,
+        twilio_dedup_ttl_s=twilio_dedup_ttl_s,
     )
 
     @post(
@@ -443,7 +441,6 @@ def build_adapter_routers(
     router = Router(
         path=WEBHOOK_PREFIX,
         route_handlers=[twilio_voice, twilio_conversations, chatwoot, generic],
-        opt={EXCLUDE_FROM_AUTH: True},
         tags=["webhooks"],
         security=[],
     )

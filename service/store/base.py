@@ -20,6 +20,7 @@ customer asked us to forget.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -40,6 +41,12 @@ class StoreError(Exception):
 
 class VersionConflict(StoreError):
     """Another writer saved the conversation after we read it; re-read and retry."""
+
+
+def tombstone_key(conversation_id: str) -> str:
+    """What a tombstone stores instead of the erased id: a digest that answers "was this id
+    erased?" without keeping the id itself."""
+    return hashlib.blake2b(conversation_id.encode("utf-8"), digest_size=16).hexdigest()
 
 
 class Head(msgspec.Struct, frozen=True):

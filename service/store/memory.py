@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from service.store.base import Head, KnownTurn, Legacy, NewTurn, VersionConflict
+from service.store.base import Head, KnownTurn, Legacy, NewTurn, VersionConflict, tombstone_key
 
 
 @dataclass
@@ -92,14 +92,15 @@ class MemoryStore:
     async def erase(self, conversation_id: str, tombstone_s: float) -> bool:
         """Forget the conversation; keep a tombstone."""
         if tombstone_s > 0:
-            self._tombstones[conversation_id] = self._clock() + tombstone_s
+            self._tombstones[tombstone_key(conversation_id)] = self._clock() + tombstone_s
         return self._conversations.pop(conversation_id, None) is not None
 
     async def erased(self, conversation_id: str) -> bool:
         """Unexpired tombstone?"""
-        until = self._tombstones.get(conversation_id)
+        key = tombstone_key(conversation_id)
+        until = self._tombstones.get(key)
         if until is not None and until <= self._clock():
-            del self._tombstones[conversation_id]
+            del self._tombstones[key]
             return False
         return until is not None
 

@@ -9,7 +9,7 @@ new turns, update the head, refresh the TTL of the three keys. Its cost does
 not depend on how many turns are stored. Redis' key expiry implements the idle
 TTL; the sorted set ``{prefix}expiry`` remembers when each conversation falls
 due so that ``purge_expired`` can report the expired ids to the erase path.
-An erased id leaves ``{prefix}tomb:{id}`` for the tombstone's lifetime.
+An erased id leaves ``{prefix}tomb:{digest of the id}`` for the tombstone's lifetime.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from service.redis_conn import RedisStoreError, RedisUnavailable, open_redis
-from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict
+from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict, tombstone_key
 
 T = TypeVar("T")
 
@@ -164,7 +164,11 @@ class RedisStore:
                 pipe.delete(*keys)
                 pipe.zrem(f"{self.prefix}expiry", conversation_id)
                 if tombstone_s > 0:
-                    pipe.set(self._key("tomb", conversation_id), b"1", px=max(1, int(tombstone_s * 1000)))
+                    pipe.set(
+                        self._key("tomb", tombstone_key(conversation_id)),
+                        b"1",
+                        px=max(1, int(tombstone_s * 1000)),
+                    )
                 return list(await pipe.execute())
 
         results = await self._call(op)
@@ -172,7 +176,9 @@ class RedisStore:
 
     async def erased(self, conversation_id: str) -> bool:
         """Does the tombstone key exist?"""
-        return int(await self._call(lambda c: c.exists(self._key("tomb", conversation_id)))) > 0
+        return (
+            int(await self._call(lambda c: c.exists(self._key("tomb", tombstone_key(conversation_id))))) > 0
+        )
 
     async def _scan(self, kind: str) -> list[str]:
         """Every id with a ``kind`` key, one SCAN page per guarded call (each within the deadline)."""

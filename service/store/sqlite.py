@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from service.sqlite_runner import SqliteError, SqliteRunner
-from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict
+from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict, tombstone_key
 
 T = TypeVar("T")
 
@@ -223,7 +223,8 @@ class SQLiteStore:
                 ).rowcount
             if tombstone_s > 0:
                 conn.execute(
-                    "INSERT OR REPLACE INTO tombstones (id, until) VALUES (?, ?)", (conversation_id, until)
+                    "INSERT OR REPLACE INTO tombstones (id, until) VALUES (?, ?)",
+                    (tombstone_key(conversation_id), until),
                 )
             return erased > 0
 
@@ -234,7 +235,7 @@ class SQLiteStore:
         now = self._clock()
         row = await self._run(
             lambda conn: conn.execute(
-                "SELECT 1 FROM tombstones WHERE id = ? AND until > ?", (conversation_id, now)
+                "SELECT 1 FROM tombstones WHERE id = ? AND until > ?", (tombstone_key(conversation_id), now)
             ).fetchone()
         )
         return row is not None

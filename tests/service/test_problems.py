@@ -119,9 +119,7 @@ def test_missing_required_fields_are_named() -> None:
         ("something else went wrong: here", "settings", "something else went wrong: here"),
     ],
 )
-def test_unreadable_config_files_are_422_naming_the_file(
-    message: str, field: str, reason: str
-) -> None:
+def test_unreadable_config_files_are_422_naming_the_file(message: str, field: str, reason: str) -> None:
     error = to_service_error(e.SettingsError(message))
     assert type(error) is e.ValidationFailed and error.status == 422
     assert error.errors[0]["field"] == field and reason in error.errors[0]["message"]

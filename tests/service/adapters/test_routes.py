@@ -35,6 +35,7 @@ from litestar.datastructures import State
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
+from service.adapters.backend import open_backend, resolve_backend_url
 from service.adapters.routes import build_adapter_routers, public_url
 from service.adapters.signatures import verify_timestamped
 from service.app import create_app
@@ -555,9 +556,11 @@ def bare(tmp_path: Path, flaky: FlakyConversations) -> Iterator[TestClient[Any]]
         "SWITCHBOARD_CHATWOOT_SECRET": CHATWOOT_SECRET,
         "SWITCHBOARD_WEBHOOK_SECRET": f"{WEBHOOK_SECRET},{WEBHOOK_SECRET}-next",
     }
+    settings = Settings.from_env(env)
     routers = build_adapter_routers(
         flaky,  # type: ignore[arg-type]
-        Settings.from_env(env),
+        settings,
+        nonces=open_backend(resolve_backend_url(settings)).nonces,
         registry=CollectorRegistry(),
         twilio_dedup_ttl_s=DEDUP_TTL_S,
     )

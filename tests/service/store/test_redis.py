@@ -6,7 +6,7 @@ import pytest
 
 from service.redis_conn import split_prefix
 from service.store import open_store
-from service.store.base import NewTurn, StoreError
+from service.store.base import NewTurn, StoreError, tombstone_key
 from service.store.redis import RedisStore
 
 
@@ -38,7 +38,7 @@ async def test_erase_leaves_no_key_but_the_tombstone(redis_url: str) -> None:
     await store.append("c1", b"x", TURN, expected_version=0)
     await store.erase("c1", tombstone_s=30)
     keys = [key async for key in store._client.scan_iter(match=store.prefix + "*")]
-    assert keys == [store._key("tomb", "c1").encode()]
+    assert keys == [store._key("tomb", tombstone_key("c1")).encode()]
     assert 0 < await store._client.pttl(keys[0]) <= 30_000
     await store._client.delete(*keys)
     await store.close()

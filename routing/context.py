@@ -169,15 +169,21 @@ def build_context(
     *,
     models_info: dict[str, Any],
     redact: bool = True,
+    quotes_redacted: bool = False,
 ) -> HandoffContext:
     """Return the handoff context for a human taking over this conversation.
 
     ``models_info`` (the model pack's name, version, hashes...) is echoed
     under ``versions.model_pack``. With ``redact`` (the default) every quoted
     text, every phrase quoted as evidence and every string customer attribute
-    has its PII replaced by typed placeholders. Pure and deterministic.
+    has its PII replaced by typed placeholders; ``quotes_redacted`` says the
+    turn texts behind the signals were redacted already, so only customer
+    attributes are redacted here. Pure and deterministic.
     """
     clean = redact_text if redact else _identity
+    # Quoted turn text and evidence come from the scored turns, which the caller may have redacted
+    # already (the service does, once per turn); customer attributes never were.
+    clean_quotes = _identity if quotes_redacted else clean
     duration = (
         (signals.last_ts - signals.first_ts).total_seconds()
         if signals.first_ts is not None and signals.last_ts is not None
@@ -185,12 +191,12 @@ def build_context(
     )
     return HandoffContext(
         contact_reason=_reason(signals),
-        summary=_summary(signals, clean),
+        summary=_summary(signals, clean_quotes),
         sentiment=_trajectory(signals),
         agent_sentiment=signals.agent,
         bot_sentiment=signals.bot,
         emotion_peaks=_peaks(signals),
-        escalations=_escalations(signals, customer, decision, clean),
+        escalations=_escalations(signals, customer, decision, clean_quotes),
         churn_risk=decision.churn_risk,
         churn_drivers=list(decision.churn_drivers),
         customer=_customer(customer, clean),

@@ -713,7 +713,9 @@ def redact(text: str) -> str:
     return _apply(text, find_pii(text))
 
 
-_AFTER_PLACEHOLDER = re.compile(r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*[0-9])*[ ,./-]*)$")
+_AFTER_PLACEHOLDER = re.compile(
+    r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*(?:[0-9]|(?i:double|triple)\b))*[ ,./-]*)$"
+)
 _HEAD_DIGITS = re.compile(r"[ ,./-]*([0-9]+(?:(?: ?[./-] ?| |, )[0-9]+)*)(?![\w@%])")
 
 

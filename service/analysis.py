@@ -311,16 +311,22 @@ def build_response(
     facts: dict[str, Value] | None = None,
     turn_count: int | None = None,
     next_after: int | None = None,
+    info: CustomerInfo | None = None,
 ) -> AnalysisResponse:
     """Assemble the response (same shape for every endpoint).
 
     ``facts`` are the policy facts ``decide_with_facts`` returned with ``decision``
-    (computed here when None, e.g. for a decision read back from the store).
+    (computed here when None, e.g. for a decision read back from the store);
+    ``info`` the routing view of ``customer`` the decision used, if the caller has it.
+    Turn texts were redacted when scored, so the context redacts only customer attributes.
     """
-    info = customer_info(customer)
+    if info is None:
+        info = customer_info(customer)
     if facts is None:
         facts = policy_facts(signals, info, policy)
-    context = build_context(signals, info, decision, models_info=models, redact=redact_text)
+    context = build_context(
+        signals, info, decision, models_info=models, redact=redact_text, quotes_redacted=redact_text
+    )
     return AnalysisResponse(
         conversation_id=conversation_id,
         decision=decision_out(decision),
@@ -443,4 +449,5 @@ class Analyzer:
             redact_text=self.settings.redact,
             channel=request.channel,
             facts=facts,
+            info=customer,
         )

@@ -49,6 +49,7 @@ from routing.decision import Decision, decide_with_facts
 from routing.facts import Value
 from routing.redact import redact
 from routing.signals import ConversationSignals, new_signals
+from routing.types import CustomerInfo
 from service.analysis import (
     Analyzer,
     ScoredTurn,
@@ -195,6 +196,7 @@ class _Outcome(msgspec.Struct):
     scored: list[ScoredTurn]
     decision: Decision
     facts: dict[str, Value]
+    info: CustomerInfo
 
 
 def _notify_worthy(decision: Decision) -> bool:
@@ -303,7 +305,7 @@ class ConversationService:
         new_turns = [t.out for t in outcome.scored]
         response = self._build(
             outcome.head, outcome.version, outcome.turns, new_turns, new_turns, duplicates,
-            started, inference_ms, outcome.decision, outcome.facts,
+            started, inference_ms, outcome.decision, outcome.facts, info=outcome.info,
         )  # fmt: skip
         if _notify_worthy(outcome.decision):
             await self._notify(conversation_id, response, source)
@@ -422,9 +424,8 @@ class ConversationService:
         merged = merge_customer(head.customer, customer)
         # The previous decision makes routing stable (hysteresis, no return to the bot) and "@previous"
         # rules keep a resolved conversation where it is; routing stays pure, the head carries it.
-        decision, facts = decide_with_facts(
-            signals, customer_info(merged), policy, head.conversation_id, head.decision
-        )
+        info = customer_info(merged)
+        decision, facts = decide_with_facts(signals, info, policy, head.conversation_id, head.decision)
         sources = head.sources if source is None or source in head.sources else [*head.sources, source]
         updated = msgspec.structs.replace(
             head,
@@ -455,6 +456,7 @@ class ConversationService:
             scored=scored,
             decision=decision,
             facts=facts,
+            info=info,
         )
 
     def _build(
@@ -470,6 +472,7 @@ class ConversationService:
         decision: Decision,
         facts: dict[str, Value] | None,
         next_after: int | None = None,
+        info: CustomerInfo | None = None,
     ) -> AnalysisResponse:
         response = build_response(
             head.conversation_id,
@@ -492,6 +495,7 @@ class ConversationService:
             facts=facts,
             turn_count=turn_count,
             next_after=next_after,
+            info=info,
         )
         # build_response leaves DecisionOut.changed at its default (a stateless analysis is always new).
         return msgspec.structs.replace(

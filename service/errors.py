@@ -164,18 +164,6 @@ class InternalError(ServiceError):
     """A bug or an unexpected failure; the body never says more than this."""
 
 
-class NotReady(ServiceError):
-    """The model pack is not loaded and warm yet (or is draining)."""
-
-    status = 503
-    title = "Not ready"
-    slug = "not-ready"
-
-    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
-        super().__init__(detail, **kwargs)
-        self.headers.setdefault("Retry-After", "1")
-
-
 class Unavailable(ServiceError):
     """A dependency (store, inference) failed or timed out; safe to retry."""
 
@@ -186,6 +174,13 @@ class Unavailable(ServiceError):
     def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
         self.headers.setdefault("Retry-After", "1")
+
+
+class NotReady(Unavailable):
+    """The model pack is not loaded and warm yet (or is draining)."""
+
+    title = "Not ready"
+    slug = "not-ready"
 
 
 class SettingsError(ValueError):

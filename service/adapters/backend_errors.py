@@ -6,20 +6,17 @@ the stores can raise it without importing the module that builds them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.errors import Unavailable
 from service.redis_conn import RedisStoreError, RedisUnavailable
 from service.sqlite_runner import SqliteError
+from service.store.base import StoreError
 
 
-class BackendError(Unavailable):
-    """The outbox / replay backend failed (I/O, connection); reported as 503, safe to retry."""
-
-    title = "Adapter backend unavailable"
-    slug = "adapter-backend-unavailable"
+class BackendError(StoreError):
+    """The outbox / replay backend failed (I/O, connection); a storage error like the
+    conversation store's, so ``service/problems.py`` reports it as 503 (safe to retry)."""
 
 
 @contextmanager
@@ -32,7 +29,5 @@ def backend_errors() -> Iterator[None]:
     try:
         yield
     except (SqliteError, RedisStoreError) as exc:
-        headers: dict[str, str] = {}
-        if isinstance(exc, RedisUnavailable) and exc.retry_after_s > 0:
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-        raise BackendError(f"adapter backend failed: {exc}", headers=headers) from exc
+        retry_after_s = exc.retry_after_s if isinstance(exc, RedisUnavailable) else 0.0
+        raise BackendError(f"adapter backend failed: {exc}", retry_after_s=retry_after_s) from exc

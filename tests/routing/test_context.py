@@ -109,6 +109,19 @@ def test_redaction_can_be_turned_off(conversation: list[TurnScores], policy: Pol
     assert ctx.customer.attributes == {"email": "jo@example.com"}
 
 
+def test_quotes_the_caller_redacted_are_not_redacted_again(
+    conversation: list[TurnScores], policy: Policy
+) -> None:
+    signals = signals_of(conversation, policy)
+    customer = CustomerInfo(attributes={"email": "jo@example.com"})
+    decision = decide(signals, customer, policy, "conv-1")
+    ctx = build_context(signals, customer, decision, models_info=MODELS, quotes_redacted=True)
+    # The caller vouched for the quotes (here they were not redacted, so the raw text shows
+    # that nothing ran on them); the customer's attributes are still redacted.
+    assert "4111 1111 1111 1111" in ctx.summary[0].text
+    assert ctx.customer.attributes == {"email": "[EMAIL]"} and ctx.redacted is True
+
+
 def test_string_attributes_are_redacted_by_default(make_turn: MakeTurn, policy: Policy) -> None:
     customer = CustomerInfo(
         attributes={"email": "jo@example.com", "plan": "ORD-2024-001234", "vip": True, "n": 3}

@@ -242,6 +242,8 @@ def split_forms(draw: st.DrawFn) -> tuple[str, str, str]:
     # At a space or a separator; an unseparated number anywhere.
     cuts = [i for i, ch in enumerate(form) if i and not ch.isalnum()] or list(range(1, len(form)))
     cut = draw(st.sampled_from(cuts))
+    # A lone "oh" opening a turn is read as the exclamation, not as a zero.
+    assume(form[cut:].strip(" ,.-").lower() not in ("oh", "o"))
     return lead, form[:cut], form[cut:]
 
 

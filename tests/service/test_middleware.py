@@ -17,10 +17,16 @@ from service.settings import Settings, hash_api_key
 TURN = {"speaker": "customer", "text": "where is my refund"}
 
 
+def scope(*headers: tuple[bytes, bytes]) -> Any:
+    """An ASGI scope with only the headers (all ``request_id_from`` reads)."""
+    return {"headers": list(headers)}
+
+
 def test_request_id_from_headers() -> None:
-    assert request_id_from({"headers": [(b"x-request-id", b"abc.1:2-3")]}) == "abc.1:2-3"  # type: ignore[typeddict-item]
-    assert len(request_id_from({"headers": [(b"x-request-id", b"no spaces allowed")]})) == 32  # type: ignore[typeddict-item]
-    assert len(request_id_from({"headers": []})) == 32  # type: ignore[typeddict-item]
+    assert request_id_from(scope((b"x-request-id", b"abc.1:2-3"))) == "abc.1:2-3"
+    assert len(request_id_from(scope((b"x-request-id", b"no spaces allowed")))) == 32
+    assert len(request_id_from(scope((b"x-request-id", b"abc\n")))) == 32  # whole value, no trailing newline
+    assert len(request_id_from(scope())) == 32
 
 
 @pytest.mark.pack

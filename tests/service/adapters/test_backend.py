@@ -10,6 +10,7 @@ import pytest
 from service.adapters.backend import BackendError, open_backend, resolve_backend_url
 from service.adapters.outbox_store import RedisOutboxStore, SqliteOutboxStore
 from service.errors import SettingsError
+from service.problems import to_service_error
 from service.redis_conn import RedisUnavailable
 from service.settings import Settings
 from service.sqlite_runner import SqliteError
@@ -51,7 +52,7 @@ async def test_sqlite_failures_become_backend_errors(tmp_path: Path) -> None:
     backend = open_backend(f"sqlite:///{tmp_path / 'dir.sqlite3'}")
     with pytest.raises(BackendError) as caught:
         await backend.nonces.claim("k", 60)
-    assert caught.value.status == 503 and isinstance(caught.value.__cause__, SqliteError)
+    assert to_service_error(caught.value).status == 503 and isinstance(caught.value.__cause__, SqliteError)
     with pytest.raises(BackendError):
         await backend.outbox.counts()
     await backend.close()
@@ -64,9 +65,10 @@ async def test_unreachable_redis_becomes_a_backend_error_then_fails_fast() -> No
         for _ in range(3):  # the breaker's default threshold
             with pytest.raises(BackendError) as caught:
                 await backend.nonces.seen("k")
-            assert caught.value.headers["Retry-After"] == "1"  # Unavailable's default
+            assert to_service_error(caught.value).headers["Retry-After"] == "1"  # Unavailable's default
         with pytest.raises(BackendError) as caught:
             await backend.outbox.next_due()
-    assert caught.value.status == 503 and isinstance(caught.value.__cause__, RedisUnavailable)
-    assert caught.value.headers["Retry-After"] == "5"  # open: try again after the cool-down
+    problem = to_service_error(caught.value)
+    assert problem.status == 503 and isinstance(caught.value.__cause__, RedisUnavailable)
+    assert problem.headers["Retry-After"] == "5"  # open: try again after the cool-down
     await backend.close()

@@ -100,6 +100,9 @@ def load_policy(
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError([f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table: a hostile file is a bad file.
+        raise PolicyError(["not valid TOML: arrays or inline tables nested too deeply"]) from None
     errors: list[str] = []
     policy = _Loader(document, errors, extra_intents or {}, replaced).load()
     if errors or policy is None:

@@ -161,6 +161,9 @@ def load_reasons(text: str) -> ReasonSet:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ReasonsError([f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table: a hostile file is a bad file.
+        raise ReasonsError(["not valid TOML: arrays or inline tables nested too deeply"]) from None
     errors: list[str] = []
     reasons = _Loader(document, errors).load()
     if errors or reasons is None:

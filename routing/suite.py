@@ -271,6 +271,9 @@ def parse_suite(text: str) -> Suite:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError([f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table: a hostile file is a bad file.
+        raise SuiteError(["not valid TOML: arrays or inline tables nested too deeply"]) from None
     errors: list[str] = []
     for key in document:
         if key not in _TOP_KEYS:

@@ -43,7 +43,9 @@ TurnsParam = Annotated[
 ]
 AfterParam = Annotated[
     int,
-    Parameter(description="Page of turns with index greater than this (-1: from the first).", ge=-1),
+    Parameter(
+        description="Page of turns with index greater than this (-1: from the first).", ge=-1, le=2**31 - 1
+    ),
 ]
 LimitParam = Annotated[
     int,

@@ -249,3 +249,8 @@ def test_policy_md_experiment_example_is_valid() -> None:
     assert "tier1-bot" not in [r.id for r in holdout.rules]
     assert holdout.default.target is not None and holdout.default.target.queue == "general"
     assert len(control.rules) == len(policy.rules)
+
+
+def test_toml_nested_too_deeply_is_a_policy_error_not_a_crash() -> None:
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        load_policy("x = " + "[" * 5000 + "]" * 5000)

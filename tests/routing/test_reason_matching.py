@@ -324,3 +324,10 @@ def test_built_in_intents_report_source_model() -> None:
     decision = decide(signals, CustomerInfo(), policy, "c-2")
     reason = build_context(signals, CustomerInfo(), decision, models_info={}).contact_reason
     assert reason.intent == "balance" and reason.source == "model" and reason.category == "billing_and_fees"
+
+
+def test_reasons_toml_nested_too_deeply_is_a_reasons_error() -> None:
+    from routing.reasons import load_reasons
+
+    with pytest.raises(ReasonsError, match="nested too deeply"):
+        load_reasons("x = " + "{a = " * 3000 + "1" + "}" * 3000)

@@ -217,3 +217,8 @@ def test_soft_checks_count_towards_their_tag_s_rate_target(make_turn: MakeTurn, 
     with pytest.raises(SuiteError) as info:
         parse_suite(soft + '\n[[target]]\ntag = "nobody"\nshare = 0.9\n')
     assert info.value.errors == ["target 'nobody', field 'tag': no case has this tag"]
+
+
+def test_suite_toml_nested_too_deeply_is_a_suite_error() -> None:
+    with pytest.raises(SuiteError, match="nested too deeply"):
+        parse_suite("x = " + "[" * 5000 + "]" * 5000)

@@ -713,9 +713,8 @@ def redact(text: str) -> str:
     return _apply(text, find_pii(text))
 
 
-_LEADING_SEPARATORS = re.compile(r"[ ,./-]*")
 _AFTER_PLACEHOLDER = re.compile(
-    r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*(?:[0-9]|(?i:double|triple)\b))*[ ,./-]*)$"
+    r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*(?:[0-9]|" + _W + r"))*[ ,./-]*)$", re.IGNORECASE
 )
 _HEAD_DIGITS = re.compile(r"[ ,./-]*([0-9]+(?:(?: ?[./-] ?| |, )[0-9]+)*)(?![\w@%])")
 
@@ -767,7 +766,7 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
         view = _view(current)
         head = _HEAD_DIGITS.match(view.text)
         # A lone number word is a digit here too ("[CARD_NUMBER]" | "eight").
-        word = _SPOKEN_RUN_ANY_CASE.match(current, _LEADING_SEPARATORS.match(current, skip).end())
+        word = _SPOKEN_RUN_ANY_CASE.match(current, len(current) - len(current[skip:].lstrip(" ,./-")))
         if head is not None:
             mine.append(view.original(PiiMatch(kind, head.start(1), head.end(1))))
         elif word is not None and word.group().lower() not in ("oh", "o"):

@@ -238,19 +238,8 @@ def decision_out(decision: Decision) -> DecisionOut:
         queue=decision.queue,
         priority=decision.priority,
         rule=decision.rule,
-        explanation=[
-            ExplanationLine(
-                kind=item.kind,
-                text=item.text,
-                path=item.path,
-                signal=item.signal,
-                op=item.op,
-                expected=item.expected,
-                observed=item.observed,
-                held=item.held,
-            )
-            for item in decision.explanation
-        ],
+        # Same fields as routing's ExplanationItem (see ExplanationLine for why it is its own type).
+        explanation=[ExplanationLine(**msgspec.structs.asdict(item)) for item in decision.explanation],
         policy=PolicyRef(version=decision.policy_version, hash=decision.policy_hash),
         variant=decision.variant,
         guardrail=decision.guardrail,

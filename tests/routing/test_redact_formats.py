@@ -151,7 +151,8 @@ def any_form(draw: st.DrawFn, digits: str, sizes: list[int]) -> str:
 
 
 def _only_placeholders(text: str) -> bool:
-    return re.fullmatch(r"[\s,./-]*(?:\[[A-Z_]+\][\s,./-]*)+", text) is not None
+    """Placeholders and separators (ASCII or full-width), no digit or number word."""
+    return re.fullmatch(r"[\s,./\-－．／]*(?:\[[A-Z_]+\][\s,./\-－．／]*)+", text) is not None
 
 
 # --- every format, one turn ------------------------------------------------------

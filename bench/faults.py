@@ -197,6 +197,7 @@ class Crash:
     acknowledged: int
     unanswered: int  # transport errors (the kill) and non-200s, retried once after the restart
     retried_ok: int
+    retried_already_stored: int  # retries the service answered as duplicates: stored, answer lost
     lost: int
     duplicated: int
     stored_unacknowledged: int
@@ -354,24 +355,31 @@ async def read_back(
     return stored
 
 
-async def retry_pending(session: aiohttp.ClientSession, base: str, ledger: Ledger, clients: int) -> int:
-    """Send every unanswered append once more (same id and text, ``clients`` at a time); returns the 200s."""
-    ok = 0
+async def retry_pending(
+    session: aiohttp.ClientSession, base: str, ledger: Ledger, clients: int
+) -> tuple[int, int]:
+    """Send every unanswered append once more (same id and text, ``clients`` at a time).
+
+    Returns the retries answered 200 and, of those, the ones the service reported as
+    already stored (committed before the crash, only the answer was lost).
+    """
+    ok = already = 0
     gate = asyncio.Semaphore(clients)
 
     async def retry(conversation: str, turn: str, body: bytes) -> None:
-        nonlocal ok
+        nonlocal ok, already
         async with gate:
-            status, _, _, _ = await _send(
+            status, payload, _, _ = await _send(
                 session, "POST", f"{base}/v1/conversations/{conversation}/turns?turns=new", data=body
             )
         if status == 200:
             ok += 1
+            already += http.append_counts(payload)[1] > 0
             ledger.acked.setdefault(conversation, set()).add(turn)
             ledger.pending.pop((conversation, turn), None)
 
     await asyncio.gather(*(retry(c, t, b) for (c, t), b in list(ledger.pending.items())))
-    return ok
+    return ok, already
 
 
 def _kill9(process: subprocess.Popen[bytes]) -> None:
@@ -415,7 +423,7 @@ async def crash_scenario(
             killer(),
         )
         unanswered = len(ledger.pending)
-        retried = await retry_pending(session, victim.url, ledger, args.clients)
+        retried, already = await retry_pending(session, victim.url, ledger, args.clients)
         stored = await read_back(session, services[0].url, ledger.conversations)
     lost, duplicated, unacknowledged = compare(ledger.acked, stored)
     return Crash(
@@ -424,6 +432,7 @@ async def crash_scenario(
         acknowledged=sum(len(v) for v in ledger.acked.values()) - retried,
         unanswered=unanswered,
         retried_ok=retried,
+        retried_already_stored=already,
         lost=lost,
         duplicated=duplicated,
         stored_unacknowledged=unacknowledged,
@@ -992,8 +1001,8 @@ async def run(args: argparse.Namespace, log: Path) -> dict[str, Any]:
 def _crash_row(c: Crash) -> str:
     return (
         f"{c.scenario:<28} {c.requests:>6} sent, {c.acknowledged:>5} acked, {c.unanswered:>3} unanswered "
-        f"({c.retried_ok} retried ok): lost {c.lost}, duplicated {c.duplicated}, 5xx {c.five_xx}; "
-        f"restart {c.restart_s:.1f} s"
+        f"({c.retried_ok} retried ok, {c.retried_already_stored} already stored): lost {c.lost}, "
+        f"duplicated {c.duplicated}, 5xx {c.five_xx}; restart {c.restart_s:.1f} s"
     )
 
 
@@ -1043,9 +1052,9 @@ def text_report(report: dict[str, Any]) -> str:
             c = report[key]
             lines.append(
                 f"{c['scenario']:<28} {c['requests']:>6} {c['acknowledged']:>6} {c['lost']:>5} "
-                f"{c['duplicated']:>4} {c['five_xx']:>4}  {c['unanswered']} unanswered at the kill, "
-                f"{c['retried_ok']} ok on retry, {c['stored_unacknowledged']} stored without an ack; "
-                f"restart {c['restart_s']:.1f} s"
+                f"{c['duplicated']:>4} {c['five_xx']:>4}  {c['unanswered']} unanswered around the kill, "
+                f"{c['retried_ok']} ok on retry ({c['retried_already_stored']} of them already stored), "
+                f"{c['stored_unacknowledged']} stored without any ack; restart {c['restart_s']:.1f} s"
             )
     lines += ["", f"{'Redis outage':<28} {'sent':>6} {'503<=2s':>8} {'hung':>5} {'other':>6}  notes"]
     for key in ("redis_frozen", "redis_stopped"):
@@ -1098,7 +1107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pack", type=Path, help="model pack (default: the bundled default pack)")
     parser.add_argument("--clients", type=int, default=16, help="appending clients in the kill -9 scenarios")
     parser.add_argument(
-        "--crash-s", type=float, default=4.0, help="seconds of append load per kill -9 scenario"
+        "--crash-s", type=float, default=6.0, help="seconds of append load per kill -9 scenario"
     )
     parser.add_argument(
         "--kill-after-s", type=float, default=2.0, help="seconds into the load the kill comes"

@@ -19,7 +19,10 @@ Thread plan of padded runs (``invariant=False``): a run of at most
 ``single_thread_tokens`` padded tokens goes to a second set of sessions with one
 intra-op thread, larger runs to the sessions with the CPU quota's threads. A
 short run finishes before a second thread would pay for its wake-up and
-synchronisation, and leaves the other core to the event loop and tokenizer.
+synchronisation, and leaves the other core to the event loop and tokenizer
+(measured on two quiet cores, one thread vs two: 1 text x 25 tokens 2.15 vs
+2.66 ms, 3 x 25 = 75 tokens 6.30 vs 6.34 ms, 4 x 27 = 108 tokens 8.89 vs
+8.07 ms, 32 x 28 tokens 92 vs 52 ms; hence the default of 64 tokens).
 """
 
 from __future__ import annotations

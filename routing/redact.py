@@ -391,6 +391,7 @@ _IBAN_LENGTHS = {
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
 # Country code and check digits, each character optionally set apart ("G B 8 2", "GB-82").
+_IBAN_GAPS = (" ", "-", ".", " - ")  # not ". ": a sentence ends there
 _IBAN_TOKEN = re.compile(r"[A-Za-z0-9]+")
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][ .-]?[A-Za-z][ .-]?\d[ .-]?\d")
 
@@ -434,7 +435,11 @@ def _ibans(text: str) -> list[PiiMatch]:
             gap = pos
             while gap < n and gap - pos < 3 and text[gap] in " .-":
                 gap += 1
-            if gap in (pos, n) or not (text[gap].isascii() and text[gap].isalnum()):
+            if (
+                text[pos:gap] not in _IBAN_GAPS
+                or gap == n
+                or not (text[gap].isascii() and text[gap].isalnum())
+            ):
                 break
             pos = gap
         ends_word = pos == n or not (text[pos].isascii() and text[pos].isalnum())
@@ -716,6 +721,7 @@ def redact(text: str) -> str:
 _AFTER_PLACEHOLDER = re.compile(
     r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*(?:[0-9]|" + _W + r"))*[ ,./-]*)$", re.IGNORECASE
 )
+_BEFORE_PLACEHOLDER = re.compile(r"(?:(?<![\w'’])(?:[0-9]+|" + _W + r")[ ,./-]*)+$", re.IGNORECASE)
 _HEAD_DIGITS = re.compile(r"[ ,./-]*([0-9]+(?:(?: ?[./-] ?| |, )[0-9]+)*)(?![\w@%])")
 
 
@@ -736,10 +742,10 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     ``previous`` needs no change; ``new_current`` is ``current`` redacted,
     with the part of split PII it holds also replaced by the placeholder, so
     both turns show where the number was. When ``previous`` already ends in
-    a card, IBAN, SSN or phone placeholder (its part was PII on its own),
-    perhaps followed by a few digits, digits opening ``current`` are taken as
-    the rest of it: they get the same placeholder, and the digits after the
-    placeholder in ``previous`` are dropped. ``new_current`` is never less redacted than
+    a card, IBAN, SSN or phone placeholder (part of the number was PII on its
+    own), perhaps with digits around it, digits opening ``current`` are taken
+    as the rest of it: they get the same placeholder, and so do the digits
+    next to the placeholder in ``previous``. ``new_current`` is never less redacted than
     ``redact(current)``. Pure; call it for consecutive turns of one speaker
     only, in order, storing ``new_current`` as the next call's ``previous``.
     """
@@ -757,8 +763,8 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     # The first part may have been PII on its own ("call me on 555 123 4567" |
     # "89"): its digits are gone from the stored text, so digits opening this
     # turn right after the placeholder are the rest of it.
-    # Digits the previous turn kept after its placeholder (a card's prefix can
-    # pass Luhn on its own: "[CARD_NUMBER] one" | "eight") belong to it too.
+    # Digits the previous turn kept next to its placeholder (a part of a card
+    # can pass Luhn on its own: "4111 [CARD_NUMBER] one" | "eight") belong to it too.
     prev_view = _view(head_text)
     after = _AFTER_PLACEHOLDER.search(prev_view.text)
     if after is not None:
@@ -773,9 +779,12 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
             mine.append(PiiMatch(kind, word.start(), word.end()))
         else:
             after = None
-    if after is not None and after.group(2).strip(" ,./-"):
-        cut = prev_view.original(PiiMatch("PHONE", after.start(2), after.end(2))).start
-        new_previous = previous[:cut]
+    if after is not None:
+        before = _BEFORE_PLACEHOLDER.search(prev_view.text, 0, after.start())
+        start = after.start() if before is None else before.start()
+        if start < after.start() or after.group(2).strip(" ,./-"):
+            cut = prev_view.original(PiiMatch("PHONE", start, start + 1)).start
+            new_previous = previous[:cut] + f"[{after.group(1)}]"
     for m in find_pii(head_text + joint + current[skip:]):
         if m.end <= boundary:
             continue  # wholly in the previous turn, which was redacted on its own

@@ -129,6 +129,7 @@ def _report() -> dict[str, Any]:
         "acknowledged": 400,
         "unanswered": 100,
         "retried_ok": 100,
+        "retried_already_stored": 2,
         "lost": 0,
         "duplicated": 0,
         "stored_unacknowledged": 3,

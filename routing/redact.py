@@ -6,30 +6,38 @@ look-alikes that agents need (order numbers, dates, amounts, times, reference
 codes):
 
 * ``[CARD_NUMBER]``: 13-19 digits starting like a payment card (2-6) and
-  passing the Luhn check, grouped by spaces, dashes, dots or slashes (or not).
+  passing the Luhn check, grouped by spaces, dashes, dots or slashes (or not);
+  a card may be followed by other digits ("... 1111 12/26").
 * ``[CVV]``: 3-4 digits next to a card-security word (CVV, CVC, security code...).
 * ``[SSN]``: US social security numbers grouped 3-2-4 by one kind of separator
-  (``123-45-6789``, ``123.45.6789``, ``123 45 6789``), area/group/serial rules
-  applied; 9 digits in any other shape (bare, spoken) only after a social-security
-  word ("SSN", "social", "social security number") in the 40 characters before.
-* ``[IBAN]``: a known country code + check digits + the country's length, mod-97
-  checked, separated by spaces, dashes or dots, or spelt out.
+  (``123-45-6789``, ``123.45.6789``, ``123/45/6789``, ``123 45 6789``, or read
+  out with pauses there), area/group/serial rules applied. Nine digits in any
+  other shape (bare ``123456789``, read out in one go) are an SSN only after a
+  social-security word ("SSN", "social", "social security number") earlier in
+  the sentence: bare nine-digit order and account numbers are common.
+* ``[IBAN]``: a known country code + check digits + that country's length,
+  mod-97 checked; grouped by spaces, dashes or dots, or spelt out ("G B eight
+  two W E S T ...").
 * ``[EMAIL]``: e-mail addresses, also obfuscated (``tom(at)example(dot)com``,
-  ``ken @ example . com``) and as voice transcripts spell them
-  ("jo at example dot com", "jo dot smith at gmail.com").
+  ``ken @ example . com``) and as voice transcripts spell them ("jo at example
+  dot com", "jo underscore smith at gmail dot com"). A spoken "at" before a
+  typed domain ("x at example.com") counts only with an address-like name
+  (``jo.smith``, ``jo_99``) or a mail provider, as "look at amazon.com" is prose.
 * ``[PHONE]``: ``+`` international numbers (8-15 digits) and 10-11 digit numbers
-  unless they look like a date or follow an order/reference word; 7 digits
-  only after a phone word ("phone", "call me", "my number is"...) or written
-  ``NXX-XXXX`` (``555-1234``, not a range such as "pages 200-1000").
+  in any grouping, typed or spoken, unless they look like a date or amount or
+  follow an order/reference word; 7 digits only after a phone word ("phone",
+  "call me", "my number is"...) earlier in the sentence, or written
+  ``NXX-XXXX`` (``555-1234``; not a range such as "pages 200-1000").
 
 Everything is detected on a *normalised view* of the text: full-width and other
 Unicode digits become ASCII, Unicode dashes and spaces become ``-`` and `` ``,
 and spoken digit runs become digits ("four one one one" -> ``4111``, "double
-five" -> ``55``, "oh" -> ``0`` next to another number word, "forty one" -> ``41``).
-Finds are mapped back to spans of the original text, so redaction replaces
-exactly the PII and keeps everything else verbatim. Overlapping finds are
-merged into one, typed after the earliest, then the more specific type. Pure
-functions, no I/O.
+five" -> ``55``, "oh" -> ``0`` next to another number word, "forty one" ->
+``41``, a pause "," between groups -> a space). Finds are mapped back to spans
+of the original text, so redaction replaces exactly the PII and keeps
+everything else verbatim. Overlapping finds are merged into one, typed after
+the earliest, then the more specific type. ``redact_across`` finds PII that a
+speaker split over two consecutive turns. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -58,7 +66,11 @@ class PiiMatch(msgspec.Struct, frozen=True):
 
 
 class _Fold(dict[int, str]):
-    """``str.translate`` table: one character in, one out, so offsets do not move."""
+    """``str.translate`` table: one character in, one out, so offsets do not move.
+
+    Filled as characters are met; only the Basic Multilingual Plane is kept,
+    so the table stays small whatever text comes in.
+    """
 
     def __missing__(self, cp: int) -> str:
         ch = chr(cp)
@@ -72,7 +84,8 @@ class _Fold(dict[int, str]):
             out = " "
         else:
             out = ch
-        self[cp] = out
+        if cp < 0x10000:
+            self[cp] = out
         return out
 
 
@@ -264,7 +277,7 @@ _CONTEXT = re.compile(
     r"|(?P<id>(?:order|ref|reference|tracking|invoice|confirmation|ticket|case|transaction|booking"
     r"|reservation|receipt|account|acct|policy|parcel|shipment|package|serial|sku|item|member|membership"
     r"|customer|claim|loyalty|flight|zip|postcode|postal|routing|model|part|imei|voucher|coupon|promo"
-    r"|gift|id|pin|code)s?(?:\s+(?:number|no|#))?|no\.)"
+    r"|gift|id|pin|code)s?(?:\s+(?:number|no|#))?)"
     r"|(?P<phone>phone|telephone|tel|cell|cellphone|mobile|landline|whatsapp|number|call|ring|dial|reach|text"
     r"|contact|fax|extension|ext))\b",
     re.IGNORECASE,
@@ -648,8 +661,6 @@ def _chains(text: str) -> list[PiiMatch]:
 # --- putting it together -----------------------------------------------------
 
 _HAS_DIGIT = re.compile(r"[0-9]")
-
-
 _SEVEN_DIGITS = re.compile(r"(?:[^0-9]*[0-9]){7}")
 _CVV_HINTS = ("cv", "c v", "c.", "csc", "cid", "security", "verification", "digit", "back")
 
@@ -732,7 +743,8 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     a number: "my card is 4111 1111" / "1111 1111". ``previous`` is the stored
     text of the previous turn of the same speaker (already redacted on its
     own); ``current`` is the raw text of the new turn. The two are read as one
-    text (joined by a space), so PII split between the tail of ``previous``
+    text (joined by a space, or directly where the cut fell on a separator
+    such as "4111." / "1111"), so PII split between the tail of ``previous``
     and the head of ``current`` is found (a Luhn-valid card, a mod-97-valid
     IBAN, an SSN, a phone number), and so is PII in ``current`` that needs a
     context word from ``previous`` ("my social is" / "123456789").
@@ -745,9 +757,11 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     a card, IBAN, SSN or phone placeholder (part of the number was PII on its
     own), perhaps with digits around it, digits opening ``current`` are taken
     as the rest of it: they get the same placeholder, and so do the digits
-    next to the placeholder in ``previous``. ``new_current`` is never less redacted than
-    ``redact(current)``. Pure; call it for consecutive turns of one speaker
-    only, in order, storing ``new_current`` as the next call's ``previous``.
+    next to the placeholder in ``previous``. A lone "oh" opening ``current``
+    is taken for the exclamation, not a zero. ``new_current`` is never less
+    redacted than ``redact(current)``. Pure; call it for consecutive turns of
+    one speaker only, in order, storing ``new_current`` as the next call's
+    ``previous``.
     """
     own = find_pii(current)
     head_text = previous.rstrip()
@@ -762,9 +776,9 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     mine: list[PiiMatch] = list(own)
     # The first part may have been PII on its own ("call me on 555 123 4567" |
     # "89"): its digits are gone from the stored text, so digits opening this
-    # turn right after the placeholder are the rest of it.
-    # Digits the previous turn kept next to its placeholder (a part of a card
-    # can pass Luhn on its own: "4111 [CARD_NUMBER] one" | "eight") belong to it too.
+    # turn right after the placeholder are the rest of it. Digits the previous
+    # turn kept next to its placeholder (a part of a card can pass Luhn on its
+    # own: "4111 [CARD_NUMBER] one" | "eight") belong to it too.
     prev_view = _view(head_text)
     after = _AFTER_PLACEHOLDER.search(prev_view.text)
     if after is not None:

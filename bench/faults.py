@@ -59,6 +59,7 @@ DEFAULT_TXT = Path("bench/results/faults.txt")
 DEFAULT_JSON = Path("bench/results/faults.json")
 ANSWER_DEADLINE_S = 2.0  # a request during a Redis outage must be answered (503) within this
 TURNS_PER_CONVERSATION = 10
+KILL_IN_FLIGHT = 4  # the kill waits (up to 1 s) for this many appends in flight on the victim
 OUTCOME = "x-switchboard-outcome"  # how a 204 webhook answer says accepted / ignored / duplicate
 # What the corpus expects (tests/service/test_bad_input.py): an existing conversation and these limits.
 KEEP_CONVERSATION = "keep-1"
@@ -195,6 +196,7 @@ class Crash:
     scenario: str
     requests: int
     acknowledged: int
+    in_flight_at_kill: int  # appends sent to the victim and not yet answered when it was killed
     unanswered: int  # transport errors (the kill) and non-200s, retried once after the restart
     retried_ok: int
     retried_already_stored: int  # retries the service answered as duplicates: stored, answer lost
@@ -202,7 +204,8 @@ class Crash:
     duplicated: int
     stored_unacknowledged: int
     status: dict[str, int]
-    five_xx: int
+    unavailable: int  # 503s: the restarted server answers them until its model is loaded (retryable)
+    five_xx: int  # every other 5xx
     restart_s: float
 
 
@@ -270,6 +273,7 @@ class Ledger:
         self.conversations: set[str] = set()
         self.status: Counter[str] = Counter()
         self.requests = 0
+        self.in_flight: Counter[str] = Counter()  # by server URL
 
     def sent(self, conversation: str, turn: str, body: bytes) -> None:
         self.requests += 1
@@ -320,9 +324,11 @@ async def append_load(
             servers = bases()
             base = servers[(number + sequence) % len(servers)]
             ledger.sent(conversation, turn, body)
+            ledger.in_flight[base] += 1
             status, _, _, _ = await _send(
                 session, "POST", f"{base}/v1/conversations/{conversation}/turns?turns=new", data=body
             )
+            ledger.in_flight[base] -= 1
             ledger.answered(conversation, turn, status)
             sequence += 1
             if status is None or status >= 500:
@@ -401,10 +407,16 @@ async def crash_scenario(
     step = slug(name)
 
     restart_s = 0.0
+    in_flight = 0
 
     async def killer() -> None:
-        nonlocal restart_s
+        nonlocal restart_s, in_flight
         await asyncio.sleep(args.kill_after_s)
+        # Mid-append means with appends in flight on the victim: wait (briefly) until some are.
+        deadline = time.monotonic() + 1.0
+        while ledger.in_flight[victim.url] < KILL_IN_FLIGHT and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        in_flight = ledger.in_flight[victim.url]
         await asyncio.to_thread(_kill9, victim.process)
         if len(alive) > 1:
             alive.remove(victim)  # the clients' load balancer notices, as a real one would
@@ -430,6 +442,7 @@ async def crash_scenario(
         scenario=name,
         requests=ledger.requests,
         acknowledged=sum(len(v) for v in ledger.acked.values()) - retried,
+        in_flight_at_kill=in_flight,
         unanswered=unanswered,
         retried_ok=retried,
         retried_already_stored=already,
@@ -437,7 +450,8 @@ async def crash_scenario(
         duplicated=duplicated,
         stored_unacknowledged=unacknowledged,
         status=dict(ledger.status),
-        five_xx=sum(n for s, n in ledger.status.items() if s.startswith("5")),
+        unavailable=ledger.status.get("503", 0),
+        five_xx=sum(n for s, n in ledger.status.items() if s.startswith("5") and s != "503"),
         restart_s=round(restart_s, 2),
     )
 
@@ -1002,7 +1016,7 @@ def _crash_row(c: Crash) -> str:
     return (
         f"{c.scenario:<28} {c.requests:>6} sent, {c.acknowledged:>5} acked, {c.unanswered:>3} unanswered "
         f"({c.retried_ok} retried ok, {c.retried_already_stored} already stored): lost {c.lost}, "
-        f"duplicated {c.duplicated}, 5xx {c.five_xx}; restart {c.restart_s:.1f} s"
+        f"duplicated {c.duplicated}, 503 {c.unavailable}, other 5xx {c.five_xx}; restart {c.restart_s:.1f} s"
     )
 
 
@@ -1045,14 +1059,16 @@ def text_report(report: dict[str, Any]) -> str:
         f"python -m bench faults ({meta['date']}, {meta['cpus']} CPUs, load average before "
         f"{meta['load_average_before']}, run {meta['run_s']:.0f} s)",
         "",
-        f"{'scenario':<28} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} {'5xx':>4}  notes",
+        f"{'scenario':<28} {'sent':>6} {'acked':>6} {'lost':>5} {'dup':>4} {'503':>4} {'5xx':>4}  notes",
     ]
     for key in ("kill_sqlite", "kill_redis"):
         if key in report:
             c = report[key]
             lines.append(
                 f"{c['scenario']:<28} {c['requests']:>6} {c['acknowledged']:>6} {c['lost']:>5} "
-                f"{c['duplicated']:>4} {c['five_xx']:>4}  {c['unanswered']} unanswered around the kill, "
+                f"{c['duplicated']:>4} {c['unavailable']:>4} {c['five_xx']:>4}  "
+                f"{c['in_flight_at_kill']} in flight at the kill, "
+                f"{c['unanswered']} unanswered (or 503) in all, "
                 f"{c['retried_ok']} ok on retry ({c['retried_already_stored']} of them already stored), "
                 f"{c['stored_unacknowledged']} stored without any ack; restart {c['restart_s']:.1f} s"
             )

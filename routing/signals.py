@@ -359,6 +359,33 @@ def new_signals() -> ConversationSignals:
     return ConversationSignals()
 
 
+def requote(
+    signals: ConversationSignals, index: int, text: str, config: SignalConfig
+) -> ConversationSignals:
+    """The signals with every quote of turn ``index`` replaced by ``text`` (clipped as quotes are).
+
+    For a turn whose stored text changed after it was folded in: a number the
+    customer read out over two turns is redacted in the earlier one only once
+    the later one arrives, and the quotes must not keep the earlier form.
+    """
+
+    def fix(ref: TurnRef | None) -> TurnRef | None:
+        if ref is None or ref.index != index:
+            return ref
+        return msgspec.structs.replace(ref, text=safe_truncate(text, config.max_excerpt_chars))
+
+    evidence = {
+        intent: msgspec.structs.replace(item, ref=fix(item.ref)) if item.ref is not None else item
+        for intent, item in signals.evidence.items()
+    }
+    return msgspec.structs.replace(
+        signals,
+        evidence=evidence,
+        most_negative=fix(signals.most_negative),
+        last_customer=fix(signals.last_customer),
+    )
+
+
 # --- validation --------------------------------------------------------------
 
 

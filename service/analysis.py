@@ -34,7 +34,7 @@ from routing.decision import Decision, decide_with_facts
 from routing.facts import Value, observe
 from routing.policy import Policy
 from routing.reasons import MergedIntents
-from routing.redact import redact
+from routing.redact import redact, redact_across
 from routing.signals import ConversationSignals, SignalConfig, new_signals, update_signals
 from routing.taxonomy import ACT_LABELS, category_of
 from routing.types import CustomerInfo, TurnScores
@@ -179,6 +179,24 @@ def score_turn(
         lexical=prediction.lexical,
     )
     return ScoredTurn(scores=scores, out=out)
+
+
+def redact_turns(turns: Sequence[TurnIn]) -> list[str]:
+    """Each turn's text redacted together with its speaker's previous turn (``redact_across``),
+    so a number read out over two turns is redacted in both."""
+    texts: list[str] = []
+    latest: dict[str, int] = {}
+    for n, turn in enumerate(turns):
+        previous = latest.get(turn.speaker)
+        if previous is None:
+            texts.append(redact(turn.text))
+        else:
+            rewritten, text = redact_across(texts[previous], turn.text)
+            if rewritten is not None:
+                texts[previous] = rewritten
+            texts.append(text)
+        latest[turn.speaker] = n
+    return texts
 
 
 def _turn_intent(
@@ -393,9 +411,17 @@ class Analyzer:
         predictions = await self.predict([turn.text for turn in turns])
         elapsed = (time.perf_counter() - started) * 1000
         reasons = self.active_reasons
+        redact_text = self.settings.redact
+        texts = redact_turns(turns) if redact_text else [turn.text for turn in turns]
         scored = [
             score_turn(
-                first_index + n, turn, stamp, prediction, redact_text=self.settings.redact, reasons=reasons
+                first_index + n,
+                turn,
+                stamp,
+                prediction,
+                redact_text=redact_text,
+                reasons=reasons,
+                clean_text=texts[n],
             )
             for n, (turn, stamp, prediction) in enumerate(zip(turns, stamps, predictions, strict=True))
         ]

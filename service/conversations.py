@@ -47,8 +47,8 @@ import msgspec
 from models.types import TextPrediction
 from routing.decision import Decision, decide_with_facts
 from routing.facts import Value
-from routing.redact import redact
-from routing.signals import ConversationSignals, new_signals
+from routing.redact import redact, redact_across
+from routing.signals import ConversationSignals, new_signals, requote
 from routing.types import CustomerInfo
 from service.analysis import (
     Analyzer,
@@ -81,11 +81,19 @@ DEFAULT_TOMBSTONE_S = 48 * 3600.0
 _log = logging.getLogger("switchboard.conversations")
 
 
+class Tail(msgspec.Struct):
+    """A speaker's latest turn as stored: what the next turn of that speaker is redacted with."""
+
+    index: int
+    text: str
+
+
 class ConversationHead(msgspec.Struct):
     """What the store keeps per conversation besides its turns (constant size).
 
     Text is stored redacted when redaction is on; the decision is stored as
-    routing's own ``Decision``.
+    routing's own ``Decision``; ``tails`` holds each speaker's latest turn text
+    so a number read out across two turns is redacted in both.
     """
 
     conversation_id: str
@@ -98,6 +106,7 @@ class ConversationHead(msgspec.Struct):
     language: str | None = None
     sources: list[str] = []
     closed: bool = False
+    tails: dict[str, Tail] = {}
     schema: int = HEAD_SCHEMA
 
 
@@ -185,6 +194,16 @@ class _Incoming(msgspec.Struct):
     stamp: datetime | None
     clean: str
     digest: str
+
+
+class _Redacted(msgspec.Struct):
+    """The new turns' texts redacted across turns, the speakers' tails after them, and stored
+    turn records rewritten because a number began there."""
+
+    texts: list[str]
+    tails: dict[str, Tail]
+    replace: list[tuple[int, bytes]]
+    stored_texts: dict[int, str]
 
 
 class _Outcome(msgspec.Struct):
@@ -289,9 +308,19 @@ class ConversationService:
                     raise Conflict(f"conversation {conversation_id} is closed; start a new one")
                 self._check_size(count, len(fresh))
                 inference_ms += await self._predict_missing(fresh, predictions)
+                redacted = await self._redact_across(head, count, fresh)
                 try:
                     outcome = await self._commit(
-                        head, version, count, fresh, predictions, customer, channel, language, source
+                        head,
+                        version,
+                        count,
+                        fresh,
+                        redacted,
+                        predictions,
+                        customer,
+                        channel,
+                        language,
+                        source,
                     )
                 except VersionConflict:
                     self.analyzer.metrics.store_conflicts.inc()
@@ -367,6 +396,31 @@ class ConversationService:
             fresh.append(item)
         return fresh, len(incoming) - len(fresh)
 
+    async def _redact_across(self, head: ConversationHead, count: int, fresh: list[_Incoming]) -> _Redacted:
+        """Redact each new turn together with its speaker's previous turn (``redact_across``): a card
+        read out over two turns is caught, and the earlier part, stored or in this request, too."""
+        texts = [item.clean for item in fresh]
+        tails = dict(head.tails)
+        if not self.analyzer.settings.redact:
+            return _Redacted(texts=texts, tails=tails, replace=[], stored_texts={})
+        stored_changes: dict[int, str] = {}
+        for n, item in enumerate(fresh):
+            tail = tails.get(item.turn.speaker)
+            if tail is not None:
+                previous, texts[n] = redact_across(tail.text, item.turn.text)
+                if previous is not None and tail.index >= count:
+                    texts[tail.index - count] = previous
+                elif previous is not None:
+                    stored_changes[tail.index] = previous
+            tails[item.turn.speaker] = Tail(index=count + n, text=texts[n])
+        replace = []
+        for index, text in sorted(stored_changes.items()):
+            [record] = decode_turns(
+                await self.store.load_turns(head.conversation_id, after=index - 1, limit=1)
+            )
+            replace.append((index, _head_encoder.encode(msgspec.structs.replace(record, text=text))))
+        return _Redacted(texts=texts, tails=tails, replace=replace, stored_texts=stored_changes)
+
     def _check_size(self, stored: int, adding: int) -> None:
         limit = self.analyzer.settings.limits.max_conversation_turns
         if stored + adding > limit:
@@ -397,6 +451,7 @@ class ConversationService:
         version: int,
         count: int,
         fresh: list[_Incoming],
+        redacted: _Redacted,
         cache: dict[str, TextPrediction],
         customer: CustomerIn | None,
         channel: str | None,
@@ -414,13 +469,16 @@ class ConversationService:
                 cache[item.turn.text],
                 redact_text=settings.redact,
                 reasons=reasons,
-                clean_text=item.clean,
+                clean_text=redacted.texts[n],
             )
             for n, item in enumerate(fresh)
         ]
         log_scored(scored, log_transcripts=settings.log_transcripts)
         policy = self.analyzer.policy
-        signals = fold(head.signals, scored, policy.signals)
+        signals = head.signals
+        for index, text in redacted.stored_texts.items():
+            signals = requote(signals, index, text, policy.signals)
+        signals = fold(signals, scored, policy.signals)
         merged = merge_customer(head.customer, customer)
         # The previous decision makes routing stable (hysteresis, no return to the bot) and "@previous"
         # rules keep a resolved conversation where it is; routing stays pure, the head carries it.
@@ -436,6 +494,7 @@ class ConversationService:
             channel=channel or head.channel,
             language=language or head.language,
             sources=sources,
+            tails=redacted.tails,
         )
         records = [
             NewTurn(
@@ -447,7 +506,11 @@ class ConversationService:
             for turn, item in zip(scored, fresh, strict=True)
         ]
         new_version = await self.store.append(
-            head.conversation_id, encode_head(updated), records, expected_version=version
+            head.conversation_id,
+            encode_head(updated),
+            records,
+            expected_version=version,
+            replace=redacted.replace,
         )
         return _Outcome(
             head=updated,

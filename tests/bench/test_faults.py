@@ -133,7 +133,9 @@ def _report() -> dict[str, Any]:
         "lost": 0,
         "duplicated": 0,
         "stored_unacknowledged": 3,
-        "status": {"200": 400, "error": 100},
+        "in_flight_at_kill": 4,
+        "status": {"200": 400, "error": 90, "503": 10},
+        "unavailable": 10,
         "five_xx": 0,
         "restart_s": 2.0,
     }

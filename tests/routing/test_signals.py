@@ -838,3 +838,20 @@ def test_a_bot_that_only_asks_is_slot_filling_not_an_answer(make_turn: MakeTurn)
         turns[4],
     ]
     assert "bot_loop" in fold(answered).flags
+
+
+def test_requote_replaces_every_quote_of_one_turn(make_turn: MakeTurn) -> None:
+    from routing.signals import requote
+
+    s = fold(
+        [
+            make_turn(0, text="my card is 4111 1111", sentiment=-0.6, intent=[["card_arrival", 0.9]]),
+            make_turn(1, text="thanks", sentiment=0.2, intent=[["card_arrival", 0.5]]),
+        ]
+    )
+    assert s.most_negative is not None and s.most_negative.text == "my card is 4111 1111"
+    fixed = requote(s, 0, "my card is [CARD_NUMBER]", CFG)
+    assert fixed.most_negative is not None and fixed.most_negative.text == "my card is [CARD_NUMBER]"
+    assert "4111" not in msgspec.json.encode(fixed).decode()
+    assert fixed.last_customer == s.last_customer  # other turns' quotes are left alone
+    assert requote(s, 7, "x", CFG) == s

@@ -356,3 +356,27 @@ async def test_callbacks_fire_on_a_real_change_and_never_for_a_resolved_conversa
     # The stored decision carries what the next one needs.
     stored = await service.get("cb")
     assert stored.decision.rule == "resolved" and stored.decision.changed is False
+
+
+async def test_a_card_read_out_over_two_appends_is_redacted_in_both(runtime: Runtime) -> None:
+    store = MemoryStore(600)
+    service = make_service(runtime, store)
+    first = await service.append("split", [turn("my card number is 4111 1111", "a")])
+    assert "4111 1111" in first.turns[0].text  # eight digits alone are no card
+    await service.append("split", [turn("sure", "b", speaker="agent")])
+    second = await service.append("split", [turn("1111 1111 that's it", "c")])
+    assert second.turns[0].text.startswith("[CARD_NUMBER]")
+    stored = await service.get("split")
+    assert stored.turns[0].text == "my card number is [CARD_NUMBER]"
+    assert all("1111" not in blob.decode() for blob in await store.load_turns("split"))
+    head = await store.load_head("split")
+    assert head is not None and b"1111" not in head.data
+
+
+async def test_a_card_split_inside_one_transcript_is_redacted(runtime: Runtime) -> None:
+    from service.schemas import AnalyzeRequest
+
+    service = make_service(runtime, MemoryStore(600))
+    turns = [turn("it's four one one one, one one one one"), turn("one one one one, one one one one")]
+    result = await service.analyzer.analyze(AnalyzeRequest(turns=turns))
+    assert [t.text for t in result.turns] == ["it's [CARD_NUMBER]", "[CARD_NUMBER]"]

@@ -83,6 +83,7 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._items: deque[Request] = deque()
         self._queued_texts = 0
+        self._running_texts = 0
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -93,6 +94,15 @@ class MicroBatcher:
     def queue_depth(self) -> int:
         """Texts waiting in the queue (not counting the batch being run)."""
         return self._queued_texts
+
+    @property
+    def backlog(self) -> int:
+        """Texts a newly queued request waits behind: the queue plus the window being run.
+
+        Admission control must count the running window too: a request queued just as a
+        large window starts waits for all of it, which ``queue_depth`` alone hides.
+        """
+        return self._queued_texts + self._running_texts
 
     @property
     def batch_size(self) -> int:
@@ -184,11 +194,14 @@ class MicroBatcher:
                 return
             coalesced = len(window)
             pending = set(window)
+            self._running_texts = sum(len(request.texts) for request in window)
             try:
                 self._process(window, pending)
             except BaseException as exc:  # nobody may hang: every undelivered waiter gets the error
                 failed = [request for request in window if request in pending]
                 self._deliver([(request, _batch_error(exc, len(failed))) for request in failed], pending)
+            finally:
+                self._running_texts = 0
 
     def _process(self, window: list[Request], pending: set[Request]) -> None:
         """Drop expired requests, run the rest in length-bucketed batches, deliver as batches finish.

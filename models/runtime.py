@@ -261,6 +261,11 @@ class Runtime:
         return self._batcher.queue_depth
 
     @property
+    def backlog(self) -> int:
+        """Texts a new request would wait behind: queued plus the window being run."""
+        return self._batcher.backlog
+
+    @property
     def info(self) -> dict[str, Any]:
         """JSON-ready description: pack, files with sha256, heads, thread plan, batching, warm-up timings.
 

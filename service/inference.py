@@ -61,7 +61,7 @@ class ModelGate:
                 else "the model pack failed to load"
             )
         if self.admission is not None:
-            self.admission.check(runtime.queue_depth, len(texts))
+            self.admission.check(runtime.backlog, len(texts))
         return await runtime.submit(texts, deadline_ms=self.deadline_ms)
 
     def pressure(self) -> float | None:
@@ -69,7 +69,7 @@ class ModelGate:
         runtime, admission = self.runtime, self.admission
         if runtime is None or admission is None:
             return None
-        return admission.pressure(runtime.queue_depth)
+        return admission.pressure(runtime.backlog)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until the runtime is warm (tests, CLI); raise if loading failed."""

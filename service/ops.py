@@ -46,7 +46,7 @@ def build_ops_router(service: ServiceState) -> Router:
 
     @get("/metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE)
     async def metrics() -> Response[bytes]:
-        """Text exposition format of this worker's registry."""
+        """Text exposition format: every worker's metrics, summed when several workers serve."""
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     return Router(path="/", route_handlers=[healthz, readyz, metrics], security=[])

@@ -114,6 +114,7 @@ class AdapterConfig(msgspec.Struct, frozen=True):
     signature_max_age_s: float = 300.0
     callback_urls: dict[str, str] = msgspec.field(default_factory=dict)
     callback_secret: str | None = None
+    callback_signature_scheme: Literal["standard-webhooks", "switchboard"] = "standard-webhooks"
     callback_max_attempts: int = 10
     callback_backoff_base_s: float = 1.0
     callback_backoff_max_s: float = 300.0
@@ -282,6 +283,7 @@ def _adapter_config(values: Mapping[str, Any]) -> AdapterConfig:
         signature_max_age_s=values["signature_max_age_s"],
         callback_urls=urls,
         callback_secret=values["callback_secret"],
+        callback_signature_scheme=values["callback_signature_scheme"],
         callback_max_attempts=values["callback_max_attempts"],
         callback_backoff_base_s=values["callback_backoff_base_s"],
         callback_backoff_max_s=values["callback_backoff_max_s"],
@@ -859,6 +861,14 @@ ADAPTER_SETTINGS: tuple[Setting, ...] = (
         "callbacks",
         shown="(the first webhook secret)",
         secret=True,
+    ),
+    Setting(
+        "callback_signature_scheme",
+        Choice(metavar="SCHEME", options=("standard-webhooks", "switchboard")),
+        _A.callback_signature_scheme,
+        "`standard-webhooks`: `webhook-id`/`-timestamp`/`-signature` (standardwebhooks.com) plus the "
+        "`X-Switchboard-*` signature; `switchboard`: only `X-Switchboard-Timestamp`/`-Signature`.",
+        "callbacks",
     ),
     Setting(
         "callback_max_attempts",

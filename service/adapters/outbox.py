@@ -4,11 +4,15 @@ Flow: ``ConversationService`` calls ``Outbox.on_decision`` after an append that 
 route, queue or priority. The callback body is built once, stored with a fresh idempotency
 key, and a worker delivers it:
 
-* signed like the generic webhook (``X-Switchboard-Timestamp`` + ``X-Switchboard-Signature:
-  sha256=<hex HMAC-SHA256 over "{timestamp}.{body}">``), re-signed on every attempt so a
+* signed per ``callback_signature_scheme``: ``standard-webhooks`` (default) sends
+  ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature`` (https://www.standardwebhooks.com/,
+  so off-the-shelf verifiers accept it) *and* the original scheme's headers, so receivers
+  written for the latter keep working; ``switchboard`` sends only the original scheme,
+  ``X-Switchboard-Timestamp`` + ``X-Switchboard-Signature: sha256=<hex HMAC-SHA256 over
+  "{timestamp}.{body}">`` (as the generic webhook). Re-signed on every attempt so a
   receiver's freshness window holds for late retries; the body bytes never change;
-* ``Idempotency-Key`` (and ``X-Switchboard-Delivery``) is the same on every attempt, so the
-  receiver can drop duplicates: delivery is at-least-once;
+* ``Idempotency-Key`` (also ``webhook-id`` and ``X-Switchboard-Delivery``) is the same on every
+  attempt, so the receiver can drop duplicates: delivery is at-least-once;
 * any non-2xx answer or transport error is retried with exponential backoff and jitter
   (honouring ``Retry-After``) until ``callback_max_attempts``; then the message is
   dead-lettered (kept, counted, re-sendable with ``redrive``);
@@ -27,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import httpx
 import msgspec
@@ -35,8 +39,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.adapters.backend import Backend, BackendError, open_backend, resolve_backend_url
 from service.adapters.config import AdapterConfig
-from service.adapters.outbox_store import MessageStatus, NewMessage, OutboxMessage
-from service.adapters.signatures import sign_timestamped
+from service.adapters.outbox_store import MessageRecord, MessageStatus, NewMessage, OutboxMessage, State
+from service.adapters.signatures import (
+    WEBHOOK_ID_HEADER,
+    WEBHOOK_SIGNATURE_HEADER,
+    WEBHOOK_TIMESTAMP_HEADER,
+    sign_standard_webhooks,
+    sign_timestamped,
+    standard_webhooks_key,
+)
 from service.errors import SettingsError
 from service.logs import exception_location
 
@@ -108,6 +119,35 @@ class OutboxMetrics:
         self.outbox_messages = Gauge(
             "switchboard_callback_outbox_messages", "Messages in the outbox by state.", ("state",), registry=r
         )
+
+
+class AttemptResult(NamedTuple):
+    """How one delivery attempt went: ``outcome`` is 2xx/4xx/5xx/timeout/error (a metric label)."""
+
+    ok: bool
+    outcome: str
+    error: str | None
+    retry_after: float | None
+
+
+class ActionRunner(Protocol):
+    """Performs the outbox messages that are platform API calls (``service.adapters.actions``).
+
+    A message whose ``url`` the runner ``handles`` is passed to ``perform`` instead of being
+    POSTed; retries, dead-lettering, FIFO, leases and erase are the outbox's, unchanged.
+    """
+
+    def handles(self, url: str) -> bool:
+        """True for the messages this runner performs."""
+        ...
+
+    async def perform(self, message: OutboxMessage) -> AttemptResult:
+        """One attempt; never raises for a failed API call (return ``ok=False``)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release clients; called by ``Outbox.stop``."""
+        ...
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
@@ -187,6 +227,12 @@ class Outbox:
             raise SettingsError(
                 "callback URLs are configured but no SWITCHBOARD_CALLBACK_SECRET to sign with"
             )
+        self._webhooks_key: bytes | None = None
+        if config.signing_secret and config.callback_signature_scheme == "standard-webhooks":
+            try:
+                self._webhooks_key = standard_webhooks_key(config.signing_secret)
+            except ValueError as exc:
+                raise SettingsError(f"SWITCHBOARD_CALLBACK_SECRET: {exc}") from exc
         self.config = config
         self.backend = backend
         self.metrics = OutboxMetrics(registry)
@@ -201,6 +247,7 @@ class Outbox:
         self._client: httpx.AsyncClient | None = None
         self._last_purge = 0.0
         self._last_gauge = 0.0
+        self._actions: ActionRunner | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, registry: CollectorRegistry | None = None) -> Outbox:
@@ -211,6 +258,25 @@ class Outbox:
     def nonces(self) -> NonceStore:
         """The replay-guard store on the same backend."""
         return self.backend.nonces
+
+    def use_actions(self, runner: ActionRunner) -> None:
+        """Perform the messages ``runner`` handles through it (platform actions) instead of POSTing them."""
+        self._actions = runner
+
+    async def add(self, messages: list[NewMessage]) -> int:
+        """Store messages made elsewhere (platform actions) and wake the worker; return how many were new.
+
+        A message whose key is already known (pending, delivered or dead) is skipped, so a
+        producer with deterministic keys enqueues each step once.
+        """
+        added = 0
+        for message in messages:
+            if await self._store.status(message.key) is None:
+                await self._store.add(message)
+                added += 1
+        if added:
+            self._wake.set()
+        return added
 
     def attach(self, conversations: ConversationService) -> None:
         """Register ``on_decision`` as a decision listener of the conversation service."""
@@ -249,6 +315,8 @@ class Outbox:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._actions is not None:
+            await self._actions.aclose()
         await self.backend.close()
 
     # -- producer side -------------------------------------------------------------------------
@@ -301,6 +369,24 @@ class Outbox:
         count = await self._store.redrive(self._clock())
         self._wake.set()
         return count
+
+    async def redrive_keys(self, keys: list[str]) -> list[str]:
+        """Send the named dead-lettered callbacks again; return the keys redriven (not-dead ones are left).
+
+        A worker of another process on the same backend picks them up within a second.
+        """
+        redriven = await self._store.redrive_keys(keys, self._clock())
+        if redriven:
+            self._wake.set()
+        return redriven
+
+    async def list_messages(self, state: State, limit: int) -> list[MessageRecord]:
+        """Up to ``limit`` callbacks in ``state``: pending in enqueue order, finished newest first."""
+        return await self._store.list_messages(state, limit)
+
+    async def get(self, key: str) -> MessageRecord | None:
+        """One callback with its body, or None."""
+        return await self._store.get(key)
 
     # -- worker ------------------------------------------------------------------------------------
 
@@ -360,10 +446,14 @@ class Outbox:
             self._wake.set()
 
     async def _attempt(self, message: OutboxMessage) -> None:
+        if self._actions is not None and self._actions.handles(message.url):
+            started = time.perf_counter()
+            result = await self._actions.perform(message)
+            await self._settle(message, started, *result)
+            return
         assert self._client is not None
         secret = self.config.signing_secret
         assert secret is not None  # enforced in __init__ whenever a URL exists
-        source = message.source or ""
         timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",
@@ -374,6 +464,14 @@ class Outbox:
             "X-Switchboard-Timestamp": str(timestamp),
             "X-Switchboard-Signature": sign_timestamped(secret, timestamp, message.body),
         }
+        if self._webhooks_key is not None:
+            # Both signatures may share a key; their signed strings differ in shape (the id comes
+            # first here, and the old scheme's timestamp must be digits), so neither forges the other.
+            headers[WEBHOOK_ID_HEADER] = message.key
+            headers[WEBHOOK_TIMESTAMP_HEADER] = str(timestamp)
+            headers[WEBHOOK_SIGNATURE_HEADER] = sign_standard_webhooks(
+                self._webhooks_key, message.key, timestamp, message.body
+            )
         started = time.perf_counter()
         retry_after: float | None = None
         try:
@@ -386,6 +484,19 @@ class Outbox:
             ok, outcome, error = False, "timeout", "timeout"
         except httpx.HTTPError as exc:
             ok, outcome, error = False, "error", type(exc).__name__
+        await self._settle(message, started, ok, outcome, error, retry_after)
+
+    async def _settle(
+        self,
+        message: OutboxMessage,
+        started: float,
+        ok: bool,
+        outcome: str,
+        error: str | None,
+        retry_after: float | None,
+    ) -> None:
+        """Count the attempt, then mark the message delivered, dead, or due again after a backoff."""
+        source = message.source or ""
         self.metrics.attempt_seconds.labels(source).observe(time.perf_counter() - started)
         self.metrics.attempts.labels(source, outcome).inc()
         now = self._clock()

@@ -10,7 +10,8 @@ Semantics shared by both implementations:
   attempt, atomically, so several workers (processes or machines) never deliver the same
   message at once, and a worker that dies mid-delivery only delays it until the lease ends.
 * Finished messages (``delivered`` / ``dead``) stay for audit until ``purge``; dead ones
-  can be sent again with ``redrive``; ``erase`` removes everything of one conversation.
+  can be sent again with ``redrive`` (all) or ``redrive_keys`` (some); ``erase`` removes
+  everything of one conversation; ``list_messages`` and ``get`` serve the admin tooling.
 """
 
 from __future__ import annotations
@@ -63,6 +64,21 @@ class MessageStatus(msgspec.Struct, frozen=True):
     last_error: str | None
 
 
+class MessageRecord(msgspec.Struct, frozen=True):
+    """Everything stored about one message (admin tooling); ``finished_at`` is None while pending."""
+
+    key: str
+    conversation_id: str
+    source: str | None
+    url: str
+    state: State
+    attempts: int
+    last_error: str | None
+    created_at: float
+    finished_at: float | None
+    body: bytes
+
+
 class OutboxStore(Protocol):
     """The narrow interface the ``Outbox`` worker needs."""
 
@@ -106,6 +122,18 @@ class OutboxStore(Protocol):
 
     async def redrive(self, now: float) -> int:
         """Make every dead message pending again with a fresh attempt budget; return how many."""
+        ...
+
+    async def redrive_keys(self, keys: list[str], now: float) -> list[str]:
+        """``redrive`` for the dead messages among ``keys``; return the keys redriven (others are left)."""
+        ...
+
+    async def list_messages(self, state: State, limit: int) -> list[MessageRecord]:
+        """Up to ``limit`` messages in ``state``: pending in enqueue order, finished ones newest first."""
+        ...
+
+    async def get(self, key: str) -> MessageRecord | None:
+        """One message with its body, or None if unknown."""
         ...
 
 
@@ -296,6 +324,65 @@ class SqliteOutboxStore:
 
         return await self._run(op)
 
+    async def redrive_keys(self, keys: list[str], now: float) -> list[str]:
+        """As ``redrive``, for the named dead rows only (one statement per call: atomic)."""
+        if not keys:
+            return []
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            marks = ", ".join("?" * len(keys))
+            rows = conn.execute(
+                "UPDATE sb_outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                f"finished_at = NULL WHERE state = 'dead' AND key IN ({marks}) RETURNING key",
+                (now, *keys),
+            ).fetchall()
+            found = {row[0] for row in rows}
+            return [key for key in dict.fromkeys(keys) if key in found]
+
+        return await self._run(op)
+
+    async def list_messages(self, state: State, limit: int) -> list[MessageRecord]:
+        """SELECT by state: pending by ``seq``, finished by ``finished_at`` descending."""
+        order = "seq" if state == "pending" else "finished_at DESC, seq DESC"
+
+        def op(conn: sqlite3.Connection) -> list[MessageRecord]:
+            rows = conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM sb_outbox WHERE state = ? ORDER BY {order} LIMIT ?",
+                (state, limit),
+            ).fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._run(op)
+
+    async def get(self, key: str) -> MessageRecord | None:
+        """One row by key."""
+
+        def op(conn: sqlite3.Connection) -> MessageRecord | None:
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM sb_outbox WHERE key = ?", (key,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._run(op)
+
+
+_RECORD_COLUMNS = (
+    "key, conversation_id, source, url, state, attempts, last_error, created_at, finished_at, body"
+)
+
+
+def _record(row: tuple[Any, ...]) -> MessageRecord:
+    return MessageRecord(
+        key=row[0],
+        conversation_id=row[1],
+        source=row[2],
+        url=row[3],
+        state=row[4],
+        attempts=int(row[5]),
+        last_error=row[6],
+        created_at=float(row[7]),
+        finished_at=None if row[8] is None else float(row[8]),
+        body=bytes(row[9]),
+    )
+
 
 # --- Redis --------------------------------------------------------------------------------
 #
@@ -384,6 +471,28 @@ end
 return #ids
 """
 
+# KEYS: dead, due, pend. ARGV: now, message hash prefix, then the keys to redrive (only
+# those still in ``dead`` move). Returns the keys moved.
+_REDRIVE_KEYS = """
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], id) then
+    local h = ARGV[2] .. id
+    local q = redis.call('HGET', h, 'q')
+    if q then
+      redis.call('HSET', h, 'state', 'pending', 'attempts', 0)
+      redis.call('HDEL', h, 'fin')
+      if redis.call('RPUSH', q, id) == 1 then redis.call('ZADD', KEYS[2], ARGV[1], id) end
+      redis.call('SADD', KEYS[3], id)
+      table.insert(out, id)
+    end
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
 # KEYS: dead, due, pend. ARGV: now, message hash prefix.
 _REDRIVE = """
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -416,6 +525,7 @@ class RedisOutboxStore:
         self._erase = client.register_script(_ERASE)
         self._purge = client.register_script(_PURGE)
         self._redrive = client.register_script(_REDRIVE)
+        self._redrive_keys = client.register_script(_REDRIVE_KEYS)
 
     def _msg(self, key: str) -> str:
         return f"{self._p}m:{key}"
@@ -551,3 +661,67 @@ class RedisOutboxStore:
         keys = [self._p + "dead", self._p + "due", self._p + "pend"]
         args = [repr(now), self._p + "m:"]
         return int(await self._call(lambda c: self._redrive(keys=keys, args=args, client=c)))
+
+    async def redrive_keys(self, keys: list[str], now: float) -> list[str]:
+        """Requeue the named dead messages at the tail of their queues."""
+        if not keys:
+            return []
+        unique = list(dict.fromkeys(keys))
+        redis_keys = [self._p + "dead", self._p + "due", self._p + "pend"]
+        args = [repr(now), self._p + "m:", *unique]
+        moved = await self._call(lambda c: self._redrive_keys(keys=redis_keys, args=args, client=c))
+        found = {raw.decode() for raw in moved}
+        return [key for key in unique if key in found]
+
+    async def list_messages(self, state: State, limit: int) -> list[MessageRecord]:
+        """Pending: the ``pend`` set ordered by enqueue time; finished: newest first from their zset."""
+        if state == "pending":
+            members = await self._call(lambda c: c.smembers(self._p + "pend"))
+            records = [r for r in await self._records([m.decode() for m in members]) if r is not None]
+            records.sort(key=lambda r: (r.created_at, r.key))
+            return records[:limit]
+        finished = self._p + ("done" if state == "delivered" else "dead")
+        ids = await self._call(lambda c: c.zrevrange(finished, 0, limit - 1))
+        return [r for r in await self._records([i.decode() for i in ids]) if r is not None]
+
+    async def get(self, key: str) -> MessageRecord | None:
+        """HGETALL of the message hash."""
+        (record,) = await self._records([key])
+        return record
+
+    async def _records(self, keys: list[str]) -> list[MessageRecord | None]:
+        if not keys:
+            return []
+
+        def fetch(client: Any) -> Awaitable[list[Any]]:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(self._msg(key))
+            result: Awaitable[list[Any]] = pipe.execute()
+            return result
+
+        hashes = await self._call(fetch)
+        return [_redis_record(key, h) for key, h in zip(keys, hashes, strict=True)]
+
+
+def _redis_record(key: str, fields: dict[bytes, bytes]) -> MessageRecord | None:
+    if not fields or b"state" not in fields:
+        return None
+
+    def text(name: bytes) -> str | None:
+        value = fields.get(name)
+        return value.decode() if value else None
+
+    finished = fields.get(b"fin")
+    return MessageRecord(
+        key=key,
+        conversation_id=fields[b"cid"].decode(),
+        source=text(b"src"),
+        url=fields[b"url"].decode(),
+        state=fields[b"state"].decode(),  # type: ignore[arg-type]
+        attempts=int(fields.get(b"attempts", b"0")),
+        last_error=text(b"err"),
+        created_at=float(fields[b"created"]),
+        finished_at=float(finished) if finished else None,
+        body=bytes(fields.get(b"body", b"")),
+    )

@@ -6,6 +6,10 @@
 * Timestamped HMAC-SHA256 (Chatwoot, the generic webhook and our own decision callbacks):
   ``sha256=<hex HMAC-SHA256(secret, "{timestamp}.{raw body}")>`` with the timestamp in its
   own header, rejected outside a window so a captured request cannot be replayed later.
+* Standard Webhooks (https://www.standardwebhooks.com/) for decision callbacks:
+  ``webhook-signature: v1,<base64 HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")>``
+  where the key is the base64-decoded part of a ``whsec_`` secret (or a plain secret's
+  UTF-8 bytes), so off-the-shelf verifiers accept our callbacks.
 
 All comparisons are constant time. Failures raise ``service.errors.Unauthorized`` whose
 detail says what was wrong, never what the expected signature was.
@@ -215,6 +219,49 @@ def verify_timestamped(
             headers=_challenge(realm),
         )
     return stamp
+
+
+# --- Standard Webhooks (decision callbacks) ----------------------------------------------
+
+WHSEC_PREFIX = "whsec_"
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """The HMAC key Standard Webhooks signs with for ``secret``.
+
+    A ``whsec_<base64>`` secret gives its base64-decoded bytes (unpadded base64 accepted,
+    as the reference libraries do); any other secret gives its UTF-8 bytes, and a receiver
+    then verifies with ``"whsec_" + base64(secret)``. Raises ``ValueError`` for a
+    ``whsec_`` secret that is not base64 or decodes to nothing.
+    """
+    if not secret.startswith(WHSEC_PREFIX):
+        if not secret:
+            raise ValueError("the callback secret is empty")
+        return secret.encode()
+    encoded = secret[len(WHSEC_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError as exc:
+        raise ValueError("a whsec_ secret must be followed by base64") from exc
+    if not key:
+        raise ValueError("a whsec_ secret must not be empty")
+    return key
+
+
+def receiver_secret(secret: str) -> str:
+    """The ``whsec_`` form a Standard Webhooks verifier needs for ``secret`` (unchanged if it is one)."""
+    if secret.startswith(WHSEC_PREFIX):
+        return secret
+    return WHSEC_PREFIX + base64.b64encode(secret.encode()).decode()
+
+
+def sign_standard_webhooks(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256(key, "{message_id}.{timestamp}.{body}")>`` (one signature)."""
+    mac = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 def tokens_match(given: str | None, expected: str | None) -> bool:

@@ -69,6 +69,17 @@ async def test_waiting_requests_are_coalesced_into_one_run(tiny_pack: Path, reco
                 assert got.intent.confidence == pytest.approx(want.intent.confidence, abs=1e-5)
 
 
+async def test_backlog_counts_the_running_window_too(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        assert runtime.backlog == 0
+        first = await park_worker(runtime, recorder)  # one text inside a running batch
+        tasks = await enqueue(runtime, [["cancel my account"], ["thank you", "great help"]])
+        assert (runtime.queue_depth, runtime.backlog) == (3, 4)
+        recorder.main.gate.set()
+        await asyncio.gather(first, *tasks)
+        assert runtime.backlog == 0
+
+
 async def test_batching_off_runs_one_text_at_a_time(tiny_pack: Path, recorder: Any) -> None:
     async with running(tiny_pack, recorder, batching=False) as runtime:
         first = await park_worker(runtime, recorder)

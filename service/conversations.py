@@ -50,6 +50,7 @@ from routing.facts import Value
 from routing.redact import redact, redact_across
 from routing.signals import ConversationSignals, new_signals, requote
 from routing.types import CustomerInfo
+from service import tracing
 from service.analysis import (
     Analyzer,
     ScoredTurn,
@@ -62,7 +63,7 @@ from service.analysis import (
 )
 from service.errors import Conflict, Gone, InternalError, LimitExceeded, NotFound, Unavailable
 from service.schemas import AnalysisResponse, CustomerIn, TurnIn, TurnOut
-from service.store.base import ConversationStore, Head, NewTurn, VersionConflict
+from service.store.base import ConversationStore, Head, KnownTurn, NewTurn, VersionConflict
 from service.validation import check_conversation_id, check_turns
 
 __all__ = ["ConversationHead", "ConversationService", "CustomerIn", "TurnIn"]
@@ -286,11 +287,12 @@ class ConversationService:
         check_conversation_id(conversation_id)
         started = time.perf_counter()
         incoming = self._validate(turns)
+        ids = [item.turn.id for item in incoming if item.turn.id is not None]
         predictions: dict[str, TextPrediction] = {}
         inference_ms = 0.0
         async with self._locks.hold(conversation_id):
             for _attempt in range(MAX_ATTEMPTS):
-                stored = await self.store.load_head(conversation_id)
+                stored, known = await self.store.load_for_append(conversation_id, ids)
                 if stored is None and await self.store.erased(conversation_id):
                     raise Gone(
                         f"conversation {conversation_id} was erased on request; "
@@ -298,7 +300,7 @@ class ConversationService:
                     )
                 head = decode_head(stored.data) if stored is not None else self._new_head(conversation_id)
                 version, count = (stored.version, stored.turns) if stored is not None else (0, 0)
-                fresh, duplicates = await self._fresh(conversation_id, stored, incoming)
+                fresh, duplicates = self._fresh(known, incoming)
                 if not fresh:
                     # A pure retry (even after close): nothing to score, write or notify.
                     return await self._respond(
@@ -346,7 +348,8 @@ class ConversationService:
     def _validate(self, turns: Sequence[TurnIn]) -> list[_Incoming]:
         """Validate once (limits, timestamps); ids repeated inside the request must agree on content."""
         settings = self.analyzer.settings
-        stamps = check_turns(turns, settings.limits)
+        with tracing.span("switchboard.validate", {"switchboard.turns": len(turns)}):
+            stamps = check_turns(turns, settings.limits)
         incoming = []
         for turn, stamp in zip(turns, stamps, strict=True):
             clean = redact(turn.text) if settings.redact else turn.text
@@ -365,12 +368,9 @@ class ConversationService:
                 )
         return incoming
 
-    async def _fresh(
-        self, conversation_id: str, stored: Head | None, incoming: list[_Incoming]
-    ) -> tuple[list[_Incoming], int]:
+    @staticmethod
+    def _fresh(known: dict[str, KnownTurn], incoming: list[_Incoming]) -> tuple[list[_Incoming], int]:
         """The turns not stored yet; a stored id with different content is a 409 naming the turn."""
-        ids = [item.turn.id for item in incoming if item.turn.id is not None]
-        known = await self.store.find_turns(conversation_id, ids) if ids and stored is not None else {}
         fresh: list[_Incoming] = []
         taken: set[str] = set()
         for item in incoming:
@@ -483,7 +483,9 @@ class ConversationService:
         # The previous decision makes routing stable (hysteresis, no return to the bot) and "@previous"
         # rules keep a resolved conversation where it is; routing stays pure, the head carries it.
         info = customer_info(merged)
-        decision, facts = decide_with_facts(signals, info, policy, head.conversation_id, head.decision)
+        with tracing.span("switchboard.route") as route_span:
+            decision, facts = decide_with_facts(signals, info, policy, head.conversation_id, head.decision)
+            route_span.set_attributes(tracing.decision_attributes(decision))
         sources = head.sources if source is None or source in head.sources else [*head.sources, source]
         updated = msgspec.structs.replace(
             head,

@@ -97,6 +97,13 @@ class ConversationStore(Protocol):
         """The stored turns among ``turn_ids`` (client ids), by id; absent ids are left out."""
         ...
 
+    async def load_for_append(
+        self, conversation_id: str, turn_ids: Sequence[str]
+    ) -> tuple[Head | None, dict[str, KnownTurn]]:
+        """``load_head`` and ``find_turns`` in one round trip (what every append reads first);
+        the turns are looked up only when the head exists."""
+        ...
+
     async def load_turns(
         self, conversation_id: str, after: int = -1, limit: int | None = None
     ) -> list[bytes]:

@@ -47,6 +47,13 @@ class MemoryStore:
             return {}
         return {tid: conversation.ids[tid] for tid in turn_ids if tid in conversation.ids}
 
+    async def load_for_append(
+        self, conversation_id: str, turn_ids: Sequence[str]
+    ) -> tuple[Head | None, dict[str, KnownTurn]]:
+        """Head and known turn ids."""
+        head = await self.load_head(conversation_id)
+        return head, (await self.find_turns(conversation_id, turn_ids) if head is not None else {})
+
     async def load_turns(
         self, conversation_id: str, after: int = -1, limit: int | None = None
     ) -> list[bytes]:

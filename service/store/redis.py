@@ -88,29 +88,32 @@ class RedisStore:
 
     async def load_head(self, conversation_id: str) -> Head | None:
         """Return the head or None (Redis has already dropped expired ones)."""
-        fields = await self._call(lambda c: c.hgetall(self._key("head", conversation_id)))
-        if not fields or b"v" not in fields:
-            return None
-        return Head(
-            data=bytes(fields[b"d"]),
-            version=int(fields[b"v"]),
-            updated_at=float(fields.get(b"u", b"0")),
-            closed=fields.get(b"c", b"0") == b"1",
-            turns=int(fields.get(b"n", b"0")),
-        )
+        return _parse_head(await self._call(lambda c: c.hgetall(self._key("head", conversation_id))))
 
     async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
         """One HMGET on the turn-id index."""
         ids = list(dict.fromkeys(turn_ids))
         if not ids:
             return {}
-        values = await self._call(lambda c: c.hmget(self._key("tids", conversation_id), ids))
-        found: dict[str, KnownTurn] = {}
-        for tid, value in zip(ids, values, strict=True):
-            if value is not None:
-                index, _, digest = bytes(value).decode("ascii").partition(":")
-                found[tid] = KnownTurn(index=int(index), digest=digest)
-        return found
+        return _parse_known(ids, await self._call(lambda c: c.hmget(self._key("tids", conversation_id), ids)))
+
+    async def load_for_append(
+        self, conversation_id: str, turn_ids: Sequence[str]
+    ) -> tuple[Head | None, dict[str, KnownTurn]]:
+        """HGETALL of the head and HMGET of the turn ids in one pipelined round trip."""
+        ids = list(dict.fromkeys(turn_ids))
+
+        async def op(c: Any) -> list[Any]:
+            async with c.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self._key("head", conversation_id))
+                if ids:
+                    pipe.hmget(self._key("tids", conversation_id), ids)
+                return list(await pipe.execute())
+
+        results = await self._call(op)
+        head = _parse_head(results[0])
+        known = _parse_known(ids, results[1]) if ids and head is not None else {}
+        return head, known
 
     async def load_turns(
         self, conversation_id: str, after: int = -1, limit: int | None = None
@@ -241,6 +244,27 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._conn.aclose()
+
+
+def _parse_head(fields: dict[bytes, bytes] | None) -> Head | None:
+    if not fields or b"v" not in fields:
+        return None
+    return Head(
+        data=bytes(fields[b"d"]),
+        version=int(fields[b"v"]),
+        updated_at=float(fields.get(b"u", b"0")),
+        closed=fields.get(b"c", b"0") == b"1",
+        turns=int(fields.get(b"n", b"0")),
+    )
+
+
+def _parse_known(ids: list[str], values: list[bytes | None]) -> dict[str, KnownTurn]:
+    found: dict[str, KnownTurn] = {}
+    for tid, value in zip(ids, values, strict=True):
+        if value is not None:
+            index, _, digest = bytes(value).decode("ascii").partition(":")
+            found[tid] = KnownTurn(index=int(index), digest=digest)
+    return found
 
 
 # Module-level steps for calls made in a loop (a lambda there would capture the loop variable).

@@ -100,37 +100,24 @@ class SQLiteStore:
     async def load_head(self, conversation_id: str) -> Head | None:
         """Return the live head or None (expired rows count as absent)."""
         cutoff = self._cutoff()
-
-        def query(conn: sqlite3.Connection) -> Head | None:
-            row = conn.execute(
-                "SELECT data, version, updated_at, closed, turns FROM heads WHERE id = ? AND updated_at > ?",
-                (conversation_id, cutoff),
-            ).fetchone()
-            if row is None:
-                return None
-            return Head(
-                data=bytes(row[0]),
-                version=int(row[1]),
-                updated_at=float(row[2]),
-                closed=bool(row[3]),
-                turns=int(row[4]),
-            )
-
-        return await self._run(query)
+        return await self._run(lambda conn: _head(conn, conversation_id, cutoff))
 
     async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
         """Stored turns among ``turn_ids`` (one indexed query)."""
         if not turn_ids:
             return {}
-        ids = list(dict.fromkeys(turn_ids))
+        return await self._run(lambda conn: _known(conn, conversation_id, turn_ids))
 
-        def query(conn: sqlite3.Connection) -> dict[str, KnownTurn]:
-            marks = ",".join("?" * len(ids))
-            rows = conn.execute(
-                f"SELECT turn_id, idx, digest FROM turns WHERE conversation_id = ? AND turn_id IN ({marks})",
-                (conversation_id, *ids),
-            ).fetchall()
-            return {str(row[0]): KnownTurn(index=int(row[1]), digest=str(row[2])) for row in rows}
+    async def load_for_append(
+        self, conversation_id: str, turn_ids: Sequence[str]
+    ) -> tuple[Head | None, dict[str, KnownTurn]]:
+        """Head and known turn ids in one trip to the SQLite thread."""
+        cutoff = self._cutoff()
+
+        def query(conn: sqlite3.Connection) -> tuple[Head | None, dict[str, KnownTurn]]:
+            head = _head(conn, conversation_id, cutoff)
+            known = _known(conn, conversation_id, turn_ids) if head is not None and turn_ids else {}
+            return head, known
 
         return await self._run(query)
 
@@ -311,6 +298,32 @@ class SQLiteStore:
     async def close(self) -> None:
         """Close the connection on its own thread, then stop the thread."""
         await self._runner.close()
+
+
+def _head(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Head | None:
+    row = conn.execute(
+        "SELECT data, version, updated_at, closed, turns FROM heads WHERE id = ? AND updated_at > ?",
+        (conversation_id, cutoff),
+    ).fetchone()
+    if row is None:
+        return None
+    return Head(
+        data=bytes(row[0]),
+        version=int(row[1]),
+        updated_at=float(row[2]),
+        closed=bool(row[3]),
+        turns=int(row[4]),
+    )
+
+
+def _known(conn: sqlite3.Connection, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
+    ids = list(dict.fromkeys(turn_ids))
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT turn_id, idx, digest FROM turns WHERE conversation_id = ? AND turn_id IN ({marks})",
+        (conversation_id, *ids),
+    ).fetchall()
+    return {str(row[0]): KnownTurn(index=int(row[1]), digest=str(row[2])) for row in rows}
 
 
 def _has_legacy(conn: sqlite3.Connection) -> bool:

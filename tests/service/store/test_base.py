@@ -142,3 +142,11 @@ class TestStoreContract:
     async def test_no_legacy_records_in_a_fresh_store(self, store: ConversationStore) -> None:
         assert await store.legacy_ids() == []
         assert await store.load_legacy("x") is None
+
+    async def test_load_for_append_reads_head_and_known_ids_together(self, store: ConversationStore) -> None:
+        assert await store.load_for_append("c1", ["t0"]) == (None, {})
+        await store.append("c1", b"h", turns(0, 2), expected_version=0)
+        head, known = await store.load_for_append("c1", ["t1", "t7"])
+        assert head is not None and head.version == 1 and head.turns == 2
+        assert {k: v.index for k, v in known.items()} == {"t1": 1}
+        assert (await store.load_for_append("c1", []))[1] == {}

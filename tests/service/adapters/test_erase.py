@@ -19,13 +19,21 @@ from typing import Any
 
 import pytest
 import redis
-from adapter_payloads import chatwoot_message, chatwoot_request, generic_request, twilio_request, voice_event
+from adapter_payloads import (
+    chatwoot_message,
+    chatwoot_request,
+    generic_request,
+    message_added,
+    twilio_request,
+    voice_event,
+)
 from callback_receiver import Receiver, running_receiver
 from litestar.testing import TestClient
 from test_routes import (
     AUTH,
     CHATWOOT,
     CHATWOOT_SECRET,
+    CONVERSATIONS,
     GENERIC,
     INTERNAL,
     PUBLIC,
@@ -44,12 +52,15 @@ pytestmark = pytest.mark.pack
 
 WORDS = "zebracorn"  # a word no other content contains: its absence means the text is gone
 CALL_SID = "CAe0a1b2c3d4e5f60718293a4b5c6d7e8f"
+CHAT_SID = "CHe0a1b2c3d4e5f60718293a4b5c6d7e8f"
 
 
 def deliveries() -> list[tuple[str, str, bytes, dict[str, str]]]:
     """(conversation id, path, body, headers) of one signed event per platform, captured once."""
     voice = voice_event(transcript=f"my {WORDS} card was charged twice", call_sid=CALL_SID)
     voice_body, voice_headers = twilio_request(PUBLIC + VOICE, voice, TWILIO_TOKEN)
+    sms = message_added(body=f"my {WORDS} parcel is lost") | {"ConversationSid": CHAT_SID}
+    sms_body, sms_headers = twilio_request(PUBLIC + CONVERSATIONS, sms, TWILIO_TOKEN)
     chat_body, chat_headers = chatwoot_request(
         chatwoot_message(content=f"my {WORDS} order never came", conversation_id=4242), CHATWOOT_SECRET
     )
@@ -61,6 +72,7 @@ def deliveries() -> list[tuple[str, str, bytes, dict[str, str]]]:
     generic_body, generic_headers = generic_request(generic, WEBHOOK_SECRET)
     return [
         (CALL_SID, VOICE, voice_body, voice_headers),
+        (CHAT_SID, CONVERSATIONS, sms_body, sms_headers),
         ("chatwoot:3:4242", CHATWOOT, chat_body, chat_headers),
         ("generic-erase-1", GENERIC, generic_body, generic_headers),
     ]
@@ -147,13 +159,27 @@ def test_erase_leaves_nothing_and_replays_resurrect_nothing(
         if path == "expiry":
             return  # expiry leaves no tombstone: a platform may reuse an idle conversation's id
         for conversation_id, route, body, headers in captured:  # the captured requests, replayed
-            replay = client.post(route, content=body, headers=headers)
-            assert replay.status_code == 410, (conversation_id, replay.text)
+            for variant in unsigned_variants(headers):
+                replay = client.post(route, content=body, headers=variant)
+                assert replay.status_code == 410, (conversation_id, replay.text)
         assert storage_traces(backend, settings, ids) == []
 
 
+def unsigned_variants(headers: dict[str, str]) -> list[dict[str, str]]:
+    """The captured headers as sent, and with every header no signature covers changed or dropped."""
+    signed = {"content-type", "x-twilio-signature", "x-chatwoot-signature", "x-chatwoot-timestamp"}
+    signed |= {"x-switchboard-signature", "x-switchboard-timestamp"}
+    variants = [dict(headers)]
+    for name in headers:
+        if name.lower() not in signed:
+            variants.append({k: v for k, v in headers.items() if k != name})
+            variants.append(headers | {name: headers[name] + "-replayed"})
+    variants.append(headers | {"X-Chatwoot-Delivery": "replayed-delivery", "X-Request-Id": "replay"})
+    return variants
+
+
 def storage_traces(backend: str, settings: Settings, ids: list[str]) -> list[str]:
-    needles = [WORDS, *ids, CALL_SID]
+    needles = [WORDS, *ids, CALL_SID, CHAT_SID]
     if backend == "sqlite":
         return sqlite_traces(Path(settings.resolved_store_url.removeprefix("sqlite:///")), needles)
     url = settings.resolved_store_url

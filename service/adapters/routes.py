@@ -50,9 +50,11 @@ if TYPE_CHECKING:
     from service.conversations import ConversationService
     from service.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("switchboard.adapters.routes")
 
 WEBHOOK_PREFIX = "/v1/webhooks"
+# How long a Twilio delivery being processed is held against copies of it: longer than any append.
+TWILIO_CLAIM_S = 60.0
 CHATWOOT_SIGNATURE = "X-Chatwoot-Signature"
 CHATWOOT_TIMESTAMP = "X-Chatwoot-Timestamp"
 SWITCHBOARD_SIGNATURE = "X-Switchboard-Signature"
@@ -203,19 +205,24 @@ class WebhookHandlers:
     ) -> Response[Any]:
         """Twilio wants a fast 2xx and ignores the body: answer 204 in every success case.
 
-        A delivery already processed (same signed URL and form) is answered 204 and not
-        processed again, for ``twilio_dedup_ttl_s``. Its key is recorded only once the event
-        was processed, so Twilio's retry after a failure (or a crash) is processed; two
-        copies racing each other may both be, which the turn ids make harmless.
+        A delivery already processed or being processed (same signed URL and form) is answered
+        204 and not processed again. The key is claimed for ``TWILIO_CLAIM_S`` before the event
+        is processed (so copies arriving at once are processed once), released if processing
+        fails (Twilio retries the delivery that failed, and that retry is processed), and kept
+        for ``twilio_dedup_ttl_s`` once the event is stored.
         """
         params, replay_key = await self.twilio_params(request)
-        if await self.nonces.seen(replay_key):
-            return _no_content("duplicate")
         decoded = decode(params, self.config, self.max_text_chars)
-        if not isinstance(decoded, Ignored):
-            await self.append(decoded)
+        owner = None if isinstance(decoded, Ignored) else decoded.conversation_id
+        if not await self.nonces.claim(replay_key, TWILIO_CLAIM_S, owner):
+            return _no_content("duplicate")
         try:
-            owner = None if isinstance(decoded, Ignored) else decoded.conversation_id
+            if not isinstance(decoded, Ignored):
+                await self.append(decoded)
+        except BaseException:
+            await self.nonces.release(replay_key, owner)
+            raise
+        try:
             await self.nonces.record(replay_key, self.twilio_dedup_ttl_s, owner)
         except BackendError:
             # The event is stored; failing now would only make Twilio send it again.

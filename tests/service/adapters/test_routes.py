@@ -10,6 +10,7 @@ tests are skipped, saying so, only while the model pack is absent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import msgspec
 import pytest
 from adapter_payloads import (
@@ -526,11 +528,13 @@ class Appended(msgspec.Struct):
 class FlakyConversations:
     """Records every ``append``; the first ``failures`` of them raise 503 (the store is down)."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, delay_s: float = 0.0) -> None:
         self.failures = failures
+        self.delay_s = delay_s
         self.appended: list[tuple[str, list[str | None]]] = []
 
     async def append(self, conversation_id: str, turns: list[TurnIn], **_: Any) -> Appended:
+        await asyncio.sleep(self.delay_s)  # an append takes time: copies can arrive meanwhile
         if self.failures:
             self.failures -= 1
             raise Unavailable("conversation store unavailable")
@@ -567,6 +571,19 @@ def bare(tmp_path: Path, flaky: FlakyConversations) -> Iterator[TestClient[Any]]
     app = Litestar(route_handlers=routers, exception_handlers={Exception: problem_response})
     with TestClient(app, base_url=INTERNAL) as test_client:
         yield test_client
+
+
+async def test_twilio_copies_arriving_at_once_are_processed_once(
+    bare: TestClient[Any], flaky: FlakyConversations
+) -> None:
+    flaky.delay_s = 0.2
+    body, headers = twilio_request(PUBLIC + VOICE, voice_event(sequence=9), TWILIO_TOKEN)
+    transport = httpx.ASGITransport(app=bare.app)
+    async with httpx.AsyncClient(transport=transport, base_url=INTERNAL) as client:
+        answers = await asyncio.gather(*(client.post(VOICE, content=body, headers=headers) for _ in range(8)))
+    assert [a.status_code for a in answers] == [204] * 8
+    outcomes = sorted(a.headers["x-switchboard-outcome"] for a in answers)
+    assert outcomes == ["accepted"] + ["duplicate"] * 7 and len(flaky.appended) == 1
 
 
 def test_twilio_duplicate_is_acknowledged_and_not_processed_again(

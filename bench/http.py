@@ -248,6 +248,15 @@ class CpuAccount:
         return round(max(0.0, foreign) / max(capacity, 1e-9), 3)
 
 
+def wait_idle(timeout_s: float, threshold: float = 0.1) -> float | None:
+    """Wait up to ``timeout_s`` for the CPU busy share to drop below ``threshold``; return the last share."""
+    deadline = time.monotonic() + timeout_s
+    busy = cpu_busy_share()
+    while busy is not None and busy >= threshold and time.monotonic() < deadline:
+        busy = cpu_busy_share(2.0)
+    return busy
+
+
 def load_average() -> list[float] | None:
     """1, 5 and 15 minute load averages (None where unavailable)."""
     try:
@@ -1177,6 +1186,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[1, 2],
         help="worker counts to compare at the highest concurrency (none: skip)",
     )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for the CPUs to be idle (busy share < 0.1 over 2 s)",
+    )
     parser.add_argument("--out", type=Path, help=f"JSON results (default {DEFAULT_OUT}; none with --quick)")
     parser.add_argument("--markdown", action="store_true", help="print the README tables of --out and exit")
     args = parser.parse_args(argv)
@@ -1203,7 +1219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(markdown(json.loads((args.out or DEFAULT_OUT).read_text())))
         return 0
 
-    busy_before = cpu_busy_share()
+    busy_before = wait_idle(args.wait_idle)
     load_before = load_average()
     ids = Ids.new()
     log = Path(tempfile.mkstemp(prefix="switchboard-bench-", suffix=".log")[1])

@@ -38,6 +38,7 @@ from routing.redact import redact, redact_across
 from routing.signals import ConversationSignals, SignalConfig, new_signals, update_signals
 from routing.taxonomy import ACT_LABELS, category_of
 from routing.types import CustomerInfo, TurnScores
+from service import tracing
 from service.logs import transcript_field
 from service.metrics import Metrics
 from service.policy_source import PolicySource
@@ -406,7 +407,8 @@ class Analyzer:
 
     async def score(self, turns: Sequence[TurnIn], first_index: int) -> tuple[list[ScoredTurn], float]:
         """Validate and score ``turns`` numbered from ``first_index``; returns (turns, inference ms)."""
-        stamps = check_turns(turns, self.settings.limits)
+        with tracing.span("switchboard.validate", {"switchboard.turns": len(turns)}):
+            stamps = check_turns(turns, self.settings.limits)
         started = time.perf_counter()
         predictions = await self.predict([turn.text for turn in turns])
         elapsed = (time.perf_counter() - started) * 1000
@@ -445,7 +447,9 @@ class Analyzer:
         policy = self.policy
         signals = fold(new_signals(), scored, policy.signals)
         customer = customer_info(request.customer)
-        decision, facts = decide_with_facts(signals, customer, policy, conversation_id)
+        with tracing.span("switchboard.route") as route_span:
+            decision, facts = decide_with_facts(signals, customer, policy, conversation_id)
+            tracing.describe_decision(route_span, decision)
         routing_ms = (time.perf_counter() - routing_started) * 1000
         self.count_decision(decision, signals)
         return build_response(

@@ -20,6 +20,7 @@ from service.analysis import Analyzer
 from service.body_guard import check_toml_depth
 from service.conversations import DEFAULT_PAGE, MAX_PAGE, ConversationService, ExportRecord
 from service.errors import NotFound
+from service.openapi import problem_responses
 from service.policy_source import PolicySource, validate_policy_text
 from service.reasons import ReasonSource
 from service.schemas import (
@@ -118,6 +119,7 @@ def build_api_router(
         status_code=200,
         summary="Append turns to a live conversation",
         tags=["conversations"],
+        responses=problem_responses(409, 410),
     )
     async def append_turns(
         conversation_id: ConversationIdParam, data: JSONBody[AppendRequest], turns: TurnsParam = "new"
@@ -138,6 +140,7 @@ def build_api_router(
         "/conversations/{conversation_id:str}",
         summary="Current state of a live conversation",
         tags=["conversations"],
+        responses=problem_responses(400, 404),
     )
     async def get_conversation(
         conversation_id: ConversationIdParam, after: AfterParam = -1, limit: LimitParam = DEFAULT_PAGE
@@ -151,6 +154,7 @@ def build_api_router(
         status_code=200,
         summary="Erase everything stored about a conversation",
         tags=["conversations"],
+        responses=problem_responses(400),
     )
     async def delete_conversation(conversation_id: ConversationIdParam) -> DeletedResponse:
         """Erases the state, its turns, queued decision callbacks and replay-guard entries. Idempotent.
@@ -163,6 +167,7 @@ def build_api_router(
         status_code=200,
         summary="Close a live conversation",
         tags=["conversations"],
+        responses=problem_responses(400, 404, 409),
     )
     async def close_conversation(conversation_id: ConversationIdParam) -> AnalysisResponse:
         """No more turns are accepted (409); it stays readable and exportable until its TTL."""
@@ -172,6 +177,7 @@ def build_api_router(
         "/conversations/{conversation_id:str}/export",
         summary="Export everything stored about a conversation",
         tags=["conversations"],
+        responses=problem_responses(400, 404),
     )
     async def export_conversation(conversation_id: ConversationIdParam) -> ExportRecord:
         """The stored record: turns (redacted), signals, last decision, customer, sources."""
@@ -194,7 +200,13 @@ def build_api_router(
         check_toml_depth(data.policy, "policy")
         return _check(data.policy, policies)
 
-    @post("/policy/reload", status_code=200, summary="Reload the policy file now", tags=["policy"])
+    @post(
+        "/policy/reload",
+        status_code=200,
+        summary="Reload the policy file now",
+        tags=["policy"],
+        responses=problem_responses(422),
+    )
     async def reload_policy() -> PolicyInfo:
         """Re-read SWITCHBOARD_POLICY; 422 with the validator's errors (old policy kept) if it is invalid."""
         policies.reload()
@@ -205,12 +217,23 @@ def build_api_router(
             raise NotFound("custom contact reasons are not configured in this service")
         return analyzer.reasons
 
-    @get("/reasons", summary="The active custom contact reasons", tags=["reasons"])
+    @get(
+        "/reasons",
+        summary="The active custom contact reasons",
+        tags=["reasons"],
+        responses=problem_responses(404),
+    )
     async def get_reasons() -> ReasonsInfo:
         """Status (active, pending, unavailable without a pack embedding, disabled), source, hash, reasons."""
         return _reasons_info(_reasons())
 
-    @post("/reasons/reload", status_code=200, summary="Reload the reasons file now", tags=["reasons"])
+    @post(
+        "/reasons/reload",
+        status_code=200,
+        summary="Reload the reasons file now",
+        tags=["reasons"],
+        responses=problem_responses(404, 422),
+    )
     async def reload_reasons() -> ReasonsInfo:
         """Re-read SWITCHBOARD_REASONS and embed new examples; 422 with the errors (old reasons kept) if the
         file is invalid or the active policy rejects it."""

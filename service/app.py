@@ -22,16 +22,15 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 
 from models.errors import PackError
 from models.packs import DEFAULT_PACK
 from models.runtime import Runtime, RuntimeConfig
 from routing.errors import PolicyError
+from service.adapters.actions import attach_actions
 from service.adapters.outbox import Outbox
 from service.adapters.routes import build_adapter_routers
+from service.admin import build_admin_router
 from service.admission import InferenceAdmission
 from service.analysis import Analyzer, models_summary
 from service.api import build_api_router
@@ -39,17 +38,21 @@ from service.auth import ApiKeyGuard, Authenticator
 from service.conversations import ConversationService
 from service.errors import SettingsError
 from service.inference import ModelGate
+from service.insights import Insights, open_insights
+from service.insights_api import build_insights_router
 from service.logs import configure_logging, exception_location
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.migration import migrate_legacy
+from service.openapi import openapi_config, openapi_plugins
 from service.ops import build_ops_router
 from service.policy_source import PolicySource
 from service.problems import problem_response
-from service.ratelimit import TokenBucketLimiter
+from service.ratelimit import build_limiter
 from service.reasons import Embedder, EmbeddingCache, ReasonSource
 from service.settings import Settings
 from service.store import ConversationStore, open_store
+from service.tracing import Tracing
 
 _log = logging.getLogger("switchboard.app")
 VERSION = "0.1.0"
@@ -71,6 +74,7 @@ class ServiceState:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # Conversations still in the first storage layout (a failed migration is retried by the purge loop).
     migration_pending: bool = True
+    tracing: Tracing | None = None  # None: tracing off (no SWITCHBOARD_OTEL_ENDPOINT)
 
     @property
     def ready(self) -> bool:
@@ -102,6 +106,8 @@ async def _load_runtime(service: ServiceState) -> None:
 
         def on_batch(batch_size: int, tokens: int, seconds: float) -> None:
             service.metrics.observe_batch(batch_size, tokens, seconds)
+            if service.tracing is not None:
+                service.tracing.record_batch(batch_size, tokens, seconds)
             admission.observe(batch_size, tokens, seconds)
 
         runtime.on_batch = on_batch
@@ -175,10 +181,14 @@ def _reload_on_sighup(service: ServiceState) -> None:
     service.tasks.append(reload)
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Litestar:
     """Build the service. Raises ``SettingsError``/``PolicyError``/``ReasonsError`` for unusable
-    configuration (a policy or reasons file that does not validate)."""
+    configuration (a policy or reasons file that does not validate).
+
+    ``tracer_provider`` (an OpenTelemetry SDK ``TracerProvider``) turns tracing on into it
+    (tests); otherwise tracing is on only when ``settings.otel_endpoint`` is set."""
     settings.validate()
+    tracing = Tracing.start(settings.otel_endpoint, provider=tracer_provider, version=VERSION)
     metrics = Metrics()
     reasons = ReasonSource(
         settings.reasons_path,
@@ -190,12 +200,17 @@ def create_app(settings: Settings) -> Litestar:
     reasons.bind(policies)
     store = open_store(settings.resolved_store_url, settings.conversation_ttl_s)
     gate = ModelGate(deadline_ms=settings.inference.default_deadline_ms)
-    analyzer = Analyzer(settings, policies, gate, models={}, metrics=metrics, reasons=reasons)
-    conversations = ConversationService(analyzer, store, tombstone_s=settings.erase_tombstone_s)
+    inference = gate if tracing is None else tracing.inference(gate)
+    analyzer = Analyzer(settings, policies, inference, models={}, metrics=metrics, reasons=reasons)
+    traced_store = store if tracing is None else tracing.store(store, settings.resolved_store_url)
+    conversations = ConversationService(analyzer, traced_store, tombstone_s=settings.erase_tombstone_s)
     outbox = Outbox.from_settings(settings, registry=metrics.registry)
     outbox.attach(conversations)
     conversations.add_erase_listener(outbox.erase)
     conversations.add_erase_listener(outbox.nonces.forget)
+    attach_actions(settings.adapters, outbox, conversations)
+    insights = Insights(open_insights(settings.resolved_store_url))
+    insights.attach(conversations)
     service = ServiceState(
         settings=settings,
         metrics=metrics,
@@ -206,10 +221,16 @@ def create_app(settings: Settings) -> Litestar:
         analyzer=analyzer,
         conversations=conversations,
         outbox=outbox,
+        tracing=tracing,
     )
     guard = ApiKeyGuard(
         Authenticator(settings.api_keys, settings.auth_disabled),
-        TokenBucketLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
+        build_limiter(
+            settings.rate_limit_rps,
+            settings.rate_limit_burst,
+            settings.resolved_store_url,
+            on_fallback=metrics.ratelimit_fallbacks.inc,
+        ),
     )
 
     async def startup() -> None:
@@ -248,10 +269,17 @@ def create_app(settings: Settings) -> Litestar:
             await gate.runtime.close()  # drains queued requests before returning
         await outbox.stop()
         await store.close()
+        await insights.store.close()
+        await guard.limiter.aclose()
+        metrics.process_exited()
+        if tracing is not None:
+            tracing.shutdown()
 
     return Litestar(
         route_handlers=[
             build_api_router(analyzer, conversations, policies, guard),
+            build_insights_router(insights, conversations, policies, guard),
+            build_admin_router(outbox, guard),
             build_ops_router(service),
             *build_adapter_routers(conversations, settings, nonces=outbox.nonces, registry=metrics.registry),
         ],
@@ -260,20 +288,8 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers={Exception: problem_response},
         middleware=[RequestContextMiddleware(metrics, settings.limits.max_inflight, gate.pressure)],
         request_max_body_size=settings.limits.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Switchboard",
-            version=VERSION,
-            description="Per-turn sentiment, emotion and intent on CPU, and an explainable routing decision.",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http", scheme="bearer", description="API key (see SWITCHBOARD_API_KEYS)"
-                    )
-                }
-            ),
-        ),
+        openapi_config=openapi_config(VERSION),
+        plugins=[*openapi_plugins(), *([tracing.plugin()] if tracing is not None else [])],
         state=State({"metrics": metrics, "service": service}),
         logging_config=None,
         debug=False,

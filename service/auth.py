@@ -16,7 +16,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.errors import Unauthorized
-from service.ratelimit import TokenBucketLimiter
+from service.ratelimit import RateLimiter
 from service.settings import ApiKey
 
 ANONYMOUS = "anonymous"
@@ -52,19 +52,25 @@ class Authenticator:
 class ApiKeyGuard:
     """Litestar guard: authenticate, then take a rate-limit token for the key.
 
-    Runs before the body is read, so unauthenticated requests cost no parsing.
+    Runs before the body is read, so unauthenticated requests cost no parsing. The
+    limiter is shared through Redis or per worker (``service.ratelimit.build_limiter``).
     The key name is left in ``scope["state"]["api_key"]`` for logs and metrics.
     """
 
-    def __init__(self, authenticator: Authenticator, limiter: TokenBucketLimiter) -> None:
+    def __init__(self, authenticator: Authenticator, limiter: RateLimiter) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
 
-    def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def __deepcopy__(self, memo: dict[int, Any]) -> ApiKeyGuard:
+        # Litestar deep-copies routers (and their guards) when registering them. The guard is
+        # shared state: a copy would split the rate limit between routers and copy Redis clients.
+        return self
+
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         name = self.authenticator.authenticate(connection.headers.get("authorization"))
         connection.scope.setdefault("state", {})["api_key"] = name
         bucket = name
         if name == ANONYMOUS and connection.client is not None:
             # Auth off (local development): limit per client address instead.
             bucket = f"{ANONYMOUS}:{connection.client.host}"
-        self.limiter.acquire(bucket)
+        await self.limiter.take(bucket)

@@ -6,6 +6,7 @@
 ``policy test``  run a policy test suite (labelled conversations) through the model pack and a policy
 ``reasons check FILE``     validate and measure a custom contact reasons file with the model pack
 ``reasons suggest EXPORT`` candidate reasons from the exported turns the pack could not name
+``callbacks list|show|redrive`` the decision-callback outbox: dead letters, sending again
 ``export``       write closed (or all given) conversations from the store as JSONL
 ``keygen``       make an API key and the hash to put in SWITCHBOARD_API_KEYS
 ``pack``         build model packs (the ``python -m export`` pipeline)
@@ -20,6 +21,7 @@ import asyncio
 import importlib.util
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -109,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_reasons_parser(sub)
 
+    from service.callbacks_cli import add_callbacks_parser
+
+    add_callbacks_parser(sub)
+
     # Listed for --help only: main() hands `pack ...` to the export pipeline before parsing.
     sub.add_parser(
         "pack", help="build model packs: train, onnx, quantize, hf, evaluate (needs the [export] extra)"
@@ -130,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.logs import configure_logging, uvicorn_log_config
+    from service.metrics import MULTIPROC_ENV
 
     flags = cli_values(args)
     settings = Settings.from_env(os.environ, cli=flags)  # fail fast here, in the parent, naming the flag
@@ -141,6 +148,49 @@ def _serve(args: argparse.Namespace) -> int:
 
         os.environ["SWITCHBOARD_INTRA_OP_THREADS"] = str(max(1, cpu_quota().cpus // settings.workers))
     configure_logging(settings.log_level)
+    metrics_dir = _metrics_dir(settings.data_dir) if settings.workers > 1 else None
+    try:
+        _run_uvicorn(uvicorn, settings, uvicorn_log_config(settings.log_level))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.environ.pop(MULTIPROC_ENV, None)
+    return 0
+
+
+def _metrics_dir(data_dir: Path) -> Path:
+    """A fresh folder for the workers' metric files, named in ``PROMETHEUS_MULTIPROC_DIR``.
+
+    Set before the workers start so prometheus_client in each of them keeps its values in
+    files there, and ``/metrics`` sums them. One folder per ``serve`` process (by pid) under
+    ``DATA_DIR/metrics``; folders of ``serve`` processes no longer running are removed, so a
+    restart never counts a previous run's requests.
+    """
+    from service.metrics import MULTIPROC_ENV
+
+    root = data_dir / "metrics"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        if old.name.isdigit() and _pid_alive(int(old.name)) and int(old.name) != os.getpid():
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    folder = root / str(os.getpid())
+    folder.mkdir()
+    os.environ[MULTIPROC_ENV] = str(folder.resolve())
+    return folder
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_uvicorn(uvicorn: Any, settings: Settings, log_config: dict[str, Any]) -> None:
     uvicorn.run(
         "service.app:app_from_env",
         factory=True,
@@ -150,13 +200,12 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         # httptools parses HTTP in C (much cheaper than h11 per request); h11 if it is missing.
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        log_config=uvicorn_log_config(settings.log_level),
+        log_config=log_config,
         access_log=False,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
-    return 0
 
 
 # ---- analyze ---------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ __all__ = ["ConversationHead", "ConversationService", "CustomerIn", "TurnIn"]
 
 DecisionListener = Callable[[str, AnalysisResponse, str | None], Awaitable[None]]
 EraseListener = Callable[[str], Awaitable[Any]]
+StateListener = Callable[[str, "ConversationHead", int], Awaitable[None]]
 # Enough for every process of a deployment to win a race once; beyond that the
 # conversation is pathologically hot and the client should back off (503 + Retry-After).
 MAX_ATTEMPTS = 16
@@ -242,6 +243,7 @@ class ConversationService:
         self._locks = _KeyedLocks()
         self._decision_listeners: list[DecisionListener] = []
         self._erase_listeners: list[EraseListener] = []
+        self._state_listeners: list[StateListener] = []
 
     # -- listeners ---------------------------------------------------------------------------------
 
@@ -257,6 +259,22 @@ class ConversationService:
         counted and does not fail the append (the turns are already committed).
         """
         self._decision_listeners.append(fn)
+
+    def add_state_listener(self, fn: StateListener) -> None:
+        """Call ``fn(conversation_id, head, version)`` after every committed append and close.
+
+        Unlike decision listeners it sees every stored state, changed decision or not. One that
+        raises is logged and counted and does not fail the request (the write is committed).
+        """
+        self._state_listeners.append(fn)
+
+    async def _notify_state(self, head: ConversationHead, version: int) -> None:
+        for listener in self._state_listeners:
+            try:
+                await listener(head.conversation_id, head, version)
+            except Exception:
+                self.analyzer.metrics.listener_failures.inc()
+                _log.exception("state listener failed", extra={"conversation_id": head.conversation_id})
 
     def add_erase_listener(self, fn: EraseListener) -> None:
         """Call ``fn(conversation_id)`` whenever a conversation is erased (request, export, expiry)."""
@@ -338,6 +356,7 @@ class ConversationService:
             outcome.head, outcome.version, outcome.turns, new_turns, new_turns, duplicates,
             started, inference_ms, outcome.decision, outcome.facts, info=outcome.info,
         )  # fmt: skip
+        await self._notify_state(outcome.head, outcome.version)
         if _notify_worthy(outcome.decision):
             await self._notify(conversation_id, response, source)
         if include_all_turns:
@@ -485,7 +504,7 @@ class ConversationService:
         info = customer_info(merged)
         with tracing.span("switchboard.route") as route_span:
             decision, facts = decide_with_facts(signals, info, policy, head.conversation_id, head.decision)
-            route_span.set_attributes(tracing.decision_attributes(decision))
+            tracing.describe_decision(route_span, decision)
         sources = head.sources if source is None or source in head.sources else [*head.sources, source]
         updated = msgspec.structs.replace(
             head,
@@ -645,6 +664,7 @@ class ConversationService:
                     )
                 except VersionConflict:
                     continue
+                await self._notify_state(head, version)
                 break
             else:
                 raise Unavailable(f"conversation {conversation_id} is being updated concurrently; retry")

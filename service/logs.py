@@ -2,9 +2,11 @@
 
 Every record is one JSON object on stderr: time, level, logger, message, the
 current request id (from a context variable set by the request middleware) and
-any ``extra={...}`` fields. Transcript text must never be passed to a logger
-unless ``SWITCHBOARD_LOG_TRANSCRIPTS=true``; ``transcript_field`` enforces that
-for the few places that could log text.
+any ``extra={...}`` fields (but not uvicorn's ``color_message``, an ANSI-coloured
+copy of the message). The service's own loggers are all named ``switchboard.*``.
+Transcript text must never be passed to a logger unless
+``SWITCHBOARD_LOG_TRANSCRIPTS=true``; ``transcript_field`` enforces that for the few
+places that could log text.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
     | {"message", "asctime", "taskName"}
 )
+# uvicorn passes ``color_message`` (the message with ANSI colour escapes) for its own console formatter.
+_DROPPED = frozenset({"color_message"})
 _encoder = msgspec.json.Encoder()
 
 
@@ -49,7 +53,7 @@ class JsonFormatter(logging.Formatter):
         if request_id is not None:
             entry["request_id"] = request_id
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS and key not in _DROPPED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__

@@ -17,7 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Without the charset: Litestar appends ``; charset=utf-8`` to every text/* media type itself.
@@ -31,9 +39,13 @@ def multiprocess_dir() -> str | None:
     """The folder of the per-worker metric files, or None in single-process mode.
 
     Read from the environment (not from ``Settings``) because prometheus_client itself
-    decides from this variable, at import, whether values live in files.
+    decides from this variable, once at import, whether values live in files; a variable
+    set after that import (in a process that is no worker) changes nothing.
     """
+    if values.ValueClass is values.MutexValue:
+        return None
     return os.environ.get(MULTIPROC_ENV) or None
+
 
 _LATENCY_BUCKETS = (
     0.001,

@@ -45,9 +45,27 @@ Text = Annotated[
 TurnId = Annotated[
     str, Meta(min_length=1, max_length=128, description="Caller's turn id; appends are idempotent on it.")
 ]
-Source = Annotated[str, Meta(pattern=SOURCE_PATTERN, description="Origin, selects the callback URL.")]
-ShortText = Annotated[str, Meta(max_length=128)]
+Source = Annotated[
+    str,
+    Meta(
+        pattern=SOURCE_PATTERN,
+        description="Where the turns come from (e.g. `crm`); selects the decision callback URL.",
+    ),
+]
+# An untagged union: the OpenAPI document says ``anyOf`` (service.openapi), since an integer is
+# also a JSON Schema number and ``oneOf`` would reject it for matching two branches.
 AttributeValue = str | int | float | bool
+Language = Annotated[
+    str,
+    Meta(
+        max_length=35,
+        description="BCP 47 language hint from the platform (stored; routing uses the detected language).",
+    ),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    Meta(description="Free-form caller data; stored with the conversation, never interpreted."),
+]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -55,51 +73,62 @@ class Request(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class TurnIn(Request):
-    """One turn as a client sends it."""
+    """One turn as a client sends it: who spoke, what was said, and optionally when and its id."""
 
-    speaker: Speaker
+    speaker: Annotated[Speaker, Meta(description="customer, agent, bot or system.")]
     text: Text
     ts: Timestamp | None = None
     id: TurnId | None = None
 
 
 class CustomerIn(Request):
-    """What the platform knows about the customer (all optional)."""
+    """What the platform knows about the customer (all optional); the policy reads it as ``customer.*``."""
 
-    id: ShortText | None = None
-    tier: Annotated[str, Meta(max_length=64)] | None = None
-    tenure_months: Annotated[int, Meta(ge=0, le=1200)] | None = None
-    lifetime_value: Annotated[float, Meta(ge=0, le=1e12)] | None = None
-    contacts_last_30d: Annotated[int, Meta(ge=0, le=100_000)] | None = None
-    attributes: Annotated[dict[Annotated[str, Meta(max_length=64)], AttributeValue], Meta(max_length=64)] = {}
+    id: Annotated[str, Meta(max_length=128, description="The platform's customer id.")] | None = None
+    tier: Annotated[str, Meta(max_length=64, description="Service tier, e.g. `gold`.")] | None = None
+    tenure_months: Annotated[int, Meta(ge=0, le=1200, description="Months as a customer.")] | None = None
+    lifetime_value: (
+        Annotated[float, Meta(ge=0, le=1e12, description="Lifetime value in the account currency.")] | None
+    ) = None
+    contacts_last_30d: (
+        Annotated[int, Meta(ge=0, le=100_000, description="Contacts in the last 30 days.")] | None
+    ) = None
+    attributes: Annotated[
+        dict[Annotated[str, Meta(max_length=64)], AttributeValue],
+        Meta(max_length=64, description="Up to 64 further scalar attributes the policy can match on."),
+    ] = {}
+
+
+TurnsIn = Annotated[list[TurnIn], Meta(min_length=1, description="The turns, oldest first.")]
+ChannelIn = Annotated[Channel, Meta(description="voice, chat, email or sms.")]
 
 
 class AnalyzeRequest(Request):
     """``POST /v1/analyze``: a whole transcript, analysed statelessly."""
 
-    turns: Annotated[list[TurnIn], Meta(min_length=1)]
+    turns: TurnsIn
     conversation_id: ConversationId | None = None
-    channel: Channel | None = None
-    language: Annotated[str, Meta(max_length=35)] | None = None
+    channel: ChannelIn | None = None
+    language: Language | None = None
     customer: CustomerIn | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class AppendRequest(Request):
     """``POST /v1/conversations/{id}/turns``: new turns of a live conversation."""
 
-    turns: Annotated[list[TurnIn], Meta(min_length=1)]
-    channel: Channel | None = None
-    language: Annotated[str, Meta(max_length=35)] | None = None
+    turns: TurnsIn
+    channel: ChannelIn | None = None
+    language: Language | None = None
     customer: CustomerIn | None = None
     source: Source | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class PolicyValidateRequest(Request):
     """``POST /v1/policy/validate`` with a JSON body (TOML text in ``policy``)."""
 
-    policy: Annotated[str, Meta(max_length=1_000_000)]
+    policy: Annotated[str, Meta(max_length=1_000_000, description="The policy file's TOML text.")]
 
 
 # ---- responses ----------------------------------------------------------------------------------
@@ -296,14 +325,15 @@ class AnalysisResponse(Response):
 
 
 class DeletedResponse(Response):
-    """``DELETE /v1/conversations/{id}``."""
+    """``DELETE /v1/conversations/{id}``: ``deleted`` is False when nothing was stored under the id."""
 
     conversation_id: str
     deleted: bool
 
 
 class PolicyInfo(Response):
-    """The active policy."""
+    """The active policy: version, content hash, where it was loaded from and when, its rules and
+    the whole validated policy."""
 
     version: str
     hash: str
@@ -314,7 +344,8 @@ class PolicyInfo(Response):
 
 
 class PolicyCheck(Response):
-    """Result of validating a policy without activating it."""
+    """Result of validating a policy without activating it: ``valid`` and, when invalid, every
+    error naming rule and field; when valid, its version, hash and number of rules."""
 
     valid: bool
     version: str | None = None
@@ -324,7 +355,7 @@ class PolicyCheck(Response):
 
 
 class Health(Response):
-    """Liveness/readiness body."""
+    """Liveness/readiness body: ``status``, ``ready`` and, on ``/readyz``, one line per check."""
 
     status: str
     ready: bool
@@ -332,7 +363,7 @@ class Health(Response):
 
 
 class ReasonSummary(Response):
-    """One custom contact reason as the service holds it."""
+    """One custom contact reason as the service holds it (``examples`` is how many it has)."""
 
     id: str
     category: str
@@ -360,3 +391,32 @@ class ReasonsInfo(Response):
     new_categories: list[str]
     version: str = ""
     detail: str = ""
+
+
+class FieldProblem(Response):
+    """One invalid part of a request: ``field`` is a path into the body (``turns[0].text``), a
+    parameter, header or setting name; ``message`` says what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class Problem(Response):
+    """An RFC 9457 problem (``application/problem+json``): every error the service returns.
+
+    ``type`` is ``urn:switchboard:problem:<slug>`` (stable, for machines), ``title`` the slug's
+    fixed text, ``detail`` this occurrence (a 5xx never carries more than the title),
+    ``instance`` the request path, ``request_id`` the ``X-Request-ID`` the logs carry.
+    ``errors`` names each invalid field. Further extension members may appear, such as ``limit``
+    (the setting's name) and ``max`` (its value) on a ``limit-exceeded`` problem.
+    """
+
+    type: Annotated[str, Meta(description="`urn:switchboard:problem:<slug>`.")]
+    title: Annotated[str, Meta(description="Short fixed summary of the problem type.")]
+    status: Annotated[int, Meta(ge=400, le=599, description="The HTTP status code.")]
+    detail: Annotated[str, Meta(description="What went wrong in this request.")]
+    instance: Annotated[str, Meta(description="The request path.")] | None = None
+    request_id: Annotated[str, Meta(description="Also in the X-Request-ID header and the logs.")] | None = (
+        None
+    )
+    errors: Annotated[list[FieldProblem], Meta(description="Each invalid field, when known.")] = []

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from models.runtime import RuntimeConfig
+from service.adapters.signatures import standard_webhooks_key
 from service.errors import SettingsError
 
 PREFIX = "SWITCHBOARD_"
@@ -92,6 +93,14 @@ class AuthorPatterns(msgspec.Struct, frozen=True):
         return any(fnmatch.fnmatchcase(folded, p.casefold()) for p in self.patterns)
 
 
+class QueueActions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where platform actions send one routing queue's handoffs (``SWITCHBOARD_ACTION_QUEUES``)."""
+
+    chatwoot_team_id: int | None = None
+    chatwoot_agent_id: int | None = None
+    taskrouter_workflow_sid: str | None = None
+
+
 class AdapterConfig(msgspec.Struct, frozen=True):
     """Settings for the webhook adapters, the replay guard and the callback outbox.
 
@@ -122,6 +131,12 @@ class AdapterConfig(msgspec.Struct, frozen=True):
     callback_concurrency: int = 4
     callback_retention_s: float = 7 * 24 * 3600.0
     outbox_url: str | None = None
+    actions: tuple[str, ...] = ()
+    chatwoot_api_url: str | None = None
+    chatwoot_api_token: str | None = None
+    taskrouter_workspace_sid: str | None = None
+    taskrouter_workflow_sid: str | None = None
+    action_queues: dict[str, QueueActions] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:
         # Secrets never appear in logs or tracebacks: show only whether they are set.
@@ -181,6 +196,7 @@ class Settings:
     redact: bool = True
     log_level: str = "INFO"
     log_transcripts: bool = False
+    otel_endpoint: str | None = None  # None -> tracing off (see service/tracing.py)
     inference: RuntimeConfig = field(default_factory=RuntimeConfig)
     adapters: AdapterConfig = field(default_factory=AdapterConfig)
 
@@ -224,6 +240,7 @@ class Settings:
             redact=values["redact"],
             log_level=values["log_level"],
             log_transcripts=values["log_transcripts"],
+            otel_endpoint=values["otel_endpoint"],
             inference=RuntimeConfig(
                 intra_op_threads=values["intra_op_threads"],
                 max_batch_size=values["max_batch_size"],
@@ -291,12 +308,23 @@ def _adapter_config(values: Mapping[str, Any]) -> AdapterConfig:
         callback_concurrency=values["callback_concurrency"],
         callback_retention_s=values["callback_retention_s"],
         outbox_url=values["outbox"],
+        actions=values["actions"],
+        chatwoot_api_url=values["chatwoot_api_url"],
+        chatwoot_api_token=values["chatwoot_api_token"],
+        taskrouter_workspace_sid=values["taskrouter_workspace_sid"],
+        taskrouter_workflow_sid=values["taskrouter_workflow_sid"],
+        action_queues=values["action_queues"],
     )
     if config.callback_urls and not config.signing_secret:
         raise SettingsError(
             "SWITCHBOARD_CALLBACK_URL* is set but neither SWITCHBOARD_CALLBACK_SECRET nor "
             "SWITCHBOARD_WEBHOOK_SECRET is: callbacks must be signed"
         )
+    if config.signing_secret and config.callback_signature_scheme == "standard-webhooks":
+        try:
+            standard_webhooks_key(config.signing_secret)
+        except ValueError as exc:
+            raise SettingsError(f"SWITCHBOARD_CALLBACK_SECRET (the key that signs callbacks): {exc}") from exc
     if config.callback_backoff_max_s < config.callback_backoff_base_s:
         raise SettingsError(
             "SWITCHBOARD_CALLBACK_BACKOFF_MAX_S must be >= SWITCHBOARD_CALLBACK_BACKOFF_BASE_S"
@@ -464,6 +492,24 @@ class SourceUrls(Kind):
         ):
             raise _Invalid("must be a JSON object of source -> URL")
         return {_source(source): _url(url, f"[{source}]") for source, url in parsed.items()}
+
+
+@dataclass(frozen=True)
+class QueueTargets(Kind):
+    """A JSON object of routing queue -> ``QueueActions`` (``*`` = any queue without its own)."""
+
+    metavar: str = "JSON"
+
+    def parse(self, raw: str) -> dict[str, QueueActions]:
+        try:
+            return msgspec.json.decode(raw, type=dict[str, QueueActions])
+        except msgspec.ValidationError as exc:
+            raise _Invalid(
+                f"must be a JSON object of queue -> {{chatwoot_team_id, chatwoot_agent_id, "
+                f"taskrouter_workflow_sid}}: {exc}"
+            ) from None
+        except msgspec.DecodeError:
+            raise _Invalid("must be a JSON object of queue -> targets") from None
 
 
 def _source(source: str) -> str:
@@ -696,6 +742,15 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
         "logging",
     ),
     Setting(
+        "otel_endpoint",
+        HttpUrl(),
+        _D.otel_endpoint,
+        "OTLP/HTTP traces endpoint (`http://collector:4318/v1/traces`); set, requests are traced with "
+        "OpenTelemetry (needs the `[otel]` extra); unset, tracing is off.",
+        "logging",
+        shown="(tracing off)",
+    ),
+    Setting(
         "intra_op_threads",
         Integer(minimum=1),
         _INFERENCE.intra_op_threads,
@@ -857,7 +912,7 @@ ADAPTER_SETTINGS: tuple[Setting, ...] = (
         "callback_secret",
         Kind(),
         _A.callback_secret,
-        "Signs callbacks; required when a callback URL is set.",
+        "Signs callbacks: a `whsec_<base64>` secret or any string; required when a callback URL is set.",
         "callbacks",
         shown="(the first webhook secret)",
         secret=True,
@@ -921,6 +976,55 @@ ADAPTER_SETTINGS: tuple[Setting, ...] = (
         "callbacks",
         shown="(the store URL)",
     ),
+    Setting(
+        "actions",
+        Words(),
+        _A.actions,
+        "Sources whose human handoffs act in the platform (opt-in): chatwoot, twilio_voice, "
+        "twilio_conversations.",
+        "actions",
+        shown="(none)",
+    ),
+    Setting(
+        "chatwoot_api_url",
+        HttpUrl(strip_slash=True),
+        _A.chatwoot_api_url,
+        "Chatwoot base URL for actions (`https://app.chatwoot.com` or your install).",
+        "actions",
+    ),
+    Setting(
+        "chatwoot_api_token",
+        Kind(),
+        _A.chatwoot_api_token,
+        "Chatwoot `api_access_token` (an agent's or agent bot's) for actions.",
+        "actions",
+        secret=True,
+    ),
+    Setting(
+        "taskrouter_workspace_sid",
+        Kind(),
+        _A.taskrouter_workspace_sid,
+        "TaskRouter workspace (WS...) of Twilio actions; the REST client authenticates with "
+        "`SWITCHBOARD_TWILIO_ACCOUNT_SID` and `SWITCHBOARD_TWILIO_AUTH_TOKEN`.",
+        "actions",
+    ),
+    Setting(
+        "taskrouter_workflow_sid",
+        Kind(),
+        _A.taskrouter_workflow_sid,
+        "TaskRouter workflow (WW...) for queues without their own in `SWITCHBOARD_ACTION_QUEUES`.",
+        "actions",
+        shown="(the workspace's only workflow)",
+    ),
+    Setting(
+        "action_queues",
+        QueueTargets(),
+        {},
+        "Per routing queue: `{queue: {chatwoot_team_id, chatwoot_agent_id, taskrouter_workflow_sid}}` "
+        "(`*` = any other queue).",
+        "actions",
+        shown="(none)",
+    ),
 )
 
 SETTINGS: tuple[Setting, ...] = SERVICE_SETTINGS + ADAPTER_SETTINGS
@@ -935,6 +1039,7 @@ GROUPS: dict[str, str] = {
     "inference": "Inference runtime",
     "adapters": "Platform adapters (Twilio, Chatwoot, generic webhook)",
     "callbacks": "Decision callbacks",
+    "actions": "Platform actions (Chatwoot, Twilio TaskRouter)",
 }
 
 

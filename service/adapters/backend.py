@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "BackendError", "open_backend", "resolve_backend_url"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("switchboard.adapters.backend")
 
 
 def resolve_backend_url(settings: Settings) -> str:

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from service.conversations import ConversationService
     from service.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("switchboard.adapters.outbox")
 
 EVENT_DECISION_CHANGED = "decision.changed"
 USER_AGENT = "switchboard-callbacks/1"
@@ -117,7 +117,11 @@ class OutboxMetrics:
             registry=r,
         )
         self.outbox_messages = Gauge(
-            "switchboard_callback_outbox_messages", "Messages in the outbox by state.", ("state",), registry=r
+            "switchboard_callback_outbox_messages",
+            "Messages in the outbox by state.",
+            ("state",),
+            registry=r,
+            multiprocess_mode="livemostrecent",  # every worker counts the same shared outbox
         )
 
 

@@ -244,5 +244,5 @@ def test_quick_shortens_only_what_was_not_given_and_writes_nothing_by_default() 
     assert quick.duration == 3.0 and quick.warmup == http.QUICK["warmup"] and quick.out is None
     full = http.parse_args([])
     assert full.concurrency == list(http.CONCURRENCY) and full.out == http.DEFAULT_OUT
-    assert full.compare_workers == [1, 2]
+    assert full.compare_workers == [1, 2] and full.wait_idle == 0.0
     assert http.parse_args(["--compare-workers"]).compare_workers == []

@@ -1,11 +1,15 @@
-"""Token bucket per key: burst, refill, Retry-After, isolation between keys."""
+"""Rate limits: the in-process token bucket per key (burst, refill, Retry-After, isolation), and
+the moving window shared through Redis (one allowance for all workers, fallback when Redis hangs)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from service.errors import RateLimited
-from service.ratelimit import TokenBucketLimiter
+from service.ratelimit import RedisRateLimiter, TokenBucketLimiter, build_limiter, moving_window
+from tests.service.conftest import private_redis
 
 
 class Clock:
@@ -52,3 +56,72 @@ def test_idle_buckets_are_forgotten() -> None:
     clock.now += 5
     limiter.acquire("fresh")
     assert len(limiter._buckets) == 1
+
+
+# ---- shared through Redis ------------------------------------------------------------------------
+
+
+def test_moving_window_keeps_the_rate_and_the_burst() -> None:
+    assert moving_window(5.0, 5) == (5, 1)
+    assert moving_window(50.0, 100) == (100, 2)  # the defaults
+    assert moving_window(0.5, 1) == (1, 2)
+    assert moving_window(3.0, 5) == (6, 2)  # whole seconds: burst rounded up, rate kept
+    assert moving_window(100.0, 10) == (100, 1)  # at least one second's worth
+
+
+def test_without_redis_the_limit_is_per_process() -> None:
+    assert isinstance(build_limiter(5.0, 5, "sqlite:///var/x.sqlite3"), TokenBucketLimiter)
+    assert isinstance(build_limiter(5.0, 5, "memory://"), TokenBucketLimiter)
+    assert isinstance(build_limiter(0.0, 5, "redis://127.0.0.1:6379/0"), TokenBucketLimiter)
+
+
+@pytest.mark.redis
+async def test_two_limiters_on_one_redis_share_the_allowance(redis_url: str) -> None:
+    # Two limiters stand for two worker processes: together they admit the burst once, not twice.
+    first = build_limiter(5.0, 5, redis_url)
+    second = build_limiter(5.0, 5, redis_url)
+    assert isinstance(first, RedisRateLimiter) and isinstance(second, RedisRateLimiter)
+    try:
+        admitted = 0
+        refusals: list[RateLimited] = []
+        for n in range(12):
+            try:
+                await (first if n % 2 else second).take("key-a")
+                admitted += 1
+            except RateLimited as exc:
+                refusals.append(exc)
+        assert admitted == 5 and len(refusals) == 7
+        assert 0 < refusals[0].retry_after <= 1.0
+        await first.take("key-b")  # keys are independent
+        assert first.fallback._buckets == {} and second.fallback._buckets == {}  # Redis decided
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.redis
+async def test_a_frozen_redis_falls_back_to_the_worker_bucket_quickly(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with private_redis(tmp_path_factory) as server:
+        fallbacks: list[int] = []
+        limiter = build_limiter(0.5, 2, server.url, on_fallback=lambda: fallbacks.append(1))
+        assert isinstance(limiter, RedisRateLimiter)
+        try:
+            await limiter.take("k")  # Redis answers
+            assert fallbacks == []
+            server.freeze()
+            started = time.monotonic()
+            await limiter.take("k")  # timed out: decided by the local bucket (burst 2)
+            assert time.monotonic() - started < 1.0
+            await limiter.take("k")
+            with pytest.raises(RateLimited):
+                await limiter.take("k")  # third failure opens the breaker; the local bucket is empty
+            started = time.monotonic()
+            with pytest.raises(RateLimited):
+                await limiter.take("k")  # still limited, per worker
+            assert time.monotonic() - started < 0.05  # breaker open: no Redis round trip
+            assert len(fallbacks) == 4
+        finally:
+            server.thaw()
+            await limiter.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from pathlib import Path
@@ -11,12 +12,13 @@ from typing import Any
 import pytest
 from callback_receiver import Receiver
 from prometheus_client import CollectorRegistry
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from service.adapters.backend import open_backend
 from service.adapters.config import AdapterConfig
 from service.adapters.outbox import Outbox, backoff_delay, build_callback_body, parse_retry_after
-from service.adapters.signatures import verify_timestamped
-from service.errors import SettingsError
+from service.adapters.signatures import receiver_secret, verify_timestamped
+from service.errors import SettingsError, Unauthorized
 
 SECRET = "callback-secret"
 
@@ -306,3 +308,148 @@ def test_callback_body_keeps_routing_fields_only() -> None:
         "source",
         *("decision", "contact_reason", "sentiment", "emotions", "context"),
     }
+
+
+# --- Standard Webhooks ------------------------------------------------------------------------------
+
+WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+async def _deliver_one(tmp_path: Path, receiver: Receiver, **overrides: Any) -> tuple[str, list[Any]]:
+    outbox = Outbox(config(receiver.url, **overrides), open_backend(f"sqlite:///{tmp_path / 'sb.sqlite3'}"))
+    await outbox.start()
+    key = await outbox.enqueue("CA123", analysis(), "twilio_voice")
+    assert key is not None
+    await wait_state(outbox, key, "delivered")
+    await outbox.stop()
+    return key, receiver.deliveries
+
+
+async def test_callbacks_verify_with_standardwebhooks_out_of_the_box(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Default scheme, a whsec_ secret: the reference library accepts every attempt, retries included."""
+    receiver.script = [503]
+    key, deliveries = await _deliver_one(tmp_path, receiver, callback_secret=WHSEC)
+    assert len(deliveries) == 2
+    verifier = Webhook(WHSEC)
+    for delivery in deliveries:
+        assert delivery.headers["webhook-id"] == key == delivery.headers["idempotency-key"]
+        assert verifier.verify(delivery.body, delivery.headers)["id"] == key
+        check_signed_with(WHSEC, delivery.headers, delivery.body)  # the original scheme still verifies
+    tampered = deliveries[0].body.replace(b"retention_human", b"self_service__")
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        verifier.verify(tampered, deliveries[0].headers)
+    other_id = deliveries[0].headers | {"webhook-id": "another-id"}
+    with pytest.raises(WebhookVerificationError):
+        verifier.verify(deliveries[0].body, other_id)
+
+
+async def test_plain_secret_verifies_as_whsec_of_its_base64(tmp_path: Path, receiver: Receiver) -> None:
+    """The README's recipe for a plain secret: the receiver uses "whsec_" + base64(secret bytes)."""
+    _, (delivery,) = await _deliver_one(tmp_path, receiver)
+    by_hand = "whsec_" + base64.b64encode(SECRET.encode()).decode()
+    assert receiver_secret(SECRET) == by_hand and receiver_secret(WHSEC) == WHSEC
+    assert Webhook(by_hand).verify(delivery.body, delivery.headers)["conversation_id"] == "CA123"
+    check_signed(delivery.headers, delivery.body)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WHSEC).verify(delivery.body, delivery.headers)  # a different secret
+
+
+async def test_switchboard_scheme_keeps_the_original_headers_only(tmp_path: Path, receiver: Receiver) -> None:
+    _, (delivery,) = await _deliver_one(tmp_path, receiver, callback_signature_scheme="switchboard")
+    assert not {"webhook-id", "webhook-timestamp", "webhook-signature"} & set(delivery.headers)
+    check_signed(delivery.headers, delivery.body)
+    with pytest.raises(Unauthorized, match="does not match"):
+        check_signed(delivery.headers, delivery.body + b" ")
+    with pytest.raises(WebhookVerificationError, match="Missing required headers"):
+        Webhook(receiver_secret(SECRET)).verify(delivery.body, delivery.headers)
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_not*base64!", "whsec_===="])
+def test_unusable_whsec_secret_is_refused_at_startup(secret: str) -> None:
+    with pytest.raises(SettingsError, match="SWITCHBOARD_CALLBACK_SECRET"):
+        Outbox(config("http://127.0.0.1:9/x", callback_secret=secret), open_backend("memory://"))
+
+
+def test_settings_refuse_an_unusable_whsec_secret_and_default_to_standard_webhooks() -> None:
+    env = {
+        "SWITCHBOARD_CALLBACK_URL": "https://crm.example.com/cb",
+        "SWITCHBOARD_CALLBACK_SECRET": "whsec_%%",
+    }
+    with pytest.raises(SettingsError, match="SWITCHBOARD_CALLBACK_SECRET"):
+        AdapterConfig.from_env(env)
+    # The original scheme signs with the string as given: any string is a usable secret there.
+    legacy = AdapterConfig.from_env(env | {"SWITCHBOARD_CALLBACK_SIGNATURE_SCHEME": "switchboard"})
+    assert legacy.callback_signature_scheme == "switchboard"
+    fresh = AdapterConfig.from_env(env | {"SWITCHBOARD_CALLBACK_SECRET": WHSEC})
+    assert fresh.callback_signature_scheme == "standard-webhooks"
+
+
+def check_signed_with(secret: str, headers: dict[str, str], body: bytes) -> None:
+    verify_timestamped(
+        secrets=[secret],
+        timestamp=headers["x-switchboard-timestamp"],
+        signature=headers["x-switchboard-signature"],
+        body=body,
+        now=time.time(),
+        max_age_s=300,
+        timestamp_header="X-Switchboard-Timestamp",
+        signature_header="X-Switchboard-Signature",
+        realm="test",
+    )
+
+
+# --- dead letters: listing, one message, redriving some ---------------------------------------------
+
+
+async def test_list_get_and_redrive_some_dead_letters(backend_url: str, receiver: Receiver) -> None:
+    receiver.script = [500, 500]
+    outbox = Outbox(config(receiver.url, callback_max_attempts=1), open_backend(backend_url))
+    await outbox.start()
+    first = await outbox.enqueue("CA-a", analysis("CA-a"), "twilio_voice")
+    assert first is not None
+    await wait_state(outbox, first, "dead")
+    second = await outbox.enqueue("CA-b", analysis("CA-b"), "twilio_voice")
+    assert second is not None
+    await wait_state(outbox, second, "dead")
+
+    dead = await outbox.list_messages("dead", 10)
+    assert [m.key for m in dead] == [second, first]  # newest first
+    assert [m.key for m in await outbox.list_messages("dead", 1)] == [second]
+    record = await outbox.get(first)
+    assert record is not None
+    assert (record.conversation_id, record.source, record.url, record.state) == (
+        "CA-a",
+        "twilio_voice",
+        receiver.url,
+        "dead",
+    )
+    assert (record.attempts, record.last_error) == (1, "HTTP 500")
+    assert record.finished_at is not None and record.finished_at >= record.created_at
+    assert json.loads(record.body)["id"] == first
+    assert await outbox.get("no-such-key") is None
+
+    assert await outbox.redrive_keys([first, "no-such-key", first]) == [first]
+    await wait_state(outbox, first, "delivered")
+    assert await outbox.redrive_keys([first]) == []  # delivered: not dead any more
+    assert [m.key for m in await outbox.list_messages("dead", 10)] == [second]
+    assert [m.key for m in await outbox.list_messages("delivered", 10)] == [first]
+    assert list(receiver.accepted) == [first]
+    await outbox.stop()
+    cleanup = Outbox(config(receiver.url), open_backend(backend_url))
+    assert await cleanup.erase("CA-a") + await cleanup.erase("CA-b") == 2
+    await cleanup.backend.close()
+
+
+async def test_pending_are_listed_in_enqueue_order(backend_url: str) -> None:
+    outbox = Outbox(config("http://127.0.0.1:9/x"), open_backend(backend_url))  # never started
+    keys = [await outbox.enqueue(f"CA-{i}", analysis(f"CA-{i}"), "twilio_voice") for i in range(3)]
+    pending = await outbox.list_messages("pending", 10)
+    assert [m.key for m in pending] == keys
+    assert all(m.state == "pending" and m.attempts == 0 and m.finished_at is None for m in pending)
+    assert await outbox.list_messages("dead", 10) == []
+    assert await outbox.redrive_keys([k for k in keys if k]) == []  # pending is not dead
+    for i in range(3):
+        await outbox.erase(f"CA-{i}")
+    await outbox.backend.close()

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from standardwebhooks import Webhook, WebhookVerificationError
 from twilio.request_validator import RequestValidator
 
 from service.adapters.signatures import (
     HMAC_SHA256,
     StaleTimestamp,
+    receiver_secret,
+    sign_standard_webhooks,
     sign_timestamped,
+    standard_webhooks_key,
     tokens_match,
     twilio_algorithm,
     twilio_replay_key,
@@ -273,3 +279,48 @@ def test_tokens_match() -> None:
     assert not tokens_match("abd", "abc")
     assert not tokens_match(None, "abc")
     assert not tokens_match("abc", None)
+
+
+# --- Standard Webhooks, against the reference ``standardwebhooks`` package --------------------------
+
+KEY_BYTES = bytes(range(32))
+
+
+@given(
+    message_id=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40),
+    body=st.binary(max_size=200).map(lambda b: base64.b64encode(b)),
+    key=st.binary(min_size=1, max_size=64),
+)
+def test_standard_webhooks_signature_matches_the_reference_library(
+    message_id: str, body: bytes, key: bytes
+) -> None:
+    secret = "whsec_" + base64.b64encode(key).decode()
+    stamp = int(time.time())
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign_standard_webhooks(standard_webhooks_key(secret), message_id, stamp, body),
+    }
+    assert Webhook(secret).verify(body, headers, json_parse=False) is None
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body + b"x", headers, json_parse=False)
+
+
+def test_standard_webhooks_keys() -> None:
+    padded = "whsec_" + base64.b64encode(KEY_BYTES[:31]).decode()
+    assert padded.endswith("=") and standard_webhooks_key(padded) == KEY_BYTES[:31]
+    assert standard_webhooks_key(padded.rstrip("=")) == KEY_BYTES[:31]  # unpadded, as the libraries accept
+    assert standard_webhooks_key("plain secret") == b"plain secret"
+    assert receiver_secret("plain secret") == "whsec_" + base64.b64encode(b"plain secret").decode()
+    assert standard_webhooks_key(receiver_secret("plain secret")) == b"plain secret"
+    for bad in ("", "whsec_", "whsec_%%%", "whsec_ab cd"):
+        with pytest.raises(ValueError):
+            standard_webhooks_key(bad)
+
+
+def test_standard_webhooks_signature_is_the_documented_hmac() -> None:
+    mac = hmac.new(KEY_BYTES, b"msg_1.1736443850.{}", hashlib.sha256).digest()
+    assert (
+        sign_standard_webhooks(KEY_BYTES, "msg_1", 1736443850, b"{}")
+        == "v1," + base64.b64encode(mac).decode()
+    )

@@ -1,0 +1,490 @@
+"""The insights counter store: time-bucketed counters kept as conversations change.
+
+Per conversation the store keeps a small **member** record (the version of the head it was
+computed from, its ``Facts`` and its ``Outcome``) and the counters it contributes
+(``routing.insights.cells``). A change, whether a committed append, a close or an outcome,
+replaces the member and adds ``new cells - old cells`` to the counters in one atomic step:
+
+* SQLite (``memory://`` and ``sqlite:///path``; the same file as the conversations): one
+  ``BEGIN IMMEDIATE`` transaction on the runner's thread reads the member, writes it and
+  upserts the counter rows, so processes sharing the file never lose an increment.
+* Redis: a GET of the member, then one Lua script that checks the member is unchanged
+  (compare-and-set), HINCRBYs the counter hashes ``{prefix}insights:{dim}:{bucket}``
+  (field ``value\\x1fmetric``) and stores the new member; a lost race re-reads and retries.
+  Replicas sharing the Redis prefix therefore add up.
+
+An update computed from an older head than the stored member's is ignored, so listeners
+running out of order across processes cannot roll a conversation back. A query reads only
+the counters of the requested dimension over the window's buckets (hourly), never a
+conversation. Erasing a conversation deletes its member (and with it the outcome, which is
+personal data); the anonymous counts it added stay in the aggregates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from routing.insights import (
+    BUCKET_S,
+    Cells,
+    ExperimentReport,
+    Facts,
+    GroupSummary,
+    Outcome,
+    add_counts,
+    cells,
+    delta,
+    experiment_reports,
+    facts_from,
+    summarize,
+)
+from service.conversations import ConversationHead, ConversationService, decode_head
+from service.errors import Gone, NotFound
+from service.redis_conn import RedisStoreError, RedisUnavailable, open_redis
+from service.sqlite_runner import SqliteError, SqliteRunner
+from service.store.base import StoreError
+from service.validation import check_conversation_id
+
+__all__ = [
+    "DEFAULT_RETENTION_S",
+    "ExperimentsOverview",
+    "Insights",
+    "InsightsOverview",
+    "InsightsStore",
+    "Member",
+    "OutcomeRecorded",
+    "RedisInsights",
+    "SqliteInsights",
+    "open_insights",
+]
+
+T = TypeVar("T")
+# Longer than the longest window a query accepts (90 days).
+DEFAULT_RETENTION_S = 100 * 86400
+MAX_ATTEMPTS = 32
+Bucketed = dict[tuple[int, str, str, str], int]
+
+
+class Member(msgspec.Struct, frozen=True):
+    """What the store keeps per conversation: the head version its facts came from, and the outcome."""
+
+    version: int
+    facts: Facts | None = None
+    outcome: Outcome | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Member)
+
+
+def _bucketed(member: Member | None) -> Bucketed:
+    if member is None or member.facts is None:
+        return {}
+    bucket = member.facts.bucket
+    contribution: Cells = cells(member.facts, member.outcome)
+    return {(bucket, dim, value, metric): n for (dim, value, metric), n in contribution.items()}
+
+
+def _changes(old: Member | None, new: Member | None) -> Bucketed:
+    return delta(_bucketed(old), _bucketed(new))
+
+
+Update = Callable[[Member | None], Member | None]
+
+
+def state_update(version: int, facts: Facts | None) -> Update:
+    """The update for a head at ``version``: new facts, the outcome kept; stale heads change nothing."""
+
+    def apply(old: Member | None) -> Member | None:
+        if old is not None and old.version > version:
+            return old
+        return Member(version=version, facts=facts, outcome=old.outcome if old is not None else None)
+
+    return apply
+
+
+def outcome_update(version: int, facts: Facts | None, outcome: Outcome) -> Update:
+    """The update for an outcome posted against a head at ``version`` (newer stored facts win)."""
+
+    def apply(old: Member | None) -> Member | None:
+        if old is not None and old.version >= version:
+            return Member(version=old.version, facts=old.facts, outcome=outcome)
+        return Member(version=version, facts=facts, outcome=outcome)
+
+    return apply
+
+
+class InsightsStore:
+    """The interface both backends implement (every method may raise ``StoreError``: 503)."""
+
+    bucket_s: int = BUCKET_S
+
+    async def update(self, conversation_id: str, fn: Update) -> Member | None:
+        """Atomically replace the member with ``fn(old)`` and move the counters by the difference."""
+        raise NotImplementedError
+
+    async def member(self, conversation_id: str) -> Member | None:
+        """The stored member, or None."""
+        raise NotImplementedError
+
+    async def forget(self, conversation_id: str) -> None:
+        """Drop the member (and its outcome); the counters keep what it contributed."""
+        raise NotImplementedError
+
+    async def groups(self, dim: str, first_bucket: int, last_bucket: int) -> dict[str, dict[str, int]]:
+        """``value -> metric -> sum`` of dimension ``dim`` over buckets ``first..last`` (inclusive)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+        raise NotImplementedError
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS insight_counters (
+    dim TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (dim, bucket, value, metric)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS insight_members (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"""
+
+
+class SqliteInsights(InsightsStore):
+    """Counters and members in SQLite (``path=None``: a private in-memory database)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._runner = SqliteRunner(path, _SCHEMA, thread_name="sqlite-insights")
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._runner.run(fn)
+        except SqliteError as exc:
+            raise StoreError(f"insights store: {exc}") from exc
+
+    async def update(self, conversation_id: str, fn: Update) -> Member | None:
+        """One IMMEDIATE transaction: read, compute, write member and counters."""
+
+        def body(conn: sqlite3.Connection) -> Member | None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT data FROM insight_members WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                old = _decoder.decode(row[0]) if row is not None else None
+                new = fn(old)
+                if new != old:
+                    if new is None:
+                        conn.execute("DELETE FROM insight_members WHERE id = ?", (conversation_id,))
+                    else:
+                        conn.execute(
+                            "INSERT INTO insight_members (id, data) VALUES (?, ?) "
+                            "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                            (conversation_id, _encoder.encode(new)),
+                        )
+                    conn.executemany(
+                        "INSERT INTO insight_counters (dim, bucket, value, metric, n) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (dim, bucket, value, metric) DO UPDATE SET n = n + excluded.n",
+                        [
+                            (dim, bucket, value, metric, n)
+                            for (bucket, dim, value, metric), n in _changes(old, new).items()
+                        ],
+                    )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return new
+
+        return await self._run(body)
+
+    async def member(self, conversation_id: str) -> Member | None:
+        """The stored member, or None."""
+        row = await self._run(
+            lambda conn: conn.execute(
+                "SELECT data FROM insight_members WHERE id = ?", (conversation_id,)
+            ).fetchone()
+        )
+        return _decoder.decode(row[0]) if row is not None else None
+
+    async def forget(self, conversation_id: str) -> None:
+        """Drop the member."""
+        await self._run(
+            lambda conn: conn.execute("DELETE FROM insight_members WHERE id = ?", (conversation_id,))
+        )
+
+    async def groups(self, dim: str, first_bucket: int, last_bucket: int) -> dict[str, dict[str, int]]:
+        """One indexed aggregate over the dimension's rows in the window."""
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT value, metric, SUM(n) FROM insight_counters "
+                "WHERE dim = ? AND bucket BETWEEN ? AND ? GROUP BY value, metric",
+                (dim, first_bucket, last_bucket),
+            ).fetchall()
+        )
+        out: dict[str, dict[str, int]] = {}
+        add_counts(out, ((value, metric, int(n)) for value, metric, n in rows if n))
+        return out
+
+    async def close(self) -> None:
+        """Close the connection and its thread."""
+        await self._runner.close()
+
+
+# KEYS: member, then the counter hashes. ARGV: expected member ('' = none), new member ('' = delete),
+# ttl s, number of increments, then (key index, field, n) per increment.
+_UPDATE_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false then cur = '' end
+if cur ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
+for i = 0, count - 1 do
+  local key = KEYS[tonumber(ARGV[5 + 3 * i])]
+  local field = ARGV[6 + 3 * i]
+  if redis.call('HINCRBY', key, field, ARGV[7 + 3 * i]) == 0 then
+    redis.call('HDEL', key, field)
+  end
+  redis.call('EXPIRE', key, ttl)
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+end
+return 1
+"""
+_SEP = "\x1f"
+
+
+class RedisInsights(InsightsStore):
+    """Counter hashes and member strings in Redis under the URL's prefix (shared by replicas)."""
+
+    def __init__(self, url: str, retention_s: int = DEFAULT_RETENTION_S) -> None:
+        self._conn = open_redis(url)
+        self.prefix = self._conn.prefix
+        self.retention_s = retention_s
+        self._script = self._conn.client.register_script(_UPDATE_SCRIPT)
+
+    async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        try:
+            return await self._conn.call(op)
+        except RedisUnavailable as exc:
+            raise StoreError(f"insights store: {exc}", retry_after_s=exc.retry_after_s) from exc
+        except RedisStoreError as exc:
+            raise StoreError(f"insights store: {exc}") from exc
+
+    def _member_key(self, conversation_id: str) -> str:
+        return f"{self.prefix}insights:member:{conversation_id}"
+
+    def _hash_key(self, dim: str, bucket: int) -> str:
+        return f"{self.prefix}insights:{dim}:{bucket}"
+
+    async def update(self, conversation_id: str, fn: Update) -> Member | None:
+        """GET the member, compute, then compare-and-set with the counter increments (Lua)."""
+        key = self._member_key(conversation_id)
+        for _attempt in range(MAX_ATTEMPTS):
+            raw: bytes | None = await self._call(lambda c: c.get(key))
+            old = _decoder.decode(raw) if raw else None
+            new = fn(old)
+            if new == old:
+                return new
+            changes = _changes(old, new)
+            hashes: dict[str, int] = {}
+            args: list[Any] = [
+                raw or b"",
+                _encoder.encode(new) if new is not None else b"",
+                self.retention_s,
+                len(changes),
+            ]
+            for (bucket, dim, value, metric), n in changes.items():
+                hash_key = self._hash_key(dim, bucket)
+                index = hashes.setdefault(hash_key, len(hashes) + 2)  # KEYS[1] is the member
+                args.extend((index, f"{value}{_SEP}{metric}", n))
+            keys = [key, *hashes]
+            applied = await self._call(partial(self._apply, keys, args))
+            if applied:
+                return new
+        raise StoreError("insights store: the conversation's counters are updated concurrently; retry")
+
+    async def _apply(self, keys: list[str], args: list[Any], client: Any) -> int:
+        return int(await self._script(keys=keys, args=args, client=client))
+
+    async def member(self, conversation_id: str) -> Member | None:
+        """The stored member, or None."""
+        raw = await self._call(lambda c: c.get(self._member_key(conversation_id)))
+        return _decoder.decode(raw) if raw else None
+
+    async def forget(self, conversation_id: str) -> None:
+        """DEL the member."""
+        await self._call(lambda c: c.delete(self._member_key(conversation_id)))
+
+    async def groups(self, dim: str, first_bucket: int, last_bucket: int) -> dict[str, dict[str, int]]:
+        """One pipelined HGETALL per bucket of the window."""
+        keys = [self._hash_key(dim, b) for b in range(first_bucket, last_bucket + 1, self.bucket_s)]
+
+        async def fetch(client: Any) -> list[dict[bytes, bytes]]:
+            pipe = client.pipeline(transaction=False)
+            for hash_key in keys:
+                pipe.hgetall(hash_key)
+            result: list[dict[bytes, bytes]] = await pipe.execute()
+            return result
+
+        out: dict[str, dict[str, int]] = {}
+        for mapping in await self._call(fetch):
+            rows = []
+            for field, n in mapping.items():
+                value, _, metric = field.decode().partition(_SEP)
+                rows.append((value, metric, int(n)))
+            add_counts(out, rows)
+        return out
+
+    async def close(self) -> None:
+        """Close the client."""
+        await self._conn.aclose()
+
+
+def open_insights(store_url: str, retention_s: int = DEFAULT_RETENTION_S) -> InsightsStore:
+    """The counter store beside the conversation store ``store_url``: ``memory://`` (private
+    in-memory SQLite), ``sqlite:///path`` (the same file) or a Redis URL (the same prefix)."""
+    if store_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisInsights(store_url, retention_s)
+    if store_url.startswith("sqlite:///"):
+        return SqliteInsights(Path(store_url.removeprefix("sqlite:///")))
+    return SqliteInsights(None)
+
+
+class InsightsOverview(msgspec.Struct):
+    """``GET /v1/insights``: the groups of one dimension over a window, and the total."""
+
+    window: str
+    by: str
+    start: str
+    end: str
+    bucket_s: int
+    total: GroupSummary
+    groups: list[GroupSummary]
+
+
+class ExperimentsOverview(msgspec.Struct):
+    """``GET /v1/insights/experiments``: every experiment with data in the window."""
+
+    window: str
+    start: str
+    end: str
+    experiments: list[ExperimentReport]
+
+
+class OutcomeRecorded(msgspec.Struct):
+    """``POST …/outcome``: the stored outcome and whether this request changed it."""
+
+    conversation_id: str
+    outcome: Outcome
+    changed: bool
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Insights:
+    """Keeps the counters current from the conversation service and answers the queries."""
+
+    def __init__(self, store: InsightsStore, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._clock = clock
+
+    def attach(self, conversations: ConversationService) -> None:
+        """Count every committed append and close; drop the member (and outcome) on erasure."""
+        conversations.add_state_listener(self.on_state)
+        conversations.add_erase_listener(self.store.forget)
+
+    async def on_state(self, conversation_id: str, head: ConversationHead, version: int) -> None:
+        """A state listener: recompute the conversation's facts and move the counters."""
+        facts = facts_from(head.decision, head.signals, head.created_at, head.closed, self.store.bucket_s)
+        await self.store.update(conversation_id, state_update(version, facts))
+
+    async def record_outcome(
+        self, conversations: ConversationService, conversation_id: str, outcome: Outcome
+    ) -> OutcomeRecorded:
+        """Store ``outcome`` for a live conversation (replacing any other; the same one is a no-op).
+
+        Raises ``NotFound`` (never created or expired), ``Gone`` (erased on request),
+        ``StoreError`` (503)."""
+        check_conversation_id(conversation_id)
+        stored = await conversations.store.load_head(conversation_id)
+        if stored is None:
+            if await conversations.store.erased(conversation_id):
+                raise Gone(f"conversation {conversation_id} was erased on request")
+            raise NotFound(f"no live conversation {conversation_id} (never created, erased or expired)")
+        head = decode_head(stored.data)
+        facts = facts_from(head.decision, head.signals, head.created_at, head.closed, self.store.bucket_s)
+        update = outcome_update(stored.version, facts, outcome)
+        previous: list[Outcome | None] = []
+
+        def apply(old: Member | None) -> Member | None:
+            previous[:] = [old.outcome if old is not None else None]
+            return update(old)
+
+        await self.store.update(conversation_id, apply)
+        return OutcomeRecorded(
+            conversation_id=conversation_id, outcome=outcome, changed=previous[0] != outcome
+        )
+
+    async def outcome(self, conversation_id: str) -> Outcome | None:
+        """The stored outcome, or None."""
+        member = await self.store.member(conversation_id)
+        return member.outcome if member is not None else None
+
+    def _range(self, window_s: int) -> tuple[int, int]:
+        bucket_s = self.store.bucket_s
+        last = int(self._clock() // bucket_s) * bucket_s
+        first = last - (max(1, window_s // bucket_s) - 1) * bucket_s
+        return first, last
+
+    async def overview(self, window: str, window_s: int, by: str) -> InsightsOverview:
+        """Sum the counters of dimension ``by`` (and the total) over the last ``window_s`` seconds,
+        in whole buckets ending with the current one."""
+        first, last = self._range(window_s)
+        dims = ("all",) if by == "all" else ("all", by)
+        found = await asyncio.gather(*(self.store.groups(dim, first, last) for dim in dims))
+        total = summarize("*", found[0].get("*", {}))
+        groups = [summarize(key, counts) for key, counts in found[-1].items()] if by != "all" else [total]
+        groups.sort(key=lambda g: (-g.conversations, g.key))
+        return InsightsOverview(
+            window=window,
+            by=by,
+            start=_iso(first),
+            end=_iso(last + self.store.bucket_s),
+            bucket_s=self.store.bucket_s,
+            total=total,
+            groups=groups,
+        )
+
+    async def experiments(
+        self, window: str, window_s: int, declared: dict[str, list[str]] | None = None
+    ) -> ExperimentsOverview:
+        """Every experiment with data in the window, each arm against the control."""
+        first, last = self._range(window_s)
+        groups = await self.store.groups("variant", first, last)
+        return ExperimentsOverview(
+            window=window,
+            start=_iso(first),
+            end=_iso(last + self.store.bucket_s),
+            experiments=experiment_reports(groups, declared),
+        )

@@ -64,6 +64,7 @@ __all__ = [
     "OutcomeRecorded",
     "RedisInsights",
     "SqliteInsights",
+    "Update",
     "open_insights",
 ]
 

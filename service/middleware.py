@@ -75,7 +75,8 @@ class RequestContextMiddleware:
         path = scope["path"]
         if not path.startswith("/v1/"):
             return None
-        if self.pressure is not None and scope.get("method") == "POST" and not path.startswith("/v1/policy"):
+        needs_model = scope.get("method") == "POST" and not path.startswith(("/v1/policy", "/v1/admin"))
+        if self.pressure is not None and needs_model:
             retry_after = self.pressure()
             if retry_after is not None:
                 return Overloaded(

@@ -237,12 +237,19 @@ def _webhook_bodies() -> dict[str, tuple[str, type[msgspec.Struct], Any]]:
     }
 
 
-# The /v1 request body examples, by path.
+# The /v1 request body examples, by path: a new route with a body adds its example here
+# (tests/service/test_openapi.py fails for a body without one).
 REQUEST_EXAMPLES: Final[dict[str, Any]] = {
     "/v1/analyze": README_REQUEST,
     "/v1/conversations/{conversation_id}/turns": _APPEND_REQUEST,
     "/v1/policy/validate": {"policy": _POLICY_TOML},
     "/v1/admin/callbacks/redrive": {"all": True},
+    "/v1/conversations/{conversation_id}/outcome": {
+        "resolved": True,
+        "csat": 4,
+        "handle_time_s": 312.5,
+        "labels": ["refund-issued"],
+    },
 }
 
 

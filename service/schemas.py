@@ -141,9 +141,9 @@ class Response(msgspec.Struct):
 class TurnSentiment(Response):
     """Sentiment of one turn; ``score`` = p(positive) - p(negative)."""
 
-    label: str
-    score: float
-    probs: dict[str, float]
+    label: Annotated[str, Meta(description="positive, neutral or negative.")]
+    score: Annotated[float, Meta(description="p(positive) - p(negative), from -1 to 1.")]
+    probs: Annotated[dict[str, float], Meta(description="Probability of each label.")]
 
 
 class TurnIntent(Response):
@@ -156,11 +156,19 @@ class TurnIntent(Response):
     examples' centroid), ``model`` for the intent head's own labels.
     """
 
-    label: str
-    confidence: float
-    category: str
-    source: Literal["model", "reasons"] = "model"
-    similarity: float | None = None
+    label: Annotated[
+        str, Meta(description="The intent (a model label or a custom reason id); `unknown` when not judged.")
+    ]
+    confidence: Annotated[float, Meta(description="The intent's probability (0 when `unknown`).")]
+    category: Annotated[str, Meta(description="The intent's contact-reason category.")]
+    source: Annotated[
+        Literal["model", "reasons"],
+        Meta(description="`model` (the intent head) or `reasons` (a custom contact reason)."),
+    ] = "model"
+    similarity: Annotated[
+        float | None,
+        Meta(description="Cosine similarity to the custom reason's examples (source `reasons` only)."),
+    ] = None
 
 
 class TurnAct(Response):
@@ -173,8 +181,14 @@ class TurnAct(Response):
     head is trained on customer turns only).
     """
 
-    label: str
-    confidence: float
+    label: Annotated[
+        str,
+        Meta(
+            description="reason, inform, question, affirm, deny, thanks_or_closing, greeting, "
+            "non_lexical or unknown."
+        ),
+    ]
+    confidence: Annotated[float, Meta(description="The act's probability.")]
 
 
 class TurnLanguage(Response):
@@ -182,9 +196,11 @@ class TurnLanguage(Response):
     the detector's ``confidence``, and ``supported`` (False only for a confidently detected
     language the model pack does not support: the turn then has no sentiment, emotion or intent)."""
 
-    code: str
-    confidence: float
-    supported: bool
+    code: Annotated[str, Meta(description="ISO 639-1 code; `und` when the turn is too short to judge.")]
+    confidence: Annotated[float, Meta(description="The detector's confidence.")]
+    supported: Annotated[
+        bool, Meta(description="False only for a confidently detected language the pack does not support.")
+    ]
 
 
 class TurnOut(Response):
@@ -196,25 +212,29 @@ class TurnOut(Response):
     signals. ``act`` and ``language`` are null only on turns stored before they existed.
     """
 
-    index: int
-    speaker: Speaker
-    text: str
+    index: Annotated[int, Meta(description="Position in the conversation, from 0.")]
+    speaker: Annotated[Speaker, Meta(description="customer, agent, bot or system.")]
+    text: Annotated[str, Meta(description="What was said, PII-redacted (unless redaction is off).")]
     sentiment: TurnSentiment
-    emotions: list[str]
-    emotion_scores: dict[str, float]
+    emotions: Annotated[
+        list[str], Meta(description="Emotions above their thresholds, strongest first (`neutral` when none).")
+    ]
+    emotion_scores: Annotated[dict[str, float], Meta(description="Probability of each emotion label.")]
     intent: TurnIntent | None = None
-    ts: str | None = None
-    id: str | None = None
+    ts: Annotated[str | None, Meta(description="The turn's time as sent (RFC 3339), if any.")] = None
+    id: Annotated[str | None, Meta(description="The caller's turn id, if any.")] = None
     act: TurnAct | None = None
     language: TurnLanguage | None = None
-    lexical: bool = True
+    lexical: Annotated[
+        bool, Meta(description="False for a turn with no lexical content (noise, fillers, spoken digits).")
+    ] = True
 
 
 class PolicyRef(Response):
     """Which policy made a decision."""
 
-    version: str
-    hash: str
+    version: Annotated[str, Meta(description="The policy's `version`.")]
+    hash: Annotated[str, Meta(description="Content hash of the policy file.")]
 
 
 class ExplanationLine(Response, omit_defaults=True):
@@ -226,14 +246,22 @@ class ExplanationLine(Response, omit_defaults=True):
     list types cannot be described by msgspec's schema generator.)
     """
 
-    kind: str
-    text: str
-    path: str | None = None
-    signal: str | None = None
-    op: str | None = None
-    expected: Any = None
-    observed: Any = None
-    held: bool | None = None
+    kind: Annotated[
+        str, Meta(description="rule, default, condition, group, guardrail, priority, variant or resolved.")
+    ]
+    text: Annotated[str, Meta(description="The line a supervisor reads.")]
+    path: Annotated[
+        str | None, Meta(description="Where in the policy the line comes from (e.g. `when.any[0]`).")
+    ] = None
+    signal: Annotated[
+        str | None, Meta(description="The signal a condition read (e.g. `sentiment.score`).")
+    ] = None
+    op: Annotated[
+        str | None, Meta(description="The condition's operator (eq, gte, in, ...) or a group's all/any/not.")
+    ] = None
+    expected: Annotated[Any, Meta(description="The value the condition compares with.")] = None
+    observed: Annotated[Any, Meta(description="The signal's value in this conversation.")] = None
+    held: Annotated[bool | None, Meta(description="Whether the condition or group held.")] = None
 
 
 class DecisionOut(Response):
@@ -251,23 +279,41 @@ class DecisionOut(Response):
     always True for ``/v1/analyze``, which has no previous decision.
     """
 
-    route: Route
-    queue: str
-    priority: int
-    rule: str
-    explanation: list[ExplanationLine]
+    route: Annotated[Route, Meta(description="self_serve_bot, specialist or retention_human.")]
+    queue: Annotated[str, Meta(description="The queue the conversation goes to.")]
+    priority: Annotated[int, Meta(description="Queue priority (higher first).")]
+    rule: Annotated[str, Meta(description="The policy rule that matched (`default` when none).")]
+    explanation: Annotated[
+        list[ExplanationLine],
+        Meta(description="Why: the matched rule's conditions and observed values, guardrails, boosts."),
+    ]
     policy: PolicyRef
-    variant: str | None = None
-    guardrail: str | None = None
-    fallback: Route | None = None
-    fallback_queue: str | None = None
-    experiment: str | None = None
-    summary: str = ""
-    churn_risk: float = 0.0
-    flags: list[str] = []
-    guardrails_active: list[str] = []
-    resolved: bool = False
-    changed: bool = True
+    variant: Annotated[
+        str | None, Meta(description="The experiment variant this conversation is in, if any.")
+    ] = None
+    guardrail: Annotated[str | None, Meta(description="The guardrail that overrode a bot route, if any.")] = (
+        None
+    )
+    fallback: Annotated[
+        Route | None,
+        Meta(description="The route to use when the chosen one is unavailable, if the rule names one."),
+    ] = None
+    fallback_queue: Annotated[str | None, Meta(description="The queue of the fallback route.")] = None
+    experiment: Annotated[
+        str | None, Meta(description="The experiment that assigned the variant, if any.")
+    ] = None
+    summary: Annotated[str, Meta(description="One line: route, queue, priority and rule.")] = ""
+    churn_risk: Annotated[float, Meta(description="Estimated churn risk, from 0 to 1.")] = 0.0
+    flags: Annotated[
+        list[str], Meta(description="Escalation flags raised so far (e.g. churn_intent, repeat_contact).")
+    ] = []
+    guardrails_active: Annotated[list[str], Meta(description="Guardrails whose conditions hold now.")] = []
+    resolved: Annotated[
+        bool, Meta(description="True when the customer's last turn closes the conversation calmly.")
+    ] = False
+    changed: Annotated[
+        bool, Meta(description="True when route, queue or priority differ from the previous decision.")
+    ] = True
 
 
 class ConversationLanguage(Response):
@@ -276,8 +322,8 @@ class ConversationLanguage(Response):
     enough to judge), and whether the model pack supports it. A conversation in an unsupported
     language never stays with the bot."""
 
-    code: str
-    supported: bool
+    code: Annotated[str, Meta(description="ISO 639-1 code of the customer's language (`und` until judged).")]
+    supported: Annotated[bool, Meta(description="Whether the model pack supports it.")]
 
 
 class ConversationSentiment(Response):
@@ -285,10 +331,16 @@ class ConversationSentiment(Response):
     ``sentiment.label``/``sentiment.score`` see), the exponentially weighted ``level`` and the
     ``trend`` band (unknown until enough customer turns). Null before any customer turn."""
 
-    label: str | None
-    score: float | None
-    trend: str
-    level: float | None = None
+    label: Annotated[
+        str | None, Meta(description="The last customer turn's label (null before any customer turn).")
+    ]
+    score: Annotated[float | None, Meta(description="The last customer turn's score, from -1 to 1.")]
+    trend: Annotated[
+        str, Meta(description="improving, steady, declining or unknown (too few customer turns).")
+    ]
+    level: Annotated[
+        float | None, Meta(description="Exponentially weighted sentiment level of the customer's turns.")
+    ] = None
 
 
 class AnalysisResponse(Response):
@@ -304,72 +356,91 @@ class AnalysisResponse(Response):
     customer closed the conversation calmly.
     """
 
-    conversation_id: str
+    conversation_id: Annotated[
+        str, Meta(description="The conversation (generated for `/v1/analyze` when the request has none).")
+    ]
     decision: DecisionOut
     contact_reason: ContactReason
     sentiment: ConversationSentiment
-    emotions: list[str]
-    signals: dict[str, Any]
+    emotions: Annotated[list[str], Meta(description="The customer's current emotions, strongest first.")]
+    signals: Annotated[dict[str, Any], Meta(description="Every signal the policy can read, by name.")]
     context: HandoffContext
-    turns: list[TurnOut]
-    models: dict[str, Any]
-    timing_ms: dict[str, float]
+    turns: Annotated[
+        list[TurnOut],
+        Meta(description="The scored turns (the new ones, all, or one page; see the endpoint)."),
+    ]
+    models: Annotated[dict[str, Any], Meta(description="The model pack that scored the turns.")]
+    timing_ms: Annotated[
+        dict[str, float],
+        Meta(description="Where the time went, in milliseconds (`inference`, `total`, ...)."),
+    ]
     language: ConversationLanguage | None = None
-    channel: str | None = None
-    version: int | None = None
-    closed: bool = False
-    appended: list[int] = []
-    duplicates: int = 0
-    turn_count: int | None = None
-    next_after: int | None = None
+    channel: Annotated[str | None, Meta(description="voice, chat, email or sms, as last sent.")] = None
+    version: Annotated[
+        int | None, Meta(description="The live conversation's store version (null for `/v1/analyze`).")
+    ] = None
+    closed: Annotated[bool, Meta(description="True once the conversation is closed.")] = False
+    appended: Annotated[list[int], Meta(description="Indices of the turns this request scored.")] = []
+    duplicates: Annotated[int, Meta(description="Turns skipped because their `id` was already stored.")] = 0
+    turn_count: Annotated[int | None, Meta(description="How many turns the live conversation holds.")] = None
+    next_after: Annotated[
+        int | None,
+        Meta(description="The `after` that fetches the next page of turns; null on the last page."),
+    ] = None
 
 
 class DeletedResponse(Response):
     """``DELETE /v1/conversations/{id}``: ``deleted`` is False when nothing was stored under the id."""
 
-    conversation_id: str
-    deleted: bool
+    conversation_id: Annotated[str, Meta(description="The conversation erased.")]
+    deleted: Annotated[bool, Meta(description="False when nothing was stored under the id.")]
 
 
 class PolicyInfo(Response):
     """The active policy: version, content hash, where it was loaded from and when, its rules and
     the whole validated policy."""
 
-    version: str
-    hash: str
-    source: str
-    loaded_at: str
-    rules: list[Any]
-    policy: dict[str, Any]
+    version: Annotated[str, Meta(description="The policy's `version`.")]
+    hash: Annotated[str, Meta(description="Content hash of the policy file.")]
+    source: Annotated[
+        str, Meta(description="The file it was loaded from, or `default` (the bundled policy).")
+    ]
+    loaded_at: Annotated[str, Meta(description="When it was loaded (RFC 3339).")]
+    rules: Annotated[list[Any], Meta(description="The rules in order (first match wins).")]
+    policy: Annotated[dict[str, Any], Meta(description="The whole validated policy.")]
 
 
 class PolicyCheck(Response):
     """Result of validating a policy without activating it: ``valid`` and, when invalid, every
     error naming rule and field; when valid, its version, hash and number of rules."""
 
-    valid: bool
-    version: str | None = None
-    hash: str | None = None
-    rules: int | None = None
-    errors: list[str] = []
+    valid: Annotated[bool, Meta(description="Whether the policy validates.")]
+    version: Annotated[str | None, Meta(description="The policy's `version` (when valid).")] = None
+    hash: Annotated[str | None, Meta(description="Content hash (when valid).")] = None
+    rules: Annotated[int | None, Meta(description="Number of rules (when valid).")] = None
+    errors: Annotated[list[str], Meta(description="Every error, naming rule and field (when invalid).")] = []
 
 
 class Health(Response):
     """Liveness/readiness body: ``status``, ``ready`` and, on ``/readyz``, one line per check."""
 
-    status: str
-    ready: bool
-    checks: dict[str, str] = {}
+    status: Annotated[
+        str, Meta(description="`ok` (liveness), `ready`, or why not: the pack's status or `degraded`.")
+    ]
+    ready: Annotated[bool, Meta(description="True when the pack is loaded and warm and the store answers.")]
+    checks: Annotated[
+        dict[str, str], Meta(description="One status per check (`pack`, `store`) on `/readyz`.")
+    ] = {}
 
 
 class ReasonSummary(Response):
     """One custom contact reason as the service holds it (``examples`` is how many it has)."""
 
-    id: str
-    category: str
-    description: str
-    examples: int
-    replaces: str | None = None
+    id: Annotated[str, Meta(description="The reason's id (the intent label it produces).")]
+    category: Annotated[str, Meta(description="Its contact-reason category.")]
+    description: Annotated[str, Meta(description="What the reason means.")]
+    examples: Annotated[int, Meta(description="How many example phrases it has.")]
+    replaces: Annotated[str | None, Meta(description="The model intent it replaces, if any.")] = None
 
 
 class ReasonsInfo(Response):
@@ -382,23 +453,25 @@ class ReasonsInfo(Response):
     bundled file) or ``disabled``.
     """
 
-    status: str
-    source: str
-    hash: str
-    loaded_at: str
-    reasons: list[ReasonSummary]
-    matching: dict[str, float]
-    new_categories: list[str]
-    version: str = ""
-    detail: str = ""
+    status: Annotated[str, Meta(description="active, pending, unavailable or disabled.")]
+    source: Annotated[str, Meta(description="The reasons file, `default` or `disabled`.")]
+    hash: Annotated[str, Meta(description="Content hash of the reasons file.")]
+    loaded_at: Annotated[str, Meta(description="When it was loaded (RFC 3339).")]
+    reasons: Annotated[list[ReasonSummary], Meta(description="The custom contact reasons.")]
+    matching: Annotated[dict[str, float], Meta(description="The matching thresholds in force.")]
+    new_categories: Annotated[list[str], Meta(description="Categories the file adds to the built-in ones.")]
+    version: Annotated[str, Meta(description="The file's `version`.")] = ""
+    detail: Annotated[str, Meta(description="Why the reasons are not matched, when they are not.")] = ""
 
 
 class FieldProblem(Response):
     """One invalid part of a request: ``field`` is a path into the body (``turns[0].text``), a
     parameter, header or setting name; ``message`` says what is wrong with it."""
 
-    field: str
-    message: str
+    field: Annotated[
+        str, Meta(description="Path into the body (`turns[0].text`), or a parameter, header or setting name.")
+    ]
+    message: Annotated[str, Meta(description="What is wrong with it.")]
 
 
 class Problem(Response):

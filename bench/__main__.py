@@ -1,8 +1,10 @@
-"""``python -m bench <runtime|http|faults|routing|suite|reasons> [options]``: run one benchmark's ``main``.
+"""``python -m bench <runtime|http|faults|routing|suite|reasons|insights> [options]``: run one
+benchmark's ``main``.
 
 ``suite`` builds the default policy's test suite (``bench/build_suite.py``);
 ``routing`` reports the decision quality measured on it (``bench/routing.py``);
 ``reasons`` measures custom contact reasons with the real pack (``bench/reasons.py``);
+``insights`` times ``GET /v1/insights`` over 10,000 conversations with outcomes (``bench/insights.py``);
 ``faults`` counts lost / duplicated / 5xx answers under crashes, outages and attacks (``bench/faults.py``).
 """
 
@@ -19,6 +21,7 @@ BENCHES = {
     "routing": "bench.routing",
     "suite": "bench.build_suite",
     "reasons": "bench.reasons",
+    "insights": "bench.insights",
 }
 
 

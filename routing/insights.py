@@ -311,19 +311,25 @@ def t_cdf(t: float, df: float) -> float:
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile (0 < p < 1) of Student's t with ``df`` degrees of freedom (bisection)."""
+    """The ``p`` quantile (0 < p < 1) of Student's t with ``df`` degrees of freedom.
+
+    Newton's method on the CDF from the normal quantile: for p > 0.5 the CDF is concave beyond
+    the start, so the iterates rise monotonically to the root (a few steps, no overshoot)."""
     if not 0 < p < 1:
         raise ValueError("p must be in (0, 1)")
-    lo, hi = -1e3, 1e3
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-10:
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    if p == 0.5:
+        return 0.0
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    t = NormalDist().inv_cdf(p)
+    for _ in range(100):
+        density = math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))
+        step = (t_cdf(t, df) - p) / density
+        t -= step
+        if abs(step) < 1e-10 * max(1.0, abs(t)):
             break
-    return (lo + hi) / 2
+    return t
 
 
 def mean_interval(n: int, total: float, squares: float) -> Mean:

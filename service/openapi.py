@@ -27,8 +27,10 @@ from typing import Annotated, Any, Final
 
 import msgspec
 import swagger_ui_bundle
-from litestar import Router
+from litestar import Request, Router
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, Example, OpenAPI, Schema, SecurityScheme
@@ -346,6 +348,37 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 # Every authenticated /v1 route can answer these; routes with a body also 400, 413, 415 and 422.
 GUARDED: Final = (401, 429, 503)
 WITH_BODY: Final = (400, 413, 415, 422)
+
+
+# ---- requests held to the documented schema -------------------------------------------------------
+
+
+async def strict_json_body(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: decode a handler's JSON body with msgspec's strict rules before Litestar converts it.
+
+    Litestar turns the parsed body into the handler's ``data`` type with ``strict=False`` (the
+    mode its query and path parameters need), which accepts ``"40"`` for an integer and ``0``
+    for a boolean: requests the document says are invalid. Decoding the raw body here first
+    refuses them with the 422 naming the field (``msgspec.ValidationError`` in
+    ``service.problems``), or the 400 for malformed JSON. Runs after authentication (list it
+    after the API-key guard); an empty body is left to Litestar (400, body required).
+    """
+    data = handler.parsed_fn_signature.parameters.get("data")
+    if data is None or not isinstance(connection, Request) or not data.is_subclass_of(msgspec.Struct):
+        return
+    body = await connection.body()  # cached: the handler's own read gets the same bytes
+    if not body.strip():
+        return
+    try:
+        msgspec.json.decode(body, type=data.annotation)
+    except msgspec.ValidationError:
+        # msgspec validates while it parses: JSON that is malformed after the first invalid field,
+        # or holds a number no float can represent, is still the 400 it is without a type.
+        try:
+            msgspec.json.decode(body)
+        except msgspec.MsgspecError as exc:
+            raise errors.BadRequest(f"malformed JSON: {str(exc).split(' - at ')[0]}") from None
+        raise
 
 
 # ---- schema generation -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from routing.insights import Facts, Outcome
 from service.app import create_app
 from service.insights import SqliteInsights, outcome_update, state_update
 from service.settings import Settings, hash_api_key
+from tests.service.conftest import Server
 
 pytestmark = pytest.mark.pack
 
@@ -260,3 +261,25 @@ def test_routes_sit_behind_the_api_key_guard(tmp_path: Path, test_pack: Path) ->
             assert keyed.request(method, path, json={}).status_code == 401, path
         authorized = keyed.get("/v1/insights", headers={"Authorization": f"Bearer {key}"})
         assert authorized.status_code == 200 and authorized.json()["total"]["conversations"] == 0
+
+
+def test_two_service_processes_sharing_redis_agree(
+    start_server: Callable[[dict[str, str]], Server], tmp_path: Path, test_pack: Path, redis_url: str
+) -> None:
+    """The done-when line as stated: two ``switchboard serve`` processes on one Redis prefix."""
+    servers = [
+        start_server(env_for(tmp_path / name, test_pack, SWITCHBOARD_STORE=redis_url)) for name in ("a", "b")
+    ]
+    for server in servers:
+        server.wait_ready()
+    left, right = (server.client for server in servers)
+    for i in range(8):
+        writer, other = (left, right) if i % 2 else (right, left)
+        turn = {"speaker": "customer", "text": "my internet keeps dropping every evening"}
+        assert writer.post(f"/v1/conversations/p-{i}/turns", json={"turns": [turn]}).status_code == 200
+        assert (
+            other.post(f"/v1/conversations/p-{i}/outcome", json={"resolved": i % 2 == 0}).status_code == 200
+        )
+    answers = [c.get("/v1/insights", params={"window": "1h", "by": "queue"}).json() for c in (left, right)]
+    assert answers[0]["groups"] == answers[1]["groups"]
+    assert answers[0]["total"]["conversations"] == 8 and answers[0]["total"]["counts"]["resolved"] == 4

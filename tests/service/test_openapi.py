@@ -263,3 +263,32 @@ def test_untagged_unions_are_any_of(document: dict[str, Any]) -> None:
 def test_finish_document_is_pure_and_idempotent(document: dict[str, Any]) -> None:
     again = finish_document(document)
     assert again == document and again is not document
+
+
+@pytest.mark.parametrize(
+    ("customer", "field"),
+    [
+        ({"tenure_months": "40"}, "customer.tenure_months"),  # Litestar's lax conversion took these
+        ({"lifetime_value": "12.5"}, "customer.lifetime_value"),
+        ({"contacts_last_30d": True}, "customer.contacts_last_30d"),
+        ({"attributes": {"plan": ["pro"]}}, "customer.attributes[...]"),  # msgspec names no dict key
+    ],
+)
+def test_bodies_are_decoded_as_strictly_as_documented(
+    client: TestClient[Any], document: dict[str, Any], customer: dict[str, Any], field: str
+) -> None:
+    body = {"turns": [{"speaker": "customer", "text": "hi"}], "customer": customer}
+    assert not _validator(document, "#/components/schemas/AnalyzeRequest").is_valid(body)
+    response = client.post("/v1/analyze", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]
+
+
+def test_a_valid_body_with_every_scalar_attribute_type_is_accepted(client: TestClient[Any]) -> None:
+    customer = {
+        "tenure_months": 40,
+        "lifetime_value": 12,
+        "attributes": {"plan": "pro", "seats": 3, "vip": True},
+    }
+    body = {"turns": [{"speaker": "customer", "text": "hi"}], "customer": customer}
+    assert client.post("/v1/analyze", json=body, headers=AUTH).status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -162,3 +163,43 @@ async def test_two_replicas_sharing_the_backend_agree(make_store: Callable[[], I
     want = expected(finals)
     assert await snapshot(left) == want
     assert await snapshot(right) == want
+
+
+async def test_redis_update_lost_race_rereads_and_never_double_counts(redis_url: str) -> None:
+    """Another replica writes the member between this one's read and its compare-and-set: the
+    script refuses, the update re-reads, finds itself stale, and the counters hold only the
+    winner's contribution."""
+    store = RedisInsights(redis_url)
+    winner = facts(queue="billing", route="specialist", cause="rule:vip")
+    calls = 0
+
+    def replica_writes() -> None:
+        async def write() -> None:
+            other = RedisInsights(redis_url)  # its own connection, as another process has
+            try:
+                await other.update("c1", state_update(5, winner))
+            finally:
+                await other.close()
+
+        asyncio.run(write())
+
+    def racing(old: Member | None) -> Member | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # between our GET and our script: the other replica commits
+            thread = threading.Thread(target=replica_writes)
+            thread.start()
+            thread.join()
+        return state_update(3, facts())(old)
+
+    try:
+        await store.update("c1", racing)
+        assert calls == 2  # refused once, re-read once
+        member = await store.member("c1")
+        assert member is not None and member.version == 5
+        assert await snapshot(store) == expected([Member(version=5, facts=winner)])
+    finally:
+        keys = [key async for key in store._conn.client.scan_iter(match=f"{store.prefix}*")]
+        if keys:
+            await store._conn.client.delete(*keys)
+        await store.close()

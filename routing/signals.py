@@ -359,9 +359,7 @@ def new_signals() -> ConversationSignals:
     return ConversationSignals()
 
 
-def requote(
-    signals: ConversationSignals, index: int, text: str, config: SignalConfig
-) -> ConversationSignals:
+def requote(signals: ConversationSignals, index: int, text: str, config: SignalConfig) -> ConversationSignals:
     """The signals with every quote of turn ``index`` replaced by ``text`` (clipped as quotes are).
 
     For a turn whose stored text changed after it was folded in: a number the

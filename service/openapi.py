@@ -16,6 +16,10 @@ The document says everything a client needs:
   its signature first;
 - untagged unions are ``anyOf``: Litestar writes ``oneOf``, which rejects an integer for a
   ``str | int | float | bool`` value because an integer is also a JSON Schema number.
+
+And the service holds requests to it: :func:`strict_json_body` (a guard on the ``/v1`` routers)
+decodes each JSON body with msgspec's strict rules, where Litestar's own conversion would accept
+``"40"`` for an integer. ``tests/service/test_schemathesis.py`` checks both with schemathesis.
 """
 
 from __future__ import annotations
@@ -426,10 +430,9 @@ def _problem_content(response: dict[str, Any], status: int) -> None:
     if PROBLEM_JSON in content:
         return
     content.clear()  # Litestar's own 400 shape is not what the service sends
-    if status in _PROBLEMS:
-        response["description"] = _PROBLEMS[status][1]
     media: dict[str, Any] = {"schema": PROBLEM_REF}
     if status in _PROBLEMS:
+        response["description"] = _PROBLEMS[status][1]
         media["example"] = problem_example(status)
     content[PROBLEM_JSON] = media
 

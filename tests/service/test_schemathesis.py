@@ -71,7 +71,8 @@ def test_schemathesis_coverage_and_fuzzing_find_no_failure(
         "--request-timeout",
         "30",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    # cwd: schemathesis keeps a `.schemathesis/` cache in the working directory, not in the repository.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     tested = re.search(r"Tested: (\d+)", output)

@@ -85,7 +85,7 @@ def test_scoring_requests_are_shed_before_parsing_while_the_queue_is_too_long(
             time.sleep(0.02)
         assert service.gate.admission is not None
         service.gate.admission.seconds_per_text = 0.1  # 100 ms per text...
-        monkeypatch.setattr(Runtime, "queue_depth", property(lambda self: 30))  # ...and 30 queued: 3.1 s
+        monkeypatch.setattr(Runtime, "backlog", property(lambda self: 30))  # ...and 30 ahead: 3.1 s
         shed = client.post(
             "/v1/analyze", content=b"not even json", headers={"content-type": "application/json"}
         )
@@ -93,7 +93,7 @@ def test_scoring_requests_are_shed_before_parsing_while_the_queue_is_too_long(
         assert client.post("/v1/conversations/c/turns", json={"turns": [TURN]}).status_code == 429
         assert client.get("/v1/policy").status_code == 200  # reads and policy checks still work
         assert client.post("/v1/policy/validate", json={"policy": "x"}).status_code == 200
-        monkeypatch.setattr(Runtime, "queue_depth", property(lambda self: 0))
+        monkeypatch.setattr(Runtime, "backlog", property(lambda self: 0))
         assert client.post("/v1/analyze", json={"turns": [TURN]}).status_code == 200
 
 

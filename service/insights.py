@@ -23,6 +23,7 @@ personal data); the anonymous counts it added stay in the aggregates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -73,6 +74,9 @@ T = TypeVar("T")
 DEFAULT_RETENTION_S = 100 * 86400
 MAX_ATTEMPTS = 32
 Bucketed = dict[tuple[int, str, str, str], int]
+
+
+_log = logging.getLogger("switchboard.insights")
 
 
 class Member(msgspec.Struct, frozen=True):
@@ -431,16 +435,54 @@ class Insights:
     def __init__(self, store: InsightsStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
+        # Counter updates run after the append has answered (they are not on the request's path);
+        # one chain per conversation keeps them in order, and readers and erasure wait for them.
+        self._pending: dict[str, asyncio.Task[None]] = {}
 
     def attach(self, conversations: ConversationService) -> None:
         """Count every committed append and close; drop the member (and outcome) on erasure."""
         conversations.add_state_listener(self.on_state)
-        conversations.add_erase_listener(self.store.forget)
+        conversations.add_erase_listener(self.forget)
 
     async def on_state(self, conversation_id: str, head: ConversationHead, version: int) -> None:
-        """A state listener: recompute the conversation's facts and move the counters."""
+        """A state listener: schedule recomputing the conversation's facts and moving the counters."""
+        previous = self._pending.get(conversation_id)
+        task = asyncio.create_task(self._update_after(previous, conversation_id, head, version))
+        self._pending[conversation_id] = task
+        task.add_done_callback(lambda done: self._settle(conversation_id, done))
+
+    async def _update_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        conversation_id: str,
+        head: ConversationHead,
+        version: int,
+    ) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
         facts = facts_from(head.decision, head.signals, head.created_at, head.closed, self.store.bucket_s)
         await self.store.update(conversation_id, state_update(version, facts))
+
+    def _settle(self, conversation_id: str, task: asyncio.Task[None]) -> None:
+        if self._pending.get(conversation_id) is task:
+            del self._pending[conversation_id]
+        if not task.cancelled() and task.exception() is not None:
+            _log.error(
+                "insights counters could not be updated",
+                extra={"conversation_id": conversation_id, "exc_type": type(task.exception()).__name__},
+            )
+
+    async def flush(self, conversation_id: str | None = None) -> None:
+        """Wait for scheduled counter updates (of one conversation, or all)."""
+        tasks = list(self._pending.values()) if conversation_id is None else [self._pending[conversation_id]]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def forget(self, conversation_id: str) -> None:
+        """Erase listener: wait for the conversation's pending update, then drop its member."""
+        if conversation_id in self._pending:
+            await self.flush(conversation_id)
+        await self.store.forget(conversation_id)
 
     async def record_outcome(
         self, conversations: ConversationService, conversation_id: str, outcome: Outcome
@@ -450,6 +492,8 @@ class Insights:
         Raises ``NotFound`` (never created or expired), ``Gone`` (erased on request),
         ``StoreError`` (503)."""
         check_conversation_id(conversation_id)
+        if conversation_id in self._pending:
+            await self.flush(conversation_id)
         stored = await conversations.store.load_head(conversation_id)
         if stored is None:
             if await conversations.store.erased(conversation_id):
@@ -483,6 +527,7 @@ class Insights:
     async def overview(self, window: str, window_s: int, by: str) -> InsightsOverview:
         """Sum the counters of dimension ``by`` (and the total) over the last ``window_s`` seconds,
         in whole buckets ending with the current one."""
+        await self.flush()
         first, last = self._range(window_s)
         dims = ("all",) if by == "all" else ("all", by)
         found = await asyncio.gather(*(self.store.groups(dim, first, last) for dim in dims))
@@ -503,6 +548,7 @@ class Insights:
         self, window: str, window_s: int, declared: dict[str, list[str]] | None = None
     ) -> ExperimentsOverview:
         """Every experiment with data in the window, each arm against the control."""
+        await self.flush()
         first, last = self._range(window_s)
         groups = await self.store.groups("variant", first, last)
         return ExperimentsOverview(

@@ -472,11 +472,16 @@ return #ids
 """
 
 # KEYS: dead, due, pend. ARGV: now, message hash prefix, then the keys to redrive (only
-# those still in ``dead`` move). Returns the keys moved.
-_REDRIVE_KEYS = """
+# those still in ``dead`` move; none named: every dead message). Returns the keys moved.
+_REDRIVE = """
+local ids = {}
+if #ARGV > 2 then
+  for i = 3, #ARGV do table.insert(ids, ARGV[i]) end
+else
+  ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+end
 local out = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
+for _, id in ipairs(ids) do
   if redis.call('ZSCORE', KEYS[1], id) then
     local h = ARGV[2] .. id
     local q = redis.call('HGET', h, 'q')
@@ -491,23 +496,6 @@ for i = 3, #ARGV do
   end
 end
 return out
-"""
-
-# KEYS: dead, due, pend. ARGV: now, message hash prefix.
-_REDRIVE = """
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, id in ipairs(ids) do
-  local h = ARGV[2] .. id
-  local q = redis.call('HGET', h, 'q')
-  if q then
-    redis.call('HSET', h, 'state', 'pending', 'attempts', 0)
-    redis.call('HDEL', h, 'fin')
-    if redis.call('RPUSH', q, id) == 1 then redis.call('ZADD', KEYS[2], ARGV[1], id) end
-    redis.call('SADD', KEYS[3], id)
-  end
-  redis.call('ZREM', KEYS[1], id)
-end
-return #ids
 """
 
 
@@ -525,7 +513,6 @@ class RedisOutboxStore:
         self._erase = client.register_script(_ERASE)
         self._purge = client.register_script(_PURGE)
         self._redrive = client.register_script(_REDRIVE)
-        self._redrive_keys = client.register_script(_REDRIVE_KEYS)
 
     def _msg(self, key: str) -> str:
         return f"{self._p}m:{key}"
@@ -660,7 +647,7 @@ class RedisOutboxStore:
         """Requeue dead messages at the tail of their queues."""
         keys = [self._p + "dead", self._p + "due", self._p + "pend"]
         args = [repr(now), self._p + "m:"]
-        return int(await self._call(lambda c: self._redrive(keys=keys, args=args, client=c)))
+        return len(await self._call(lambda c: self._redrive(keys=keys, args=args, client=c)))
 
     async def redrive_keys(self, keys: list[str], now: float) -> list[str]:
         """Requeue the named dead messages at the tail of their queues."""
@@ -669,7 +656,7 @@ class RedisOutboxStore:
         unique = list(dict.fromkeys(keys))
         redis_keys = [self._p + "dead", self._p + "due", self._p + "pend"]
         args = [repr(now), self._p + "m:", *unique]
-        moved = await self._call(lambda c: self._redrive_keys(keys=redis_keys, args=args, client=c))
+        moved = await self._call(lambda c: self._redrive(keys=redis_keys, args=args, client=c))
         found = {raw.decode() for raw in moved}
         return [key for key in unique if key in found]
 

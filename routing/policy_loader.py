@@ -37,6 +37,7 @@ from routing.policy_schema import (
     Variant,
 )
 from routing.signals import SignalConfig
+from routing.slo import parse_slos
 from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS, OUT_OF_SCOPE
 from routing.types import BOT_ROUTE, ROUTES
 
@@ -67,6 +68,7 @@ _TOP_KEYS = (
     "experiment",
     "families",
     "stability",
+    "slos",
 )
 _TARGET_KEYS = ("route", "queue", "priority")
 _RULE_KEYS = ("id", "description", "when", *_TARGET_KEYS, "fallback")
@@ -200,6 +202,7 @@ class _Loader:
         boosts = self.boosts(queues)
         experiment = self.experiment(rules, default, queues)
         reason_queues = self.reason_queues(queues)
+        slos = parse_slos(doc.get("slos", []), self.err)
         if (
             self.errors
             or version is None
@@ -224,6 +227,7 @@ class _Loader:
             churn=churn,
             extra_intents=self.extra,
             stability=stability,
+            slos=slos,
         )
 
     def struct_section(self, name: str, cls: type[Any]) -> Any:

@@ -13,6 +13,7 @@ import msgspec
 from routing.churn import ChurnConfig
 from routing.conditions import Condition
 from routing.signals import SignalConfig
+from routing.slo import SLO
 from routing.types import Route
 
 __all__ = [
@@ -164,6 +165,7 @@ class Policy(msgspec.Struct, frozen=True):
     description: str = ""
     stability: Stability = msgspec.field(default_factory=Stability)
     extra_intents: dict[str, str] = {}
+    slos: tuple[SLO, ...] = ()  # friction SLOs ([[slos]], routing.slo), evaluated by the service
 
     @property
     def families(self) -> dict[str, tuple[str, ...]]:

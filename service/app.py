@@ -35,6 +35,7 @@ from service.admission import InferenceAdmission
 from service.analysis import Analyzer, models_summary
 from service.api import build_api_router
 from service.auth import ApiKeyGuard, Authenticator
+from service.console import build_console_router
 from service.conversations import ConversationService
 from service.errors import SettingsError
 from service.inference import ModelGate
@@ -51,6 +52,7 @@ from service.problems import problem_response
 from service.ratelimit import build_limiter
 from service.reasons import Embedder, EmbeddingCache, ReasonSource
 from service.settings import Settings
+from service.slo import SloEvaluator
 from service.store import ConversationStore, open_store
 from service.tracing import Tracing
 
@@ -211,6 +213,7 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
     attach_actions(settings.adapters, outbox, conversations)
     insights = Insights(open_insights(settings.resolved_store_url))
     insights.attach(conversations)
+    slo_evaluator = SloEvaluator(insights, lambda: policies.policy.slos, outbox, registry=metrics.registry)
     service = ServiceState(
         settings=settings,
         metrics=metrics,
@@ -255,6 +258,9 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
             # Only possible in the main thread of a Unix process (not under a test client).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_on_sighup, service)
         await outbox.start()
+        if settings.slo_interval_s > 0:
+            slo_task = slo_evaluator.run(settings.slo_interval_s)
+            service.tasks.append(asyncio.create_task(slo_task, name="switchboard-slo"))
 
     async def shutdown() -> None:
         gate.draining = True
@@ -282,6 +288,15 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
             build_insights_router(insights, conversations, policies, guard),
             build_admin_router(outbox, guard),
             build_ops_router(service),
+            build_console_router(
+                store=store,
+                conversations=conversations,
+                policies=policies,
+                insights=insights,
+                authenticator=guard.authenticator,
+                keys=settings.api_keys,
+                limiter=guard.limiter,
+            ),
             *build_adapter_routers(conversations, settings, nonces=outbox.nonces, registry=metrics.registry),
         ],
         on_startup=[startup],

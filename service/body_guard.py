@@ -32,7 +32,7 @@ from service.errors import BadRequest, UnsupportedMediaType
 MAX_DEPTH = 64
 """Deepest nesting of arrays/objects (JSON) or arrays/inline tables (TOML) accepted."""
 LIMIT_NAME = "max_nesting_depth"
-FORM_PATHS: tuple[str, ...] = ("/v1/webhooks/twilio/",)
+FORM_PATHS: tuple[str, ...] = ("/v1/webhooks/twilio/", "/console/login")
 """Path prefixes whose bodies are ``application/x-www-form-urlencoded`` (checked by their handler)."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

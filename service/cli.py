@@ -7,7 +7,9 @@
 ``reasons check FILE``     validate and measure a custom contact reasons file with the model pack
 ``reasons suggest EXPORT`` candidate reasons from the exported turns the pack could not name
 ``callbacks list|show|redrive`` the decision-callback outbox: dead letters, sending again
+``slo rules``    Prometheus alert rules from the policy's friction SLOs (``[[slos]]``)
 ``export``       write closed (or all given) conversations from the store as JSONL
+``report``       the journey report: one self-contained HTML file (store counters or an export)
 ``keygen``       make an API key and the hash to put in SWITCHBOARD_API_KEYS
 ``pack``         build model packs (the ``python -m export`` pipeline)
 
@@ -114,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     from service.callbacks_cli import add_callbacks_parser
 
     add_callbacks_parser(sub)
+
+    from service.slo_cli import add_slo_parser
+
+    add_slo_parser(sub)
+
+    from service.report_cli import add_report_parser
+
+    add_report_parser(sub)
 
     # Listed for --help only: main() hands `pack ...` to the export pipeline before parsing.
     sub.add_parser(

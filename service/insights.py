@@ -149,6 +149,16 @@ class InsightsStore:
         """``value -> metric -> sum`` of dimension ``dim`` over buckets ``first..last`` (inclusive)."""
         raise NotImplementedError
 
+    async def get_state(self, key: str) -> bytes | None:
+        """A small shared state value (the SLO evaluator's), or None."""
+        raise NotImplementedError
+
+    async def swap_state(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        """Set ``key`` to ``new`` only if it still holds ``expected`` (None: absent); True if set.
+
+        Replicas sharing the store race through this compare-and-set: one wins each change."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Release connections. Idempotent."""
         raise NotImplementedError
@@ -165,6 +175,10 @@ CREATE TABLE IF NOT EXISTS insight_counters (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS insight_members (
     id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS insight_state (
+    key TEXT PRIMARY KEY,
     data BLOB NOT NULL
 );
 """
@@ -246,6 +260,36 @@ class SqliteInsights(InsightsStore):
         add_counts(out, ((value, metric, int(n)) for value, metric, n in rows if n))
         return out
 
+    async def get_state(self, key: str) -> bytes | None:
+        """The state row's data, or None."""
+        row = await self._run(
+            lambda conn: conn.execute("SELECT data FROM insight_state WHERE key = ?", (key,)).fetchone()
+        )
+        return bytes(row[0]) if row is not None else None
+
+    async def swap_state(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        """One IMMEDIATE transaction: compare the row with ``expected``, then write ``new``."""
+
+        def body(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT data FROM insight_state WHERE key = ?", (key,)).fetchone()
+                if (bytes(row[0]) if row is not None else None) != expected:
+                    conn.execute("ROLLBACK")
+                    return False
+                conn.execute(
+                    "INSERT INTO insight_state (key, data) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+                    (key, new),
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return True
+
+        return await self._run(body)
+
     async def close(self) -> None:
         """Close the connection and its thread."""
         await self._runner.close()
@@ -298,6 +342,14 @@ for _, field in ipairs(order) do
 end
 return out
 """
+# KEYS: the state key. ARGV: expected ('' = absent), new. Returns 1 when set.
+_SWAP_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false then cur = '' end
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
 _SEP = "\x1f"
 
 
@@ -310,6 +362,7 @@ class RedisInsights(InsightsStore):
         self.retention_s = retention_s
         self._script = self._conn.client.register_script(_UPDATE_SCRIPT)
         self._sum = self._conn.client.register_script(_SUM_SCRIPT)
+        self._swap = self._conn.client.register_script(_SWAP_SCRIPT)
 
     async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
         try:
@@ -380,6 +433,17 @@ class RedisInsights(InsightsStore):
 
     async def _run_sum(self, keys: list[str], client: Any) -> list[bytes]:
         return list(await self._sum(keys=keys, args=[], client=client))
+
+    async def get_state(self, key: str) -> bytes | None:
+        """GET the state key."""
+        raw: bytes | None = await self._call(lambda c: c.get(f"{self.prefix}insights:state:{key}"))
+        return raw or None
+
+    async def swap_state(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        """Compare-and-set in one Lua call."""
+        keys = [f"{self.prefix}insights:state:{key}"]
+        args = [expected or b"", new]
+        return bool(await self._call(lambda c: self._swap(keys=keys, args=args, client=c)))
 
     async def close(self) -> None:
         """Close the client."""
@@ -543,6 +607,14 @@ class Insights:
             total=total,
             groups=groups,
         )
+
+    async def totals(self, windows_s: list[int]) -> dict[int, dict[str, int]]:
+        """Per window (seconds): the ``all`` counters summed over its last whole buckets (as
+        ``overview``), one query each; what the SLO evaluator reads."""
+        await self.flush()
+        ranges = [self._range(w) for w in windows_s]
+        found = await asyncio.gather(*(self.store.groups("all", first, last) for first, last in ranges))
+        return {w: groups.get("*", {}) for w, groups in zip(windows_s, found, strict=True)}
 
     async def experiments(
         self, window: str, window_s: int, declared: dict[str, list[str]] | None = None

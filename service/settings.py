@@ -186,6 +186,7 @@ class Settings:
     pack_dir: Path | None = None  # None -> models.packs.DEFAULT_PACK
     policy_path: Path | None = None  # None -> routing's committed default policy
     policy_reload_interval_s: float = 5.0
+    slo_interval_s: float = 60.0  # 0: the friction-SLO evaluator (service/slo.py) is off
     reasons_path: Path | None = None  # None -> routing's bundled default reasons (unless disabled)
     reasons_enabled: bool = True
     api_keys: tuple[ApiKey, ...] = ()
@@ -224,6 +225,7 @@ class Settings:
             pack_dir=values["pack"],
             policy_path=values["policy"],
             policy_reload_interval_s=values["policy_reload_interval"],
+            slo_interval_s=values["slo_interval_s"],
             reasons_path=None if reasons is None or reasons_off else Path(reasons).expanduser(),
             reasons_enabled=not reasons_off,
             api_keys=values["api_keys"],
@@ -656,6 +658,13 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
         Number(minimum=0.0),
         _D.policy_reload_interval_s,
         "Seconds between policy file mtime checks; 0 turns polling off.",
+        "routing",
+    ),
+    Setting(
+        "slo_interval_s",
+        Number(minimum=0.0),
+        _D.slo_interval_s,
+        "Seconds between evaluations of the policy's friction SLOs (`[[slos]]`); 0 turns them off.",
         "routing",
     ),
     Setting(

@@ -186,6 +186,21 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+class _Typed(msgspec.Struct):
+    type: str = EVENT_DECISION_CHANGED
+
+
+_typed = msgspec.json.Decoder(_Typed)
+
+
+def _event_type(body: bytes) -> str:
+    """The ``type`` of a stored body (decision changes and other events share the outbox)."""
+    try:
+        return _typed.decode(body).type
+    except msgspec.DecodeError:
+        return EVENT_DECISION_CHANGED  # platform-action bodies need not be JSON events
+
+
 def build_callback_body(
     key: str, conversation_id: str, source: str | None, analysis: Any, created_at: float
 ) -> bytes:
@@ -354,6 +369,28 @@ class Outbox:
         self._wake.set()
         return key
 
+    async def enqueue_event(
+        self, event_type: str, key: str, payload: dict[str, Any], source: str | None, *, stream: str
+    ) -> bool | None:
+        """Store an event other than a decision change (``slo.breached``…) for ``source``'s URL.
+
+        The body is ``{"type", "id": key, "created_at", **payload}``, signed and retried like a
+        decision callback; ``stream`` takes the place of the conversation id (FIFO per stream and
+        URL). ``key`` is the idempotency key: an event whose key is already known is not stored
+        again, so a producer with deterministic keys announces each event once. Returns True when
+        stored, False when the key was known, None when no URL is configured. Raises
+        ``BackendError``."""
+        url = self.config.callback_url_for(source)
+        if url is None:
+            return None
+        now = self._clock()
+        created = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+        body = msgspec.json.encode({"type": event_type, "id": key, "created_at": created, **payload})
+        added = await self.add([NewMessage(key, stream, source, url, body, now)])
+        if added:
+            self.metrics.enqueued.labels(source or "").inc()
+        return bool(added)
+
     # -- admin -----------------------------------------------------------------------------------
 
     async def status(self, key: str) -> MessageStatus | None:
@@ -463,7 +500,7 @@ class Outbox:
             "Content-Type": "application/json",
             "Idempotency-Key": message.key,
             "X-Switchboard-Delivery": message.key,
-            "X-Switchboard-Event": EVENT_DECISION_CHANGED,
+            "X-Switchboard-Event": _event_type(message.body),
             "X-Switchboard-Attempt": str(message.attempts),
             "X-Switchboard-Timestamp": str(timestamp),
             "X-Switchboard-Signature": sign_timestamped(secret, timestamp, message.body),

@@ -141,6 +141,12 @@ class ConversationStore(Protocol):
         """Ids of stored, unexpired, closed conversations (for export)."""
         ...
 
+    async def list_heads(self, limit: int, after: str | None = None) -> list[tuple[str, Head]]:
+        """Unexpired heads (open and closed) with id > ``after`` (None: from the first), ordered by
+        id, at most ``limit``: one page of the live conversations for the supervisor console.
+        Reads only heads, never turns; page on with the last id returned."""
+        ...
+
     async def purge_expired(self) -> list[str]:
         """Erase the conversations idle for longer than the TTL (no tombstone); return their ids."""
         ...

@@ -119,6 +119,17 @@ class MemoryStore:
             if (conv := self._live(cid)) is not None and conv.head.closed
         ]
 
+    async def list_heads(self, limit: int, after: str | None = None) -> list[tuple[str, Head]]:
+        """Live heads with id > ``after``, by id, at most ``limit``."""
+        ids = sorted(cid for cid in self._conversations if after is None or cid > after)
+        page: list[tuple[str, Head]] = []
+        for cid in ids:
+            if len(page) >= limit:
+                break
+            if (conversation := self._live(cid)) is not None:
+                page.append((cid, conversation.head))
+        return page
+
     async def purge_expired(self) -> list[str]:
         """Drop expired conversations and tombstones."""
         expired = [cid for cid in list(self._conversations) if self._live(cid) is None]

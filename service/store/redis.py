@@ -202,6 +202,33 @@ class RedisStore:
                 found.append(cid)
         return found
 
+    async def list_heads(self, limit: int, after: str | None = None) -> list[tuple[str, Head]]:
+        """Live heads with id > ``after``, by id, at most ``limit``.
+
+        The ids come from the expiry index (members are ids, scores their expiry), so no key
+        SCAN: one ZRANGEBYSCORE of the unexpired ids, sorted here, then one pipelined HGETALL per
+        head of the page. A head that expired or was erased in between is left out."""
+        now = self._clock()
+        raw = await self._call(lambda c: c.zrangebyscore(f"{self.prefix}expiry", f"({now}", "+inf"))
+        ids = sorted(bytes(member).decode("utf-8") for member in raw)
+        page_ids = [cid for cid in ids if after is None or cid > after][: max(0, limit)]
+        if not page_ids:
+            return []
+
+        async def op(c: Any) -> list[Any]:
+            async with c.pipeline(transaction=False) as pipe:
+                for cid in page_ids:
+                    pipe.hgetall(self._key("head", cid))
+                return list(await pipe.execute())
+
+        fields = await self._call(op)
+        page: list[tuple[str, Head]] = []
+        for cid, found in zip(page_ids, fields, strict=True):
+            head = _parse_head(found)
+            if head is not None:
+                page.append((cid, head))
+        return page
+
     async def purge_expired(self) -> list[str]:
         """Ids whose keys Redis has expired (from the expiry index); clears any leftovers."""
         now = self._clock()

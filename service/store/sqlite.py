@@ -238,6 +238,30 @@ class SQLiteStore:
         )
         return [str(row[0]) for row in rows]
 
+    async def list_heads(self, limit: int, after: str | None = None) -> list[tuple[str, Head]]:
+        """Live heads with id > ``after``, by id (the primary key), at most ``limit``: one query."""
+        cutoff = self._cutoff()
+        rows = await self._run(
+            lambda conn: conn.execute(
+                "SELECT id, data, version, updated_at, closed, turns FROM heads "
+                "WHERE id > ? AND updated_at > ? ORDER BY id LIMIT ?",
+                ("" if after is None else after, cutoff, max(0, limit)),
+            ).fetchall()
+        )
+        return [
+            (
+                str(row[0]),
+                Head(
+                    data=bytes(row[1]),
+                    version=int(row[2]),
+                    updated_at=float(row[3]),
+                    closed=bool(row[4]),
+                    turns=int(row[5]),
+                ),
+            )
+            for row in rows
+        ]
+
     async def purge_expired(self) -> list[str]:
         """Delete conversations idle for longer than the TTL, and expired tombstones."""
         now = self._clock()

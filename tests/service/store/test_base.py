@@ -130,6 +130,19 @@ class TestStoreContract:
         await store.append("done", b"x", [], expected_version=0, closed=True)
         assert await store.closed_ids() == ["done"]
 
+    async def test_list_heads_pages_by_id(self, store: ConversationStore) -> None:
+        for cid in ["c3", "c1", "c2", "c5", "c4"]:
+            await store.append(cid, f"h-{cid}".encode(), turns(0, 1), expected_version=0)
+        await store.append("c2", b"h-c2b", turns(1, 1), expected_version=1, closed=True)
+        first = await store.list_heads(2)
+        assert [(cid, h.data) for cid, h in first] == [("c1", b"h-c1"), ("c2", b"h-c2b")]
+        assert (first[1][1].version, first[1][1].turns, first[1][1].closed) == (2, 2, True)
+        rest = await store.list_heads(10, after="c2")
+        assert [cid for cid, _ in rest] == ["c3", "c4", "c5"]
+        assert await store.list_heads(10, after="c5") == []
+        await store.erase("c4", tombstone_s=0)
+        assert [cid for cid, _ in await store.list_heads(10)] == ["c1", "c2", "c3", "c5"]
+
     async def test_binary_data_round_trips(self, store: ConversationStore) -> None:
         blob = bytes(range(256)) * 4
         await store.append(

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from litestar import Litestar
@@ -73,6 +74,7 @@ class ServiceState:
     analyzer: Analyzer
     conversations: ConversationService
     outbox: Outbox
+    insights: Insights
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     # Conversations still in the first storage layout (a failed migration is retried by the purge loop).
     migration_pending: bool = True
@@ -224,6 +226,7 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
         analyzer=analyzer,
         conversations=conversations,
         outbox=outbox,
+        insights=insights,
         tracing=tracing,
     )
     guard = ApiKeyGuard(
@@ -297,7 +300,13 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
                 keys=settings.api_keys,
                 limiter=guard.limiter,
             ),
-            *build_adapter_routers(conversations, settings, nonces=outbox.nonces, registry=metrics.registry),
+            *build_adapter_routers(
+                conversations,
+                settings,
+                nonces=outbox.nonces,
+                registry=metrics.registry,
+                record_outcome=partial(insights.record_outcome, conversations),
+            ),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -10,6 +10,7 @@
 ``slo rules``    Prometheus alert rules from the policy's friction SLOs (``[[slos]]``)
 ``export``       write closed (or all given) conversations from the store as JSONL
 ``report``       the journey report: one self-contained HTML file (store counters or an export)
+``outcomes import FILE.csv`` record conversation outcomes in bulk (CRM, WFM, surveys)
 ``keygen``       make an API key and the hash to put in SWITCHBOARD_API_KEYS
 ``pack``         build model packs (the ``python -m export`` pipeline)
 
@@ -124,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     from service.report_cli import add_report_parser
 
     add_report_parser(sub)
+
+    from service.outcomes_cli import add_outcomes_parser
+
+    add_outcomes_parser(sub)
 
     # Listed for --help only: main() hands `pack ...` to the export pipeline before parsing.
     sub.add_parser(

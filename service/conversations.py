@@ -47,6 +47,7 @@ import msgspec
 from models.types import TextPrediction
 from routing.decision import Decision, decide_with_facts
 from routing.facts import Value
+from routing.insights import Outcome
 from routing.redact import redact, redact_across
 from routing.signals import ConversationSignals, new_signals, requote
 from routing.types import CustomerInfo
@@ -163,6 +164,7 @@ class ExportRecord(msgspec.Struct):
     turns: list[TurnOut]
     decision: Decision | None
     signals: ConversationSignals
+    outcome: Outcome | None = None
 
 
 class _KeyedLocks:
@@ -244,6 +246,8 @@ class ConversationService:
         self._decision_listeners: list[DecisionListener] = []
         self._erase_listeners: list[EraseListener] = []
         self._state_listeners: list[StateListener] = []
+        # Where a conversation's recorded outcome lives (``Insights.attach`` sets it), for exports.
+        self.outcome_of: Callable[[str], Awaitable[Outcome | None]] | None = None
 
     # -- listeners ---------------------------------------------------------------------------------
 
@@ -686,6 +690,7 @@ class ConversationService:
             turns=decode_turns(await self.store.load_turns(conversation_id)),
             decision=head.decision,
             signals=head.signals,
+            outcome=await self.outcome_of(conversation_id) if self.outcome_of is not None else None,
         )
 
     async def closed_ids(self) -> list[str]:

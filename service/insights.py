@@ -507,6 +507,7 @@ class Insights:
         """Count every committed append and close; drop the member (and outcome) on erasure."""
         conversations.add_state_listener(self.on_state)
         conversations.add_erase_listener(self.forget)
+        conversations.outcome_of = self.outcome
 
     async def on_state(self, conversation_id: str, head: ConversationHead, version: int) -> None:
         """A state listener: schedule recomputing the conversation's facts and moving the counters."""

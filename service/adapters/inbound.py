@@ -14,19 +14,21 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from routing.insights import Outcome
 from service.errors import BadRequest, ValidationFailed
 from service.schemas import CustomerIn, TurnIn
 from service.validation import TURN_ID_MAX, parse_rfc3339
 
 
 class Inbound(msgspec.Struct, frozen=True):
-    """Turns for ``ConversationService.append``."""
+    """Turns for ``ConversationService.append`` (and, from the generic webhook, an outcome)."""
 
     conversation_id: str
     turns: list[TurnIn]
     source: str
     channel: str | None = None
     customer: CustomerIn | None = None
+    outcome: Outcome | None = None
 
 
 class Ignored(msgspec.Struct, frozen=True):

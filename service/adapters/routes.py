@@ -27,6 +27,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CollectorRegistry, Counter
 
+from routing.insights import Outcome as ConversationOutcome
 from service.adapters.backend import BackendError
 from service.adapters.chatwoot import decode_message_created
 from service.adapters.generic import decode_generic
@@ -42,7 +43,7 @@ from service.adapters.signatures import (
 )
 from service.adapters.twilio_conversations import decode_message_added
 from service.adapters.twilio_voice import decode_voice_event
-from service.errors import Forbidden, ServiceError, Unauthorized, UnsupportedMediaType
+from service.errors import Forbidden, ServiceError, Unauthorized, UnsupportedMediaType, ValidationFailed
 from service.schemas import AnalysisResponse, DecisionOut
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.adapters.routes")
 
 WEBHOOK_PREFIX = "/v1/webhooks"
+# Stores an outcome the generic webhook carried (``Insights.record_outcome`` bound to the service).
+RecordOutcome = Callable[[str, ConversationOutcome], Awaitable[Any]]
 # How long a Twilio delivery being processed is held against copies of it: longer than any append.
 TWILIO_CLAIM_S = 60.0
 CHATWOOT_SIGNATURE = "X-Chatwoot-Signature"
@@ -114,8 +117,10 @@ class WebhookHandlers:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         twilio_dedup_ttl_s: float = DEFAULT_TWILIO_DEDUP_TTL_S,
+        record_outcome: RecordOutcome | None = None,
     ) -> None:
         self.conversations = conversations
+        self.record_outcome = record_outcome
         self.config = settings.adapters
         self.max_text_chars = settings.limits.max_text_chars
         self.nonces = nonces
@@ -319,11 +324,21 @@ class WebhookHandlers:
             realm="switchboard",
         )
         inbound = decode_generic(body)
+        if inbound.outcome is not None and self.record_outcome is None:
+            raise ValidationFailed(
+                "outcomes are not recorded by this service",
+                errors=[{"field": "outcome", "message": "not accepted here"}],
+            )
         replay_key = "generic:" + signed_content_key(stamp, body)
         await self.claim_nonce(replay_key, inbound.conversation_id)
         try:
             # Same answer as POST /v1/conversations/{id}/turns: the analysis with the new turns.
-            result = await self.append(inbound)
+            if inbound.turns:
+                result = await self.append(inbound)
+            if inbound.outcome is not None and self.record_outcome is not None:
+                await self.record_outcome(inbound.conversation_id, inbound.outcome)
+            if not inbound.turns:
+                result = await self.conversations.get(inbound.conversation_id, limit=1)
         except BaseException:
             await self.nonces.release(replay_key, inbound.conversation_id)
             raise
@@ -384,6 +399,7 @@ def build_adapter_routers(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
     twilio_dedup_ttl_s: float = DEFAULT_TWILIO_DEDUP_TTL_S,
+    record_outcome: RecordOutcome | None = None,
 ) -> list[Router]:
     """The webhook routers, excluded from bearer auth (see module docstring).
 
@@ -398,6 +414,7 @@ def build_adapter_routers(
         registry=registry,
         clock=clock,
         twilio_dedup_ttl_s=twilio_dedup_ttl_s,
+        record_outcome=record_outcome,
     )
 
     @post(

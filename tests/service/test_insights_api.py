@@ -102,6 +102,7 @@ def test_outcome_lifecycle(client: TestClient[Any]) -> None:
     again = client.post("/v1/conversations/out-1/outcome", json=outcome)
     assert again.json()["changed"] is False
     assert total(client)["counts"] == recorded["counts"]  # idempotent
+    assert client.get("/v1/conversations/out-1/export").json()["outcome"] == outcome  # exported with it
 
     replaced = client.post("/v1/conversations/out-1/outcome", json={"abandoned": True, "csat": 1})
     assert replaced.json()["changed"] is True

@@ -38,11 +38,20 @@ def test_source_defaults_to_generic() -> None:
     assert inbound.source == "generic" and inbound.channel is None
 
 
+def test_a_body_needs_turns_or_an_outcome() -> None:
+    from service.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as info:
+        decode_generic(b'{"conversation_id": "c1", "turns": []}')
+    assert info.value.errors[0]["field"] == "turns"
+    only_outcome = decode_generic(b'{"conversation_id": "c1", "outcome": {"resolved": true, "csat": 5}}')
+    assert only_outcome.turns == [] and only_outcome.outcome is not None and only_outcome.outcome.csat == 5
+
+
 @pytest.mark.parametrize(
     ("body", "where"),
     [
         ({"turns": [{"speaker": "customer", "text": "hi"}]}, "conversation_id"),
-        ({"conversation_id": "c1", "turns": []}, "turns"),
         ({"conversation_id": "c1", "turns": [{"speaker": "caller", "text": "hi"}]}, "turns[0].speaker"),
         ({"conversation_id": "c1", "turns": [{"speaker": "customer", "text": "hi", "x": 1}]}, "x"),
         (

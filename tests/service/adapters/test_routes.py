@@ -219,6 +219,30 @@ def test_status_events_alone_store_nothing(client: TestClient[Any]) -> None:
 
 
 @e2e
+@e2e
+def test_generic_webhook_carries_an_outcome(client: TestClient[Any]) -> None:
+    outcome = {"resolved": True, "csat": 4, "handle_time_s": 212, "labels": ["billing"]}
+    payload = generic_body("bridge-outcome", "I was charged twice") | {"outcome": outcome}
+    body, headers = generic_request(payload, WEBHOOK_SECRET)
+    response = client.post(GENERIC, content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["appended"] == [0], response.text
+    stored = client.get("/v1/conversations/bridge-outcome/outcome", headers=AUTH)
+    assert stored.status_code == 200 and stored.json()["csat"] == 4 and stored.json()["resolved"] is True
+
+    later = {"conversation_id": "bridge-outcome", "outcome": outcome | {"csat": 2}}  # outcome only
+    body, headers = generic_request(later, WEBHOOK_SECRET)
+    response = client.post(GENERIC, content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["conversation_id"] == "bridge-outcome"
+    assert client.get("/v1/conversations/bridge-outcome/outcome", headers=AUTH).json()["csat"] == 2
+
+    unknown = {"conversation_id": "bridge-never-seen", "outcome": outcome}
+    body, headers = generic_request(unknown, WEBHOOK_SECRET)
+    rejected(client.post(GENERIC, content=body, headers=headers), 404)
+    empty = {"conversation_id": "bridge-outcome"}
+    body, headers = generic_request(empty, WEBHOOK_SECRET)
+    rejected(client.post(GENERIC, content=body, headers=headers), 422)
+
+
 @pytest.mark.parametrize(
     "attack",
     ["wrong token", "tampered", "missing signature", "internal url", "other path", "other account"],

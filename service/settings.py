@@ -214,35 +214,15 @@ class Settings:
         values = _Reader(os.environ if env is None else env, cli or {}).read(SETTINGS)
         reasons: str | None = values["reasons"]
         reasons_off = reasons is not None and reasons.lower() in _OFF
+        # Fields named like their setting are copied as they are; the others name theirs here.
+        copied = {name: values[name] for name in _SAME_NAME}
+        renamed = {field: values[name] for field, name in _RENAMED.items()}
         settings = cls(
-            host=values["host"],
-            port=values["port"],
-            workers=values["workers"],
-            data_dir=values["data_dir"],
-            store_url=values["store"],
-            conversation_ttl_s=values["conversation_ttl"],
-            erase_tombstone_s=values["erase_tombstone_s"],
-            pack_dir=values["pack"],
-            policy_path=values["policy"],
-            policy_reload_interval_s=values["policy_reload_interval"],
-            slo_interval_s=values["slo_interval_s"],
+            **copied,
+            **renamed,
             reasons_path=None if reasons is None or reasons_off else Path(reasons).expanduser(),
             reasons_enabled=not reasons_off,
-            api_keys=values["api_keys"],
-            auth_disabled=values["auth_disabled"],
-            rate_limit_rps=values["rate_limit"],
-            rate_limit_burst=values["rate_burst"],
-            limits=Limits(
-                max_body_bytes=values["max_body_bytes"],
-                max_turns=values["max_turns"],
-                max_text_chars=values["max_text_chars"],
-                max_conversation_turns=values["max_conversation_turns"],
-                max_inflight=values["max_inflight"],
-            ),
-            redact=values["redact"],
-            log_level=values["log_level"],
-            log_transcripts=values["log_transcripts"],
-            otel_endpoint=values["otel_endpoint"],
+            limits=Limits(**{name: values[name] for name in _LIMIT_FIELDS}),
             inference=RuntimeConfig(
                 intra_op_threads=values["intra_op_threads"],
                 max_batch_size=values["max_batch_size"],
@@ -281,6 +261,57 @@ class Settings:
         return f"sqlite:///{self.data_dir / 'switchboard.sqlite3'}"
 
 
+_SAME_NAME = (
+    "host",
+    "port",
+    "workers",
+    "data_dir",
+    "erase_tombstone_s",
+    "slo_interval_s",
+    "api_keys",
+    "auth_disabled",
+    "redact",
+    "log_level",
+    "log_transcripts",
+    "otel_endpoint",
+)
+_RENAMED = {
+    "store_url": "store",
+    "conversation_ttl_s": "conversation_ttl",
+    "pack_dir": "pack",
+    "policy_path": "policy",
+    "policy_reload_interval_s": "policy_reload_interval",
+    "rate_limit_rps": "rate_limit",
+    "rate_limit_burst": "rate_burst",
+}
+_LIMIT_FIELDS = ("max_body_bytes", "max_turns", "max_text_chars", "max_conversation_turns", "max_inflight")
+_ADAPTER_SAME_NAME = (
+    "public_base_url",
+    "twilio_auth_token",
+    "twilio_shared_key_secret",
+    "twilio_account_sid",
+    "twilio_customer_track",
+    "twilio_other_track_speaker",
+    "chatwoot_secret",
+    "chatwoot_token",
+    "signature_max_age_s",
+    "callback_secret",
+    "callback_signature_scheme",
+    "callback_max_attempts",
+    "callback_backoff_base_s",
+    "callback_backoff_max_s",
+    "callback_timeout_s",
+    "callback_concurrency",
+    "callback_retention_s",
+    "actions",
+    "chatwoot_api_url",
+    "chatwoot_api_token",
+    "taskrouter_workspace_sid",
+    "taskrouter_workflow_sid",
+    "action_queues",
+)
+
+
 def _adapter_config(values: Mapping[str, Any]) -> AdapterConfig:
     """The adapters' part of the read values, checked as a whole."""
     urls: dict[str, str] = dict(values["callback_urls"])
@@ -288,34 +319,12 @@ def _adapter_config(values: Mapping[str, Any]) -> AdapterConfig:
         urls[ANY_SOURCE] = values["callback_url"]
     urls.update(values["callback_url_<source>"])
     config = AdapterConfig(
-        public_base_url=values["public_base_url"],
-        twilio_auth_token=values["twilio_auth_token"],
-        twilio_shared_key_secret=values["twilio_shared_key_secret"],
-        twilio_account_sid=values["twilio_account_sid"],
-        twilio_customer_track=values["twilio_customer_track"],
-        twilio_other_track_speaker=values["twilio_other_track_speaker"],
+        **{name: values[name] for name in _ADAPTER_SAME_NAME},
         twilio_agent_authors=AuthorPatterns(values["twilio_agent_authors"]),
         twilio_bot_authors=AuthorPatterns(values["twilio_bot_authors"]),
-        chatwoot_secret=values["chatwoot_secret"],
-        chatwoot_token=values["chatwoot_token"],
         webhook_secrets=values["webhook_secret"],
-        signature_max_age_s=values["signature_max_age_s"],
         callback_urls=urls,
-        callback_secret=values["callback_secret"],
-        callback_signature_scheme=values["callback_signature_scheme"],
-        callback_max_attempts=values["callback_max_attempts"],
-        callback_backoff_base_s=values["callback_backoff_base_s"],
-        callback_backoff_max_s=values["callback_backoff_max_s"],
-        callback_timeout_s=values["callback_timeout_s"],
-        callback_concurrency=values["callback_concurrency"],
-        callback_retention_s=values["callback_retention_s"],
         outbox_url=values["outbox"],
-        actions=values["actions"],
-        chatwoot_api_url=values["chatwoot_api_url"],
-        chatwoot_api_token=values["chatwoot_api_token"],
-        taskrouter_workspace_sid=values["taskrouter_workspace_sid"],
-        taskrouter_workflow_sid=values["taskrouter_workflow_sid"],
-        action_queues=values["action_queues"],
     )
     if config.callback_urls and not config.signing_secret:
         raise SettingsError(

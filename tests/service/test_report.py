@@ -28,6 +28,7 @@ from service.report import (
     slo_rows,
     window_range,
 )
+from tests.routing.test_insights import decision as base_decision
 
 # A fixed end of the report window: mid-hour, so no record sits on a bucket edge by accident.
 END = 1_790_000_000 // BUCKET_S * BUCKET_S + 1800
@@ -65,20 +66,6 @@ class Planted:
         return (self.closed or self.outcome is not None) and self.last_label == "negative"
 
 
-_BASE_DECISION = Decision(
-    route="self_serve_bot",
-    queue="bot",
-    priority=0,
-    rule="faq-bot",
-    explanation=[],
-    guardrail=None,
-    policy_version="v1",
-    policy_hash="h",
-    variant=None,
-    fallback=None,
-)
-
-
 def generate(n: int, seed: int = 15, hours: int = 48) -> Iterator[tuple[Planted, dict[str, Any]]]:
     """``n`` export records (as ``switchboard export`` writes them, plus an ``outcome``), spread
     over the ``hours`` before ``END``, with a 2-arm experiment whose treatment keeps 20 points
@@ -111,7 +98,7 @@ def generate(n: int, seed: int = 15, hours: int = 48) -> Iterator[tuple[Planted,
             outcome=outcome,
         )
         decision = msgspec.structs.replace(
-            _BASE_DECISION,
+            base_decision(),
             route=route,
             queue="bot" if on_bot else f"queue-{rng.randrange(4)}",
             rule=rule,

@@ -151,28 +151,23 @@ def _head_model_class() -> type:
     from transformers import PreTrainedModel
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    from export.modeling import mean_pool
-
     class PooledHeadClassifier(PreTrainedModel):
-        """Encoder + mean pooling + one linear head, as a sequence classifier for pipelines."""
+        """The multi-task model reduced to one head, as a sequence classifier for pipelines."""
 
-        base_model_prefix = "encoder"
+        base_model_prefix = "model"
         _supports_sdpa = True  # attention runs inside the wrapped encoder, which was built with SDPA
 
-        def __init__(self, config: Any, encoder: nn.Module, head: nn.Linear) -> None:
+        def __init__(self, config: Any, model: nn.Module, head: str) -> None:
             super().__init__(config)
-            self.encoder = encoder
+            self.model = model
             self.head = head
-            self.uses_token_types = "token_type_ids" in encoder.forward.__code__.co_varnames
 
         def forward(
             self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None, **_: Any
         ) -> SequenceClassifierOutput:
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if self.uses_token_types and token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            hidden = self.encoder(**kwargs).last_hidden_state
-            return SequenceClassifierOutput(logits=self.head(mean_pool(hidden, attention_mask)))
+            return SequenceClassifierOutput(
+                logits=self.model(input_ids, attention_mask, token_type_ids)[self.head]
+            )
 
     return PooledHeadClassifier
 
@@ -211,7 +206,7 @@ class TransformersPipelines:
                 if HEAD_KIND[head] == "sigmoid"
                 else "single_label_classification"
             )
-            self.models[head] = classifier(config, copy.deepcopy(model.encoder), model.heads[head]).eval()
+            self.models[head] = classifier(config, copy.deepcopy(model), head).eval()
         self._local = threading.local()
 
     def _pipelines(self) -> dict[str, Any]:

@@ -53,6 +53,26 @@ def _runtime_lines(checks: dict[str, Any]) -> list[str]:
     ]
 
 
+def _head_layers(recipe: dict[str, Any]) -> str:
+    layers = recipe.get("head_layers") or {}
+    named = [f"{head} {'+'.join(map(str, chosen))}" for head, chosen in layers.items()]
+    return ", ".join([*named, "the others 6 (the last)"]) if named else "6 (the last) for every head"
+
+
+def _memory_line(results: dict[str, Any]) -> str:
+    memory = (results.get("training") or {}).get("intent_memory")
+    if not memory or "per_class" not in memory:
+        return "No intent memory: none beat the linear intent head on the calibration half."
+    return (
+        f"Intent memory: {memory['per_class']} k-means prototypes per intent, temperature {memory['tau']}, "
+        f"blend weight {memory['weight']} (calibration-half intent accuracy {memory['calibration_score_before']:.4f}"
+        f" → {memory['calibration_score_after']:.4f}). Emotion and act read several layers because cues such as "
+        '"ugh" or "no thanks" sit in layers that fine-tuning for intent bent least (+4 points of GoEmotions '
+        "macro-F1 in the refit); intent gets nearest-prototype evidence because a linear probe draws one plane per "
+        "intent while people ask for the same thing in several distinct ways."
+    )
+
+
 def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> Path:
     """Render MODEL_CARD.md from the manifest and the evaluation results."""
     lines = [
@@ -148,10 +168,11 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         f"lr {manifest.recipe.get('lr')}, group shares {manifest.recipe.get('group_weights')}).",
         f"- Wall time: {float(results['training']['train_seconds'] or 0) / 60:.1f} min on "
         f"{results['training']['threads']} CPU threads (the committed run shared its machine with other jobs).",
-        "- Then the intent, act and emotion heads are refitted as linear probes on the frozen encoder "
-        "(`export/refit.py`, part of `train`; its seconds are in the run's `refit.json`): every training text is pooled once and each head "
-        "is trained to convergence with the same masked losses, keeping the epoch that scores best on the "
-        "calibration half.",
+        "- Then the intent, act and emotion heads are refitted on the frozen encoder "
+        "(`export/refit.py`, part of `train`; its seconds are in the run's `refit.json`): every training text is "
+        "pooled once (every layer's mean) and each head is trained to convergence with the same masked losses, "
+        "keeping the epoch that scores best on the calibration half. "
+        f"Layers read per head: {_head_layers(manifest.recipe)}. {_memory_line(results)}",
         "- Reproduce: `python -m export build` (train, refit, onnx, quantize, evaluate in one command).",
         "",
         "## Data",

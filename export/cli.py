@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.0.0"
+PACK_VERSION = "2.1.0"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def _cmd_refit(args: argparse.Namespace) -> int:
     summary = json.loads((args.run / "train_summary.json").read_text())
     recipe = Recipe(**{**summary["recipe"], "refit_heads": True})
     summary["refit"] = refit_heads(args.run, recipe)
-    summary["recipe"]["refit_heads"] = True
+    summary["recipe"] = recipe.to_dict()  # the refit's own settings (head layers, memory) included
     (args.run / "train_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["refit"]))
     return 0

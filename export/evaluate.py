@@ -387,7 +387,10 @@ def evaluate(
             "emotion_thresholds": dict(zip(LABELS["emotion"], thresholds.round(3).tolist(), strict=True)),
         },
         "presets": presets,
-        "training": {k: summary.get(k) for k in ("best_step", "best_score", "train_seconds", "threads")},
+        "training": {
+            **{k: summary.get(k) for k in ("best_step", "best_score", "train_seconds", "threads")},
+            "intent_memory": (summary.get("refit") or {}).get("intent_memory"),
+        },
         "data": data.used,
     }
     extra_files: list[str] = []

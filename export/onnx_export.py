@@ -43,9 +43,10 @@ class _Export(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        pooled = self.model.pooled(input_ids, attention_mask, token_type_ids)
-        embedding = nn.functional.normalize(pooled, dim=-1)
-        return (*(self.model.heads[h](pooled) for h in self.heads), embedding)
+        means = self.model.layer_means(input_ids, attention_mask, token_type_ids)
+        logits = self.model.head_logits(means)
+        embedding = nn.functional.normalize(means[self.model.last_layer], dim=-1)
+        return (*(logits[h] for h in self.heads), embedding)
 
 
 def input_names(model: MultiHeadModel) -> list[str]:

@@ -48,6 +48,13 @@ class Recipe:
     embedding_distill_weight: float = 1.0
     # after training, refit intent/act/emotion heads on the frozen encoder (export/refit.py)
     refit_heads: bool = True
+    # encoder layers (1..6) whose mean-pooled vectors a refitted head reads, concatenated;
+    # heads not named read the last layer (export/modeling.py says why 3-6)
+    head_layers: dict[str, list[int]] = field(
+        default_factory=lambda: {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6]}
+    )
+    # refit a nearest-prototype memory for the intent head (export/modeling.py)
+    intent_memory: bool = True
     eval_every: int = 650
     patience: int = 3
     sentiment_train_limit: int | None = 26000

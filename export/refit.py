@@ -4,11 +4,17 @@ Joint training gives every head a share of ~5,000 steps; the emotion head sees
 GoEmotions for barely one and a half epochs, and the intent head stops while
 its learning rate decays to zero. With the encoder frozen, each head is a
 linear probe over pooled vectors: cheap to train to convergence. This stage
-pools every training text once, then fits each head for up to ``epochs``
-passes with the same masked losses as training (``export.batches``), keeping the
-epoch that scores best on the *calibration* half of the validation sets (the
-report half stays untouched for the card). Sentiment is left as trained: it
-already meets its bars and is calibrated on the same conversational data.
+pools every training text once (every layer's mean), then fits each head for up
+to ``epochs`` passes with the same masked losses as training
+(``export.batches``), keeping the epoch that scores best on the *calibration*
+half of the validation sets (the report half stays untouched for the card).
+Sentiment is left as trained: it already meets its bars and is calibrated on
+the same conversational data.
+
+Heads may read several layers (``Recipe.head_layers``), and the intent head
+gets a prototype memory (``Recipe.intent_memory``; see ``export.modeling``):
+k-means prototypes per intent, with their count, temperature and blend weight
+chosen on the calibration half; no memory when none beats the linear head.
 
 It runs at the end of ``python -m export train`` and on its own as
 ``python -m export refit --run runs/default``.
@@ -24,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from export import metrics
 from export.batches import IGNORE, Encoded, class_loss, cpu_threads, emotion_loss, encode, pad_batch
 from export.halves import halves
 from export.mix import Sample
-from export.modeling import MultiHeadModel, load_checkpoint
+from export.modeling import MultiHeadModel, PrototypeMemory, load_checkpoint, save_heads
 from export.recipe import Recipe, build_data
 from routing.taxonomy import ACT_LABELS
 
@@ -39,16 +45,30 @@ REFIT_HEADS = ("intent", "act", "emotion")
 GROUPS = ("requests", "sgd", "goemotions", "complaints")
 
 
+# Prototypes per intent: 32 scored the same as 16 on the calibration half and costs twice the
+# serving time (the memory runs in fp32, see export/quantize.py).
+MEMORY_SIZES = (16,)
+MEMORY_TAUS = (0.02, 0.05)
+MEMORY_WEIGHTS = (0.3, 0.5, 0.7)
+
+
 @torch.no_grad()
 def pooled(model: MultiHeadModel, enc: Encoded, pad_id: int, batch: int = 128) -> np.ndarray:
-    """Mean-pooled encoder vectors of every encoded text (length-sorted batches)."""
+    """Mean-pooled vectors of every layer for every text: [n, layers + 1, hidden] (length-sorted batches)."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
-    out = np.zeros((len(enc.ids), int(model.encoder.config.hidden_size)), np.float32)
+    layers = list(range(model.last_layer + 1))
+    out = np.zeros((len(enc.ids), len(layers), int(model.encoder.config.hidden_size)), np.float32)
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
-        out[rows] = model.pooled(**pad_batch([enc.ids[i] for i in rows], pad_id)).numpy()
+        means = model.layer_means(**pad_batch([enc.ids[i] for i in rows], pad_id), layers=layers)
+        out[rows] = torch.stack([means[layer] for layer in layers], 1).numpy()
     return out
+
+
+def layer_features(means: np.ndarray, layers: list[int]) -> np.ndarray:
+    """Concatenate the chosen layers of ``pooled`` output, as ``MultiHeadModel.head_features`` does."""
+    return np.ascontiguousarray(np.concatenate([means[:, layer] for layer in layers], 1))
 
 
 def _concat(parts: list[Encoded]) -> Encoded:
@@ -82,8 +102,10 @@ def _score(head: str, logits: np.ndarray, enc: Encoded) -> float:
         y, pred = enc.act[rows] == reason, logits[rows].argmax(1) == reason
         accuracy = float((logits[rows].argmax(1) == enc.act[rows]).mean())
         return 0.5 * accuracy + 0.5 * 2 * float((y & pred).sum()) / max(1.0, float(y.sum() + pred.sum()))
+    # Emotion is scored as it is served: each label at its own best threshold.
     known = enc.emotion_mask.all(1)
-    return metrics.multilabel_macro_f1(enc.emotion[known], logits[known] > 0)
+    probs, targets = 1.0 / (1.0 + np.exp(-logits[known])), enc.emotion[known]
+    return metrics.multilabel_macro_f1(targets, probs >= metrics.tune_thresholds(probs, targets))
 
 
 def fit_head(
@@ -97,12 +119,17 @@ def fit_head(
     epochs: int = 40,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Linear, float, float]:
-    """Fit one linear head; returns it with the selection score before and after."""
+    """Fit one linear head on features ``x``; returns it with the selection score before and after.
+
+    ``init`` is the starting point when its input width matches ``x``; otherwise the head starts fresh.
+    """
     torch.manual_seed(seed)
-    layer = nn.Linear(init.in_features, init.out_features)
-    layer.load_state_dict(init.state_dict())
+    layer = nn.Linear(x.shape[1], init.out_features)
+    if init.in_features == x.shape[1]:
+        layer.load_state_dict(init.state_dict())
     labelled = np.flatnonzero(enc.emotion_mask.any(1) if head == "emotion" else getattr(enc, head) != IGNORE)
     optimizer = torch.optim.AdamW(layer.parameters(), lr=2e-3, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * -(-len(labelled) // 256))
     xt, xvt = torch.from_numpy(x), torch.from_numpy(xv)
     with torch.no_grad():
         before = _score(head, layer(xvt).numpy(), val)
@@ -119,6 +146,7 @@ def fit_head(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
         with torch.no_grad():
             score = _score(head, layer(xvt).numpy(), val)
         if score > best:
@@ -127,6 +155,67 @@ def fit_head(
             log(f"refit {head}: epoch {epoch + 1} score {score:.4f} (best {best:.4f})")
     layer.load_state_dict(best_state)
     return layer, before, best
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def prototypes(
+    x: np.ndarray, y: np.ndarray, classes: int, per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means prototypes (unit vectors) of each class's rows: ([classes * per_class, hidden], pad).
+
+    ``pad`` is [classes, per_class]: 0 for a prototype, -1e4 where a class has fewer rows.
+    """
+    from sklearn.cluster import KMeans
+
+    unit = _unit(x)
+    out = np.zeros((classes, per_class, x.shape[1]), np.float32)
+    pad = np.full((classes, per_class), -1e4, np.float32)
+    for c in range(classes):
+        rows = unit[y == c]
+        if len(rows) == 0:
+            continue
+        if len(rows) <= per_class:
+            centres = rows
+        else:
+            centres = KMeans(per_class, n_init=1, random_state=seed).fit(rows).cluster_centers_
+        out[c, : len(centres)] = _unit(centres)
+        pad[c, : len(centres)] = 0.0
+    return out.reshape(classes * per_class, x.shape[1]), pad
+
+
+def fit_memory(
+    head: nn.Linear,
+    x: np.ndarray,
+    enc: Encoded,
+    xv: np.ndarray,
+    val: Encoded,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[PrototypeMemory | None, dict[str, object]]:
+    """The prototype memory whose blend scores best on the calibration half; None when none beats the head."""
+    rows = enc.intent != IGNORE
+    with torch.no_grad():
+        linear = head(torch.from_numpy(xv))
+    base = _score("intent", linear.numpy(), val)
+    best: tuple[float, PrototypeMemory | None, dict[str, object]] = (base, None, {})
+    for per_class in MEMORY_SIZES:
+        protos, pad = prototypes(x[rows], enc.intent[rows], head.out_features, per_class, seed)
+        for tau in MEMORY_TAUS:
+            for weight in MEMORY_WEIGHTS:
+                memory = PrototypeMemory(torch.from_numpy(protos), torch.from_numpy(pad), tau, weight)
+                with torch.no_grad():
+                    score = _score("intent", memory(torch.from_numpy(xv), linear).numpy(), val)
+                if score > best[0]:
+                    best = (score, memory, {"per_class": per_class, "tau": tau, "weight": weight})
+    log(f"refit intent memory: {base:.4f} -> {best[0]:.4f} {best[2]}")
+    return best[1], {
+        **best[2],
+        "calibration_score_before": round(base, 4),
+        "calibration_score_after": round(best[0], 4),
+    }
 
 
 def calibration_half(items: list[Sample], seed: int) -> list[Sample]:
@@ -158,25 +247,33 @@ def refit_heads(run_dir: Path, recipe: Recipe, log: Callable[[str], None] = prin
         "emotion": ["goemotions"],
     }
     log(f"refit: pooling {len(enc.ids)} training texts")
-    x = pooled(model, enc, pad_id)
-    state = load_file(str(checkpoint / "heads.safetensors"))
-    (run_dir / "heads.joint.safetensors").write_bytes((checkpoint / "heads.safetensors").read_bytes())
+    means = pooled(model, enc, pad_id)
+    joint = run_dir / "heads.joint.safetensors"
+    if not joint.exists():  # the heads as joint training left them; a second refit starts from these too
+        joint.write_bytes((checkpoint / "heads.safetensors").read_bytes())
+    joint_state = load_file(str(joint))
     report: dict[str, object] = {"train_texts": len(enc.ids)}
+    layers = {head: list(recipe.head_layers.get(head, [model.last_layer])) for head in REFIT_HEADS}
+    model.layers = {head: chosen for head, chosen in layers.items() if chosen != [model.last_layer]}
+    model.memory = None
     for head in REFIT_HEADS:
         items = [s for name in val_sets[head] for s in calibration_half(data.val.get(name, []), recipe.seed)]
         val = encode(items, tokenizer, recipe.max_length)
-        xv = pooled(model, val, pad_id)
-        current = model.heads[head]
-        assert isinstance(current, nn.Linear)
-        layer, before, after = fit_head(head, current, x, enc, xv, val, recipe.seed, log=log)
-        state[f"{head}.weight"] = layer.weight.detach().contiguous()
-        state[f"{head}.bias"] = layer.bias.detach().contiguous()
+        xv = layer_features(pooled(model, val, pad_id), layers[head])
+        x = layer_features(means, layers[head])
+        start = nn.Linear(joint_state[f"{head}.weight"].shape[1], joint_state[f"{head}.weight"].shape[0])
+        start.load_state_dict({"weight": joint_state[f"{head}.weight"], "bias": joint_state[f"{head}.bias"]})
+        layer, before, after = fit_head(head, start, x, enc, xv, val, recipe.seed, log=log)
+        model.heads[head] = layer
         report[head] = {
+            "layers": layers[head],
             "calibration_score_before": round(before, 4),
             "calibration_score_after": round(after, 4),
         }
         log(f"refit {head}: {before:.4f} -> {after:.4f}")
-    save_file(state, str(checkpoint / "heads.safetensors"))
+        if head == "intent" and recipe.intent_memory:
+            model.memory, report["intent_memory"] = fit_memory(layer, x, enc, xv, val, recipe.seed, log)
+    save_heads(model, checkpoint)
     report["seconds"] = round(time.perf_counter() - started, 1)
     (run_dir / "refit.json").write_text(json.dumps(report, indent=2))
     return report

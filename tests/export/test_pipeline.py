@@ -17,6 +17,7 @@ from export.onnx_export import EMBEDDING_OUTPUT, export_checkpoint
 from export.pack import build_pack, provenance
 from export.quantize import quantize
 from export.recipe import Recipe, build_data, tiny
+from export.refit import refit_heads
 from export.train import train
 from models.manifest import read_manifest, sha256_file
 from models.runtime import Runtime
@@ -31,6 +32,8 @@ def tiny_pack(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     pack = tmp_path_factory.mktemp("pack")
     recipe = tiny(Recipe(data_dir=str(tiny_data)))
     summary = train(recipe, run, progress=False)
+    # the refit's multi-layer heads and intent memory go through ONNX export too
+    refit_heads(run, recipe, log=lambda _: None)
     exported = export_checkpoint(run / "checkpoint", run / "onnx")
     assert exported["max_abs_diff"] < 1e-4
     quant = quantize(run / "onnx" / "model.fp32.onnx", run / "onnx" / "model.int8.onnx", "portable")
@@ -59,6 +62,18 @@ def test_training_writes_checkpoint_and_log(tiny_pack: tuple[Path, Path]) -> Non
     assert summary["data"]["train"]["requests"] > 0 and summary["data"]["train"]["sgd"] > 0
     assert summary["data"]["val"]["complaints"] > 0
     assert (run / "train_log.jsonl").read_text().strip()
+
+
+def test_refit_writes_layer_mixture_and_memory(tiny_pack: tuple[Path, Path]) -> None:
+    run, _ = tiny_pack
+    heads = json.loads((run / "checkpoint" / "heads.json").read_text())
+    assert heads["layers"] == {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6]}
+    report = json.loads((run / "refit.json").read_text())
+    assert report["emotion"]["layers"] == [3, 4, 5, 6]
+    memory = report["intent_memory"]
+    # a memory is kept only when it beats the linear head on the calibration half
+    improved = memory["calibration_score_after"] > memory["calibration_score_before"]
+    assert ("intent_memory" in heads) == improved
 
 
 def test_int8_is_smaller_than_fp32(tiny_pack: tuple[Path, Path]) -> None:

@@ -57,8 +57,8 @@ def test_angry_turns_are_negative(runtime: Runtime, text: str) -> None:
     (result,) = runtime.predict([text])
     assert result.sentiment.label == "negative", result.sentiment
     assert result.sentiment.score < -0.3
-    top_emotion = max(result.emotion.scores, key=result.emotion.scores.__getitem__)
-    assert top_emotion in {"anger", "frustration"}, result.emotion
+    # Routing reads the reported labels (at most two): one of them must name the anger.
+    assert {"anger", "frustration"} & set(result.emotion.labels), result.emotion
 
 
 def test_batched_matches_single_on_the_real_pack(runtime: Runtime) -> None:

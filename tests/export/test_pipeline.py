@@ -7,13 +7,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+import torch
 
 pytest.importorskip("torch")
 
 from export.evaluate import evaluate
 from export.mix import dataset_counts
-from export.onnx_export import EMBEDDING_OUTPUT, export_checkpoint
+from export.modeling import PrototypeMemory, load_checkpoint
+from export.onnx_export import EMBEDDING_OUTPUT, export_checkpoint, export_graph
 from export.pack import build_pack, provenance
 from export.quantize import quantize
 from export.recipe import Recipe, build_data, tiny
@@ -74,6 +77,22 @@ def test_refit_writes_layer_mixture_and_memory(tiny_pack: tuple[Path, Path]) -> 
     # a memory is kept only when it beats the linear head on the calibration half
     improved = memory["calibration_score_after"] > memory["calibration_score_before"]
     assert ("intent_memory" in heads) == improved
+
+
+def test_intent_memory_stays_fp32_in_the_int8_graph(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
+    run, _ = tiny_pack
+    model, _ = load_checkpoint(run / "checkpoint", attn_implementation="eager")
+    classes = model.heads["intent"].out_features
+    prototypes = torch.nn.functional.normalize(
+        torch.randn(classes * 2, 384, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
+    model.memory = PrototypeMemory(prototypes, torch.zeros(classes, 2), tau=0.02, weight=0.3)
+    export_graph(model, tmp_path / "fp32.onnx")
+    quantize(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "portable")
+    nodes = onnx.load(str(tmp_path / "int8.onnx")).graph.node
+    memory = [node.op_type for node in nodes if node.name.startswith("/memory/") and "MatMul" in node.op_type]
+    assert memory == ["MatMul"]  # cosines / tau amplify int8 error 50x (export/quantize.py)
+    assert any(node.op_type == "MatMulInteger" for node in nodes)  # the encoder is quantized
 
 
 def test_int8_is_smaller_than_fp32(tiny_pack: tuple[Path, Path]) -> None:

@@ -213,6 +213,7 @@ class MicroBatcher:
         live: list[Request] = []
         for request in window:
             if request.future.done():  # expired or cancelled on the loop side: skip the work
+                self._running_texts -= len(request.texts)
                 pending.discard(request)
             elif request.deadline <= now:
                 waited_ms = (now - request.enqueued) * 1000
@@ -246,10 +247,15 @@ class MicroBatcher:
         elapsed = time.perf_counter() - started
         self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * elapsed / len(texts)
 
-    @staticmethod
-    def _deliver(outcomes: list[tuple[Request, Outcome]], pending: set[Request]) -> None:
-        """One thread-safe callback per event loop carrying all of its results."""
+    def _deliver(self, outcomes: list[tuple[Request, Outcome]], pending: set[Request]) -> None:
+        """One thread-safe callback per event loop carrying all of its results.
+
+        A delivered request leaves ``backlog`` before its waiter can run, so a caller that
+        has its answer never sees its own texts still counted.
+        """
         for request, _ in outcomes:
+            if request in pending:
+                self._running_texts -= len(request.texts)
             pending.discard(request)
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[TextPrediction]], Outcome]]

@@ -58,7 +58,11 @@ def conversation_id(n: int) -> str:
 def create(client: httpx.Client, n: int) -> None:
     """Conversation ``n``: two to four turns, so sparklines, reasons and flags differ by row."""
     turns = [{"speaker": s, "text": t} for s, t in (TEXTS[(n + i) % len(TEXTS)] for i in range(2 + n % 3))]
-    response = client.post(f"/v1/conversations/{conversation_id(n)}/turns", json={"turns": turns})
+    for _ in range(20):  # a loaded machine sheds with 429 + Retry-After: do what a client should
+        response = client.post(f"/v1/conversations/{conversation_id(n)}/turns", json={"turns": turns})
+        if response.status_code != 429:
+            break
+        time.sleep(float(response.headers.get("retry-after", "0.1")))
     assert response.status_code == 200, response.text
 
 

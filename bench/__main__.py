@@ -1,5 +1,7 @@
-"""``python -m bench <runtime|http|faults|routing|suite|reasons|insights> [options]``: run one
+"""``python -m bench <runtime|packs|http|faults|routing|suite|reasons|insights> [options]``: run one
 benchmark's ``main``.
+
+``packs`` times two or more model packs against each other in one process (``bench/packs.py``);
 
 ``suite`` builds the default policy's test suite (``bench/build_suite.py``);
 ``routing`` reports the decision quality measured on it (``bench/routing.py``);
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 
 BENCHES = {
     "runtime": "bench.runtime",
+    "packs": "bench.packs",
     "http": "bench.http",
     "faults": "bench.faults",
     "routing": "bench.routing",

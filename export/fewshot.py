@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from export.metrics import unit_rows
 from models.runtime import Runtime, RuntimeConfig
 
 DOMAINS = ("travel", "kitchen_and_dining", "auto_and_commute")
@@ -52,9 +53,9 @@ def centroid_accuracy(
     names = list(shots)
     examples = [text for name in names for text in shots[name]]
     owners = np.array([i for i, name in enumerate(names) for _ in shots[name]])
-    e = _unit(embed(examples))
-    centroids = _unit(np.stack([e[owners == i].mean(0) for i in range(len(names))]))
-    q = _unit(embed([text for text, _ in val]))
+    e = unit_rows(embed(examples))
+    centroids = unit_rows(np.stack([e[owners == i].mean(0) for i in range(len(names))]))
+    q = unit_rows(embed([text for text, _ in val]))
     truth = np.array([names.index(intent) for _, intent in val])
     nearest_centroid = (q @ centroids.T).argmax(1)
     nearest_example = owners[(q @ e.T).argmax(1)]
@@ -64,10 +65,6 @@ def centroid_accuracy(
         "centroid_accuracy": float((nearest_centroid == truth).mean()),
         "one_nn_accuracy": float((nearest_example == truth).mean()),
     }
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def pack_embedder(pack_dir: Path) -> Embed:

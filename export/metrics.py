@@ -15,6 +15,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 length (all-zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Element-wise logistic of ``logits / temperature``."""
     return 1.0 / (1.0 + np.exp(-logits / temperature))

@@ -81,17 +81,7 @@ async def wait_state(outbox: Outbox, key: str, state: str, timeout: float = 10.0
 
 
 def check_signed(headers: dict[str, str], body: bytes) -> None:
-    verify_timestamped(
-        secrets=[SECRET],
-        timestamp=headers["x-switchboard-timestamp"],
-        signature=headers["x-switchboard-signature"],
-        body=body,
-        now=time.time(),
-        max_age_s=300,
-        timestamp_header="X-Switchboard-Timestamp",
-        signature_header="X-Switchboard-Signature",
-        realm="test",
-    )
+    check_signed_with(SECRET, headers, body)
 
 
 async def test_decision_is_posted_signed_with_an_idempotency_key(tmp_path: Path, receiver: Receiver) -> None:

@@ -1,0 +1,35 @@
+"""``python -m bench packs``: two packs timed in one process, every call scoring its text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import packs
+from models.packs import DEFAULT_PACK
+
+
+def test_compare_times_each_pack_on_all_and_short_turns(tmp_path: Path) -> None:
+    out = tmp_path / "packs.json"
+    assert (
+        packs.main(
+            [
+                "--pack",
+                str(DEFAULT_PACK),
+                "--pack",
+                str(DEFAULT_PACK),
+                "--turns",
+                "12",
+                "--rounds",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    assert report["turns"] == 12 and 0 < report["short_turns"] < 12
+    assert [row["version"] for row in report["packs"]] == ["2.1.0", "2.1.0"]
+    for row in report["packs"]:
+        assert 0 < row["p50_ms_short"] <= row["p50_ms_all"] * 3

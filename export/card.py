@@ -53,6 +53,11 @@ def _runtime_lines(checks: dict[str, Any]) -> list[str]:
     ]
 
 
+def _embedding_layers(recipe: dict[str, Any]) -> str:
+    layers = recipe.get("embedding_layers") or [6]
+    return "–".join(str(layer) for layer in (layers[0], layers[-1])) if len(layers) > 1 else str(layers[0])
+
+
 def _head_layers(recipe: dict[str, Any]) -> str:
     layers = recipe.get("head_layers") or {}
     named = [f"{head} {'+'.join(map(str, chosen))}" for head, chosen in layers.items()]
@@ -158,7 +163,11 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         "normalisation (`models/normalize.py`), which both training and serving apply.",
         "- **Spoken form**: 30% of calm training texts are lower-cased with punctuation removed.",
         "- **Sentence embedding**: a cosine distillation term keeps the pooled vector close to the pretrained "
-        "encoder's, so example-defined contact reasons keep working on the fine-tuned encoder.",
+        "encoder's, so example-defined contact reasons keep working on the fine-tuned encoder; the embedding "
+        f"concatenates the normalised means of layers {_embedding_layers(manifest.recipe)} "
+        f"({manifest.embedding.dim if manifest.embedding else 0} values, unit length), because fine-tuning "
+        "bends the last layer towards the pack's own intents (`python -m bench reasons` measures the "
+        "few-shot accuracy).",
         "- **Batch invariance**: dynamic int8 scales activations per tensor, so the runtime runs each text alone.",
         "",
         "## Training",

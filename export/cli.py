@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.1.0"
+PACK_VERSION = "2.2.0"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +93,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     import onnx
 
     from export.mix import dataset_counts
-    from export.pack import build_pack, provenance
+    from export.pack import EMBEDDING_DIM, EMBEDDING_OUTPUT, build_pack, output_width, provenance
     from export.quantize import quantize
     from export.recipe import Recipe, build_data
 
@@ -102,6 +102,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     fp32 = args.run / "onnx" / "model.fp32.onnx"
     int8 = args.run / "onnx" / "model.int8.onnx"
     quant = quantize(fp32, int8, args.preset)
+    graph_outputs = list(onnx.load(str(fp32), load_external_data=False).graph.output)
     inputs = (
         json.loads((args.run / "onnx" / "inputs.json").read_text())
         if (args.run / "onnx" / "inputs.json").exists()
@@ -118,7 +119,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         recipe={**summary["recipe"], "backbone": summary["backbone"]},
         sources=provenance(dataset_counts(build_data(recipe)), Path(recipe.data_dir)),
         quantization=quant,
-        outputs=[o.name for o in onnx.load(str(fp32), load_external_data=False).graph.output],
+        outputs=[o.name for o in graph_outputs],
+        embedding_dim=output_width(graph_outputs, EMBEDDING_OUTPUT) or EMBEDDING_DIM,
     )
     print(
         json.dumps(

@@ -7,8 +7,9 @@ Checkpoint layout (a folder, written by ``save_checkpoint``)::
     heads.safetensors                 sentiment.*, emotion.*, intent.*, act.* Linear weights
                                       (+ memory.* when the intent head has a prototype memory)
     labels.json                       {"sentiment": [...], "emotion": [...], "intent": [...], "act": [...]}
-    heads.json                        optional: which encoder layers each head reads, and the
-                                      intent memory's settings (written by ``export.refit``)
+    heads.json                        optional: which encoder layers each head (and the sentence
+                                      embedding) reads, and the intent memory's settings
+                                      (written by ``export.refit``)
 
 A checkpoint without ``act`` (pack v1) still loads: heads follow ``labels.json``.
 Without ``heads.json`` every head reads the last layer and there is no memory.
@@ -19,7 +20,11 @@ Two refinements are fitted by ``export.refit`` on the frozen encoder:
   layers, concatenated. Emotion and conversation act read layers 3-6, probably
   because cues such as "ugh" or "no, thanks" survive best in the layers that
   fine-tuning for intent bent least (the refit took GoEmotions macro-F1 from
-  0.565 to 0.601). The sentence embedding stays the last layer's.
+  0.565 to 0.601). The sentence embedding reads layers 3-6 too (``layers["embedding"]``:
+  each layer's mean L2-normalised, then the concatenation): fine-tuning bends
+  the last layer towards the pack's own intents, and the earlier layers keep
+  what tells apart reasons the pack was never trained on (``python -m bench
+  reasons`` measures the few-shot accuracy).
 - **Intent memory.** Nearest-prototype evidence (k-means prototypes of every
   intent's training sentences, cosine similarity, log-sum-exp per intent) is
   blended with the linear head's probabilities. A linear probe draws one plane
@@ -41,6 +46,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 HEADS = ("sentiment", "emotion", "intent", "act")
 HEADS_CONFIG = "heads.json"
+EMBEDDING = "embedding"  # key of ``layers`` naming the layers the sentence embedding reads
 
 
 def default_backbone() -> str:
@@ -158,6 +164,16 @@ class MultiHeadModel(nn.Module):
         """The input of head ``name`` from ``layer_means`` output."""
         chosen = self.layers.get(name, [self.last_layer])
         return torch.cat([means[layer] for layer in chosen], -1)
+
+    def sentence_embedding(self, means: dict[int, torch.Tensor]) -> torch.Tensor:
+        """The unit-length sentence embedding from ``layer_means`` output.
+
+        It reads ``layers["embedding"]`` (default: the last layer): each layer's mean is
+        L2-normalised, then the concatenation is, so every layer weighs the same in a cosine.
+        """
+        chosen = self.layers.get(EMBEDDING, [self.last_layer])
+        parts = [nn.functional.normalize(means[layer], dim=-1) for layer in chosen]
+        return nn.functional.normalize(torch.cat(parts, -1), dim=-1)
 
     def head_logits(self, means: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every head's logits (intent refined by the memory when there is one) from ``layer_means``."""

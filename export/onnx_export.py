@@ -3,8 +3,9 @@
 The graph takes ``input_ids``, ``attention_mask`` and (when the backbone uses
 them) ``token_type_ids``, all int64 with dynamic batch and sequence axes, and
 returns ``<head>_logits`` for every head of the checkpoint plus
-``sentence_embedding``: the L2-normalised mean-pooled vector the heads read,
-from the same encoder pass (used for contact reasons defined by examples).
+``sentence_embedding``: the unit-length mean-pooled vector of the layers the
+checkpoint names for it (``MultiHeadModel.sentence_embedding``), from the same
+encoder pass (used for contact reasons defined by examples).
 Pooling is inside the graph, so the runtime only tokenizes and calibrates.
 """
 
@@ -15,11 +16,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.modeling import HEADS, MultiHeadModel, load_checkpoint
+from export.modeling import EMBEDDING, HEADS, MultiHeadModel, load_checkpoint
 
 EMBEDDING_OUTPUT = "sentence_embedding"
 
@@ -45,8 +47,7 @@ class _Export(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         means = self.model.layer_means(input_ids, attention_mask, token_type_ids)
         logits = self.model.head_logits(means)
-        embedding = nn.functional.normalize(means[self.model.last_layer], dim=-1)
-        return (*(logits[h] for h in self.heads), embedding)
+        return (*(logits[h] for h in self.heads), self.model.sentence_embedding(means))
 
 
 def input_names(model: MultiHeadModel) -> list[str]:
@@ -83,7 +84,27 @@ def export_graph(
             do_constant_folding=True,
             dynamo=False,
         )
+    widths = {f"{h}_logits": len(model.labels[h]) for h in heads}
+    widths[EMBEDDING_OUTPUT] = embedding_width(model)
+    _set_output_widths(path, widths)
     return names
+
+
+def embedding_width(model: MultiHeadModel) -> int:
+    """Width of ``sentence_embedding``: the hidden size times the layers it concatenates."""
+    return int(model.encoder.config.hidden_size) * len(model.layers.get(EMBEDDING, [model.last_layer]))
+
+
+def _set_output_widths(path: Path, widths: dict[str, int]) -> None:
+    """Write the static last dimension of each output into the graph: the exporter leaves a
+    computed one symbolic, and the pack's manifest takes the embedding width from the graph."""
+    graph = onnx.load(str(path))
+    for output in graph.graph.output:
+        if output.name in widths:
+            dim = output.type.tensor_type.shape.dim[-1]
+            dim.ClearField("dim_param")
+            dim.dim_value = widths[output.name]
+    onnx.save(graph, str(path))
 
 
 def encode_for_onnx(tokenizer, texts: list[str], names: list[str], max_length: int) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ def provenance(used: dict[str, dict[str, int]], data_dir: Path) -> list[dict[str
     return records
 
 
+def output_width(outputs: Sequence[Any], name: str) -> int | None:
+    """The static last dimension of graph output ``name`` (ONNX ``ValueInfoProto``s), if it has one."""
+    for output in outputs:
+        if output.name == name:
+            dims = output.type.tensor_type.shape.dim
+            return int(dims[-1].dim_value) if dims and dims[-1].dim_value > 0 else None
+    return None
+
+
 def build_pack(
     int8_graph: Path,
     tokenizer_json: Path,
@@ -103,6 +113,7 @@ def build_pack(
     sources: list[dict[str, Any]],
     quantization: dict[str, Any],
     outputs: list[str] | None = None,
+    embedding_dim: int = EMBEDDING_DIM,
 ) -> Manifest:
     """Copy the graph and tokenizer into ``pack_dir`` and write a fresh manifest.
 
@@ -125,7 +136,7 @@ def build_pack(
         if f"{head}_logits" in outputs
     }
     embedding = (
-        EmbeddingSpec(graph=GRAPH_KEY, output=EMBEDDING_OUTPUT, dim=EMBEDDING_DIM)
+        EmbeddingSpec(graph=GRAPH_KEY, output=EMBEDDING_OUTPUT, dim=embedding_dim)
         if EMBEDDING_OUTPUT in outputs
         else None
     )

@@ -53,6 +53,9 @@ class Recipe:
     head_layers: dict[str, list[int]] = field(
         default_factory=lambda: {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6]}
     )
+    # encoder layers whose normalised mean-pooled vectors make the sentence embedding
+    # (export/modeling.py: MultiHeadModel.sentence_embedding); written by the refit
+    embedding_layers: list[int] = field(default_factory=lambda: [3, 4, 5, 6])
     # refit a nearest-prototype memory for the intent head (export/modeling.py)
     intent_memory: bool = True
     eval_every: int = 650

@@ -37,7 +37,7 @@ from export import metrics
 from export.batches import IGNORE, Encoded, class_loss, cpu_threads, emotion_loss, encode, pad_batch
 from export.halves import halves
 from export.mix import Sample
-from export.modeling import MultiHeadModel, PrototypeMemory, load_checkpoint, save_heads
+from export.modeling import EMBEDDING, MultiHeadModel, PrototypeMemory, load_checkpoint, save_heads
 from export.recipe import Recipe, build_data
 from routing.taxonomy import ACT_LABELS
 
@@ -251,6 +251,8 @@ def refit_heads(run_dir: Path, recipe: Recipe, log: Callable[[str], None] = prin
     report: dict[str, object] = {"train_texts": len(enc.ids)}
     layers = {head: list(recipe.head_layers.get(head, [model.last_layer])) for head in REFIT_HEADS}
     model.layers = {head: chosen for head, chosen in layers.items() if chosen != [model.last_layer]}
+    if list(recipe.embedding_layers) != [model.last_layer]:
+        model.layers[EMBEDDING] = list(recipe.embedding_layers)
     model.memory = None
     for head in REFIT_HEADS:
         items = [s for name in val_sets[head] for s in calibration_half(data.val.get(name, []), recipe.seed)]

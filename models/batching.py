@@ -1,11 +1,20 @@
 """Micro-batching: concurrent async requests coalesced into few ONNX runs.
 
-Requests go from the event loop into a bounded queue; one dedicated worker
+Requests go from the event loop into a bounded queue; a dedicated worker
 thread takes a *window* of requests, tokenizes them, cuts the window into
 length-bucketed batches and runs them, then hands the results back to each
 request's event loop in a single ``call_soon_threadsafe`` per loop. ONNX and
 the tokenizer release the GIL, so the event loop keeps serving while a batch
 runs.
+
+``workers`` > 1 (the batch-invariant plan: one ONNX call per text on one
+intra-op thread) starts that many worker threads on the one queue, each
+running its own window's texts one after another. Why not one thread with a
+pool for the rows: that thread's tokenizing, post-processing and delivery
+(which hold the GIL) left both cores without model work between windows;
+with independent workers one tokenizes while the other runs ONNX. A worker
+takes at most its share of the queue (queued texts / workers), so a burst is
+split between them instead of landing on whichever woke first.
 
 Coalescing waits at most ``max_wait_s`` for more requests, and only when the
 previous window held more than one request: with one client there is nobody
@@ -26,7 +35,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -70,15 +79,23 @@ def _settle(outcomes: list[tuple[asyncio.Future[list[TextPrediction]], Outcome]]
 
 
 class MicroBatcher:
-    """Bounded queue + one worker thread running ``Engine`` batches.
+    """Bounded queue + ``workers`` worker threads running ``Engine`` batches.
 
     Its limits come from ``RuntimeConfig``: ``max_batch_size``, ``max_batch_tokens``,
-    ``max_wait_ms``, ``queue_size`` (texts) and ``batching``.
+    ``max_wait_ms``, ``queue_size`` (texts) and ``batching``. With ``workers`` > 1 each
+    worker runs its window's texts on its own thread (``Engine.infer(parallel=False)``).
     """
 
-    def __init__(self, engine: Engine, config: RuntimeConfig, on_batch: BatchHook | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: RuntimeConfig,
+        on_batch: BatchHook | None = None,
+        workers: int = 1,
+    ) -> None:
         self._engine = engine
         self._config = config
+        self.workers = max(1, workers)
         self._max_wait_s = config.max_wait_ms / 1000
         self._on_batch = on_batch
         self._items: deque[Request] = deque()
@@ -86,7 +103,7 @@ class MicroBatcher:
         self._running_texts = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # Seconds per text, smoothed: turns queue depth into a retry-after hint.
         self._seconds_per_text = 0.005
 
@@ -110,10 +127,14 @@ class MicroBatcher:
         return self._config.max_batch_size if self._config.batching else 1
 
     def start(self) -> None:
-        """Start the worker thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="models-batcher", daemon=True)
-            self._thread.start()
+        """Start the worker threads (idempotent)."""
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._work, name=f"models-batcher-{n}", daemon=True)
+                for n in range(self.workers)
+            ]
+            for thread in self._threads:
+                thread.start()
 
     def submit(self, texts: Sequence[str], deadline: float) -> asyncio.Future[list[TextPrediction]]:
         """Queue texts for the worker; call from a running event loop.
@@ -125,10 +146,10 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         request = Request(texts, loop, loop.create_future(), deadline)
         with self._cond:
-            if self._closed or self._thread is None:
+            if self._closed or not self._threads:
                 raise NotReadyError("the runtime is not running (not started or closed)")
             if self._items and self._queued_texts + len(texts) > self._config.queue_size:
-                retry_after = max(0.001, self._queued_texts * self._seconds_per_text)
+                retry_after = max(0.001, self._queued_texts * self._seconds_per_text / self.workers)
                 raise OverloadedError(
                     f"inference queue full ({self._queued_texts}/{self._config.queue_size} texts)",
                     retry_after,
@@ -139,12 +160,12 @@ class MicroBatcher:
         return request.future
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop intake, let the worker drain the queue, and join it (blocking)."""
+        """Stop intake, let the workers drain the queue, and join them (blocking)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     # -- worker thread -------------------------------------------------------------------------
 
@@ -154,11 +175,18 @@ class MicroBatcher:
         window.append(request)
         return texts + len(request.texts)
 
-    def _take_queued_locked(self, window: list[Request], texts: int) -> int:
-        """Move queued requests into the window while they fit the batch size."""
-        while self._items and texts + len(self._items[0].texts) <= self._config.max_batch_size:
+    def _take_queued_locked(self, window: list[Request], texts: int, limit: int) -> int:
+        """Move queued requests into the window while they fit ``limit`` texts."""
+        while self._items and texts + len(self._items[0].texts) <= limit:
             texts = self._pop_locked(window, texts)
         return texts
+
+    def _share_locked(self, texts: int) -> int:
+        """Most texts one worker's window takes: the batch size, or its share of the queue."""
+        if self.workers == 1:
+            return self._config.max_batch_size
+        queued = texts + self._queued_texts
+        return max(1, min(self._config.max_batch_size, -(-queued // self.workers)))
 
     def _collect(self, wait_for_more: bool) -> list[Request]:
         """Block for the next window of requests; [] once closed and drained."""
@@ -170,9 +198,13 @@ class MicroBatcher:
                 return window
             texts = self._pop_locked(window, 0)
             if not self._config.batching:
+                self._running_texts += texts
                 return window
-            texts = self._take_queued_locked(window, texts)
-            if not wait_for_more or self._max_wait_s <= 0:
+            texts = self._take_queued_locked(window, texts, self._share_locked(texts))
+            if not wait_for_more or self._max_wait_s <= 0 or self.workers > 1:
+                # Several workers: an idle one takes the next request at once, so waiting
+                # for a fuller window would only add latency.
+                self._running_texts += texts
                 return window
             until = time.monotonic() + self._max_wait_s
             while texts < self._config.max_batch_size and not self._closed:
@@ -183,7 +215,8 @@ class MicroBatcher:
                     break
                 if not self._items:
                     self._cond.wait(remaining)
-                texts = self._take_queued_locked(window, texts)
+                texts = self._take_queued_locked(window, texts, self._config.max_batch_size)
+            self._running_texts += texts
         return window
 
     def _work(self) -> None:
@@ -194,14 +227,13 @@ class MicroBatcher:
                 return
             coalesced = len(window)
             pending = set(window)
-            self._running_texts = sum(len(request.texts) for request in window)
             try:
                 self._process(window, pending)
             except BaseException as exc:  # nobody may hang: every undelivered waiter gets the error
                 failed = [request for request in window if request in pending]
                 self._deliver([(request, _batch_error(exc, len(failed))) for request in failed], pending)
             finally:
-                self._running_texts = 0
+                self._release(pending)
 
     def _process(self, window: list[Request], pending: set[Request]) -> None:
         """Drop expired requests, run the rest in length-bucketed batches, deliver as batches finish.
@@ -213,7 +245,7 @@ class MicroBatcher:
         live: list[Request] = []
         for request in window:
             if request.future.done():  # expired or cancelled on the loop side: skip the work
-                self._running_texts -= len(request.texts)
+                self._release([request])
                 pending.discard(request)
             elif request.deadline <= now:
                 waited_ms = (now - request.enqueued) * 1000
@@ -232,8 +264,9 @@ class MicroBatcher:
         results: list[TextPrediction | None] = [None] * len(texts)
         started = time.perf_counter()
         tokens = self._engine.tokenize(texts)
+        parallel = self.workers == 1
         for group in self._engine.plan(tokens, self.batch_size, self._config.max_batch_tokens):
-            predictions = self._engine.infer([tokens[i] for i in group], self._on_batch)
+            predictions = self._engine.infer([tokens[i] for i in group], self._on_batch, parallel)
             finished: list[tuple[Request, Outcome]] = []
             for index, prediction in zip(group, predictions, strict=True):
                 results[index] = prediction
@@ -247,15 +280,21 @@ class MicroBatcher:
         elapsed = time.perf_counter() - started
         self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * elapsed / len(texts)
 
+    def _release(self, requests: Iterable[Request]) -> None:
+        """Take delivered (or dropped) requests' texts out of ``backlog``."""
+        count = sum(len(request.texts) for request in requests)
+        if count:
+            with self._cond:
+                self._running_texts -= count
+
     def _deliver(self, outcomes: list[tuple[Request, Outcome]], pending: set[Request]) -> None:
         """One thread-safe callback per event loop carrying all of its results.
 
         A delivered request leaves ``backlog`` before its waiter can run, so a caller that
         has its answer never sees its own texts still counted.
         """
+        self._release([request for request, _ in outcomes if request in pending])
         for request, _ in outcomes:
-            if request in pending:
-                self._running_texts -= len(request.texts)
             pending.discard(request)
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[TextPrediction]], Outcome]]

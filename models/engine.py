@@ -136,14 +136,16 @@ class Engine:
                 outputs[(key, name)] = np.asarray(value)
         return outputs
 
-    def run(self, batch: Sequence[Tokens]) -> dict[str, np.ndarray]:
+    def run(self, batch: Sequence[Tokens], parallel: bool = True) -> dict[str, np.ndarray]:
         """Run every graph on a batch; returns logits [batch, labels] per head (and the embedding).
 
-        With ``invariant`` each text is its own run (see the module docstring).
-        Raises InferenceError when a session fails or returns an unexpected shape.
+        With ``invariant`` each text is its own run (see the module docstring), on the row
+        workers when ``parallel``, else one after another on the caller's thread (for callers
+        that are themselves one of several workers). Raises InferenceError when a session
+        fails or returns an unexpected shape.
         """
         if self.invariant and len(batch) > 1:
-            pool = self._pool
+            pool = self._pool if parallel else None
             if pool is not None:
                 rows = list(pool.map(lambda tokens: self._run_graphs([tokens]), batch))
             else:
@@ -173,10 +175,12 @@ class Engine:
             embeddings,
         )
 
-    def infer(self, batch: Sequence[Tokens], on_batch: BatchHook | None = None) -> list[TextPrediction]:
+    def infer(
+        self, batch: Sequence[Tokens], on_batch: BatchHook | None = None, parallel: bool = True
+    ) -> list[TextPrediction]:
         """Run + post-process one already-formed batch, reporting it to ``on_batch``."""
         started = time.perf_counter()
-        results = self.postprocess(self.run(batch), batch)
+        results = self.postprocess(self.run(batch, parallel), batch)
         if on_batch is not None:
             on_batch(len(batch), sum(self.length(tokens) for tokens in batch), time.perf_counter() - started)
         return results

@@ -138,7 +138,9 @@ class Runtime:
             single_thread_graphs=single_thread_graphs,
             single_thread_tokens=config.single_thread_tokens,
         )
-        self._batcher = MicroBatcher(self._engine, config, self._emit_batch)
+        self._batcher = MicroBatcher(
+            self._engine, config, self._emit_batch, workers=workers if config.batching else 1
+        )
         self._ready = False
         self._closed = False
         self._warmup_ms: dict[str, float] = {}
@@ -167,6 +169,11 @@ class Runtime:
         if intra_op > 1 and config.single_thread_tokens > 0:
             single = reopen_sessions(pack, session_options(config, 1), session_factory)
         return cls(pack, config, quota, intra_op, (time.perf_counter() - started) * 1000, single)
+
+    @property
+    def batch_workers(self) -> int:
+        """Batches that run side by side (admission control divides queue waits by it)."""
+        return self._batcher.workers
 
     def _emit_batch(self, texts: int, tokens: int, seconds: float) -> None:
         hook = self.on_batch
@@ -299,6 +306,7 @@ class Runtime:
                 "intra_op": self._intra_op,
                 "single_thread_tokens": self._engine.single_thread_tokens,
                 "row_workers": self._engine.workers,
+                "batch_workers": self._batcher.workers,
                 "inter_op": self._config.inter_op_threads,
                 "cpus": self._quota.cpus,
                 "cpu_source": self._quota.source,

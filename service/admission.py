@@ -20,10 +20,15 @@ _ALPHA = 0.2
 
 
 class InferenceAdmission:
-    """``check(queued, incoming)`` raises ``Overloaded`` when the predicted wait is too long."""
+    """``check(queued, incoming)`` raises ``Overloaded`` when the predicted wait is too long.
 
-    def __init__(self, deadline_s: float, fraction: float = SHED_AT_FRACTION) -> None:
+    ``workers``: batches the runtime runs side by side (its batch workers); each observed
+    batch took its own seconds, so the queue drains ``workers`` times as fast.
+    """
+
+    def __init__(self, deadline_s: float, fraction: float = SHED_AT_FRACTION, workers: int = 1) -> None:
         self.limit_s = deadline_s * fraction
+        self.workers = max(1, workers)
         self.seconds_per_text: float | None = None  # unknown until the first batches ran
 
     def observe(self, batch_size: int, tokens: int, seconds: float) -> None:
@@ -38,7 +43,7 @@ class InferenceAdmission:
         """Seconds until ``incoming`` more texts behind ``queued`` ones would be done."""
         if self.seconds_per_text is None:
             return 0.0
-        return (queued + incoming) * self.seconds_per_text
+        return (queued + incoming) * self.seconds_per_text / self.workers
 
     def pressure(self, queued: int) -> float | None:
         """Retry-After seconds while even one more text would wait too long, else None."""

@@ -105,7 +105,9 @@ async def _load_runtime(service: ServiceState) -> None:
     pack_dir = settings.pack_dir or DEFAULT_PACK
     try:
         runtime = await asyncio.to_thread(Runtime.load, pack_dir, runtime_config(settings))
-        admission = InferenceAdmission(settings.inference.default_deadline_ms / 1000)
+        admission = InferenceAdmission(
+            settings.inference.default_deadline_ms / 1000, workers=runtime.batch_workers
+        )
         service.gate.admission = admission
 
         def on_batch(batch_size: int, tokens: int, seconds: float) -> None:

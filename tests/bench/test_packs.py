@@ -30,6 +30,7 @@ def test_compare_times_each_pack_on_all_and_short_turns(tmp_path: Path) -> None:
     )
     report = json.loads(out.read_text())
     assert report["turns"] == 12 and 0 < report["short_turns"] < 12
-    assert [row["version"] for row in report["packs"]] == ["2.1.0", "2.1.0"]
+    version = json.loads((DEFAULT_PACK / "manifest.json").read_text())["version"]
+    assert [row["version"] for row in report["packs"]] == [version, version]
     for row in report["packs"]:
         assert 0 < row["p50_ms_short"] <= row["p50_ms_all"] * 3

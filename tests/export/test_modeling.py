@@ -67,3 +67,20 @@ def test_training_path_refuses_a_refitted_model() -> None:
     batch = tokenizer(["hi"], return_tensors="pt")
     with pytest.raises(ValueError, match="refitted"):
         model.with_pooled(**batch)
+
+
+def test_sentence_embedding_concatenates_its_normalised_layers() -> None:
+    last, _ = build_model(default_backbone(), LABELS)
+    mixed, tokenizer = build_model(default_backbone(), LABELS, layers={"embedding": [2, 6]})
+    assert mixed.needed_layers() == [2, 6]
+    batch = tokenizer(["where is my card", "thanks a lot"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        means = mixed.layer_means(**batch, layers=[2, 6])
+        default, combined = last.sentence_embedding(means), mixed.sentence_embedding(means)
+    unit = torch.nn.functional.normalize
+    assert torch.allclose(default, unit(means[6], dim=-1), atol=1e-6)  # no setting: the last layer
+    assert combined.shape == (2, 2 * 384)
+    assert torch.allclose(combined.norm(dim=-1), torch.ones(2), atol=1e-5)
+    # each layer weighs the same: both halves have length 1/sqrt(2) whatever the layers' scales
+    assert torch.allclose(combined[:, :384].norm(dim=-1), torch.full((2,), 2**-0.5), atol=1e-5)
+    assert torch.allclose(combined[:, :384] * 2**0.5, unit(means[2], dim=-1), atol=1e-5)

@@ -70,7 +70,7 @@ def test_training_writes_checkpoint_and_log(tiny_pack: tuple[Path, Path]) -> Non
 def test_refit_writes_layer_mixture_and_memory(tiny_pack: tuple[Path, Path]) -> None:
     run, _ = tiny_pack
     heads = json.loads((run / "checkpoint" / "heads.json").read_text())
-    assert heads["layers"] == {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6]}
+    assert heads["layers"] == {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6], "embedding": [3, 4, 5, 6]}
     report = json.loads((run / "refit.json").read_text())
     assert report["emotion"]["layers"] == [3, 4, 5, 6]
     memory = report["intent_memory"]
@@ -139,7 +139,9 @@ def test_runtime_loads_the_exported_pack(tiny_pack: tuple[Path, Path]) -> None:
         assert p.intent.label in INTENT_LABELS
         assert abs(sum(p.sentiment.probs.values()) - 1) < 1e-4
         assert p.act.label in (*ACT_LABELS, "greeting")
-        assert p.embedding is not None and len(p.embedding) == 384
+        # the embedding concatenates layers 3-6 (static width in the graph, declared in the manifest)
+        assert p.embedding is not None and len(p.embedding) == 4 * 384
+        assert sum(x * x for x in p.embedding) == pytest.approx(1.0, abs=1e-3)
 
 
 def tiny_classifier(path: Path, labels: list[str], seed: int) -> Path:

@@ -209,6 +209,9 @@ class ScriptedSession:
         self.gate.set()
         self.entered = threading.Event()
         self.fail: Exception | None = None
+        self._lock = threading.Lock()
+        self.inside = 0  # runs inside the session right now
+        self.peak = 0  # most runs ever inside at once
 
     def get_inputs(self) -> Any:
         return self.inner.get_inputs()
@@ -219,13 +222,20 @@ class ScriptedSession:
         return self.inner.get_outputs()
 
     def run(self, output_names: list[str] | None, input_feed: dict[str, Any]) -> Any:
-        self.entered.set()
-        if not self.gate.wait(timeout=10):
-            raise TimeoutError("test gate never opened")
-        self.calls.append(int(input_feed["input_ids"].shape[0]))
-        if self.fail is not None:
-            raise self.fail
-        return self.inner.run(output_names, input_feed)
+        with self._lock:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+        try:
+            self.entered.set()
+            if not self.gate.wait(timeout=10):
+                raise TimeoutError("test gate never opened")
+            self.calls.append(int(input_feed["input_ids"].shape[0]))
+            if self.fail is not None:
+                raise self.fail
+            return self.inner.run(output_names, input_feed)
+        finally:
+            with self._lock:
+                self.inside -= 1
 
 
 class SessionRecorder:

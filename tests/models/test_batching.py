@@ -222,3 +222,42 @@ async def test_many_concurrent_clients_all_get_their_own_results(tiny_pack: Path
         results = await asyncio.gather(*(runtime.submit([t]) for t in texts))
         assert [r[0].intent.label for r in results] == expected
         assert max(recorder.main.calls) <= 8
+
+
+async def test_two_workers_run_two_windows_side_by_side(tiny_pack: Path, recorder: Any) -> None:
+    # The batch-invariant plan on two CPUs: each worker runs its own window on its own thread.
+    config = RuntimeConfig(intra_op_threads=2, invariant=True)
+    runtime = Runtime.load(tiny_pack, config, session_factory=recorder)
+    await runtime.start()
+    assert runtime.batch_workers == 2
+    session = recorder.main
+    try:
+        session.gate.clear()
+        texts = [["cancel my account"], ["thank you", "great help"], ["refund today"], ["why"]]
+        tasks = await enqueue(runtime, texts, deadline_ms=10_000)
+        deadline = asyncio.get_running_loop().time() + 5
+        while session.inside < 2:  # both workers are inside a run at the same moment
+            assert asyncio.get_running_loop().time() < deadline, "the second worker never started a run"
+            await asyncio.sleep(0.005)
+        assert runtime.backlog == 5
+        session.gate.set()
+        results = await asyncio.gather(*tasks)
+        assert session.peak == 2 and set(session.calls) == {1}  # per-text runs, never padded
+        assert runtime.backlog == 0
+        for request, result in zip(texts, results, strict=True):
+            assert [r.intent.label for r in result] == [r.intent.label for r in runtime.predict(request)]
+    finally:
+        session.gate.set()
+        await runtime.close()
+
+
+async def test_one_worker_runs_one_window_at_a_time(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder) as runtime:
+        assert runtime.batch_workers == 1
+        first = await park_worker(runtime, recorder)
+        tasks = await enqueue(runtime, [["thank you"], ["refund today"]])
+        await asyncio.sleep(0.05)
+        assert recorder.main.inside == 1
+        recorder.main.gate.set()
+        await asyncio.gather(first, *tasks)
+        assert recorder.main.peak == 1

@@ -39,6 +39,9 @@ def reasons_text(*bodies: str, matching: str = "") -> str:
     return matching + "\n".join(out)
 
 
+# The default similarity threshold: a match's confidence is 0.6 there and rises one for one above it.
+T = MatchSettings().similarity_threshold
+
 BRANCHES = reasons_text(
     'id = "branch_hours"\ncategory = "branches"',
     'id = "reschedule_appointment"\ncategory = "appointments"',
@@ -180,7 +183,7 @@ def test_a_match_below_the_threshold_changes_nothing() -> None:
 def test_a_match_takes_an_out_of_scope_turn() -> None:
     head = [("out_of_scope", 0.9), ("balance", 0.05), ("apr", 0.03)]
     result = merge_intents(
-        head, ReasonMatch("branch_hours", 0.65, "reschedule_appointment", 0.2), load_reasons(BRANCHES)
+        head, ReasonMatch("branch_hours", T + 0.1, "reschedule_appointment", 0.2), load_reasons(BRANCHES)
     )
     assert result.intents[0] == ("branch_hours", pytest.approx(0.7))
     assert [label for label, _ in result.intents] == [
@@ -194,7 +197,7 @@ def test_a_match_takes_an_out_of_scope_turn() -> None:
 
 def test_a_confident_built_in_intent_keeps_the_turn() -> None:
     head = [("transfer_timing", 0.95), ("balance", 0.03)]
-    result = merge_intents(head, ReasonMatch("branch_hours", 0.70), load_reasons(BRANCHES))
+    result = merge_intents(head, ReasonMatch("branch_hours", T + 0.15), load_reasons(BRANCHES))
     assert result.intents[0] == ("transfer_timing", 0.95) and result.source == "model"
     # ... the match is only an alternative, with at most what the head left over
     assert dict(result.intents)["branch_hours"] == pytest.approx(0.75 * 0.05)
@@ -203,10 +206,10 @@ def test_a_confident_built_in_intent_keeps_the_turn() -> None:
 
 def test_an_unsure_head_or_a_clearly_stronger_match_yields() -> None:
     unsure = [("transfer_timing", 0.45), ("balance", 0.3)]
-    assert merged(unsure, ReasonMatch("branch_hours", 0.56))[0][0] == "branch_hours"
+    assert merged(unsure, ReasonMatch("branch_hours", T + 0.01))[0][0] == "branch_hours"
     strong = [("transfer_timing", 0.7), ("balance", 0.2)]
-    assert merged(strong, ReasonMatch("branch_hours", 0.80))[0][0] == "branch_hours"  # 0.85 >= 0.7 + 0.1
-    assert merged(strong, ReasonMatch("branch_hours", 0.70))[0][0] == "transfer_timing"  # 0.75 < 0.8
+    assert merged(strong, ReasonMatch("branch_hours", T + 0.25))[0][0] == "branch_hours"  # 0.85 >= 0.7 + 0.1
+    assert merged(strong, ReasonMatch("branch_hours", T + 0.15))[0][0] == "transfer_timing"  # 0.75 < 0.8
 
 
 def test_replaced_intents_are_renamed_even_without_a_match() -> None:

@@ -39,3 +39,14 @@ def test_pressure_is_the_retry_after_for_one_more_text() -> None:
     admission.observe(batch_size=1, tokens=10, seconds=0.01)
     assert admission.pressure(queued=50) is None
     assert admission.pressure(queued=150) == pytest.approx(1.51)
+
+
+def test_side_by_side_workers_drain_the_queue_faster() -> None:
+    one, two = InferenceAdmission(deadline_s=2.0), InferenceAdmission(deadline_s=2.0, workers=2)
+    for admission in (one, two):
+        admission.observe(batch_size=4, tokens=80, seconds=0.016)  # 4 ms per text on one worker
+    assert two.predicted_wait_s(queued=100, incoming=0) == pytest.approx(0.2)
+    assert one.predicted_wait_s(queued=100, incoming=0) == pytest.approx(0.4)
+    with pytest.raises(Overloaded):
+        one.check(queued=300, incoming=0)  # 1.2 s on one worker
+    two.check(queued=300, incoming=0)  # 0.6 s on two

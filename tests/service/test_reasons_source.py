@@ -41,7 +41,11 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 32
 
+# The bag-of-words stand-in embedder below has its own cosine scale, lower than the pack's.
 BRANCHES = """
+[matching]
+similarity_threshold = 0.55
+
 [[reasons]]
 id = "branch_hours"
 category = "branches"

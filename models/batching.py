@@ -9,7 +9,9 @@ runs.
 
 ``workers`` > 1 (the batch-invariant plan: one ONNX call per text on one
 intra-op thread) starts that many worker threads on the one queue, each
-running its own window's texts one after another. Why not one thread with a
+running its own window's texts one after another (a window that is the only
+work at the time, such as one 20-turn transcript, still spreads its texts over
+the engine's row workers). Why not one thread with a
 pool for the rows: that thread's tokenizing, post-processing and delivery
 (which hold the GIL) left both cores without model work between windows;
 with independent workers one tokenizes while the other runs ONNX. A worker
@@ -101,6 +103,7 @@ class MicroBatcher:
         self._items: deque[Request] = deque()
         self._queued_texts = 0
         self._running_texts = 0
+        self._busy_workers = 0  # workers holding a window (read unlocked as a hint)
         self._cond = threading.Condition()
         self._closed = False
         self._threads: list[threading.Thread] = []
@@ -227,6 +230,8 @@ class MicroBatcher:
                 return
             coalesced = len(window)
             pending = set(window)
+            with self._cond:
+                self._busy_workers += 1
             try:
                 self._process(window, pending)
             except BaseException as exc:  # nobody may hang: every undelivered waiter gets the error
@@ -234,6 +239,8 @@ class MicroBatcher:
                 self._deliver([(request, _batch_error(exc, len(failed))) for request in failed], pending)
             finally:
                 self._release(pending)
+                with self._cond:
+                    self._busy_workers -= 1
 
     def _process(self, window: list[Request], pending: set[Request]) -> None:
         """Drop expired requests, run the rest in length-bucketed batches, deliver as batches finish.
@@ -264,7 +271,9 @@ class MicroBatcher:
         results: list[TextPrediction | None] = [None] * len(texts)
         started = time.perf_counter()
         tokens = self._engine.tokenize(texts)
-        parallel = self.workers == 1
+        # A lone window (the other workers idle, nothing queued: one many-text request at low
+        # load) may still spread its texts over the engine's row workers.
+        parallel = self.workers == 1 or (self._busy_workers == 1 and not self._items)
         for group in self._engine.plan(tokens, self.batch_size, self._config.max_batch_tokens):
             predictions = self._engine.infer([tokens[i] for i in group], self._on_batch, parallel)
             finished: list[tuple[Request, Outcome]] = []

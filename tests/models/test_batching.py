@@ -261,3 +261,23 @@ async def test_one_worker_runs_one_window_at_a_time(tiny_pack: Path, recorder: A
         recorder.main.gate.set()
         await asyncio.gather(first, *tasks)
         assert recorder.main.peak == 1
+
+
+async def test_a_lone_many_text_request_still_uses_every_row_worker(tiny_pack: Path, recorder: Any) -> None:
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=recorder)
+    await runtime.start()
+    session = recorder.main
+    try:
+        session.gate.clear()
+        texts = ["cancel my account", "thank you", "refund today", "why", "great help"]
+        task = asyncio.create_task(runtime.submit(texts, deadline_ms=10_000))
+        deadline = asyncio.get_running_loop().time() + 5
+        while session.inside < 2:  # one window, two of its texts running at the same moment
+            assert asyncio.get_running_loop().time() < deadline, "the window's texts ran one at a time"
+            await asyncio.sleep(0.005)
+        session.gate.set()
+        result = await task
+        assert [r.intent.label for r in result] == [r.intent.label for r in runtime.predict(texts)]
+    finally:
+        session.gate.set()
+        await runtime.close()

@@ -3,11 +3,12 @@
 1. Accuracy: 45 CLINC150 intents from three domains the pack does not cover
    (``export.fewshot``: 10 train examples each) loaded as a reasons file;
    measured on CLINC's *validation* utterances of those intents: closed-set
-   nearest centroid, and per-turn accuracy after the open-set test and the
-   merge with the intent head (``ActiveReasons.merge``). Utterances of five
-   other CLINC domains plus CLINC's out-of-scope validation set: the share no
-   custom reason takes. Banking77's held-out 10%: the intent head alone vs
-   with the 45 reasons loaded (interference).
+   (the best reason by ``ReasonIndex.match``, no threshold), and per-turn
+   accuracy after the open-set test and the merge with the intent head
+   (``ActiveReasons.merge``). Utterances of five other CLINC domains plus
+   CLINC's out-of-scope validation set: the share no custom reason takes.
+   Banking77's held-out 10%: the intent head alone vs with the 45 reasons
+   loaded (interference).
 2. Cost: a 200-reason x 10-example file (CLINC and Banking77 training
    utterances) embedded from an empty cache, then reloaded with one example
    added; matching plus merging per turn.
@@ -99,7 +100,7 @@ def accuracy(runtime: Runtime, data: Path, folder: Path, matching: dict[str, flo
         "matching": matching or "defaults",
         "reasons": len(shots),
         "queries": len(val),
-        "closed_set_centroid_accuracy": float(np.mean([c == t for c, t in zip(closed, truth, strict=True)])),
+        "closed_set_accuracy": float(np.mean([c == t for c, t in zip(closed, truth, strict=True)])),
         "per_turn_accuracy_open_set": float(np.mean([m == t for m, t in zip(merged, truth, strict=True)])),
         "unrelated_utterances": len(negatives),
         "unrelated_left_alone": float(np.mean(left_alone)),
@@ -185,11 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threshold", type=float, help="similarity_threshold for part 1 (default: the file's)"
     )
     parser.add_argument("--margin", type=float, help="ambiguity_margin for part 1 (default: the file's)")
+    parser.add_argument(
+        "--example-weight", type=float, help="example_weight for part 1 (default: the file's)"
+    )
     parser.add_argument("--accuracy-only", action="store_true", help="only part 1 (for a threshold sweep)")
     args = parser.parse_args(argv)
     matching = {
         name: value
-        for name, value in (("similarity_threshold", args.threshold), ("ambiguity_margin", args.margin))
+        for name, value in (
+            ("similarity_threshold", args.threshold),
+            ("ambiguity_margin", args.margin),
+            ("example_weight", args.example_weight),
+        )
         if value is not None
     }
     runtime = Runtime.load(args.pack, RuntimeConfig())

@@ -81,6 +81,8 @@ _BUILT_IN: frozenset[str] = frozenset(INTENT_LABELS)
 class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The ``[matching]`` section: when a custom reason counts, and when it beats the intent head.
 
+    A reason's similarity to a turn is its centroid's cosine blended with its
+    nearest example's (``example_weight``; ``service.reasons.blended``).
     Defaults chosen with ``python -m bench reasons`` (45 CLINC150 intents: travel,
     kitchen and dining, auto and commute; 10 examples each; their CLINC validation
     utterances against utterances of five other CLINC domains and CLINC's
@@ -88,15 +90,19 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     the last-layer embedding of earlier packs (see ``routing/REASONS.md``).
     """
 
-    similarity_threshold: float = 0.73
+    similarity_threshold: float = 0.72
     ambiguity_margin: float = 0.005
     override_margin: float = 0.1
+    # A reason's similarity blends its centroid (1 - w) with its nearest example (w).
+    example_weight: float = 0.3
 
     def problems(self) -> list[tuple[str, str]]:
         """``(field, problem)`` for every out-of-range value."""
         out: list[tuple[str, str]] = []
         if not 0.0 < self.similarity_threshold < 1.0:
             out.append(("similarity_threshold", f"must be between 0 and 1, got {self.similarity_threshold}"))
+        if not 0.0 <= self.example_weight <= 0.5:
+            out.append(("example_weight", f"must be between 0 and 0.5, got {self.example_weight}"))
         for name in ("ambiguity_margin", "override_margin"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

@@ -1,9 +1,10 @@
 """Offline tools for custom contact reasons: ``switchboard reasons check`` and ``reasons suggest``.
 
 ``check_reasons`` measures a reasons file with the model pack: leave-one-out
-accuracy per reason (each example matched against the centroids with itself
-left out, through the same open-set test and merge with the intent head as a
-live turn), the pairs a customer could be confused between (two custom
+accuracy per reason (each example matched against the centroids and the
+nearest examples with itself left out, blended as ``ReasonIndex.match`` blends
+them, through the same open-set test and merge with the intent head as a live
+turn), the pairs a customer could be confused between (two custom
 reasons, or a custom reason and a built-in intent the intent head claims its
 examples for), and reasons with too few or too similar examples.
 
@@ -41,7 +42,7 @@ from routing.reasons import (
     merge_intents,
 )
 from routing.taxonomy import OUT_OF_SCOPE
-from service.reasons import ActiveReasons, Embedder, example_texts, unit_rows
+from service.reasons import ActiveReasons, Embedder, blended, example_texts, unit_rows
 
 # An example set smaller than this works but generalises poorly (warning, not error).
 RECOMMENDED_EXAMPLES = 8
@@ -149,11 +150,20 @@ def analyse(
     loo_best = np.zeros(len(vectors), dtype=np.int64)
     matched = np.zeros(len(vectors), dtype=bool)
     own_sim = np.zeros(len(vectors), dtype=np.float32)
+    weight = reasons.matching.example_weight
+    # Each example against every other (itself left out), for the nearest-example term.
+    gram = unit_rows(vectors) @ unit_rows(vectors).T if len(vectors) else np.zeros((0, 0))
+    np.fill_diagonal(gram, -np.inf)
+    starts = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64) if ids else np.zeros(0, np.int64)
     for row, (vector, owner) in enumerate(zip(vectors, owners, strict=True)):
         sims = centroids @ vector
         if counts[owner] > 1:
             rest = unit_rows((sums[owner] - vector)[None, :])[0]
             sims[owner] = float(rest @ vector)
+        if weight > 0.0:
+            nearest = np.maximum.reduceat(gram[row], starts)
+            nearest[owner] = nearest[owner] if counts[owner] > 1 else sims[owner]
+            sims = blended(sims, nearest, weight)
         own_sim[row] = sims[owner]
         order = np.argsort(-sims)
         loo_best[row] = order[0]

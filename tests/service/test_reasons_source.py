@@ -111,6 +111,44 @@ def test_index_matches_the_nearest_centroid_and_its_runner_up() -> None:
     assert alone is not None and alone.reason == "branch_hours" and alone.runner_up is None
 
 
+def test_similarity_blends_the_centroid_with_the_nearest_example() -> None:
+    text = BRANCHES.replace("= 0.55", "= 0.55\nexample_weight = 0.4")
+    reasons = load_reasons(text)
+    vectors = np.stack([bag(t) for t in example_texts(reasons)])
+    index = ReasonIndex.build(reasons, vectors)
+    assert index.example_weight == 0.4
+    query = bag("what time does the branch close today")
+    match = index.match(query)
+    hours = vectors[:5] / np.linalg.norm(vectors[:5], axis=1, keepdims=True)
+    centroid = hours.mean(axis=0) / np.linalg.norm(hours.mean(axis=0))
+    expected = 0.6 * float(centroid @ query) + 0.4 * float((hours @ query).max())
+    assert match is not None and match.reason == "branch_hours"
+    assert match.similarity == pytest.approx(expected, abs=1e-5)
+    plain = ReasonIndex.build(load_reasons(text.replace("= 0.4", "= 0")), vectors)
+    centroid_only = plain.match(query)
+    assert centroid_only is not None
+    assert centroid_only.similarity == pytest.approx(float(centroid @ query), abs=1e-5)
+
+
+def test_only_the_closest_centroids_compare_their_examples() -> None:
+    def at(cos: float) -> np.ndarray:  # a unit vector at this cosine from the query
+        return np.array([cos, (1 - cos * cos) ** 0.5, 0.0], dtype=np.float32)
+
+    centroid_cos = [0.9, 0.85, 0.8, 0.75, 0.7, 0.6]  # r5 is sixth: outside the shortlist of five
+    nearest_cos = [0.5, 0.5, 0.5, 0.5, 0.5, 1.0]  # r5 has an example identical to the turn
+    ids = tuple(f"r{n}" for n in range(6))
+    index = ReasonIndex(
+        ids=ids,
+        centroids=np.stack([at(c) for c in centroid_cos]),
+        examples={rid: at(e)[None, :] for rid, e in zip(ids, nearest_cos, strict=True)},
+        example_weight=0.5,
+    )
+    match = index.match(np.array([1.0, 0.0, 0.0]))
+    # compared with every reason r5 would score 0.8 and win; the shortlist keeps r0 (0.7), r1 next
+    assert match is not None and (match.reason, match.runner_up) == ("r0", "r1")
+    assert match.similarity == pytest.approx(0.7, abs=1e-6)
+
+
 def test_cache_embeds_each_text_once_and_survives_a_restart(tmp_path: Path) -> None:
     embedder = FakeEmbedder()
     cache = EmbeddingCache(tmp_path)

@@ -4,8 +4,10 @@ Serving needs only onnxruntime, tokenizers and numpy: nothing here (or in any
 module it imports) imports torch or transformers; a test enforces it.
 
 Thread plan (batch-invariant, the default): ``intra_op_threads`` (default: the
-CPUs this process may really use, see ``models.cpu``) become that many row
-workers, each running whole texts through ONNX Runtime with one intra-op thread.
+CPUs this process may really use, see ``models.cpu``) become that many batch
+workers on the micro-batcher's queue (and as many row workers for a lone window
+or ``predict``), each running whole texts through ONNX Runtime with one
+intra-op thread.
 A single utterance therefore always runs on one thread: a short text gains
 nothing from intra-op parallelism but pays for it in CPU (``bench runtime``, one
 utterance <= 32 tokens on two quiet cores: p50 3.69 ms on one thread vs 3.71 ms
@@ -17,8 +19,8 @@ Thread plan (``invariant=False``): padded runs of up to ``single_thread_tokens``
 tokens (texts x longest) use one-thread sessions, larger runs sessions with
 ``intra_op_threads`` threads (see ``models.engine``). Always one inter-op thread
 with sequential execution: the graph is a chain, so parallel operator scheduling
-only adds contention. All batches run on one worker thread, so intra-op threads
-are never oversubscribed by the async path.
+only adds contention. Padded batches run on one worker thread, so intra-op
+threads are never oversubscribed by the async path.
 """
 
 from __future__ import annotations

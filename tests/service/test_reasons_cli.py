@@ -4,9 +4,11 @@ and ``policy check`` knowing the custom reasons."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from routing.policy import default_policy_text
@@ -187,3 +189,28 @@ def test_policy_check_knows_the_custom_reasons(
     assert "unknown value 'parcel_status' for reason.intent" in capsys.readouterr().err
     monkeypatch.setenv("SWITCHBOARD_REASONS", str(FIXTURES / "reasons_ok.toml"))
     assert main(["policy", "check", str(policy)]) == 0
+
+
+def test_check_leaves_each_example_out_of_its_centroid_and_its_nearest_example() -> None:
+    from service.reasons import blended, unit_rows
+    from service.reasons_tools import analyse
+
+    rng = np.random.default_rng(5)
+    text = "\n".join(
+        f'[[reasons]]\nid = "{rid}"\ncategory = "c"\nexamples = {json.dumps([rid + n for n in "abcde"])}'
+        for rid in ("alpha", "beta")
+    )
+    reasons = load_reasons(text)
+    vectors = unit_rows(rng.normal(size=(10, 6)))
+    vectors[5:] += 2.0  # beta's examples point elsewhere
+    vectors = unit_rows(vectors)
+    report = analyse(reasons, vectors, [[("out_of_scope", 0.9)]] * 10)
+    alpha = vectors[:5]
+    expected = []
+    for row in range(5):
+        others = np.delete(alpha, row, axis=0)
+        centroid = unit_rows(others.sum(axis=0)[None, :])[0]
+        nearest = float((others @ alpha[row]).max())
+        expected.append(blended(np.array(centroid @ alpha[row]), np.array(nearest), 0.3))
+    assert report.reasons[0].id == "alpha"
+    assert report.reasons[0].own_similarity == pytest.approx(float(np.mean(expected)), abs=1e-5)

@@ -468,6 +468,9 @@ def _explain_reason(signals: ConversationSignals, policy: Policy) -> Explanation
             f"contact reason decided at the intent level: intent '{reason.intent}' (category "
             f"{reason.category}{family}) holds {share} of the evidence"
         )
+        evidence = signals.evidence.get(reason.intent)
+        if evidence is not None and evidence.example is not None:
+            text += f"; closest example: '{evidence.example}' ({evidence.example_similarity:.2f})"
     return ExplanationItem(
         kind="reason",
         text=text,

@@ -406,12 +406,15 @@ class _Loader:
 
 
 class ReasonMatch(msgspec.Struct, frozen=True):
-    """The reasons closest to one turn: cosine similarity to the best and second-best centroid."""
+    """The reasons closest to one turn: similarity to the best and second-best reason, and the
+    best reason's example closest to the turn (``example``, with its cosine ``example_similarity``)."""
 
     reason: str
     similarity: float
     runner_up: str | None = None
     runner_up_similarity: float = 0.0
+    example: str | None = None
+    example_similarity: float = 0.0
 
 
 class MergedIntents(msgspec.Struct, frozen=True):
@@ -420,13 +423,16 @@ class MergedIntents(msgspec.Struct, frozen=True):
     ``intents`` is the top-k ``(label, probability)`` best first, as routing
     takes it; ``categories`` the category of every custom reason among them
     (labels not in it are the intent head's); ``matched`` the reason the turn
-    matched above the threshold and margin (whether or not it won the turn).
+    matched above the threshold and margin (whether or not it won the turn), with
+    its closest example (``example``, ``example_similarity``) when known.
     """
 
     intents: list[tuple[str, float]]
     categories: dict[str, str]
     matched: str | None = None
     similarity: float | None = None
+    example: str | None = None
+    example_similarity: float | None = None
 
     @property
     def source(self) -> str:
@@ -497,7 +503,14 @@ def merge_intents(
         rest = sorted([*others, (match.reason, probability)], key=lambda kv: -kv[1])
         intents = [renamed[0], *rest][:MAX_ALTERNATIVES]
     kept = {label: own[label] for label, _ in intents if label in own}
-    return MergedIntents(intents=intents, categories=kept, matched=match.reason, similarity=match.similarity)
+    return MergedIntents(
+        intents=intents,
+        categories=kept,
+        matched=match.reason,
+        similarity=match.similarity,
+        example=match.example,
+        example_similarity=match.example_similarity if match.example is not None else None,
+    )
 
 
 def _renamed(head: Sequence[tuple[str, float]], replaced: Mapping[str, str]) -> list[tuple[str, float]]:

@@ -189,6 +189,8 @@ class IntentEvidence(msgspec.Struct, frozen=True):
     intent; ``ref`` the turn to quote (first top-1 turn, else the strongest).
     ``category`` is set for a custom contact reason (from the reasons file);
     empty for the intent head's labels, which the taxonomy categorises.
+    ``example``/``example_similarity``: for a custom reason, the example from
+    the reasons file closest to any of its turns (the evidence explanations quote).
     """
 
     weight: float = 0.0
@@ -197,6 +199,8 @@ class IntentEvidence(msgspec.Struct, frozen=True):
     ref_prob: float = 0.0
     ref_top: bool = False
     category: str = ""
+    example: str | None = None
+    example_similarity: float = 0.0
 
 
 class ReasonState(msgspec.Struct, frozen=True):
@@ -496,6 +500,7 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
         config,
         reason_bearing=act in REASON_ACTS,
         custom=turn.custom_categories,
+        example=turn.custom_example,
     )
 
 
@@ -597,6 +602,7 @@ def _customer_update(
     *,
     reason_bearing: bool = True,
     custom: Mapping[str, str] | None = None,
+    example: tuple[str, str, float] | None = None,
 ) -> ConversationSignals:
     top, top_p = intents[0] if intents else (None, None)
     custom = custom or {}
@@ -615,7 +621,7 @@ def _customer_update(
         current_emotions=emotion_labels,
     )
     if reason_bearing:  # "yes", "my number is 1234", "thanks": no reason stated here
-        state = _reason_update(state, ref, intents, config, custom)
+        state = _reason_update(state, ref, intents, config, custom, example)
         # Only a request can be repeated: answering the bot's questions about the same request
         # ("at Supercuts on Saturday", "yes, that's right") is slot filling, not a loop.
         state = _loop_update(state, top, config)
@@ -678,10 +684,12 @@ def _reason_update(
     intents: list[tuple[str, float]],
     config: SignalConfig,
     custom: Mapping[str, str] | None = None,
+    example: tuple[str, str, float] | None = None,
 ) -> ConversationSignals:
     """Fold one customer turn's intents into the contact-reason evidence.
 
-    ``custom`` gives the category of the custom contact reasons among ``intents``.
+    ``custom`` gives the category of the custom contact reasons among ``intents``;
+    ``example`` the custom reason the turn matched, its closest example and similarity.
     """
     if not intents:
         return state
@@ -697,7 +705,13 @@ def _reason_update(
             continue  # a label listed twice in one turn counts once: shares stay within 0..1
         seen.add(label)
         evidence[label] = _add_evidence(
-            evidence.get(label), ref, prob, weight, is_top=rank == 0, category=(custom or {}).get(label, "")
+            evidence.get(label),
+            ref,
+            prob,
+            weight,
+            is_top=rank == 0,
+            category=(custom or {}).get(label, ""),
+            example=example[1:] if example is not None and example[0] == label else None,
         )
     ranked = sorted(evidence.items(), key=lambda kv: (-kv[1].weight, kv[0]))
     locked = state.reason.locked
@@ -715,9 +729,17 @@ def _reason_update(
 
 
 def _add_evidence(
-    old: IntentEvidence | None, ref: TurnRef, prob: float, weight: float, *, is_top: bool, category: str = ""
+    old: IntentEvidence | None,
+    ref: TurnRef,
+    prob: float,
+    weight: float,
+    *,
+    is_top: bool,
+    category: str = "",
+    example: tuple[str, float] | None = None,
 ) -> IntentEvidence:
     old = old or IntentEvidence()
+    closer = example is not None and (old.example is None or example[1] > old.example_similarity)
     turns = (*old.turns, ref.index) if is_top and len(old.turns) < 3 else old.turns
     # Quote the first turn where this was the top intent; until there is one, the strongest.
     take = old.ref is None or (is_top and not old.ref_top) or (not old.ref_top and prob > old.ref_prob)
@@ -728,6 +750,8 @@ def _add_evidence(
         ref_prob=prob if take else old.ref_prob,
         ref_top=old.ref_top or is_top,
         category=category or old.category,
+        example=example[0] if closer and example is not None else old.example,
+        example_similarity=example[1] if closer and example is not None else old.example_similarity,
     )
 
 

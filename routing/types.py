@@ -43,7 +43,9 @@ class TurnScores(msgspec.Struct):
     its ``sentiment_label`` may be ``unknown``. ``custom_categories`` gives the
     category of every custom contact reason (``routing.reasons``) among
     ``intent``; labels not in it are the intent head's, categorised by the
-    taxonomy. The defaults keep turns built before these fields existed valid.
+    taxonomy. ``custom_example`` is ``(reason, closest example, similarity)`` when
+    a custom reason matched the turn (the evidence an explanation quotes). The
+    defaults keep turns built before these fields existed valid.
     """
 
     index: int
@@ -60,6 +62,7 @@ class TurnScores(msgspec.Struct):
     language: str = "und"
     language_supported: bool = True
     custom_categories: dict[str, str] = {}
+    custom_example: tuple[str, str, float] | None = None
 
 
 class CustomerInfo(msgspec.Struct):

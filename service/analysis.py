@@ -158,6 +158,7 @@ def score_turn(
         language=language.code,
         language_supported=language.supported,
         custom_categories=dict(custom),
+        custom_example=_matched_example(merged),
     )
     out = TurnOut(
         index=index,
@@ -200,6 +201,13 @@ def redact_turns(turns: Sequence[TurnIn]) -> list[str]:
     return texts
 
 
+def _matched_example(merged: MergedIntents | None) -> tuple[str, str, float] | None:
+    """``(reason, closest example, similarity)`` when a custom reason matched the turn."""
+    if merged is None or merged.matched is None or merged.example is None:
+        return None
+    return merged.matched, merged.example, float(merged.example_similarity or 0.0)
+
+
 def _turn_intent(
     label: str,
     confidence: float,
@@ -211,13 +219,18 @@ def _turn_intent(
     if intents:
         label, confidence = intents[0]
     if label in custom:
-        similarity = merged.similarity if merged is not None and merged.matched == label else None
+        own = merged is not None and merged.matched == label
+        similarity = merged.similarity if own and merged is not None else None
+        example = merged.example if own and merged is not None else None
+        example_similarity = merged.example_similarity if own and merged is not None else None
         return TurnIntent(
             label=label,
             confidence=round(confidence, 4),
             category=custom[label],
             source="reasons",
             similarity=None if similarity is None else round(similarity, 4),
+            closest_example=example,
+            closest_example_similarity=None if example_similarity is None else round(example_similarity, 4),
         )
     return TurnIntent(label=label, confidence=round(confidence, 4), category=category_of(label))
 

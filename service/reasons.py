@@ -33,7 +33,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -212,6 +212,7 @@ class ReasonIndex:
     centroids: np.ndarray
     examples: dict[str, np.ndarray]
     example_weight: float = 0.0
+    texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, reasons: ReasonSet, vectors: np.ndarray) -> ReasonIndex:
@@ -231,6 +232,7 @@ class ReasonIndex:
             centroids=centroids.astype(np.float32),
             examples=examples,
             example_weight=reasons.matching.example_weight,
+            texts={reason.id: tuple(reason.examples) for reason in reasons.reasons},
         )
 
     def match(self, vector: Sequence[float] | np.ndarray) -> ReasonMatch | None:
@@ -248,21 +250,22 @@ class ReasonIndex:
         query = query / norm
         sims = self.centroids @ query
         shortlist = np.argsort(-sims)[:SHORTLIST] if len(sims) > SHORTLIST else np.arange(len(sims))
-        if self.example_weight > 0.0:
-            nearest = np.array([float((self.examples[self.ids[i]] @ query).max()) for i in shortlist])
-            scores = blended(sims[shortlist], nearest, self.example_weight)
-        else:
-            scores = sims[shortlist]
+        per_example = [self.examples[self.ids[i]] @ query for i in shortlist]
+        nearest = np.array([float(row.max()) for row in per_example])
+        scores = blended(sims[shortlist], nearest, self.example_weight)
         order = np.argsort(-scores)
-        first = int(shortlist[order[0]])
-        if len(order) == 1:
-            return ReasonMatch(reason=self.ids[first], similarity=float(scores[order[0]]))
-        second = int(shortlist[order[1]])
+        best = int(order[0])
+        first = int(shortlist[best])
+        texts = self.texts.get(self.ids[first], ())
+        closest = int(np.argmax(per_example[best]))
+        second = int(shortlist[order[1]]) if len(order) > 1 else None
         return ReasonMatch(
             reason=self.ids[first],
-            similarity=float(scores[order[0]]),
-            runner_up=self.ids[second],
-            runner_up_similarity=float(scores[order[1]]),
+            similarity=float(scores[best]),
+            runner_up=self.ids[second] if second is not None else None,
+            runner_up_similarity=float(scores[order[1]]) if second is not None else 0.0,
+            example=texts[closest] if closest < len(texts) else None,
+            example_similarity=float(per_example[best][closest]),
         )
 
 

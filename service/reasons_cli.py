@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from routing.errors import ReasonsError
 from routing.reasons import empty_reasons, load_reasons
 from service.errors import SettingsError
+from service.reasons_tools import CLUSTER_SIMILARITY
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -74,7 +75,10 @@ def add_reasons_parser(sub: Any) -> None:
         "--min-turns", type=int, default=5, help="smallest cluster reported (turns, default 5)"
     )
     suggest.add_argument(
-        "--similarity", type=float, default=0.6, help="average similarity within a cluster (default 0.6)"
+        "--similarity",
+        type=float,
+        default=CLUSTER_SIMILARITY,
+        help=f"average similarity within a cluster (default {CLUSTER_SIMILARITY})",
     )
     suggest.add_argument("--examples", type=int, default=10, help="typical utterances per candidate (10)")
     suggest.add_argument("--out", type=Path, help="write the TOML here instead of stdout")

@@ -152,8 +152,9 @@ class TurnIntent(Response):
     ``unknown`` (confidence 0, category ``out_of_scope``) when the turn has no
     lexical content or is in a language the model pack does not support.
     ``source`` is ``reasons`` when the intent is a custom contact reason from
-    the reasons file (``similarity``: the turn's cosine similarity to its
-    examples' centroid), ``model`` for the intent head's own labels.
+    the reasons file (``similarity``: the turn's similarity to the reason;
+    ``closest_example``: the example it is closest to, with its cosine), ``model``
+    for the intent head's own labels.
     """
 
     label: Annotated[
@@ -167,7 +168,18 @@ class TurnIntent(Response):
     ] = "model"
     similarity: Annotated[
         float | None,
-        Meta(description="Cosine similarity to the custom reason's examples (source `reasons` only)."),
+        Meta(
+            description="Similarity to the custom reason: cosine to its examples' centroid blended with "
+            "the nearest example's (source `reasons` only)."
+        ),
+    ] = None
+    closest_example: Annotated[
+        str | None,
+        Meta(description="The reasons file's example closest to this turn (source `reasons` only)."),
+    ] = None
+    closest_example_similarity: Annotated[
+        float | None,
+        Meta(description="Cosine similarity of the turn to `closest_example`."),
     ] = None
 
 

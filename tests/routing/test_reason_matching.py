@@ -276,7 +276,12 @@ def test_a_replaced_intent_is_no_longer_a_label() -> None:
 # --- signals, context, facts and decisions ------------------------------------
 
 
-def customer_turn(index: int, intents: list[tuple[str, float]], custom: dict[str, str]) -> TurnScores:
+def customer_turn(
+    index: int,
+    intents: list[tuple[str, float]],
+    custom: dict[str, str],
+    example: tuple[str, str, float] | None = None,
+) -> TurnScores:
     return TurnScores(
         index=index,
         speaker="customer",
@@ -289,6 +294,7 @@ def customer_turn(index: int, intents: list[tuple[str, float]], custom: dict[str
         intent=intents,
         act="question",
         custom_categories=custom,
+        custom_example=example,
     )
 
 
@@ -319,6 +325,25 @@ def test_a_custom_reason_flows_through_signals_context_and_decision() -> None:
     context = build_context(again, CustomerInfo(), decision, models_info={})
     assert context.contact_reason.source == "reasons"
     assert context.contact_reason.category == "branches"
+
+
+def test_the_explanation_quotes_the_closest_example_of_a_custom_reason() -> None:
+    reasons = load_reasons(BRANCHES)
+    policy = load_policy(default_policy_text(), reasons.categories)
+    match = ReasonMatch("branch_hours", T + 0.2, example="a third way", example_similarity=0.83)
+    merged = merge_intents([("out_of_scope", 0.9)], match, reasons)
+    assert (merged.example, merged.example_similarity) == ("a third way", 0.83)
+    signals = new_signals()
+    for index, quoted in enumerate((("a third way", 0.83), ("one way", 0.91), ("another way", 0.88))):
+        turn = customer_turn(index, merged.intents, merged.categories, ("branch_hours", *quoted))
+        signals = update_signals(signals, turn, policy.signals)
+    evidence = signals.evidence["branch_hours"]
+    assert (evidence.example, evidence.example_similarity) == ("one way", 0.91)  # the closest of the turns
+    decision = decide(signals, CustomerInfo(), policy, "c-3")
+    assert any("closest example: 'one way' (0.91)" in item.text for item in decision.explanation)
+    built_in = update_signals(new_signals(), customer_turn(0, [("balance", 0.9)], {}), policy.signals)
+    plain = decide(built_in, CustomerInfo(), policy, "c-4")
+    assert not any("closest example" in item.text for item in plain.explanation)
 
 
 def test_built_in_intents_report_source_model() -> None:

@@ -195,6 +195,8 @@ def test_non_lexical_turn_is_quiet(client: TestClient[Any]) -> None:
         "category": "out_of_scope",
         "source": "model",
         "similarity": None,
+        "closest_example": None,
+        "closest_example_similarity": None,
     }
     assert noise["language"]["code"] == "und"
     # It weighs nothing: the conversation's sentiment, emotions and reason are the first turn's.

@@ -350,6 +350,10 @@ async def test_a_custom_reason_is_reported_like_a_built_in_intent(tmp_path: Path
     assert result.decision.queue == "general"  # "@reason" through the "*" queue
     body = msgspec.json.decode(msgspec.json.encode(result))
     assert body["turns"][1]["intent"]["source"] == "reasons"
+    # the evidence is named: the reasons file's example closest to the turn (here the turn itself)
+    assert turn.closest_example == text and turn.closest_example_similarity == pytest.approx(1.0, abs=1e-4)
+    explained = " ".join(item.text for item in result.decision.explanation)
+    assert f"closest example: '{text}' (1.00)" in explained
 
 
 async def test_a_confident_built_in_intent_is_not_overridden(tmp_path: Path) -> None:

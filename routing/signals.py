@@ -739,7 +739,9 @@ def _add_evidence(
     example: tuple[str, float] | None = None,
 ) -> IntentEvidence:
     old = old or IntentEvidence()
-    closer = example is not None and (old.example is None or example[1] > old.example_similarity)
+    quoted, quoted_similarity = old.example, old.example_similarity
+    if example is not None and (quoted is None or example[1] > quoted_similarity):
+        quoted, quoted_similarity = example
     turns = (*old.turns, ref.index) if is_top and len(old.turns) < 3 else old.turns
     # Quote the first turn where this was the top intent; until there is one, the strongest.
     take = old.ref is None or (is_top and not old.ref_top) or (not old.ref_top and prob > old.ref_prob)
@@ -750,8 +752,8 @@ def _add_evidence(
         ref_prob=prob if take else old.ref_prob,
         ref_top=old.ref_top or is_top,
         category=category or old.category,
-        example=example[0] if closer and example is not None else old.example,
-        example_similarity=example[1] if closer and example is not None else old.example_similarity,
+        example=quoted,
+        example_similarity=quoted_similarity,
     )
 
 

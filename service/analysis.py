@@ -208,6 +208,10 @@ def _matched_example(merged: MergedIntents | None) -> tuple[str, str, float] | N
     return merged.matched, merged.example, float(merged.example_similarity or 0.0)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _turn_intent(
     label: str,
     confidence: float,
@@ -219,18 +223,15 @@ def _turn_intent(
     if intents:
         label, confidence = intents[0]
     if label in custom:
-        own = merged is not None and merged.matched == label
-        similarity = merged.similarity if own and merged is not None else None
-        example = merged.example if own and merged is not None else None
-        example_similarity = merged.example_similarity if own and merged is not None else None
+        own = merged if merged is not None and merged.matched == label else None
         return TurnIntent(
             label=label,
             confidence=round(confidence, 4),
             category=custom[label],
             source="reasons",
-            similarity=None if similarity is None else round(similarity, 4),
-            closest_example=example,
-            closest_example_similarity=None if example_similarity is None else round(example_similarity, 4),
+            similarity=_rounded(own.similarity if own else None),
+            closest_example=own.example if own else None,
+            closest_example_similarity=_rounded(own.example_similarity if own else None),
         )
     return TurnIntent(label=label, confidence=round(confidence, 4), category=category_of(label))
 

@@ -152,7 +152,8 @@ def analyse(
     own_sim = np.zeros(len(vectors), dtype=np.float32)
     weight = reasons.matching.example_weight
     # Each example against every other (itself left out), for the nearest-example term.
-    gram = unit_rows(vectors) @ unit_rows(vectors).T if len(vectors) else np.zeros((0, 0))
+    units = unit_rows(vectors)
+    gram = units @ units.T
     np.fill_diagonal(gram, -np.inf)
     starts = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64) if ids else np.zeros(0, np.int64)
     for row, (vector, owner) in enumerate(zip(vectors, owners, strict=True)):
@@ -162,7 +163,8 @@ def analyse(
             sims[owner] = float(rest @ vector)
         if weight > 0.0:
             nearest = np.maximum.reduceat(gram[row], starts)
-            nearest[owner] = nearest[owner] if counts[owner] > 1 else sims[owner]
+            if counts[owner] == 1:  # no other example of its own: its centroid term stands alone
+                nearest[owner] = sims[owner]
             sims = blended(sims, nearest, weight)
         own_sim[row] = sims[owner]
         order = np.argsort(-sims)

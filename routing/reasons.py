@@ -19,15 +19,19 @@ This module gets the result, a ``ReasonMatch`` (the best and second-best
 reason with their similarities), and decides in plain Python what the turn's
 intent evidence becomes (``merge_intents``):
 
-* open set: a match counts only at ``similarity_threshold`` or more, and with
-  ``ambiguity_margin`` over the runner-up reason;
+* open set: a match counts only at ``similarity_threshold`` or more; within
+  ``ambiguity_margin`` of the runner-up reason it is shared with it (the turn
+  is "not sure" between the two);
 * it takes the turn only where the intent head has nothing better to say:
   the head's top intent is ``out_of_scope``, or the match's confidence leads
   the head's top probability by ``override_margin`` (an unsure head, below
   0.5, always yields to an accepted match). Otherwise the match is only an
   alternative, with at most the probability the head left over;
 * a reason may take the place of a built-in intent (``replaces``): the head's
-  predictions of that intent are reported as the reason.
+  predictions of that intent are reported as the reason, and a turn there that
+  matches a sibling reason of the file better goes to the sibling (a file that
+  replaces ``book_appointment`` and adds ``reschedule_appointment`` tells the
+  two apart by their examples; the head only knew booking).
 
 Pure: no I/O, no model code, no numpy.
 """
@@ -55,6 +59,7 @@ __all__ = [
     "ReasonMatch",
     "ReasonSet",
     "ReasonsError",
+    "best_share",
     "empty_reasons",
     "load_reasons",
     "merge_intents",
@@ -91,7 +96,7 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
 
     similarity_threshold: float = 0.72
-    ambiguity_margin: float = 0.005
+    ambiguity_margin: float = 0.01
     override_margin: float = 0.1
     # A reason's similarity blends its centroid (1 - w) with its nearest example (w).
     example_weight: float = 0.3
@@ -441,12 +446,25 @@ class MergedIntents(msgspec.Struct, frozen=True):
 
 
 def accepted(match: ReasonMatch | None, settings: MatchSettings) -> bool:
-    """The open-set test: above the similarity threshold, and clear of the runner-up by the margin."""
-    return (
-        match is not None
-        and match.similarity >= settings.similarity_threshold
-        and match.similarity - match.runner_up_similarity >= settings.ambiguity_margin - _TOLERANCE
-    )
+    """The open-set test: the best reason is at the similarity threshold or above."""
+    return match is not None and match.similarity >= settings.similarity_threshold
+
+
+def best_share(match: ReasonMatch, settings: MatchSettings) -> float:
+    """The best reason's share of an accepted match's confidence, between 0.5 and 1.
+
+    1 when it leads the runner-up by ``ambiguity_margin`` or more. Closer than
+    that the turn is ambiguous between the two: the share falls linearly to 0.5
+    (a tie) and the runner-up gets the rest, so the turn reads "not sure" (a
+    confidence near half) instead of losing both reasons. The share is
+    continuous at the margin, so a tiny change of similarity never flips the
+    turn's label to another intent.
+    """
+    gap = match.similarity - match.runner_up_similarity
+    margin = settings.ambiguity_margin
+    if match.runner_up is None or margin <= 0.0 or gap >= margin - _TOLERANCE:
+        return 1.0
+    return 0.5 + 0.5 * max(0.0, gap) / margin
 
 
 def match_confidence(similarity: float, settings: MatchSettings) -> float:
@@ -466,14 +484,18 @@ def merge_intents(
     """Join the intent head's top-k and a turn's reason match into one evidence list.
 
     Replaced built-in intents are renamed to the reason replacing them first.
-    An accepted match (``accepted``) takes the turn when the head's top intent
-    is ``out_of_scope``, is the same reason, or trails the match's confidence
-    (``match_confidence``) by ``override_margin``: the reason comes first with
-    that confidence, the head's other intents follow scaled by what is left
-    (``out_of_scope`` is dropped: it is not a rival reason). Otherwise the match
-    is appended as an alternative with at most the head's leftover probability.
-    An empty ``head`` (a turn without lexical content, or in a language the pack
-    does not support) stays empty: such a turn states nothing.
+    An accepted match (``accepted``) stands for ``match_confidence`` of the turn,
+    shared with the runner-up reason when the two are within the ambiguity
+    margin (``best_share``). It takes the turn when the head's top intent is
+    ``out_of_scope``, is the same reason, is another reason that replaced a
+    built-in intent (the file owns that intent: its examples decide between its
+    reasons), or trails the best reason's share by ``override_margin``: the
+    reason comes first, an ambiguous runner-up second, the head's other intents
+    follow scaled by what is left (``out_of_scope`` is dropped: it is not a rival
+    reason). Otherwise the best reason is appended as
+    an alternative with at most the head's leftover probability. An empty
+    ``head`` (a turn without lexical content, or in a language the pack does not
+    support) stays empty: such a turn states nothing.
     """
     categories = reasons.categories
     renamed = _renamed(head, reasons.replaced)
@@ -483,18 +505,25 @@ def merge_intents(
     if not accepted(match, reasons.matching) or match is None or match.reason not in categories:
         return MergedIntents(intents=renamed, categories=used)
     settings = reasons.matching
-    confidence = match_confidence(match.similarity, settings)
+    total = match_confidence(match.similarity, settings)
+    share = best_share(match, settings)
+    confidence = total * share
     top, top_p = renamed[0]
-    wins = top in (OUT_OF_SCOPE, match.reason) or confidence >= top_p + settings.override_margin
+    # A built-in intent a reason replaces belongs to the reasons file: among its reasons, the
+    # examples decide (the head only knew the built-in, not the distinctions the file draws).
+    owned = top in reasons.replaced.values()
+    wins = top in (OUT_OF_SCOPE, match.reason) or owned or confidence >= top_p + settings.override_margin
     own = {match.reason: categories[match.reason], **used}
     if wins:
         confidence = max(confidence, top_p) if top == match.reason else confidence
-        rest = [
-            (label, p * (1.0 - confidence))
-            for label, p in renamed
-            if label not in (match.reason, OUT_OF_SCOPE)
-        ]
-        intents = [(match.reason, confidence), *rest][:MAX_ALTERNATIVES]
+        rivals = []
+        if share < 1.0 and match.runner_up in categories:
+            rivals = [(str(match.runner_up), total * (1.0 - share))]
+            own[str(match.runner_up)] = categories[str(match.runner_up)]
+        taken = {match.reason, OUT_OF_SCOPE, *(label for label, _ in rivals)}
+        left = max(0.0, 1.0 - confidence - sum(p for _, p in rivals))
+        rest = [(label, p * left) for label, p in renamed if label not in taken]
+        intents = [(match.reason, confidence), *rivals, *rest][:MAX_ALTERNATIVES]
     else:
         left = max(0.0, 1.0 - top_p)
         existing = dict(renamed).get(match.reason, 0.0)  # a replaced intent the head ranked lower

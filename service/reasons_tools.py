@@ -305,9 +305,10 @@ def format_check(report: CheckReport, reasons: ReasonSet) -> str:
     lines.append("")
     lines.append(
         f"loo_acc: leave-one-out nearest-centroid accuracy; matched: share of examples a live turn would "
-        f"report as this reason (similarity >= {settings.similarity_threshold:g}, margin >= "
-        f"{settings.ambiguity_margin:g}, merged with the intent head); own_sim: mean similarity to the "
-        "reason's centroid without the example; variety: mean similarity between its examples."
+        f"report as this reason (similarity >= {settings.similarity_threshold:g}, shared with the "
+        f"runner-up within {settings.ambiguity_margin:g}, merged with the intent head); own_sim: mean "
+        "similarity to the reason's centroid without the example; variety: mean similarity between its "
+        "examples."
     )
     custom = [p for p in report.pairs if p.kind == "custom"]
     built_in = [p for p in report.pairs if p.kind == "built-in"]

@@ -19,6 +19,7 @@ from routing.reasons import (
     MatchSettings,
     ReasonMatch,
     accepted,
+    best_share,
     load_reasons,
     match_confidence,
     merge_intents,
@@ -41,6 +42,7 @@ def reasons_text(*bodies: str, matching: str = "") -> str:
 
 # The default similarity threshold: a match's confidence is 0.6 there and rises one for one above it.
 T = MatchSettings().similarity_threshold
+SETTINGS_GAP = MatchSettings().ambiguity_margin
 
 BRANCHES = reasons_text(
     'id = "branch_hours"\ncategory = "branches"',
@@ -163,15 +165,37 @@ def merged(
     return merge_intents(head, match, load_reasons(text)).intents
 
 
-def test_open_set_threshold_and_ambiguity_margin() -> None:
+def test_open_set_threshold() -> None:
     assert not accepted(None, SETTINGS)
     assert not accepted(ReasonMatch("a", 0.549), SETTINGS)  # below the threshold
     assert accepted(ReasonMatch("a", 0.55), SETTINGS)
-    assert not accepted(ReasonMatch("a", 0.70, "b", 0.69), SETTINGS)  # too close to the runner-up
-    assert accepted(ReasonMatch("a", 0.70, "b", 0.68), SETTINGS)
+    assert accepted(ReasonMatch("a", 0.70, "b", 0.6999), SETTINGS)  # a near-tie is still a match...
     assert match_confidence(0.55, SETTINGS) == pytest.approx(CONFIDENCE_AT_THRESHOLD)
     assert match_confidence(0.75, SETTINGS) == pytest.approx(0.8)
     assert match_confidence(0.99, SETTINGS) == pytest.approx(0.95)  # capped
+
+
+def test_the_ambiguity_margin_shares_the_confidence_with_the_runner_up() -> None:
+    assert best_share(ReasonMatch("a", 0.70, "b", 0.70), SETTINGS) == pytest.approx(0.5)  # ...of two
+    assert best_share(ReasonMatch("a", 0.70, "b", 0.69), SETTINGS) == pytest.approx(0.75)
+    assert best_share(ReasonMatch("a", 0.70, "b", 0.68), SETTINGS) == 1.0  # clear by the margin
+    assert best_share(ReasonMatch("a", 0.70), SETTINGS) == 1.0  # no runner-up
+    no_margin = MatchSettings(similarity_threshold=0.55, ambiguity_margin=0.0)
+    assert best_share(ReasonMatch("a", 0.70, "b", 0.70), no_margin) == 1.0
+
+
+def test_an_ambiguous_match_takes_the_turn_not_sure_between_two_reasons() -> None:
+    head = [("out_of_scope", 0.8), ("balance", 0.2)]
+    match = ReasonMatch("branch_hours", T + 0.1, "reschedule_appointment", T + 0.1 - SETTINGS_GAP / 2)
+    result = merge_intents(head, match, load_reasons(BRANCHES))
+    (first, p1), (second, p2), (third, p3) = result.intents
+    assert (first, second, third) == ("branch_hours", "reschedule_appointment", "balance")
+    assert p1 == pytest.approx(0.7 * 0.75) and p2 == pytest.approx(0.7 * 0.25)
+    assert p3 == pytest.approx(0.2 * 0.3)
+    assert result.categories == {"branch_hours": "branches", "reschedule_appointment": "appointments"}
+    # A confident built-in intent still keeps the turn; the ambiguous reason is only an alternative.
+    kept = merge_intents([("balance", 0.7), ("apr", 0.1)], match, load_reasons(BRANCHES))
+    assert kept.intents[0] == ("balance", 0.7) and kept.source == "model"
 
 
 def test_a_match_below_the_threshold_changes_nothing() -> None:
@@ -210,6 +234,23 @@ def test_an_unsure_head_or_a_clearly_stronger_match_yields() -> None:
     strong = [("transfer_timing", 0.7), ("balance", 0.2)]
     assert merged(strong, ReasonMatch("branch_hours", T + 0.25))[0][0] == "branch_hours"  # 0.85 >= 0.7 + 0.1
     assert merged(strong, ReasonMatch("branch_hours", T + 0.15))[0][0] == "transfer_timing"  # 0.75 < 0.8
+
+
+def test_a_replaced_intent_yields_to_a_closer_sibling_reason() -> None:
+    text = reasons_text(
+        'id = "book"\ncategory = "appointments"\nreplaces = "book_appointment"',
+        'id = "reschedule"\ncategory = "appointments"',
+    )
+    head = [("book_appointment", 0.9), ("balance", 0.1)]
+    # The best reason is the sibling, so the turn is closer to its examples than to the replacing one's.
+    result = merge_intents(head, ReasonMatch("reschedule", T + 0.05, "book", T), load_reasons(text))
+    assert result.intents[0] == ("reschedule", pytest.approx(0.65))
+    assert [label for label, _ in result.intents][1:] == ["book", "balance"]
+    assert result.intents[1][1] == pytest.approx(0.9 * 0.35)
+    # A built-in intent nobody replaced keeps the turn (0.65 < 0.9 + 0.1).
+    plain = reasons_text('id = "reschedule"\ncategory = "appointments"')
+    kept = merge_intents(head, ReasonMatch("reschedule", T + 0.05), load_reasons(plain))
+    assert kept.intents[0] == ("book_appointment", 0.9)
 
 
 def test_replaced_intents_are_renamed_even_without_a_match() -> None:

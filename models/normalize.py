@@ -60,7 +60,8 @@ FILLERS = frozenset(
     ]
 )
 # Two-word fillers / backchannels, as transcribers spell them with a space or a hyphen.
-_PAIRS = re.compile(r"\b(?:uh[\s-]+huh|mm[\s-]+hmm|m[\s-]+hm|uh[\s-]+uh|um[\s-]+hum)\b", re.IGNORECASE)
+# "m+h+m+" covers mhm, mhmm, mmhm, mm-hm, mm hmm, m hm; "u[hm] hu[hm]" uh-huh, uh hum, um-hum.
+_PAIRS = re.compile(r"\b(?:m+[\s-]*h+m+|u[hm][\s-]+hu[hm]|uh[\s-]+uh)\b", re.IGNORECASE)
 BACKCHANNELS = frozenset(
     [
         "okay",
@@ -81,7 +82,8 @@ BACKCHANNELS = frozenset(
     ]
 )
 # Words that on their own add nothing to a filler or digit turn ("and uh seven zero").
-_GLUE = frozenset(["and", "so", "the", "then", "also", "or", "um", "well", "like", "a", "an"])
+# "all" for "all right", the two-word "alright".
+_GLUE = frozenset(["and", "so", "the", "then", "also", "or", "um", "well", "like", "a", "an", "all"])
 GREETINGS = frozenset(
     ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
 )

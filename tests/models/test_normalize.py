@@ -19,6 +19,12 @@ from models.normalize import normalize
         "uh uh um",
         "mm hmm",
         "uh-huh",
+        "uh-hum",
+        "um hum",
+        "mhmm",
+        "mm-hm",
+        "all right",
+        "okay all right",
         "okay",
         "yeah yeah okay",
         "four one one one",
@@ -60,6 +66,8 @@ def test_spoken_numbers_become_digits(text: str, expected: str) -> None:
         ("@FC_Help my e-mail never came https://t.co/x", "@user my e-mail never came http"),
         ("I want the new one", "I want the new one"),  # a lone "one" is a pronoun, not a digit
         ("oh no my card", "oh no my card"),
+        ("is it all right to pay late", "is it all right to pay late"),
+        ("mhmm I need a new card", "I need a new card"),
     ],
 )
 def test_lexical_turns_keep_their_words(text: str, expected: str) -> None:

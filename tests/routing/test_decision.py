@@ -568,7 +568,13 @@ def test_properties_hold_turn_by_turn_with_the_previous_decision(
         opening = signals.reason.status == "none" and signals.customer.turns <= 1
         if signals.reason.status != "confident" and not opening:
             assert d.route != "self_serve_bot"
-        if previous is not None and previous.route != "self_serve_bot" and not policy.stability.return_to_bot:
+        # A decision made before the customer said anything lexical holds nothing back (``_stabilise``).
+        if (
+            previous is not None
+            and previous.customer_turns > 0
+            and previous.route != "self_serve_bot"
+            and not policy.stability.return_to_bot
+        ):
             assert d.route != "self_serve_bot"
         if previous is not None:
             same = (d.route, d.queue, d.priority) == (previous.route, previous.queue, previous.priority)

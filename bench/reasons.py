@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +72,25 @@ def merged_top(active: ActiveReasons, predictions: Sequence[TextPrediction]) -> 
     return out
 
 
-def accuracy(runtime: Runtime, data: Path, folder: Path, matching: dict[str, float]) -> dict[str, Any]:
-    """Part 1 (see the module docstring); ``matching`` overrides the reasons file's open-set settings."""
+def accuracy(
+    runtime: Runtime, data: Path, folder: Path, matching: dict[str, float], discriminant: bool = True
+) -> dict[str, Any]:
+    """Part 1 (see the module docstring); ``matching`` overrides the reasons file's open-set settings;
+    ``discriminant=False`` picks the reason by the highest blended cosine instead (as before it)."""
     shots, val = clinc_fewshot(data)
     path = folder / "clinc45.toml"
     path.write_text(reasons_toml(shots, "clinc_custom", matching))
     source = ReasonSource(path, Metrics())
     source.attach(Embedder(runtime))
     active = source.active
-    if active.index is None:
+    index = active.index
+    if index is None:
         raise SystemExit("the pack has no sentence embedding")
+    if not discriminant:
+        index = replace(index, discriminant=None)
+        active = replace(active, index=index)
     predictions = runtime.predict([text for text, _ in val])
     truth = [intent for _, intent in val]
-    index = active.index
     closed = [_nearest(index.match(p.embedding or [])) for p in predictions]
     merged = merged_top(active, predictions)
     clinc = json.loads((data / "clinc150" / "data_full.json").read_text())
@@ -98,6 +105,7 @@ def accuracy(runtime: Runtime, data: Path, folder: Path, matching: dict[str, flo
     labels = [e.label for e in b77]
     return {
         "matching": matching or "defaults",
+        "pick": "discriminant" if discriminant else "cosine",
         "reasons": len(shots),
         "queries": len(val),
         "closed_set_accuracy": float(np.mean([c == t for c, t in zip(closed, truth, strict=True)])),
@@ -190,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--example-weight", type=float, help="example_weight for part 1 (default: the file's)"
     )
     parser.add_argument("--accuracy-only", action="store_true", help="only part 1 (for a threshold sweep)")
+    parser.add_argument(
+        "--cosine-pick",
+        action="store_true",
+        help="part 1 picks the reason by the highest blended cosine, not the discriminant (the earlier rule)",
+    )
     args = parser.parse_args(argv)
     matching = {
         name: value
@@ -202,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     runtime = Runtime.load(args.pack, RuntimeConfig())
     with tempfile.TemporaryDirectory() as tmp:
-        report: dict[str, Any] = {"accuracy": accuracy(runtime, args.data, Path(tmp), matching)}
+        report: dict[str, Any] = {
+            "accuracy": accuracy(runtime, args.data, Path(tmp), matching, not args.cosine_pick)
+        }
         if not args.accuracy_only:
             report["cost"] = cost(runtime, args.data, Path(tmp))
             report["suggest"] = suggest(runtime, args.data, args.suggest_turns)

@@ -189,10 +189,11 @@ class EmbeddingCache:
 # --- the index ---------------------------------------------------------------
 
 
-# Reasons whose examples are compared with a turn: the closest centroids only. A reason further
-# down would need an example far closer to the turn than the leaders' to overtake them (on the 900
-# CLINC queries of ``bench reasons`` the best reason and its score were the same as comparing all).
-SHORTLIST = 5
+# The within-reason covariance is shrunk this far towards a multiple of the identity: a file has
+# tens to thousands of examples for a 1,536-wide embedding, too few to trust every direction.
+SHRINKAGE = 0.5
+# Directions of within-reason variation kept; the rest share one variance (bounds load and turn cost).
+RANK = 256
 
 
 def blended(centroid: np.ndarray, nearest: np.ndarray, example_weight: float) -> np.ndarray:
@@ -205,14 +206,97 @@ def blended(centroid: np.ndarray, nearest: np.ndarray, example_weight: float) ->
 
 
 @dataclass(frozen=True)
+class Discriminant:
+    """Linear discriminant analysis over the reasons: which reason's examples a turn sits among.
+
+    Every reason gets the mean of its unit example vectors; all share one
+    within-reason covariance, estimated from the examples' deviations from
+    their own reason's mean and shrunk halfway towards the identity (scaled
+    to the same total variance), in ``RANK`` principal directions plus one
+    variance for the rest. A turn belongs to the reason at the smallest
+    Mahalanobis distance. Unlike the nearest centroid by cosine, this knows
+    which directions the examples of a reason vary in (the wording of one
+    request) and which separate reasons: on the 45 CLINC reasons of ``bench
+    reasons`` it picks the right one for 95.9% of the turns against 94.6%.
+    """
+
+    means: np.ndarray  # (reasons, d)
+    basis: np.ndarray  # (d, r): principal directions of the within-reason variation
+    means_in_basis: np.ndarray  # (reasons, r)
+    inverse: np.ndarray  # (r,): 1 / variance along each direction, less ``inverse_rest``
+    inverse_rest: float  # 1 / the variance of every other direction
+    mean_norms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))  # |mean|^2
+
+    @classmethod
+    def fit(cls, examples: Sequence[np.ndarray]) -> Discriminant:
+        """From each reason's unit example vectors (rows), in reason order."""
+        means = np.stack([rows.mean(axis=0) for rows in examples]).astype(np.float64)
+        deviations = np.concatenate([rows - rows.mean(axis=0) for rows in examples]).astype(np.float64)
+        n, width = deviations.shape
+        total = float((deviations**2).sum()) / max(n, 1)
+        rank = min(RANK, n, width)
+        basis, variances = _principal(deviations, rank)
+        rest = max(total - float(variances.sum()), 0.0) / max(width - rank, 1)
+        isotropic = SHRINKAGE * total / width
+        variance = (1.0 - SHRINKAGE) * variances + isotropic
+        variance_rest = (1.0 - SHRINKAGE) * rest + isotropic
+        if variance_rest <= 0.0:  # every example of every reason identical: plain Euclidean distance
+            inverse, inverse_rest = np.zeros(rank), 1.0
+        else:
+            inverse_rest = 1.0 / variance_rest
+            inverse = 1.0 / variance - inverse_rest
+        # float32 from here on: a turn's distances are a few small products, as fast as possible.
+        means32, basis32 = means.astype(np.float32), basis.astype(np.float32)
+        return cls(
+            means=means32,
+            basis=basis32,
+            means_in_basis=means32 @ basis32,
+            inverse=inverse.astype(np.float32),
+            inverse_rest=float(inverse_rest),
+            mean_norms=(means32**2).sum(axis=1),
+        )
+
+    def distances(self, query: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
+        """Squared Mahalanobis distance of a unit ``query`` to every reason's mean (or to ``means``)."""
+        query = np.asarray(query, dtype=np.float32)
+        if means is None:
+            means, in_basis, norms = self.means, self.means_in_basis, self.mean_norms
+        else:
+            means = np.asarray(means, dtype=np.float32)
+            in_basis, norms = means @ self.basis, (means**2).sum(axis=1)
+        offset = float(query @ query) - 2.0 * (means @ query) + norms
+        projected = (query @ self.basis)[None, :] - in_basis
+        return np.asarray(offset * self.inverse_rest + (projected**2) @ self.inverse)
+
+
+def _principal(deviations: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``rank`` principal directions (d, rank) of the rows and their variances.
+
+    A randomized range finder with one power iteration and a fixed seed, so the
+    same examples always give the same directions, in a fraction of a second for
+    a 2,000 x 1,536 file (an exact decomposition of the 1,536-wide covariance takes seconds).
+    """
+    n, width = deviations.shape
+    if rank == 0:
+        return np.zeros((width, 0)), np.zeros(0)
+    probe = np.random.default_rng(0).standard_normal((width, min(rank + 10, width)))
+    sample = deviations.T @ (deviations @ probe)
+    range_basis, _ = np.linalg.qr(sample)
+    _, singular, right = np.linalg.svd(deviations @ range_basis, full_matrices=False)
+    return range_basis @ right.T[:, :rank], (singular[:rank] ** 2) / n
+
+
+@dataclass(frozen=True)
 class ReasonIndex:
-    """Each reason's centroid (unit rows, file order), its example vectors and the example weight."""
+    """Each reason's centroid (unit rows, file order), its example vectors, the example weight and
+    the discriminant that picks the reason a turn belongs to."""
 
     ids: tuple[str, ...]
     centroids: np.ndarray
     examples: dict[str, np.ndarray]
     example_weight: float = 0.0
     texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    discriminant: Discriminant | None = None
 
     @classmethod
     def build(cls, reasons: ReasonSet, vectors: np.ndarray) -> ReasonIndex:
@@ -233,13 +317,24 @@ class ReasonIndex:
             examples=examples,
             example_weight=reasons.matching.example_weight,
             texts={reason.id: tuple(reason.examples) for reason in reasons.reasons},
+            discriminant=Discriminant.fit(list(examples.values())) if examples else None,
         )
 
-    def match(self, vector: Sequence[float] | np.ndarray) -> ReasonMatch | None:
-        """The best and second-best reason for one embedding (``blended`` cosine similarity).
+    def similarity(self, reason: int, query: np.ndarray) -> tuple[float, int, float]:
+        """The ``blended`` similarity of a unit query to one reason, its closest example and that cosine."""
+        per_example = self.examples[self.ids[reason]] @ query
+        closest = int(np.argmax(per_example))
+        nearest = float(per_example[closest])
+        centroid = np.asarray(self.centroids[reason] @ query)
+        score = float(blended(centroid, np.asarray(nearest), self.example_weight))
+        return score, closest, nearest
 
-        The examples of the ``SHORTLIST`` closest centroids are compared, so a turn costs one
-        product with the centroids plus at most ``SHORTLIST`` small ones, whatever the file's size.
+    def match(self, vector: Sequence[float] | np.ndarray) -> ReasonMatch | None:
+        """The two reasons a turn's embedding is nearest (``Discriminant``), with their similarities.
+
+        The reasons are picked by the discriminant; each one's ``similarity`` (what the open-set
+        threshold and the ambiguity margin read) is its ``blended`` cosine. A turn costs two small
+        products with the means and the principal directions, plus the two reasons' examples.
         """
         if not self.ids:
             return None
@@ -248,24 +343,22 @@ class ReasonIndex:
         if query.shape[-1] != self.centroids.shape[1] or norm == 0.0:
             return None
         query = query / norm
-        sims = self.centroids @ query
-        shortlist = np.argsort(-sims)[:SHORTLIST] if len(sims) > SHORTLIST else np.arange(len(sims))
-        per_example = [self.examples[self.ids[i]] @ query for i in shortlist]
-        nearest = np.array([float(row.max()) for row in per_example])
-        scores = blended(sims[shortlist], nearest, self.example_weight)
-        order = np.argsort(-scores)
-        best = int(order[0])
-        first = int(shortlist[best])
+        if self.discriminant is not None:
+            order = np.argsort(self.discriminant.distances(query))[:2]
+        else:  # the highest blended cosine, every reason compared
+            scores = [self.similarity(reason, query)[0] for reason in range(len(self.ids))]
+            order = np.argsort(-np.asarray(scores))[:2]
+        first = int(order[0])
+        score, closest, nearest = self.similarity(first, query)
         texts = self.texts.get(self.ids[first], ())
-        closest = int(np.argmax(per_example[best]))
-        second = int(shortlist[order[1]]) if len(order) > 1 else None
+        second = int(order[1]) if len(order) > 1 else None
         return ReasonMatch(
             reason=self.ids[first],
-            similarity=float(scores[best]),
+            similarity=score,
             runner_up=self.ids[second] if second is not None else None,
-            runner_up_similarity=float(scores[order[1]]) if second is not None else 0.0,
+            runner_up_similarity=self.similarity(second, query)[0] if second is not None else 0.0,
             example=texts[closest] if closest < len(texts) else None,
-            example_similarity=float(per_example[best][closest]),
+            example_similarity=nearest,
         )
 
 

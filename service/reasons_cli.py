@@ -40,7 +40,7 @@ def add_reasons_parser(sub: Any) -> None:
         "check",
         help="validate a reasons file and measure it with the model pack",
         description="Validate a reasons file (exit 1 with every error, naming reason and field), then embed "
-        "its examples with the model pack and print, per reason, leave-one-out accuracy and the share of "
+        "its examples with the model pack and print, per reason, held-out accuracy and the share of "
         "examples a live turn would match; the confusable pairs (two custom reasons, or a custom reason and "
         "a built-in intent the intent head claims its examples for); and reasons with too few or too similar "
         "examples. See routing/REASONS.md.",

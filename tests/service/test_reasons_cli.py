@@ -41,14 +41,14 @@ def test_check_prints_the_table_and_the_confusable_pairs(
         "reason",
         "category",
         "examples",
-        "loo_acc",
+        "held_out",
         "matched",
         "own_sim",
         "variety",
     ]
     for reason_id in ("parcel_status", "login_help", "refund_status"):
         row = next(line for line in lines if line.startswith(reason_id))
-        assert float(row.split()[3]) >= 0.5  # leave-one-out accuracy on the tiny pack's embedding
+        assert float(row.split()[3]) >= 0.5  # held-out accuracy on the tiny pack's embedding
     assert "Confusable custom reasons:" in out and "Confusable with built-in intents:" in out
     assert "only 6 examples (8+ recommended)" in out
 

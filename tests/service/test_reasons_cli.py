@@ -214,3 +214,22 @@ def test_check_leaves_each_example_out_of_its_centroid_and_its_nearest_example()
         expected.append(blended(np.array(centroid @ alpha[row]), np.array(nearest), 0.3))
     assert report.reasons[0].id == "alpha"
     assert report.reasons[0].own_similarity == pytest.approx(float(np.mean(expected)), abs=1e-5)
+
+
+def test_check_picks_each_example_with_a_discriminant_fitted_without_it() -> None:
+    from service.reasons import Discriminant, unit_rows
+    from service.reasons_tools import HELD_OUT_FOLDS, held_out_picks
+
+    rng = np.random.default_rng(7)
+    groups = [unit_rows(rng.normal(size=(6, 5)) * 0.3 + centre) for centre in np.eye(5)[:3] * 2]
+    units = np.concatenate(groups)
+    owners = np.repeat(np.arange(3), 6)
+    picks = held_out_picks(units, owners, 3)
+    assert picks.shape == (18, 3) and (picks[:, 0] == owners).all()  # well apart: every one right
+    # Each row's order is the one a fit without its fold gives: rows 0 and 5 share fold 0.
+    fold = np.arange(18) % 6 % HELD_OUT_FOLDS == 0
+    fitted = Discriminant.fit([units[(owners == k) & ~fold] for k in range(3)])
+    assert (picks[0] == np.argsort(fitted.distances(units[0]))).all()
+    # A reason with a single example has nothing to hold out: it is picked by a fit with it.
+    lone = held_out_picks(units[:7], np.array([0] * 6 + [1]), 2)
+    assert lone[6, 0] == 1

@@ -299,7 +299,8 @@ def _built_in_pairs(
             if not head:
                 continue
             label, probability = head[0]
-            if label == OUT_OF_SCOPE or probability < HEAD_CLAIM or label == reason.replaces:
+            # An intent the file replaces is the file's own reason now: a custom pair, not this.
+            if label == OUT_OF_SCOPE or probability < HEAD_CLAIM or label in reasons.replaced:
                 continue
             claims[label] += 1
             probabilities.setdefault(label, []).append(probability)

@@ -458,7 +458,9 @@ def best_share(match: ReasonMatch, settings: MatchSettings) -> float:
     (a tie) and the runner-up gets the rest, so the turn reads "not sure" (a
     confidence near half) instead of losing both reasons. The share is
     continuous at the margin, so a tiny change of similarity never flips the
-    turn's label to another intent.
+    turn's label to another intent. The runner-up's similarity can be the
+    higher one (the service picks the two reasons by a discriminant, not by
+    this similarity): the two disagreeing counts as a tie.
     """
     gap = match.similarity - match.runner_up_similarity
     margin = settings.ambiguity_margin
@@ -492,10 +494,10 @@ def merge_intents(
     reasons), or trails the best reason's share by ``override_margin``: the
     reason comes first, an ambiguous runner-up second, the head's other intents
     follow scaled by what is left (``out_of_scope`` is dropped: it is not a rival
-    reason). Otherwise the best reason is appended as
-    an alternative with at most the head's leftover probability. An empty
-    ``head`` (a turn without lexical content, or in a language the pack does not
-    support) stays empty: such a turn states nothing.
+    reason). Otherwise the best reason is appended as an alternative with at
+    most the head's leftover probability. An empty ``head`` (a turn without
+    lexical content, or in a language the pack does not support) stays empty:
+    such a turn states nothing.
     """
     categories = reasons.categories
     renamed = _renamed(head, reasons.replaced)

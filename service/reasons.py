@@ -5,10 +5,11 @@ unset, routing's bundled ``default_reasons.toml``; ``SWITCHBOARD_REASONS=none``
 turns custom reasons off. It is parsed and validated at startup (an invalid
 file stops the service, like an invalid policy), and its examples are embedded
 with the model pack's sentence embedding once the pack is loaded, before the
-service reports ready. Each reason's centroid is the normalised mean of its
-example embeddings; a customer turn is matched by cosine similarity to every
-centroid (one matrix-vector product) and ``routing.reasons.merge_intents``
-decides what the turn's intent evidence becomes.
+service reports ready. A linear discriminant over the example embeddings
+(``Discriminant``) picks the reason a customer turn belongs to and its
+runner-up; each one's similarity is the cosine to its centroid (the normalised
+mean of its examples) blended with the cosine to its nearest example; and
+``routing.reasons.merge_intents`` decides what the turn's intent evidence becomes.
 
 Reloads work like the policy's (``service.policy_source``): the file's mtime
 is polled every ``SWITCHBOARD_POLICY_RELOAD_INTERVAL`` seconds, ``SIGHUP``
@@ -225,7 +226,7 @@ class Discriminant:
     means_in_basis: np.ndarray  # (reasons, r)
     inverse: np.ndarray  # (r,): 1 / variance along each direction, less ``inverse_rest``
     inverse_rest: float  # 1 / the variance of every other direction
-    mean_norms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))  # |mean|^2
+    mean_norms: np.ndarray  # (reasons,): each mean's squared length
 
     @classmethod
     def fit(cls, examples: Sequence[np.ndarray]) -> Discriminant:
@@ -272,9 +273,9 @@ class Discriminant:
 def _principal(deviations: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``rank`` principal directions (d, rank) of the rows and their variances.
 
-    A randomized range finder with one power iteration and a fixed seed, so the
-    same examples always give the same directions, in a fraction of a second for
-    a 2,000 x 1,536 file (an exact decomposition of the 1,536-wide covariance takes seconds).
+    A randomized range finder on the covariance with a fixed seed, so the same
+    examples always give the same directions, in a fraction of a second for a
+    2,000 x 1,536 file (an exact decomposition of the 1,536-wide covariance takes seconds).
     """
     n, width = deviations.shape
     if rank == 0:

@@ -428,7 +428,7 @@ class MergedIntents(msgspec.Struct, frozen=True):
     ``intents`` is the top-k ``(label, probability)`` best first, as routing
     takes it; ``categories`` the category of every custom reason among them
     (labels not in it are the intent head's); ``matched`` the reason the turn
-    matched above the threshold and margin (whether or not it won the turn), with
+    matched at the threshold or above (whether or not it won the turn), with
     its closest example (``example``, ``example_similarity``) when known.
     """
 

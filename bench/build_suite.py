@@ -455,16 +455,25 @@ def human_requests(b: Builder) -> None:
 
 
 def fraud(b: Builder) -> None:
-    """Fraud, a lost or stolen card or phone: the security team at high priority."""
+    """Fraud, a lost or stolen card or phone: a person always, the security team as a rate.
+
+    Never the bot is a hard check. Reaching the security queue is soft (see ``FRAUD_TARGET``):
+    Banking77's unrecognised-payment intents sit next to calm siblings (a reverted, pending or
+    declined payment), so which one a model names for a given utterance is a model-quality rate,
+    not a rule of the policy.
+    """
     for n, row in enumerate(b.pick(_bank(b.data, FRAUD_BANKING77), 12, calm=False), start=1):
         b.add(
             Case(
                 id=f"fraud-{n:03d}-{row.label}",
-                tags=["fraud"],
+                tags=["fraud", "fraud_opening"],
                 source=row.source,
                 turns=[("bot", GREETING), ("customer", row.text)],
-                expect=[{"route": "specialist", "queue": "security", "rule": "fraud-security"}],
-                note=f"fraud or theft ({row.label})",
+                expect=[
+                    {"route": "specialist"},
+                    {"queue": "security", "rule": "fraud-security", "soft": True},
+                ],
+                note=f"fraud or theft ({row.label}): a person, the security team (judged as a rate)",
             )
         )
     first = b.pick(_bank(b.data, ("exchange_rate",)), 1)[0]
@@ -914,6 +923,12 @@ def to_toml(cases: Sequence[Case], seed: int = SEED) -> str:
         'tag = "complaint_opening"',
         "share = 0.95",
         'note = "complaint openings after the bot greeting go to a person"',
+        "",
+        "# Fraud openings always reach a person (hard); the security team is judged as a rate.",
+        "[[target]]",
+        'tag = "fraud_opening"',
+        "share = 0.9",
+        'note = "fraud and theft openings reach the security team"',
     ]
     for case in cases:
         lines += ["", "[[case]]", f"id = {_value(case.id)}", f"tags = {_value(case.tags)}"]

@@ -64,17 +64,43 @@ def _head_layers(recipe: dict[str, Any]) -> str:
     return ", ".join([*named, "the others 6 (the last)"]) if named else "6 (the last) for every head"
 
 
+LAYERS_WHY = (
+    'Emotion, act and sentiment read several layers because cues such as "ugh" or "no thanks" sit in layers '
+    "that fine-tuning for intent bent least (+4 points of GoEmotions macro-F1 in the refit)."
+)
+
+# Seconds per step of the last recipe run on 2 CPU threads (pack 2.2: 5,200 steps in 3,557.7 s, batch 32,
+# max length 64); used to state the CPU time of a run made on a GPU.
+CPU_SECONDS_PER_STEP = 3557.7 / 5200
+
+
 def _memory_line(results: dict[str, Any]) -> str:
     memory = (results.get("training") or {}).get("intent_memory")
     if not memory or "per_class" not in memory:
-        return "No intent memory: none beat the linear intent head on the calibration half."
+        return f"No intent memory: none beat the linear intent head on the calibration half. {LAYERS_WHY}"
     return (
         f"Intent memory: {memory['per_class']} k-means prototypes per intent, temperature {memory['tau']}, "
         f"blend weight {memory['weight']} (calibration-half intent accuracy {memory['calibration_score_before']:.4f}"
-        f" → {memory['calibration_score_after']:.4f}). Emotion and act read several layers because cues such as "
-        '"ugh" or "no thanks" sit in layers that fine-tuning for intent bent least (+4 points of GoEmotions '
-        "macro-F1 in the refit); intent gets nearest-prototype evidence because a linear probe draws one plane per "
-        "intent while people ask for the same thing in several distinct ways."
+        f" → {memory['calibration_score_after']:.4f}). {LAYERS_WHY} Intent gets nearest-prototype evidence "
+        "because a linear probe draws one plane per intent while people ask for the same thing in several "
+        "distinct ways."
+    )
+
+
+def _wall_time_line(training: dict[str, Any]) -> str:
+    minutes = float(training.get("train_seconds") or 0) / 60
+    if training.get("device") == "cuda":
+        steps = int(training.get("steps_run") or 0)
+        return (
+            f"- Wall time: {minutes:.1f} min for {steps} steps on one GPU (`--device cuda`; the refit ran on "
+            f"the CPU). On 2 CPU threads the same {steps} steps take about {steps * CPU_SECONDS_PER_STEP / 60:.0f} "
+            f"min at the {CPU_SECONDS_PER_STEP:.2f} s a step measured for pack 2.2's CPU run (an estimate, "
+            "not a measurement of this run). The recipe does not depend on the device; the result differs "
+            "only by floating-point order."
+        )
+    return (
+        f"- Wall time: {minutes:.1f} min on {training.get('threads')} CPU threads "
+        "(the committed run shared its machine with other jobs)."
     )
 
 
@@ -161,7 +187,13 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         "REQUEST/REQUEST_ALTS → question, AFFIRM/SELECT → affirm, NEGATE → deny, THANK_YOU/GOODBYE → "
         "thanks_or_closing; strongest act wins); `greeting` and `non_lexical` are decided by transcript "
         "normalisation (`models/normalize.py`), which both training and serving apply.",
-        "- **Spoken form**: 30% of calm training texts are lower-cased with punctuation removed.",
+        "- **Spoken form and turn form**: 30% of every group's training texts (calm requests and task turns, "
+        "complaints, tweets, GoEmotions) are lower-cased with punctuation removed, so that speech-to-text output "
+        "is not a cue for calm. The sentiment refit adds copies of every complaint tweet and of 4,000 tweets and "
+        "GoEmotions texts as chat and call turns carry them: without the `@user` handle and link, typed and "
+        "spoken. Every complaint tweet starts with a handle, and pack 2.2 had learnt it as a cue: 0.89 of its "
+        "held-out complaint tweets were recognised as negative, 0.42 of the same tweets as chat turns and 0.39 "
+        "as spoken turns (int8, `python -m export evaluate` on pack 2.2's run).",
         "- **Sentence embedding**: a cosine distillation term keeps the pooled vector close to the pretrained "
         "encoder's, so example-defined contact reasons keep working on the fine-tuned encoder; the embedding "
         f"concatenates the normalised means of layers {_embedding_layers(manifest.recipe)} "
@@ -175,9 +207,8 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         f"- Steps: best at {results['training']['best_step']} of {manifest.recipe.get('steps')} "
         f"(batch {manifest.recipe.get('batch_size')}, max length {manifest.recipe.get('max_length')}, "
         f"lr {manifest.recipe.get('lr')}, group shares {manifest.recipe.get('group_weights')}).",
-        f"- Wall time: {float(results['training']['train_seconds'] or 0) / 60:.1f} min on "
-        f"{results['training']['threads']} CPU threads (the committed run shared its machine with other jobs).",
-        "- Then the intent, act and emotion heads are refitted on the frozen encoder "
+        _wall_time_line(results["training"]),
+        "- Then the intent, act, emotion and sentiment heads are refitted on the frozen encoder "
         "(`export/refit.py`, part of `train`; its seconds are in the run's `refit.json`): every training text is "
         "pooled once (every layer's mean) and each head is trained to convergence with the same masked losses, "
         "keeping the epoch that scores best on the calibration half. "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.2.0"
+PACK_VERSION = "2.3.0"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,12 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-public-data", action="store_true", help="train on --csv files only")
     parser.add_argument("--tiny", action="store_true", help="a minutes-long smoke recipe")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default="cpu",
+        help="where to train (same recipe; a GPU only shortens the run)",
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -58,7 +64,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if args.tiny:
         recipe = tiny(recipe)
-    summary = train(recipe, args.out)
+    summary = train(recipe, args.out, device=args.device)
     if recipe.refit_heads:
         from export.refit import refit_heads
 
@@ -144,6 +150,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from export.card import write_card
+    from models.manifest import read_manifest, write_manifest
+
+    results = json.loads((args.run / "evaluation.json").read_text())
+    manifest = read_manifest(args.pack)
+    path = write_card(args.pack, manifest, results)
+    write_manifest(args.pack, manifest)  # the card's new hash
+    print(json.dumps({"card": str(path)}))
     return 0
 
 
@@ -238,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--presets", action="store_true", help="also compare every quantization preset")
     p_eval.add_argument("--limit", type=int, default=None, help="cap each validation set (smoke runs)")
     p_eval.set_defaults(func=_cmd_evaluate)
+
+    p_card = sub.add_parser(
+        "card", help="rewrite MODEL_CARD.md from the run's evaluation.json (after editing export/card.py)"
+    )
+    p_card.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_card.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_card.set_defaults(func=_cmd_card)
 
     p_few = sub.add_parser("fewshot", help="few-shot contact reasons on the pack's sentence embedding")
     p_few.add_argument("--pack", type=Path, default=DEFAULT_PACK)

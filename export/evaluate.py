@@ -257,11 +257,27 @@ def conversation_report(
     samples, rows = report_half(val, "requests", seed)
     bank = np.array([r for r, s in zip(rows.tolist(), samples, strict=True) if s.source == "banking77"])
     out["bank_requests"] = calm_rates(decisions(_slice(logits["requests"], bank), temps, thresholds))
-    samples, rows = report_half(val, "complaints", seed)
-    d = decisions(_slice(logits["complaints"], rows), temps, thresholds)
+    for name in ("complaints", "complaints_turns", "complaints_spoken"):
+        if name in val:
+            out[name] = complaint_rates(val, logits, temps, thresholds, seed, name)
+    out["acts"] = act_report(val, logits, temps, seed)
+    return out
+
+
+def complaint_rates(
+    val: dict[str, list[Sample]],
+    logits: Logits,
+    temps: dict[str, float],
+    thresholds: np.ndarray,
+    seed: int,
+    name: str,
+) -> dict[str, Any]:
+    """Negative recall and accuracy on the report half of complaint set ``name`` (typed or spoken)."""
+    samples, rows = report_half(val, name, seed)
+    d = decisions(_slice(logits[name], rows), temps, thresholds)
     complaint = np.array([s.sentiment == ("negative",) for s in samples])
     negative = d["sentiment"] == 0
-    out["complaints"] = {
+    return {
         "n": len(samples),
         "complaints": int(complaint.sum()),
         "negative_recall": float(negative[complaint].mean()),
@@ -277,8 +293,6 @@ def conversation_report(
             )
         ),
     }
-    out["acts"] = act_report(val, logits, temps, seed)
-    return out
 
 
 def act_report(
@@ -389,6 +403,8 @@ def evaluate(
         "presets": presets,
         "training": {
             **{k: summary.get(k) for k in ("best_step", "best_score", "train_seconds", "threads")},
+            "device": summary.get("device", "cpu"),
+            "steps_run": (summary.get("history") or [{}])[-1].get("step"),
             "intent_memory": (summary.get("refit") or {}).get("intent_memory"),
         },
         "data": data.used,

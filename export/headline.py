@@ -53,6 +53,18 @@ HEADLINE: dict[str, tuple[str, float | None, str]] = {
     ),
     "conversations.complaints.negative_recall": ("Complaint tweets: negative recall", 0.85, ">="),
     "conversations.complaints.accuracy": ("Complaint tweets: accuracy (complaint = negative)", 0.80, ">="),
+    "conversations.complaints_turns.negative_recall": (
+        "Complaint tweets as chat turns (no @handle, no link): negative recall",
+        None,
+        ">=",
+    ),
+    "conversations.complaints_turns.accuracy": ("Complaint tweets as chat turns: accuracy", None, ">="),
+    "conversations.complaints_spoken.negative_recall": (
+        "Complaint tweets as spoken turns (no handle, lower case, no punctuation): negative recall",
+        None,
+        ">=",
+    ),
+    "conversations.complaints_spoken.accuracy": ("Complaint tweets as spoken turns: accuracy", None, ">="),
     "conversations.acts.reason_f1": ("Conversation act: reason vs rest F1 (SGD dev)", 0.90, ">="),
     "conversations.acts.accuracy": ("Conversation act accuracy, 6 acts (SGD dev)", None, ">="),
 }

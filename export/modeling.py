@@ -235,7 +235,7 @@ def save_checkpoint(model: MultiHeadModel, tokenizer: PreTrainedTokenizerBase, o
 
 def save_heads(model: MultiHeadModel, out: Path) -> None:
     """Write ``heads.safetensors`` and, for refitted heads, ``heads.json``."""
-    state = {k: v.detach().contiguous() for k, v in model.heads.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()}
     config: dict[str, object] = {}
     if model.layers:
         config["layers"] = model.layers

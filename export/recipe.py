@@ -24,7 +24,7 @@ class Recipe:
     seed: int = 13
     max_length: int = 64
     batch_size: int = 32
-    steps: int = 5200
+    steps: int = 10400
     freeze_embeddings: bool = True
     lr: float = 8e-5
     head_lr: float = 2e-3
@@ -46,12 +46,12 @@ class Recipe:
     # (1 - cosine), so the embedding output stays general enough for few-shot
     # contact reasons while the heads fine-tune the encoder.
     embedding_distill_weight: float = 1.0
-    # after training, refit intent/act/emotion heads on the frozen encoder (export/refit.py)
+    # after training, refit intent/act/emotion/sentiment heads on the frozen encoder (export/refit.py)
     refit_heads: bool = True
     # encoder layers (1..6) whose mean-pooled vectors a refitted head reads, concatenated;
     # heads not named read the last layer (export/modeling.py says why 3-6)
     head_layers: dict[str, list[int]] = field(
-        default_factory=lambda: {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6]}
+        default_factory=lambda: {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6], "sentiment": [3, 4, 5, 6]}
     )
     # encoder layers whose normalised mean-pooled vectors make the sentence embedding
     # (export/modeling.py: MultiHeadModel.sentence_embedding); written by the refit

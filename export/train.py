@@ -88,14 +88,17 @@ class Sampler:
 
 
 def batch_losses(logits: dict[str, torch.Tensor], enc: Encoded, rows: list[int]) -> dict[str, torch.Tensor]:
-    """Every head's loss on the rows labelled for it."""
+    """Every head's loss on the rows labelled for it (targets moved to the logits' device)."""
+    device = logits["sentiment"].device
+
+    def target(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(values[rows]).to(device)
+
     parts = {
-        "sentiment": sentiment_loss(logits["sentiment"], torch.from_numpy(enc.allowed[rows])),
-        "emotion": emotion_loss(
-            logits["emotion"], torch.from_numpy(enc.emotion[rows]), torch.from_numpy(enc.emotion_mask[rows])
-        ),
-        "intent": class_loss(logits["intent"], torch.from_numpy(enc.intent[rows])),
-        "act": class_loss(logits["act"], torch.from_numpy(enc.act[rows])),
+        "sentiment": sentiment_loss(logits["sentiment"], target(enc.allowed)),
+        "emotion": emotion_loss(logits["emotion"], target(enc.emotion), target(enc.emotion_mask)),
+        "intent": class_loss(logits["intent"], target(enc.intent)),
+        "act": class_loss(logits["act"], target(enc.act)),
     }
     return {k: v for k, v in parts.items() if v is not None}
 
@@ -104,16 +107,37 @@ def batch_losses(logits: dict[str, torch.Tensor], enc: Encoded, rows: list[int])
 def predict_logits(
     model: MultiHeadModel, enc: Encoded, pad_id: int, batch: int = 128
 ) -> dict[str, np.ndarray]:
-    """Logits of every head for every encoded example, in length-sorted batches."""
+    """Logits of every head for every encoded example, in length-sorted batches (on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
     out = {h: np.zeros((len(enc.ids), len(LABELS[h])), np.float32) for h in model.heads}
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
-        logits = model(**pad_batch([enc.ids[i] for i in rows], pad_id))
+        logits = model(**on_device(pad_batch([enc.ids[i] for i in rows], pad_id), device))
         for head, value in logits.items():
-            out[head][rows] = value.float().numpy()
+            out[head][rows] = value.float().cpu().numpy()
     return out
+
+
+def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """``pad_batch`` output moved to ``device`` (a no-op on the CPU)."""
+    return {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+def training_device(requested: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when torch sees a GPU); ValueError for CUDA without one.
+
+    The recipe is the same on either: a GPU only shortens the run. The card records the
+    device and the seconds, and the CPU figure of the committed run.
+    """
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested not in ("cpu", "cuda"):
+        raise ValueError(f"unknown training device {requested!r}; choose cpu, cuda or auto")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device")
+    return torch.device(requested)
 
 
 def stopping_metrics(logits: dict[str, dict[str, np.ndarray]], val: dict[str, Encoded]) -> dict[str, float]:
@@ -162,8 +186,14 @@ def stopping_metrics(logits: dict[str, dict[str, np.ndarray]], val: dict[str, En
     return scores
 
 
-def train(recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool = True) -> dict[str, object]:
-    """Fine-tune and write the best checkpoint to ``out/checkpoint``; returns a summary."""
+def train(
+    recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool = True, device: str = "cpu"
+) -> dict[str, object]:
+    """Fine-tune and write the best checkpoint to ``out/checkpoint``; returns a summary.
+
+    ``device`` is ``cpu`` (the default: the reproducible run), ``cuda`` or ``auto``.
+    """
+    where = training_device(device)
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
@@ -172,10 +202,11 @@ def train(recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool
     data = data or build_data(recipe)
     backbone = recipe.backbone or default_backbone()
     model, tokenizer = build_model(backbone, LABELS)
+    model.to(where)
     teacher = None
     if recipe.embedding_distill_weight > 0:
         teacher, _ = build_model(backbone, LABELS)
-        teacher.eval().requires_grad_(False)
+        teacher.to(where).eval().requires_grad_(False)
     pad_id = int(tokenizer.pad_token_id or 0)
 
     groups = sorted(data.train)
@@ -227,7 +258,7 @@ def train(recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool
         group = rng.choices(groups, weights)[0]
         rows = samplers[group].take(recipe.batch_size)
         enc = train_sets[group]
-        batch = pad_batch([enc.ids[i] for i in rows], pad_id)
+        batch = on_device(pad_batch([enc.ids[i] for i in rows], pad_id), where)
         logits, pooled = model.with_pooled(**batch)
         parts = batch_losses(logits, enc, rows)
         if teacher is not None:
@@ -278,6 +309,7 @@ def train(recipe: Recipe, out: Path, data: Mixture | None = None, progress: bool
         "best_score": best,
         "train_seconds": round(time.perf_counter() - started, 1),
         "threads": cpu_threads(),
+        "device": where.type,
         "history": history,
         "data": data.used,
         "recipe": recipe.to_dict(),

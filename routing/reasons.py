@@ -95,7 +95,7 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     the last-layer embedding of earlier packs (see ``routing/REASONS.md``).
     """
 
-    similarity_threshold: float = 0.71
+    similarity_threshold: float = 0.69
     ambiguity_margin: float = 0.01
     override_margin: float = 0.1
     # A reason's similarity blends its centroid (1 - w) with its nearest example (w).

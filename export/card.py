@@ -241,6 +241,10 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         "- Intents cover banking and generic customer service (orders, refunds, accounts, appointments). Other "
         "industries fall into `out_of_scope` or the nearest generic intent.",
         "- Complaint data is 1,232 tweets; sarcasm and mixed sentiment are still often missed.",
+        "- A complaint said in a chat or a call, without the tweet's `@handle`, is recognised less often than "
+        "a complaint tweet (the *as chat turns* and *as spoken turns* rows above); no public set of labelled "
+        'spoken complaints was available to train or measure on. Blame stated as a bank request ("you charged '
+        'me twice, I want my money back") often stays neutral: requests and problem reports are trained calm.',
         "- Emotions in problem reports have no public labels: the thresholds keep them rare, not right.",
         "- Truncation at the manifest's maximum length; the runtime keeps head and tail of long turns.",
         "",

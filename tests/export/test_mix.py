@@ -11,6 +11,7 @@ from export.mix import (
     CALM_EMOTION,
     MixSettings,
     Sample,
+    as_turn,
     build_mixture,
     complaint_samples,
     dataset_counts,
@@ -20,6 +21,7 @@ from export.mix import (
     sgd_act,
     spoken,
 )
+from models.normalize import normalize
 from routing.taxonomy import OUT_OF_SCOPE
 
 
@@ -87,6 +89,14 @@ def test_spoken_form_and_normalisation() -> None:
     (kept,) = prepared(samples)  # the turn with no lexical content is dropped
     assert kept.text == "I lost my card"
     assert prepared(samples, spoken_fraction=1.0)[0].text == "i lost my card"
+
+
+def test_a_tweet_as_a_turn_loses_its_handles_and_links_only() -> None:
+    tweet = normalize("@AcmeHelp my card was charged twice!! https://t.co/abc @AcmeHelp").text
+    assert tweet == "@user my card was charged twice!! http @user"
+    assert as_turn(tweet) == "my card was charged twice!!"
+    kept = "the https page, @username and user@example"  # not a handle, not a link placeholder
+    assert as_turn(kept) == kept
 
 
 def test_mixture_from_every_format(tiny_data: Path) -> None:

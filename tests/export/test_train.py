@@ -67,3 +67,47 @@ def test_pad_batch_pads_to_the_longest_sequence_and_masks_the_padding() -> None:
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_training_device_defaults_to_the_cpu_and_refuses_a_missing_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from export.train import training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("cpu").type == "cpu"
+    assert training_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        training_device("cuda")
+    with pytest.raises(ValueError, match="unknown training device 'tpu'"):
+        training_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device("auto").type == "cuda"
+
+
+def test_batches_and_targets_follow_the_logits_device() -> None:
+    import numpy as np
+
+    from export.batches import Encoded
+    from export.train import batch_losses, on_device
+
+    batch = on_device(pad_batch([[101, 7, 102]], pad_id=0), torch.device("cpu"))
+    assert batch["input_ids"].device.type == "cpu"
+    enc = Encoded(
+        ids=[[101, 102]],
+        allowed=np.array([[1.0, 0.0, 0.0]], np.float32),
+        emotion=np.zeros((1, 8), np.float32),
+        emotion_mask=np.zeros((1, 8), np.float32),
+        intent=np.array([IGNORE]),
+        act=np.array([2]),
+        samples=[],
+    )
+    logits = {
+        "sentiment": torch.zeros(1, 3),
+        "emotion": torch.zeros(1, 8),
+        "intent": torch.zeros(1, 4),
+        "act": torch.zeros(1, 6),
+    }
+    parts = batch_losses(logits, enc, [0])
+    assert sorted(parts) == ["act", "sentiment"]  # no emotion cell and no intent label is known
+    assert value(parts["sentiment"]) == pytest.approx(math.log(3))

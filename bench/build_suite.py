@@ -457,7 +457,8 @@ def human_requests(b: Builder) -> None:
 def fraud(b: Builder) -> None:
     """Fraud, a lost or stolen card or phone: a person always, the security team as a rate.
 
-    Never the bot is a hard check. Reaching the security queue is soft (see ``FRAUD_TARGET``):
+    Never the bot is a hard check. Reaching the security queue is soft (the ``fraud_opening``
+    target that ``to_toml`` writes):
     Banking77's unrecognised-payment intents sit next to calm siblings (a reverted, pending or
     declined payment), so which one a model names for a given utterance is a model-quality rate,
     not a rule of the policy.

@@ -272,7 +272,8 @@ def complaint_rates(
     seed: int,
     name: str,
 ) -> dict[str, Any]:
-    """Negative recall and accuracy on the report half of complaint set ``name`` (typed or spoken)."""
+    """Negative recall and accuracy on the report half of complaint set ``name`` (as tweets, as turns,
+    or as spoken turns)."""
     samples, rows = report_half(val, name, seed)
     d = decisions(_slice(logits[name], rows), temps, thresholds)
     complaint = np.array([s.sentiment == ("negative",) for s in samples])

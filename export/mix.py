@@ -23,11 +23,9 @@ is masked out of the loss:
 
 A fraction of every group's texts (calm requests, complaints, tweets,
 GoEmotions alike) is trained in a spoken form (lower case, no punctuation),
-because speech-to-text output looks like that. Spoken form must not be a
-shortcut to "calm": when only calm texts were spoken (pack 2.2), the model
-recognised 89% of typed complaints as negative but 41% of the same complaints
-in spoken form. Every text goes through ``models.normalize`` exactly as at
-serving time.
+because speech-to-text output looks like that, and spoken form must not be a
+shortcut to "calm" (pack 2.2 spoke only calm texts). Every text goes through
+``models.normalize`` exactly as at serving time.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ BATCH_ROUNDS = 3
 SYSTEMS = {
     "runtime": "(a) Switchboard runtime, batching on",
     "runtime_all_cpus": "(a''') one ONNX session on every CPU (the old two-thread setting)",
+    "runtime_one_thread": "(a'''') every text on one thread, lone ones too (the pack 2.3 setting)",
     "runtime_unbatched": "(a') Switchboard runtime, batching off",
     "runtime_padded": "(a'') Switchboard runtime, padded batches (not batch-invariant)",
     "separate_onnx": "(b) three separate int8 ONNX models",
@@ -303,13 +304,15 @@ def _submitter(runtime: Runtime) -> Callable[[str], Awaitable[Any]]:
 def bench_one_utterance(
     pack: Path, turns: Sequence[str], short: Sequence[str], args: argparse.Namespace
 ) -> tuple[list[Cell], dict[str, Any]]:
-    """Issue 9's bar, default plan vs one session on every CPU, in alternating rounds of one run.
+    """Issue 9's bar: the default plan vs every text on one thread vs one session on every CPU,
+    in rotating rounds of one run (no plan always goes first).
 
     Returns the two one-utterance cells (``subset="short"``) and the batch throughput
     (``Runtime.predict`` of every turn, utterances/s, median of the rounds) of both plans.
     """
     plans = {
         "runtime": RuntimeConfig(spinning=args.spin),
+        "runtime_one_thread": RuntimeConfig(spinning=args.spin, lone_text_all_cpus=False),
         "runtime_all_cpus": all_cpus_config(args.spin),
     }
     windows: dict[str, list[Window]] = {name: [] for name in plans}
@@ -323,9 +326,9 @@ def bench_one_utterance(
             calls = {name: _submitter(runtime) for name, runtime in runtimes.items()}
             for call in calls.values():
                 await sequential(call, short, ASYNC_WARMUP_S)
-            for round_ in range(ONE_UTTERANCE_ROUNDS):  # alternating order: neither plan always goes first
-                order = list(plans) if round_ % 2 == 0 else list(reversed(plans))
-                for name in order:
+            names = list(plans)
+            for round_ in range(ONE_UTTERANCE_ROUNDS):
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                     windows[name].append(await sequential(calls[name], short, args.seconds / 2))
             for round_ in range(BATCH_ROUNDS):
                 order = list(plans) if round_ % 2 == 0 else list(reversed(plans))
@@ -434,13 +437,18 @@ def ratios(cells: Sequence[Cell], concurrencies: Sequence[int]) -> dict[str, dic
         "batching_on_vs_off": "runtime_unbatched",
         "invariant_vs_padded": "runtime_padded",
     }
-    ours, theirs = find(cells, "runtime", 1, "short"), find(cells, "runtime_all_cpus", 1, "short")
-    if ours is not None and theirs is not None and ours.p50_ms and ours.cpu_ms_per_utt:
-        out["one_thread_vs_all_cpus_short"] = {
-            "p50_speedup_c1": round(theirs.p50_ms / ours.p50_ms, 2),
-            "p99_speedup_c1": round(theirs.p99_ms / ours.p99_ms, 2),
-            "cpu_per_utt_x_c1": round(theirs.cpu_ms_per_utt / ours.cpu_ms_per_utt, 2),
-        }
+    ours = find(cells, "runtime", 1, "short")
+    for name, other in (
+        ("default_vs_all_cpus_short", "runtime_all_cpus"),
+        ("default_vs_one_thread_short", "runtime_one_thread"),
+    ):
+        theirs = find(cells, other, 1, "short")
+        if ours is not None and theirs is not None and ours.p50_ms and ours.cpu_ms_per_utt:
+            out[name] = {
+                "p50_speedup_c1": round(theirs.p50_ms / ours.p50_ms, 2),
+                "p99_speedup_c1": round(theirs.p99_ms / ours.p99_ms, 2),
+                "cpu_per_utt_x_c1": round(theirs.cpu_ms_per_utt / ours.cpu_ms_per_utt, 2),
+            }
     for name, other in pairs.items():
         for concurrency in concurrencies:
             ours, theirs = find(cells, "runtime", concurrency), find(cells, other, concurrency)

@@ -70,14 +70,18 @@ class Engine:
         workers: int = 1,
         single_thread_graphs: Mapping[str, GraphRunner] | None = None,
         single_thread_tokens: int = 0,
+        lone_text_graphs: Mapping[str, GraphRunner] | None = None,
     ) -> None:
         """``single_thread_graphs`` (optional): the pack's graphs on one-intra-op-thread sessions, used
-        for runs of at most ``single_thread_tokens`` padded tokens (see the module docstring)."""
+        for runs of at most ``single_thread_tokens`` padded tokens (see the module docstring).
+        ``lone_text_graphs`` (optional): the graphs on sessions with every CPU, used for a batch
+        of one text that may take the whole machine (``run(..., parallel=True)``)."""
         self.pack = pack
         self.invariant = invariant
         self.workers = max(1, workers)
         self._single_thread_graphs = single_thread_graphs
         self.single_thread_tokens = single_thread_tokens if single_thread_graphs is not None else 0
+        self._lone_text_graphs = lone_text_graphs
         # Row workers for per-text runs: ONNX Runtime releases the GIL, so texts run side by side.
         self._pool = (
             ThreadPoolExecutor(self.workers, "switchboard-rows") if invariant and self.workers > 1 else None
@@ -116,16 +120,21 @@ class Engine:
         """Tokens a text costs in a batch: its longest id array."""
         return max(len(ids) for ids in tokens.ids)
 
-    def graphs_for(self, batch: Sequence[Tokens]) -> Mapping[str, GraphRunner]:
-        """The runners a batch runs on: the one-thread sessions for small runs, else the pack's."""
+    def graphs_for(self, batch: Sequence[Tokens], whole_machine: bool = False) -> Mapping[str, GraphRunner]:
+        """The runners a batch runs on: a lone text that may take the whole machine runs on the
+        lone-text sessions, small runs on the one-thread sessions, everything else on the pack's."""
+        if whole_machine and len(batch) == 1 and self._lone_text_graphs is not None:
+            return self._lone_text_graphs
         graphs = self._single_thread_graphs
         if graphs is not None and len(batch) * max(map(self.length, batch)) <= self.single_thread_tokens:
             return graphs
         return self.pack.graphs
 
-    def _run_graphs(self, batch: Sequence[Tokens]) -> dict[tuple[str, str], np.ndarray]:
+    def _run_graphs(
+        self, batch: Sequence[Tokens], whole_machine: bool = False
+    ) -> dict[tuple[str, str], np.ndarray]:
         outputs: dict[tuple[str, str], np.ndarray] = {}
-        for key, runner in self.graphs_for(batch).items():
+        for key, runner in self.graphs_for(batch, whole_machine).items():
             slot = self._slots[runner.encoder_key]
             feed = runner.feed([tokens.ids[slot] for tokens in batch], self._encoders[slot].pad_id)
             try:
@@ -141,7 +150,8 @@ class Engine:
 
         With ``invariant`` each text is its own run (see the module docstring), on the row
         workers when ``parallel``, else one after another on the caller's thread (for callers
-        that are themselves one of several workers). Raises InferenceError when a session
+        that are themselves one of several workers). A lone text with ``parallel`` runs on the
+        lone-text sessions when there are any. Raises InferenceError when a session
         fails or returns an unexpected shape.
         """
         if self.invariant and len(batch) > 1:
@@ -152,7 +162,7 @@ class Engine:
                 rows = [self._run_graphs([tokens]) for tokens in batch]
             outputs = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
         else:
-            outputs = self._run_graphs(batch)
+            outputs = self._run_graphs(batch, whole_machine=parallel)
         logits = {head: outputs[source] for head, source in self._head_sources.items()}
         for head, value in logits.items():
             if head == EMBEDDING:

@@ -8,12 +8,17 @@ CPUs this process may really use, see ``models.cpu``) become that many batch
 workers on the micro-batcher's queue (and as many row workers for a lone window
 or ``predict``), each running whole texts through ONNX Runtime with one
 intra-op thread.
-A single utterance therefore always runs on one thread: a short text gains
-nothing from intra-op parallelism but pays for it in CPU (``bench runtime``, one
-utterance <= 32 tokens on two quiet cores: p50 3.69 ms on one thread vs 3.71 ms
-on two, 3.57 vs 5.00 CPU ms per utterance), while a batch
-uses the whole quota with texts side by side (32 texts: 59 ms vs 103 ms one
-after the other, 91 ms as one padded batch).
+Texts of a batch therefore each run on one thread: a short text gains little
+from intra-op parallelism and pays for it in CPU, while a batch uses the whole
+quota with texts side by side (32 texts: 59 ms vs 103 ms one after the other,
+91 ms as one padded batch). The exception is a text that is the only work at
+the time (``lone_text_all_cpus``, on by default): it runs on a second set of
+sessions with every CPU whose threads spin while the run lasts and stop at its
+end. Without spinning a second thread is no faster (waking it for each of the
+graph's ~60 parallel operators costs what it saves); spinning left on after a
+run would burn the core the event loop needs. ``python -m bench runtime``, one
+utterance <= 32 tokens at concurrency 1 on two cores: p50 2.72 ms vs 3.74 ms
+with every text on one thread (1.38x), 4.59 vs 3.61 CPU ms per utterance.
 
 Thread plan (``invariant=False``): padded runs of up to ``single_thread_tokens``
 tokens (texts x longest) use one-thread sessions, larger runs sessions with
@@ -68,6 +73,10 @@ class RuntimeConfig:
     operators. It is off by default: on a 2-core box the spinning threads take
     the CPU the event loop and the tokenizer need (measured: 396 vs 157
     utterances/s at concurrency 32 with spinning off vs on).
+    ``lone_text_all_cpus`` (invariant plan, more than one CPU): a text that is the
+    only work at the time runs on an extra set of sessions with every CPU, spinning
+    during the run and stopping at its end (``session.force_spinning_stop``), so an
+    idle service answers one turn sooner; under load every text keeps one thread.
     """
 
     intra_op_threads: int | None = None
@@ -81,6 +90,7 @@ class RuntimeConfig:
     spinning: bool = False
     invariant: bool = True
     single_thread_tokens: int = 64
+    lone_text_all_cpus: bool = True
 
     def __post_init__(self) -> None:
         for name in ("inter_op_threads", "max_batch_size", "max_batch_tokens", "queue_size"):
@@ -96,8 +106,14 @@ class RuntimeConfig:
             raise ValueError("RuntimeConfig.max_wait_ms must be >= 0 and default_deadline_ms > 0")
 
 
-def session_options(config: RuntimeConfig, intra_op_threads: int) -> ort.SessionOptions:
-    """ONNX Runtime options for serving: all graph optimizations, sequential execution."""
+def session_options(
+    config: RuntimeConfig, intra_op_threads: int, spinning: bool | None = None
+) -> ort.SessionOptions:
+    """ONNX Runtime options for serving: all graph optimizations, sequential execution.
+
+    ``spinning`` None follows ``config.spinning``.
+    """
+    spin = config.spinning if spinning is None else spinning
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -105,8 +121,21 @@ def session_options(config: RuntimeConfig, intra_op_threads: int) -> ort.Session
     options.inter_op_num_threads = config.inter_op_threads
     # Memory patterns only pay off for fixed shapes; ours change with every batch.
     options.enable_mem_pattern = False
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.spinning else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.log_severity_level = 3
+    return options
+
+
+def lone_text_options(config: RuntimeConfig, intra_op_threads: int) -> ort.SessionOptions:
+    """Options for the sessions a lone text runs on: every CPU, spinning only while a run lasts.
+
+    Without spinning, waking the second thread for each of the graph's ~60 parallel
+    operators costs more than it saves; with spinning left on after the run, the idle
+    thread would burn a core the event loop needs. Threads never change the result:
+    the integer matrix products and the per-row reductions are split, not reordered.
+    """
+    options = session_options(config, intra_op_threads, spinning=True)
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -126,12 +155,14 @@ class Runtime:
         intra_op: int,
         load_ms: float,
         single_thread_graphs: dict[str, GraphRunner] | None = None,
+        lone_text_graphs: dict[str, GraphRunner] | None = None,
     ) -> None:
         self._pack = pack
         self._config = config
         self._quota = quota
         self._intra_op = intra_op
         self._load_ms = load_ms
+        self._lone_text_threads = (config.intra_op_threads or quota.cpus) if lone_text_graphs else 1
         workers = (config.intra_op_threads or quota.cpus) if config.invariant else 1
         self._engine = Engine(
             pack,
@@ -139,6 +170,7 @@ class Runtime:
             workers=workers,
             single_thread_graphs=single_thread_graphs,
             single_thread_tokens=config.single_thread_tokens,
+            lone_text_graphs=lone_text_graphs,
         )
         self._batcher = MicroBatcher(
             self._engine, config, self._emit_batch, workers=workers if config.batching else 1
@@ -170,7 +202,11 @@ class Runtime:
         single: dict[str, GraphRunner] | None = None
         if intra_op > 1 and config.single_thread_tokens > 0:
             single = reopen_sessions(pack, session_options(config, 1), session_factory)
-        return cls(pack, config, quota, intra_op, (time.perf_counter() - started) * 1000, single)
+        lone: dict[str, GraphRunner] | None = None
+        if config.invariant and config.lone_text_all_cpus and threads > 1:
+            lone = reopen_sessions(pack, lone_text_options(config, threads), session_factory)
+        load_ms = (time.perf_counter() - started) * 1000
+        return cls(pack, config, quota, intra_op, load_ms, single, lone)
 
     @property
     def batch_workers(self) -> int:
@@ -280,7 +316,8 @@ class Runtime:
 
         ``threads.intra_op`` is the intra-op thread count of the pack's sessions;
         ``threads.single_thread_tokens`` > 0 says padded runs up to that many tokens
-        use one-thread sessions (0: no such sessions).
+        use one-thread sessions (0: no such sessions); ``threads.lone_text`` is the
+        intra-op threads a lone text runs on (1: no lone-text sessions).
         """
         manifest = self._pack.manifest
         return {
@@ -307,6 +344,7 @@ class Runtime:
             "threads": {
                 "intra_op": self._intra_op,
                 "single_thread_tokens": self._engine.single_thread_tokens,
+                "lone_text": self._lone_text_threads,
                 "row_workers": self._engine.workers,
                 "batch_workers": self._batcher.workers,
                 "inter_op": self._config.inter_op_threads,

@@ -225,6 +225,7 @@ class Settings:
             limits=Limits(**{name: values[name] for name in _LIMIT_FIELDS}),
             inference=RuntimeConfig(
                 intra_op_threads=values["intra_op_threads"],
+                lone_text_all_cpus=values["lone_text_all_cpus"],
                 max_batch_size=values["max_batch_size"],
                 max_wait_ms=values["max_wait_ms"],
                 queue_size=values["queue_size"],
@@ -775,6 +776,14 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
         "onnxruntime intra-op threads per worker.",
         "inference",
         shown="(CPU quota / workers)",
+    ),
+    Setting(
+        "lone_text_all_cpus",
+        Boolean(),
+        _INFERENCE.lone_text_all_cpus,
+        "A text that is the only work at the time runs on every CPU (threads spin only during that "
+        "run); off, every text runs on one thread, for nodes whose CPUs are shared with other pods.",
+        "inference",
     ),
     Setting(
         "max_batch_size",

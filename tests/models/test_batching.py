@@ -225,8 +225,9 @@ async def test_many_concurrent_clients_all_get_their_own_results(tiny_pack: Path
 
 
 async def test_two_workers_run_two_windows_side_by_side(tiny_pack: Path, recorder: Any) -> None:
-    # The batch-invariant plan on two CPUs: each worker runs its own window on its own thread.
-    config = RuntimeConfig(intra_op_threads=2, invariant=True)
+    # The batch-invariant plan on two CPUs: each worker runs its own window on its own thread
+    # (no lone-text sessions, so that every run goes through the one gated session).
+    config = RuntimeConfig(intra_op_threads=2, invariant=True, lone_text_all_cpus=False)
     runtime = Runtime.load(tiny_pack, config, session_factory=recorder)
     await runtime.start()
     assert runtime.batch_workers == 2
@@ -264,7 +265,8 @@ async def test_one_worker_runs_one_window_at_a_time(tiny_pack: Path, recorder: A
 
 
 async def test_a_lone_many_text_request_still_uses_every_row_worker(tiny_pack: Path, recorder: Any) -> None:
-    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=recorder)
+    config = RuntimeConfig(intra_op_threads=2, lone_text_all_cpus=False)  # one gated session
+    runtime = Runtime.load(tiny_pack, config, session_factory=recorder)
     await runtime.start()
     session = recorder.main
     try:

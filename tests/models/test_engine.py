@@ -133,6 +133,22 @@ def test_small_runs_use_the_single_thread_sessions_and_large_runs_the_packs(
     assert engine.predict(["why"] * 8, 32, 4096)[0] == small[0]  # same graphs, same answers
 
 
+def test_only_a_lone_text_that_may_take_the_machine_uses_the_lone_text_sessions(
+    tiny_pack: Path, recorder: Any
+) -> None:
+    pack = load_pack(tiny_pack, OPTIONS, recorder)
+    own = recorder.main
+    lone = reopen_sessions(pack, OPTIONS, recorder)  # the recorder's main session is now the new one
+    engine = Engine(pack, lone_text_graphs=lone)
+    own.calls.clear()
+    tokens = engine.tokenize(TEXTS)
+    engine.run(tokens[:1], parallel=True)
+    assert recorder.main.calls == [1] and own.calls == []
+    engine.run(tokens[:1], parallel=False)  # one of several busy workers: keep to one thread
+    engine.run(tokens, parallel=True)  # several texts: one run each on the pack's sessions
+    assert recorder.main.calls == [1] and own.calls == [1, 1, 1, 1, 1]
+
+
 def test_without_single_thread_sessions_every_run_uses_the_packs(tiny_pack: Path, recorder: Any) -> None:
     engine = Engine(load_pack(tiny_pack, OPTIONS, recorder), invariant=False, single_thread_tokens=1000)
     assert engine.single_thread_tokens == 0

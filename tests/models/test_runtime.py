@@ -215,7 +215,8 @@ def test_padded_plan_runs_small_batches_on_one_thread_and_large_ones_on_the_quot
 @pytest.mark.parametrize(
     "config",
     [
-        RuntimeConfig(intra_op_threads=2),  # invariant: every run is one text on one thread
+        RuntimeConfig(intra_op_threads=1),  # invariant on one CPU: no lone-text sessions
+        RuntimeConfig(intra_op_threads=2, lone_text_all_cpus=False),  # lone-text sessions switched off
         RuntimeConfig(intra_op_threads=1, invariant=False),  # one thread anyway
         RuntimeConfig(intra_op_threads=2, invariant=False, single_thread_tokens=0),  # switched off
     ],
@@ -227,6 +228,29 @@ def test_one_session_set_when_no_run_would_use_another_thread_count(
     runtime = Runtime.load(tiny_pack, config, session_factory=spy)
     assert len(spy.sessions) == 1
     assert runtime.info["threads"]["single_thread_tokens"] == 0
+
+
+def test_a_lone_text_runs_on_every_cpu_and_rows_of_a_batch_on_one_thread_each(tiny_pack: Path) -> None:
+    spy = ThreadSpy()
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=spy)
+    assert sorted(count for count, _ in spy.sessions) == [1, 2]  # the pack's sessions, the lone-text ones
+    assert runtime.info["threads"]["lone_text"] == 2
+    assert runtime.info["threads"]["intra_op"] == 1
+    spy.sessions[0][1].clear()  # forget the load-time probe
+    alone = runtime.predict(["why"])
+    assert spy.runs(2) == [1] and spy.runs(1) == []
+    batch = runtime.predict(["cancel my account please", "why", "where is my order"])
+    assert spy.runs(2) == [1] and spy.runs(1) == [1, 1, 1]  # per-text runs, one thread each
+    assert as_dict(alone[0]) == as_dict(batch[1])  # thread count never changes a result
+
+
+def test_lone_text_sessions_follow_the_cpu_quota_by_default(tiny_pack: Path) -> None:
+    from models.cpu import cpu_quota
+
+    info = Runtime.load(tiny_pack).info
+    cpus = cpu_quota().cpus
+    assert info["threads"]["lone_text"] == (cpus if cpus > 1 else 1)
+    assert Runtime.load(tiny_pack, RuntimeConfig(invariant=False)).info["threads"]["lone_text"] == 1
 
 
 def test_one_config_default_queue_size() -> None:

@@ -511,6 +511,11 @@ class Workloads:
         ]
         return json.dumps({"turns": turns}).encode()
 
+    def customer_turn(self, step: str, number: int) -> bytes:
+        """An append body of one customer turn numbered ``number`` (a fresh id, a generated text)."""
+        turn = {"speaker": "customer", "text": self.text(), "id": self.ids.turn(step, 0, number)}
+        return json.dumps({"turns": [turn]}).encode()
+
     def analyze_twenty(self, step: str, client: int, sequence: int) -> tuple[str, bytes]:
         """A 20-turn transcript (stateless: nothing stored)."""
         turns = []
@@ -763,7 +768,8 @@ async def growth(
         for n in range(samples):
             query = "?turns=new" if n % 2 else ""
             url = f"{base}/v1/conversations/{conversation}/turns{query}"
-            status, payload, ms = await _post(session, url, workloads.turns(step, stored, 1))
+            # Both columns time customer turns (scored by every head); agent turns are shorter.
+            status, payload, ms = await _post(session, url, workloads.customer_turn(step, stored))
             statuses[str(status)] += 1
             if status == 200:
                 if append_counts(payload) != (1, 0):

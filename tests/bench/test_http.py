@@ -62,6 +62,15 @@ def test_growth_chunks_alternate_speakers_and_number_ids_by_position() -> None:
     assert [t.id for t in request.turns] == [f"n-growth-0-{n}" for n in range(10, 14)]
 
 
+def test_growth_samples_are_customer_turns_whatever_their_position() -> None:
+    # Both growth columns must time the same work: an agent line is shorter than a customer turn.
+    workloads = http.Workloads(http.Ids("n"))
+    for number in (10, 11):
+        request = msgspec.json.decode(workloads.customer_turn("growth", number), type=AppendRequest)
+        assert [t.speaker for t in request.turns] == ["customer"]
+        assert [t.id for t in request.turns] == [f"n-growth-0-{number}"]
+
+
 def test_analyze_bodies_are_valid_and_count_their_customer_turns() -> None:
     workload = http.Workloads(http.Ids("n")).get("analyze-20", "analyze-20-c1")
     path, body = workload.make(0, 0)

@@ -192,6 +192,13 @@ def _cmd_fewshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_similarity(args: argparse.Namespace) -> int:
+    from export.similarity import similarity_map
+
+    print(json.dumps(similarity_map(args.old, args.new, Path(args.data), args.values), indent=2))
+    return 0
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     """train -> onnx -> quantize -> evaluate in one command (the reproducible pack build)."""
     if _cmd_train(args) != 0:
@@ -269,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_few.add_argument("--data", default="../shared/data")
     p_few.add_argument("--no-reference", action="store_true", help="skip the pretrained fp32 reference")
     p_few.set_defaults(func=_cmd_fewshot)
+
+    p_sim = sub.add_parser(
+        "similarity", help="carry cosine constants from one pack's sentence embedding to another's"
+    )
+    p_sim.add_argument("values", type=float, nargs="+", help="cosines measured on --from's embedding")
+    p_sim.add_argument("--from", dest="old", type=Path, required=True, help="pack they were measured on")
+    p_sim.add_argument("--to", dest="new", type=Path, default=DEFAULT_PACK, help="pack to carry them to")
+    p_sim.add_argument("--data", default="../shared/data")
+    p_sim.set_defaults(func=_cmd_similarity)
 
     p_hf = sub.add_parser("hf", help="serve one head from a Hugging Face sequence-classification checkpoint")
     p_hf.add_argument("checkpoint", help="local path, or hub id where a hub is reachable")

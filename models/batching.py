@@ -49,6 +49,8 @@ if TYPE_CHECKING:  # models.runtime imports this module; the config is only a ty
     from models.runtime import RuntimeConfig
 
 Outcome = list[TextPrediction] | BaseException
+# How long after two windows overlapped the workers keep to one thread per text.
+CONTENTION_HOLD_S = 0.1
 
 
 @dataclass(eq=False)
@@ -104,6 +106,9 @@ class MicroBatcher:
         self._queued_texts = 0
         self._running_texts = 0
         self._busy_workers = 0  # workers holding a window (read unlocked as a hint)
+        # Until this monotonic time a window does not count as the only work: two windows overlapped
+        # less than ``CONTENTION_HOLD_S`` ago, so more are likely to arrive while it runs.
+        self._contended_until = 0.0
         self._cond = threading.Condition()
         self._closed = False
         self._threads: list[threading.Thread] = []
@@ -232,6 +237,8 @@ class MicroBatcher:
             pending = set(window)
             with self._cond:
                 self._busy_workers += 1
+                if self._busy_workers > 1 or self._items:
+                    self._contended_until = time.monotonic() + CONTENTION_HOLD_S
             try:
                 self._process(window, pending)
             except BaseException as exc:  # nobody may hang: every undelivered waiter gets the error
@@ -273,7 +280,7 @@ class MicroBatcher:
         tokens = self._engine.tokenize(texts)
         # A lone window (the other workers idle, nothing queued: one many-text request at low
         # load) may still spread its texts over the engine's row workers.
-        parallel = self.workers == 1 or (self._busy_workers == 1 and not self._items)
+        parallel = self.workers == 1 or self._alone()
         for group in self._engine.plan(tokens, self.batch_size, self._config.max_batch_tokens):
             predictions = self._engine.infer([tokens[i] for i in group], self._on_batch, parallel)
             finished: list[tuple[Request, Outcome]] = []
@@ -288,6 +295,16 @@ class MicroBatcher:
             self._deliver(finished, pending)
         elapsed = time.perf_counter() - started
         self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * elapsed / len(texts)
+
+    def _alone(self) -> bool:
+        """Whether this worker's window is the only work now and has been for a while (a hint).
+
+        A lone window may spread its texts over the row workers, and a lone text runs on every
+        CPU. Both pay only when nothing arrives meanwhile: a worker starting a window while
+        another still runs would share the cores with a spreading one, which cost throughput at
+        a few concurrent clients before this hold.
+        """
+        return self._busy_workers == 1 and not self._items and time.monotonic() >= self._contended_until
 
     def _release(self, requests: Iterable[Request]) -> None:
         """Take delivered (or dropped) requests' texts out of ``backlog``."""

@@ -8,14 +8,18 @@ scenarios deterministic without sleeps-as-synchronisation.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
 import pytest
 
+from models import batching
 from models.errors import DeadlineExceededError, InferenceError, NotReadyError, OverloadedError
+from models.pack import ort_session
 from models.runtime import Runtime, RuntimeConfig
 from models.types import TextPrediction
 
@@ -282,4 +286,68 @@ async def test_a_lone_many_text_request_still_uses_every_row_worker(tiny_pack: P
         assert [r.intent.label for r in result] == [r.intent.label for r in runtime.predict(texts)]
     finally:
         session.gate.set()
+        await runtime.close()
+
+
+class GatedSpy:
+    """A session factory of real sessions whose runs wait on one gate and record their thread count."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.inside = 0
+        self.runs: list[int] = []  # intra-op threads of each run's session
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path, options: ort.SessionOptions) -> Any:
+        inner = ort_session(path, options)
+        threads = options.intra_op_num_threads
+        spy = self
+
+        class Gated:
+            def get_inputs(self) -> object:
+                return inner.get_inputs()
+
+            def get_outputs(self) -> object:
+                return inner.get_outputs()
+
+            def run(self, names: list[str] | None, feed: dict[str, object]) -> object:
+                with spy._lock:
+                    spy.inside += 1
+                    spy.runs.append(threads)
+                try:
+                    spy.gate.wait(10)
+                    return inner.run(names, feed)
+                finally:
+                    with spy._lock:
+                        spy.inside -= 1
+
+        return Gated()
+
+
+async def test_a_lone_text_keeps_to_one_thread_while_windows_overlapped_recently(
+    tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batching, "CONTENTION_HOLD_S", 0.5)
+    spy = GatedSpy()
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=spy)
+    await runtime.start()
+    try:
+        spy.gate.clear()
+        spy.runs.clear()
+        tasks = await enqueue(runtime, [["cancel my account"], ["refund today"]], deadline_ms=10_000)
+        deadline = asyncio.get_running_loop().time() + 5
+        while spy.inside < 2:  # two windows running at the same moment: contention
+            assert asyncio.get_running_loop().time() < deadline, "the two windows never overlapped"
+            await asyncio.sleep(0.005)
+        spy.gate.set()
+        await asyncio.gather(*tasks)
+        spy.runs.clear()
+        await runtime.submit(["why"])  # alone now, but right after the overlap
+        assert spy.runs == [1]
+        await asyncio.sleep(0.6)  # the hold has passed: a lone text takes every CPU again
+        await runtime.submit(["why"])
+        assert spy.runs == [1, 2]
+    finally:
+        spy.gate.set()
         await runtime.close()

@@ -18,7 +18,9 @@ end. Without spinning a second thread is no faster (waking it for each of the
 graph's ~60 parallel operators costs what it saves); spinning left on after a
 run would burn the core the event loop needs. ``python -m bench runtime``, one
 utterance <= 32 tokens at concurrency 1 on two cores: p50 2.72 ms vs 3.74 ms
-with every text on one thread (1.38x), 4.59 vs 3.61 CPU ms per utterance.
+with every text on one thread in one run, 3.30 vs 4.22 ms in a later one (1.38x
+and 1.28x), for 1.3-1.4x the CPU per utterance. Once two windows overlap, every
+text keeps one thread for a while (``models.batching.CONTENTION_HOLD_S``).
 
 Thread plan (``invariant=False``): padded runs of up to ``single_thread_tokens``
 tokens (texts x longest) use one-thread sessions, larger runs sessions with

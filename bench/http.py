@@ -500,7 +500,7 @@ class Workloads:
     def turns(self, step: str, first: int, count: int) -> bytes:
         """An append body of ``count`` alternating customer/agent turns numbered from ``first``."""
         turns = [
-            {"speaker": "customer", "text": self.text(), "id": self.ids.turn(step, 0, n)}
+            self._customer(step, n)
             if n % 2 == 0
             else {
                 "speaker": "agent",
@@ -511,10 +511,12 @@ class Workloads:
         ]
         return json.dumps({"turns": turns}).encode()
 
+    def _customer(self, step: str, number: int) -> dict[str, str]:
+        return {"speaker": "customer", "text": self.text(), "id": self.ids.turn(step, 0, number)}
+
     def customer_turn(self, step: str, number: int) -> bytes:
         """An append body of one customer turn numbered ``number`` (a fresh id, a generated text)."""
-        turn = {"speaker": "customer", "text": self.text(), "id": self.ids.turn(step, 0, number)}
-        return json.dumps({"turns": [turn]}).encode()
+        return json.dumps({"turns": [self._customer(step, number)]}).encode()
 
     def analyze_twenty(self, step: str, client: int, sequence: int) -> tuple[str, bytes]:
         """A 20-turn transcript (stateless: nothing stored)."""

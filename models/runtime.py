@@ -164,8 +164,9 @@ class Runtime:
         self._quota = quota
         self._intra_op = intra_op
         self._load_ms = load_ms
-        self._lone_text_threads = (config.intra_op_threads or quota.cpus) if lone_text_graphs else 1
-        workers = (config.intra_op_threads or quota.cpus) if config.invariant else 1
+        threads = config.intra_op_threads or quota.cpus
+        self._lone_text_threads = threads if lone_text_graphs else 1
+        workers = threads if config.invariant else 1
         self._engine = Engine(
             pack,
             invariant=config.invariant,

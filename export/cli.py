@@ -30,6 +30,12 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
     parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=defaults.ema_decay,
+        help="average the weights with this decay per step (0: off); evaluation uses the average",
+    )
+    parser.add_argument(
         "--csv",
         action="append",
         default=[],
@@ -59,6 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         seed=args.seed,
         eval_every=args.eval_every,
+        ema_decay=args.ema_decay,
         user_csv=list(args.csv),
         public_data=not args.no_public_data,
     )

@@ -46,6 +46,10 @@ class Recipe:
     # (1 - cosine), so the embedding output stays general enough for few-shot
     # contact reasons while the heads fine-tune the encoder.
     embedding_distill_weight: float = 1.0
+    # Exponential moving average of the weights (0 = off): evaluation, early
+    # stopping and the checkpoint use the average, which smooths the step-to-step
+    # noise of a mixture whose groups take turns.
+    ema_decay: float = 0.0
     # after training, refit intent/act/emotion/sentiment heads on the frozen encoder (export/refit.py)
     refit_heads: bool = True
     # encoder layers (1..6) whose mean-pooled vectors a refitted head reads, concatenated;

@@ -19,6 +19,7 @@ stops after ``patience`` evaluations without improvement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -31,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from export import metrics
+from export.ema import WeightAverage
 from export.batches import (
     IGNORE,
     Encoded,
@@ -247,6 +249,8 @@ def train(
         return max(0.0, (recipe.steps - step) / max(1, recipe.steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    average = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    evaluated = average.swapped_in if average is not None else contextlib.nullcontext
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "train_log.jsonl").open("w")
     best, best_step, stale, history = -math.inf, -1, 0, []
@@ -274,14 +278,17 @@ def train(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if average is not None:
+            average.update()
         for name, part in parts.items():
             value = part.item()
             running[name] = 0.95 * running.get(name, value) + 0.05 * value
         bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in running.items()})
         last = step == recipe.steps - 1
         if (step + 1) % recipe.eval_every == 0 or last:
-            val_logits = {name: predict_logits(model, enc, pad_id) for name, enc in val_sets.items()}
-            model.train()
+            with evaluated():
+                val_logits = {name: predict_logits(model, enc, pad_id) for name, enc in val_sets.items()}
+                model.train()
             scores = stopping_metrics(val_logits, val_sets)
             score = float(np.mean(list(scores.values()))) if scores else -float(loss)
             entry = {
@@ -297,7 +304,8 @@ def train(
             tqdm.write(json.dumps(entry))
             if score > best:
                 best, best_step, stale = score, step + 1, 0
-                save_checkpoint(model, tokenizer, out / "checkpoint")
+                with evaluated():
+                    save_checkpoint(model, tokenizer, out / "checkpoint")
             else:
                 stale += 1
                 if stale >= recipe.patience:

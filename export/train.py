@@ -32,7 +32,6 @@ from torch import nn
 from tqdm import tqdm
 
 from export import metrics
-from export.ema import WeightAverage
 from export.batches import (
     IGNORE,
     Encoded,
@@ -43,6 +42,7 @@ from export.batches import (
     pad_batch,
     sentiment_loss,
 )
+from export.ema import WeightAverage
 from export.mix import Mixture
 from export.modeling import MultiHeadModel, build_model, default_backbone, save_checkpoint
 from export.recipe import Recipe, build_data

@@ -15,7 +15,7 @@ from tests.export.conftest import write_tiny_data
 pytestmark = pytest.mark.export
 
 
-def _model() -> nn.Module:
+def _model() -> nn.Sequential:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
     model[1].bias.requires_grad_(False)

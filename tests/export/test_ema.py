@@ -17,9 +17,14 @@ pytestmark = pytest.mark.export
 
 def _model() -> nn.Sequential:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
-    model[1].bias.requires_grad_(False)
-    return model
+    last = nn.Linear(2, 1)
+    last.bias.requires_grad_(False)
+    return nn.Sequential(nn.Linear(3, 2), last)
+
+
+def _weight(model: nn.Sequential) -> torch.Tensor:
+    """The first layer's weight: the first parameter the average tracks."""
+    return next(model.parameters())
 
 
 def test_rejects_a_decay_outside_zero_one() -> None:
@@ -31,9 +36,9 @@ def test_average_follows_the_formula_after_warm_up() -> None:
     model = _model()
     average = WeightAverage(model, 0.5)
     average.updates = 1000  # past the warm-up: the decay is the configured one
-    before = model[0].weight.detach().clone()
+    before = _weight(model).detach().clone()
     with torch.no_grad():
-        model[0].weight.add_(2.0)
+        _weight(model).add_(2.0)
     average.update()
     assert torch.allclose(average.shadow[0], before + 1.0)
 
@@ -47,20 +52,20 @@ def test_frozen_parameters_are_not_averaged() -> None:
 def test_swapped_in_holds_the_average_and_restores_the_raw_weights() -> None:
     model = _model()
     average = WeightAverage(model, 0.99)
-    raw = model[0].weight.detach().clone()
+    raw = _weight(model).detach().clone()
     average.shadow[0].fill_(7.0)
     with average.swapped_in():
-        assert torch.all(model[0].weight == 7.0)
-    assert torch.equal(model[0].weight, raw)
-    assert model[0].weight.requires_grad
+        assert torch.all(_weight(model) == 7.0)
+    assert torch.equal(_weight(model), raw)
+    assert _weight(model).requires_grad
 
 
 def test_warm_up_lets_the_average_follow_early_steps() -> None:
     model = _model()
     average = WeightAverage(model, 0.999)
-    old = model[0].weight.detach().clone()
+    old = _weight(model).detach().clone()
     with torch.no_grad():
-        model[0].weight.fill_(1.0)
+        _weight(model).fill_(1.0)
     average.update()  # decay (1 + 1) / (10 + 1), not 0.999: mostly the new weights
     assert torch.allclose(average.shadow[0], old * 2 / 11 + 9 / 11)
 

@@ -33,13 +33,13 @@ class WeightAverage:
         # decay (1 + n) / (10 + n) lets it follow the model until n is large.
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         torch._foreach_mul_(self.shadow, decay)
-        torch._foreach_add_(self.shadow, [p.detach() for p in self.params], alpha=1 - decay)
+        torch._foreach_add_(self.shadow, self.params, alpha=1 - decay)
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
         """Within the block the model holds the averaged weights; the raw ones come back after."""
         with torch.no_grad():
-            raw = [p.detach().clone() for p in self.params]
+            raw = [p.clone() for p in self.params]
             torch._foreach_copy_(self.params, self.shadow)
         try:
             yield

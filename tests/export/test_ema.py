@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from export.ema import WeightAverage
-from tests.export.conftest import write_tiny_data
 
 pytestmark = pytest.mark.export
 
@@ -70,12 +69,13 @@ def test_warm_up_lets_the_average_follow_early_steps() -> None:
     assert torch.allclose(average.shadow[0], old * 2 / 11 + 9 / 11)
 
 
-def test_tiny_training_with_an_average_checkpoints_the_average(tmp_path: Path) -> None:
+def test_tiny_training_with_an_average_records_it_and_writes_a_checkpoint(
+    tiny_data: Path, tmp_path: Path
+) -> None:
     from export.recipe import Recipe, tiny
     from export.train import train
 
-    data = write_tiny_data(tmp_path / "data")
-    recipe = dataclasses.replace(tiny(Recipe(data_dir=str(data))), ema_decay=0.9, refit_heads=False)
+    recipe = dataclasses.replace(tiny(Recipe(data_dir=str(tiny_data))), ema_decay=0.9, refit_heads=False)
     summary = train(recipe, tmp_path / "run", progress=False)
     assert summary["recipe"]["ema_decay"] == 0.9  # type: ignore[index]
     assert (tmp_path / "run" / "checkpoint").is_dir()

@@ -22,6 +22,7 @@ from models.errors import DeadlineExceededError, InferenceError, NotReadyError, 
 from models.pack import ort_session
 from models.runtime import Runtime, RuntimeConfig
 from models.types import TextPrediction
+from tests.models.conftest import ScriptedSession
 
 
 @asynccontextmanager
@@ -290,39 +291,31 @@ async def test_a_lone_many_text_request_still_uses_every_row_worker(tiny_pack: P
 
 
 class GatedSpy:
-    """A session factory of real sessions whose runs wait on one gate and record their thread count."""
+    """A session factory of ``ScriptedSession``s that share one gate, recording each run's thread count."""
 
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.gate.set()
-        self.inside = 0
-        self.runs: list[int] = []  # intra-op threads of each run's session
-        self._lock = threading.Lock()
+        self.sessions: list[ScriptedSession] = []
+        self.runs: list[int] = []  # intra-op threads of each run's session, in the order the runs began
 
-    def __call__(self, path: Path, options: ort.SessionOptions) -> Any:
-        inner = ort_session(path, options)
-        threads = options.intra_op_num_threads
-        spy = self
+    @property
+    def inside(self) -> int:
+        """Runs inside any session right now."""
+        return sum(session.inside for session in self.sessions)
 
-        class Gated:
-            def get_inputs(self) -> object:
-                return inner.get_inputs()
+    def __call__(self, path: Path, options: ort.SessionOptions) -> ScriptedSession:
+        threads, runs = options.intra_op_num_threads, self.runs
 
-            def get_outputs(self) -> object:
-                return inner.get_outputs()
+        class Counted(ScriptedSession):
+            def run(self, output_names: list[str] | None, input_feed: dict[str, Any]) -> Any:
+                runs.append(threads)  # list.append is atomic: no lock needed across worker threads
+                return super().run(output_names, input_feed)
 
-            def run(self, names: list[str] | None, feed: dict[str, object]) -> object:
-                with spy._lock:
-                    spy.inside += 1
-                    spy.runs.append(threads)
-                try:
-                    spy.gate.wait(10)
-                    return inner.run(names, feed)
-                finally:
-                    with spy._lock:
-                        spy.inside -= 1
-
-        return Gated()
+        session = Counted(ort_session(path, options))
+        session.gate = self.gate
+        self.sessions.append(session)
+        return session
 
 
 async def test_a_lone_text_keeps_to_one_thread_while_windows_overlapped_recently(

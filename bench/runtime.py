@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -524,6 +525,44 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"{name:<16} {values}")
 
 
+# README row labels: what each system is, in the words of the performance section.
+MARKDOWN_LABELS = {
+    ("runtime", "all"): "(a) this runtime, batch-invariant (default)",
+    ("runtime_padded", "all"): "(a'') padded batches (not batch-invariant)",
+    ("runtime_unbatched", "all"): "(a') batching off",
+    ("runtime", "short"): "(a) one utterance ≤ 32 tokens (default: a lone text on every CPU)",
+    ("runtime_one_thread", "short"): "(a'''') one utterance ≤ 32 tokens, every text on one thread",
+    ("runtime_all_cpus", "short"): "(a''') one utterance ≤ 32 tokens, one session on every CPU",
+    ("separate_onnx", "all"): "(b) three separate int8 ONNX models",
+    ("hf_pipelines", "all"): "(c) transformers pipelines, PyTorch fp32",
+}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The README tables for a report (``python -m bench runtime --markdown``): cells, then targets."""
+    facts = report.get("machine", {})
+    lines = [
+        f"`{report.get('command', 'python -m bench runtime')}` ({report.get('date', 'date not recorded')}, "
+        f"{facts.get('cpus', '?')} CPUs, load average at the end {facts.get('load_average')}, "
+        f"pack {report['pack'].get('version')}):",
+        "",
+        "| system | concurrency | p50 ms | p99 ms | utterances/s | CPU ms/utt |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in MARKDOWN_LABELS.items():
+        for cell in report["cells"]:
+            if (cell["system"], cell["subset"]) == key:
+                lines.append(
+                    f"| {label} | {cell['concurrency']} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} | "
+                    f"{cell['throughput']:.0f} | {cell['cpu_ms_per_utt']:.2f} |"
+                )
+    lines += ["", "| target | measured | met |", "|---|---:|---|"]
+    for name, value in report["targets"].items():
+        met = {True: "yes", False: "no", None: "n/a"}[value["met"]]
+        lines.append(f"| {name} | {value['value']} | {met} |")
+    return "\n".join(lines)
+
+
 def write_chart(report: dict[str, Any], path: Path) -> None:
     """Throughput per concurrency and p50/p99 at concurrency 1, per system (PNG)."""
     import matplotlib
@@ -582,7 +621,7 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
-        "load_average": os.getloadavg(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
     }
 
 
@@ -604,12 +643,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip", nargs="*", default=[], choices=["separate_onnx", "hf_pipelines"])
     parser.add_argument("--preset", default="portable", help="int8 preset for (b) (export.quantize.PRESETS)")
     parser.add_argument("--spin", action="store_true", help="enable ONNX Runtime thread spinning in (a)")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the README tables of --out/runtime.json and exit"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns 0 (targets are reported, not enforced), 2 without a pack."""
     args = build_parser().parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((args.out / "runtime.json").read_text())))
+        return 0
     pack = args.pack
     if not (pack / "manifest.json").is_file():
         print(f"no model pack at {pack} (pass --pack DIR)", file=sys.stderr)
@@ -649,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = facts.get("info", {})
     report = {
         "command": "python -m bench " + " ".join(["runtime", *(argv if argv is not None else sys.argv[2:])]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "pack": {
             "name": info.get("pack"),

@@ -3,7 +3,8 @@
 Speech-to-text bridges and chat widgets send text the classifiers were never
 meant to read literally: tags such as ``[noise]`` or ``<unk>``, cut-off words
 (``ca~``, ``th-``), fillers (``um``, ``uh``), backchannels (``mm hmm``,
-``okay``), spoken digit runs ("seven zero zero"), tweet handles and links.
+``okay``), spoken digit runs ("seven zero zero"), tweet handles and links;
+a turn that only apologises or asks to repeat (``sorry?``, ``excuse me``) is not lexical either.
 ``normalize`` removes or canonicalises all of them and says whether anything
 lexical is left. A turn with no lexical content (``lexical=False``) carries no
 sentiment, no emotion and no contact-reason evidence: the runtime reports it
@@ -84,6 +85,24 @@ BACKCHANNELS = frozenset(
 # Words that on their own add nothing to a filler or digit turn ("and uh seven zero").
 # "all" for "all right", the two-word "alright".
 _GLUE = frozenset(["and", "so", "the", "then", "also", "or", "um", "well", "like", "a", "an", "all"])
+# Apologies and open repair requests ("sorry?", "excuse me", "pardon"): on the phone they ask the
+# agent to repeat or soften a correction, and say nothing about how the customer feels, but emotion
+# corpora read "sorry" as remorse (sadness). A turn of nothing else is not lexical. The words stay in
+# a turn that says more ("sorry, can you repeat that"): dropping them there also dropped the remorse
+# GoEmotions labels as sadness, and its sadness F1 fell by eight points.
+_APOLOGIES = (
+    ("i'm", "so", "sorry"),
+    ("i", "am", "sorry"),
+    ("i'm", "sorry"),
+    ("im", "sorry"),
+    ("so", "sorry"),
+    ("sorry",),
+    ("excuse", "me"),
+    ("pardon", "me"),
+    ("pardon",),
+    ("my", "apologies"),
+    ("apologies",),
+)
 GREETINGS = frozenset(
     ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
 )
@@ -105,8 +124,8 @@ NUMBER_WORDS = frozenset(_UNITS) | frozenset(_TENS) | frozenset(_SCALES) | {"dou
 class Normalized:
     """The text the classifiers read, and what kind of turn it is.
 
-    ``lexical`` is False when nothing but tags, fillers, backchannels, numbers
-    and glue words was said. ``greeting`` is True when the turn is only a greeting.
+    ``lexical`` is False when nothing but tags, fillers, backchannels, numbers,
+    glue words and apologies was said. ``greeting`` is True when the turn is only a greeting.
     """
 
     text: str
@@ -200,6 +219,44 @@ def _join(tokens: list[str]) -> str:
     return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(tokens)).strip()
 
 
+def _apology_at(words: list[str], start: int) -> int:
+    """Length of the apology starting at ``words[start]`` (0 when none does)."""
+    for phrase in _APOLOGIES:
+        if tuple(words[start : start + len(phrase)]) == phrase:
+            return len(phrase)
+    return 0
+
+
+def _drop_apologies(tokens: list[str]) -> list[str]:
+    """Tokens without the apologies at the start and the end of the turn (see ``_APOLOGIES``);
+    ``normalize`` reads what is left to decide whether the turn is lexical.
+
+    Leading backchannels stay ("oh sorry, go ahead" -> "oh go ahead"); "about that" after a
+    leading apology goes with it, and so does the punctuation around it.
+    """
+    words = [t.lower().replace("’", "'") for t in tokens]
+    start = 0
+    while start < len(words) and (words[start] in BACKCHANNELS or not tokens[start][0].isalnum()):
+        start += 1
+    while length := _apology_at(words, start):
+        end = start + length
+        if words[end : end + 2] == ["about", "that"]:
+            end += 2
+        while end < len(words) and not tokens[end][0].isalnum():
+            end += 1
+        tokens, words = tokens[:start] + tokens[end:], words[:start] + words[end:]
+    stop = len(words)
+    while stop and not tokens[stop - 1][0].isalnum():
+        stop -= 1
+    for phrase in _APOLOGIES:
+        if stop >= len(phrase) and tuple(words[stop - len(phrase) : stop]) == phrase:
+            cut = stop - len(phrase)
+            while cut and tokens[cut - 1] in (",", "-", ";"):
+                cut -= 1
+            return tokens[:cut] + tokens[stop:]
+    return tokens
+
+
 def normalize(text: str) -> Normalized:
     """Canonical text for the classifiers plus whether the turn has lexical content.
 
@@ -223,7 +280,7 @@ def normalize(text: str) -> Normalized:
         compact.append(token)
     while compact and compact[0] in ",;.":
         compact.pop(0)
-    words = [t.lower() for t in compact if t[0].isalnum()]
+    words = [t.lower() for t in _drop_apologies(compact) if t[0].isalnum()]
     lexical = any(
         not (w.isdigit() or w.replace(",", "").replace(".", "").isdigit())
         and w not in BACKCHANNELS

@@ -33,6 +33,12 @@ from models.normalize import normalize
         "eighty one",
         "a hundred",
         "ca~",
+        "sorry?",
+        "I'm sorry",
+        "oh sorry about that",
+        "excuse me?",
+        "pardon me",
+        "um sorry uh",
         "",
         "   ",
         ", , .",
@@ -74,6 +80,23 @@ def test_lexical_turns_keep_their_words(text: str, expected: str) -> None:
     result = normalize(text)
     assert result.lexical is True
     assert result.text == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sorry, can you repeat that?",
+        "I’m sorry, I didn't catch that",
+        "oh sorry, go ahead",
+        "excuse me, I was charged twice",
+        "one second, sorry",
+        "I lost my card, sorry to say, on the bus",
+    ],
+)
+def test_an_apology_in_a_turn_that_says_more_keeps_the_turn_and_its_words(text: str) -> None:
+    result = normalize(text)
+    assert result.lexical is True
+    assert result.text == text
 
 
 def test_greetings_are_marked_only_when_nothing_else_is_said() -> None:

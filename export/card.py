@@ -54,6 +54,18 @@ def _runtime_lines(checks: dict[str, Any]) -> list[str]:
     ]
 
 
+def _prototypes_line(manifest: Manifest) -> list[str]:
+    name = manifest.embedding.prototypes if manifest.embedding else None
+    if not name:
+        return []
+    return [
+        f"- **Intent prototypes** (`{name}`, `python -m export prototypes`): each built-in intent's "
+        "centroid and k-means centres over the pack's own embeddings of its training utterances; a custom "
+        "contact reason beats the intent head where the turn is closer to the reason's examples than to "
+        "the head's intent (`routing/REASONS.md`)."
+    ]
+
+
 def _embedding_layers(recipe: dict[str, Any]) -> str:
     layers = recipe.get("embedding_layers") or [6]
     return "–".join(str(layer) for layer in (layers[0], layers[-1])) if len(layers) > 1 else str(layers[0])
@@ -219,6 +231,7 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         f"({manifest.embedding.dim if manifest.embedding else 0} values, unit length), because fine-tuning "
         "bends the last layer towards the pack's own intents (`python -m bench reasons` measures the "
         "few-shot accuracy).",
+        *_prototypes_line(manifest),
         "- **Batch invariance**: dynamic int8 scales activations per tensor, so the runtime runs each text alone.",
         "",
         "## Training",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.3.0"
+PACK_VERSION = "2.3.1"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +143,15 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prototypes(args: argparse.Namespace) -> int:
+    from export.prototypes import write_prototypes
+    from export.recipe import Recipe
+
+    summary = json.loads((args.run / "train_summary.json").read_text())
+    print(json.dumps(write_prototypes(args.pack, Recipe(**summary["recipe"]))))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from export.evaluate import evaluate
 
@@ -207,7 +216,7 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    """train -> onnx -> quantize -> evaluate in one command (the reproducible pack build)."""
+    """train -> onnx -> quantize -> prototypes -> evaluate in one command (the reproducible pack build)."""
     if _cmd_train(args) != 0:
         return 1
     args.run = args.out
@@ -215,7 +224,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     args.tolerance = 1e-4
     args.presets = False
     args.limit = None
-    for step in (_cmd_onnx, _cmd_quantize, _cmd_evaluate):
+    for step in (_cmd_onnx, _cmd_quantize, _cmd_prototypes, _cmd_evaluate):
         if step(args) != 0:
             return 1
     return 0
@@ -263,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_quant.add_argument("--name", default="switchboard-default")
     p_quant.add_argument("--version", default=PACK_VERSION)
     p_quant.set_defaults(func=_cmd_quantize)
+
+    p_proto = sub.add_parser(
+        "prototypes", help="each built-in intent's centroid and k-means centres in the pack's embedding"
+    )
+    p_proto.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_proto.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_proto.set_defaults(func=_cmd_prototypes)
 
     p_eval = sub.add_parser("evaluate", help="metrics, calibration, figures and model card")
     p_eval.add_argument("--run", type=Path, default=DEFAULT_RUN)

@@ -63,13 +63,16 @@ class HeadSpec(FileFormat):
 class EmbeddingSpec(FileFormat):
     """The pooled sentence embedding a graph exposes next to its heads (same encoder pass).
 
-    ``normalized`` says whether the output is already L2-normalised.
+    ``normalized`` says whether the output is already L2-normalised. ``prototypes``
+    (optional) names the pack file with each built-in intent's prototypes in this
+    embedding (``models.prototypes``).
     """
 
     graph: str
     output: str
     dim: int
     normalized: bool = True
+    prototypes: str | None = None
 
 
 class Manifest(FileFormat):

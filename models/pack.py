@@ -33,6 +33,7 @@ from models.manifest import (
     read_manifest,
     sha256_file,
 )
+from models.prototypes import IntentPrototypes, load_prototypes
 from models.tokenize import TextEncoder, pad_batch
 
 ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -94,6 +95,7 @@ class LoadedPack:
     encoders: Mapping[str, TextEncoder]
     graphs: Mapping[str, GraphRunner]
     heads: Mapping[str, HeadSpec]
+    prototypes: IntentPrototypes | None = None  # the intent prototypes file, when the pack has one
 
 
 def _fail(pack_dir: Path, message: str) -> PackError:
@@ -156,6 +158,9 @@ def check_manifest(pack_dir: Path, manifest: Manifest) -> None:
         problems.append(
             f"embedding uses graph {manifest.embedding.graph!r}, not in graphs {sorted(manifest.graphs)}"
         )
+    prototypes = manifest.embedding.prototypes if manifest.embedding is not None else None
+    if prototypes is not None and prototypes not in manifest.files:
+        problems.append(f"embedding prototypes file {prototypes!r} is not listed in files")
     for key, graph in manifest.graphs.items():
         if key not in used:
             problems.append(f"graph {key!r} serves no head")
@@ -297,7 +302,14 @@ def load_pack(
         runner = GraphRunner(key, spec, session, _encoder_key(spec), dtypes, outputs)
         _probe(pack_dir, runner, encoders[runner.encoder_key], heads)
         graphs[key] = runner
-    return LoadedPack(pack_dir, manifest, encoders, graphs, dict(manifest.heads))
+    prototypes = None
+    if manifest.embedding is not None and manifest.embedding.prototypes is not None:
+        prototypes = load_prototypes(
+            pack_dir / manifest.embedding.prototypes,
+            manifest.embedding.dim,
+            tuple(manifest.heads["intent"].labels),
+        )
+    return LoadedPack(pack_dir, manifest, encoders, graphs, dict(manifest.heads), prototypes)
 
 
 def reopen_sessions(

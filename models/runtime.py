@@ -47,6 +47,7 @@ from models.cpu import CpuQuota, cpu_quota
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS, BatchHook, Engine
 from models.errors import DeadlineExceededError, NotReadyError
 from models.pack import GraphRunner, LoadedPack, SessionFactory, load_pack, ort_session, reopen_sessions
+from models.prototypes import IntentPrototypes
 from models.types import TextPrediction
 
 WARMUP_TEXT = (
@@ -210,6 +211,11 @@ class Runtime:
             lone = reopen_sessions(pack, lone_text_options(config, threads), session_factory)
         load_ms = (time.perf_counter() - started) * 1000
         return cls(pack, config, quota, intra_op, load_ms, single, lone)
+
+    @property
+    def intent_prototypes(self) -> IntentPrototypes | None:
+        """The pack's intent prototypes (``models.prototypes``), None for a pack without them."""
+        return self._pack.prototypes
 
     @property
     def batch_workers(self) -> int:

@@ -101,6 +101,9 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     override_margin: float = 0.1
     # A reason's similarity blends its centroid (1 - w) with its nearest example (w).
     example_weight: float = 0.3
+    # An accepted reason also wins when the turn is this much closer to its examples than to the
+    # examples of the intent the head picked (the pack's intent prototypes, same blended measure).
+    prototype_margin: float = 0.02
 
     def problems(self) -> list[tuple[str, str]]:
         """``(field, problem)`` for every out-of-range value."""
@@ -109,7 +112,7 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             out.append(("similarity_threshold", f"must be between 0 and 1, got {self.similarity_threshold}"))
         if not 0.0 <= self.example_weight <= 0.5:
             out.append(("example_weight", f"must be between 0 and 0.5, got {self.example_weight}"))
-        for name in ("ambiguity_margin", "override_margin"):
+        for name in ("ambiguity_margin", "override_margin", "prototype_margin"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 out.append((name, f"must be at least 0 and below 1, got {value}"))
@@ -413,7 +416,11 @@ class _Loader:
 
 class ReasonMatch(msgspec.Struct, frozen=True):
     """The reasons closest to one turn: similarity to the best and second-best reason, and the
-    best reason's example closest to the turn (``example``, with its cosine ``example_similarity``)."""
+    best reason's example closest to the turn (``example``, with its cosine ``example_similarity``).
+
+    ``head_similarity``: the turn's similarity, by the same measure, to the examples of the
+    intent the head put first (None when the pack has no prototype of that intent).
+    """
 
     reason: str
     similarity: float
@@ -421,6 +428,7 @@ class ReasonMatch(msgspec.Struct, frozen=True):
     runner_up_similarity: float = 0.0
     example: str | None = None
     example_similarity: float = 0.0
+    head_similarity: float | None = None
 
 
 class MergedIntents(msgspec.Struct, frozen=True):
@@ -492,7 +500,9 @@ def merge_intents(
     margin (``best_share``). It takes the turn when the head's top intent is
     ``out_of_scope``, is the same reason, is another reason that replaced a
     built-in intent (the file owns that intent: its examples decide between its
-    reasons), or trails the best reason's share by ``override_margin``: the
+    reasons), is further from the turn than the reason by ``prototype_margin``
+    (``match.head_similarity``, from the pack's intent prototypes), or trails the
+    best reason's share by ``override_margin``: the
     reason comes first, an ambiguous runner-up second, the head's other intents
     follow scaled by what is left (``out_of_scope`` is dropped: it is not a rival
     reason). Otherwise the best reason is appended as an alternative with at
@@ -515,7 +525,18 @@ def merge_intents(
     # A built-in intent a reason replaces belongs to the reasons file: among its reasons, the
     # examples decide (the head only knew the built-in, not the distinctions the file draws).
     owned = top in reasons.replaced.values()
-    wins = top in (OUT_OF_SCOPE, match.reason) or owned or confidence >= top_p + settings.override_margin
+    # The head's probabilities only compare built-in intents with each other; the prototypes put
+    # its pick and the reason on one scale (an over-sure head: "when does my milk expire" ->
+    # card_about_to_expire at 0.9, with a food reason defined).
+    closer = match.head_similarity is not None and (
+        match.similarity >= match.head_similarity + settings.prototype_margin
+    )
+    wins = (
+        top in (OUT_OF_SCOPE, match.reason)
+        or owned
+        or closer
+        or confidence >= top_p + settings.override_margin
+    )
     own = {match.reason: categories[match.reason], **used}
     if wins:
         confidence = max(confidence, top_p) if top == match.reason else confidence

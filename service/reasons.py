@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from models.prototypes import IntentPrototypes
 from models.types import TextPrediction
 from routing.errors import PolicyError, ReasonsError
 from routing.policy import Policy
@@ -86,6 +87,7 @@ class Embedder:
     def __init__(self, runtime: Any) -> None:
         self._runtime = runtime
         self.key = pack_key(runtime.info)
+        self.prototypes: IntentPrototypes | None = getattr(runtime, "intent_prototypes", None)
         probe = runtime.predict(["hello, I have a question about my account"])
         self.available = bool(probe) and probe[0].embedding is not None
 
@@ -302,10 +304,14 @@ class ReasonIndex:
     example_weight: float = 0.0
     texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     discriminant: Discriminant | None = None
+    prototypes: IntentPrototypes | None = None
 
     @classmethod
-    def build(cls, reasons: ReasonSet, vectors: np.ndarray) -> ReasonIndex:
-        """From the example vectors of every reason, in file order (as ``example_texts`` lists them)."""
+    def build(
+        cls, reasons: ReasonSet, vectors: np.ndarray, prototypes: IntentPrototypes | None = None
+    ) -> ReasonIndex:
+        """From the example vectors of every reason, in file order (as ``example_texts`` lists them),
+        and the pack's intent prototypes (``head_similarity`` of a match; None: the head alone)."""
         examples: dict[str, np.ndarray] = {}
         start = 0
         for reason in reasons.reasons:
@@ -323,6 +329,7 @@ class ReasonIndex:
             example_weight=reasons.matching.example_weight,
             texts={reason.id: tuple(reason.examples) for reason in reasons.reasons},
             discriminant=Discriminant.fit(list(examples.values())) if examples else None,
+            prototypes=prototypes,
         )
 
     def similarity(self, reason: int, query: np.ndarray) -> tuple[float, int, float]:
@@ -334,12 +341,16 @@ class ReasonIndex:
         score = float(blended(centroid, np.asarray(nearest), self.example_weight))
         return score, closest, nearest
 
-    def match(self, vector: Sequence[float] | np.ndarray) -> ReasonMatch | None:
+    def match(
+        self, vector: Sequence[float] | np.ndarray, head_intent: str | None = None
+    ) -> ReasonMatch | None:
         """The two reasons a turn's embedding is nearest (``Discriminant``), with their similarities.
 
         The reasons are picked by the discriminant; each one's ``similarity`` (what the open-set
         threshold and the ambiguity margin read) is its ``blended`` cosine. A turn costs two small
         products with the means and the principal directions, plus the two reasons' examples.
+        ``head_intent``: the intent the head put first; with the pack's prototypes, the match
+        carries the turn's similarity to it by the same blend (``head_similarity``).
         """
         if not self.ids:
             return None
@@ -364,6 +375,11 @@ class ReasonIndex:
             runner_up_similarity=self.similarity(second, query)[0] if second is not None else 0.0,
             example=texts[closest] if closest < len(texts) else None,
             example_similarity=nearest,
+            head_similarity=(
+                self.prototypes.similarity(head_intent, query, self.example_weight)
+                if self.prototypes is not None and head_intent is not None
+                else None
+            ),
         )
 
 
@@ -401,7 +417,7 @@ class ActiveReasons:
             and prediction.language.supported
             and prediction.embedding is not None
         ):
-            match = self.index.match(prediction.embedding)
+            match = self.index.match(prediction.embedding, head[0][0])
         return merge_intents(head, match, reasons)
 
 
@@ -495,7 +511,8 @@ class ReasonSource:
         vectors, fresh = self._cache.embed(embedder.key, example_texts(active.reasons), embedder)
         if fresh:
             _log.info("reasons examples embedded", extra={"texts": fresh, "source": active.source})
-        return replace(active, index=ReasonIndex.build(active.reasons, vectors), status="active", detail="")
+        index = ReasonIndex.build(active.reasons, vectors, embedder.prototypes)
+        return replace(active, index=index, status="active", detail="")
 
     def _report(self, new: ActiveReasons, old: ActiveReasons | None) -> None:
         count = len(new.reasons.reasons) if new.status == "active" else 0

@@ -17,7 +17,8 @@ from export.evaluate import evaluate
 from export.mix import dataset_counts
 from export.modeling import PrototypeMemory, load_checkpoint
 from export.onnx_export import EMBEDDING_OUTPUT, export_checkpoint, export_graph
-from export.pack import build_pack, provenance
+from export.pack import build_pack, output_width, provenance
+from export.prototypes import PROTOTYPES_FILE, write_prototypes
 from export.quantize import quantize
 from export.recipe import Recipe, build_data, tiny
 from export.refit import refit_heads
@@ -52,7 +53,14 @@ def tiny_pack(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         sources=provenance(dataset_counts(build_data(recipe)), tiny_data),
         quantization=quant,  # type: ignore[arg-type]
         outputs=["sentiment_logits", "emotion_logits", "intent_logits", "act_logits", EMBEDDING_OUTPUT],
+        # as `python -m export quantize` declares it: the graph's own width (layers 3-6, 4 x 384)
+        embedding_dim=output_width(
+            onnx.load(str(run / "onnx" / "model.fp32.onnx"), load_external_data=False).graph.output,
+            EMBEDDING_OUTPUT,
+        )
+        or 0,
     )
+    write_prototypes(pack, recipe, k=2)
     evaluate(run, pack)
     return run, pack
 
@@ -148,6 +156,19 @@ def test_runtime_loads_the_exported_pack(tiny_pack: tuple[Path, Path]) -> None:
         # the embedding concatenates layers 3-6 (static width in the graph, declared in the manifest)
         assert p.embedding is not None and len(p.embedding) == 4 * 384
         assert sum(x * x for x in p.embedding) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_intent_prototypes_are_listed_hashed_and_served(tiny_pack: tuple[Path, Path]) -> None:
+    _, pack = tiny_pack
+    manifest = read_manifest(pack)
+    assert manifest.embedding is not None and manifest.embedding.prototypes == PROTOTYPES_FILE
+    assert manifest.files[PROTOTYPES_FILE].sha256 == sha256_file(pack / PROTOTYPES_FILE)
+    prototypes = Runtime.load(pack).intent_prototypes
+    assert prototypes is not None
+    assert "out_of_scope" not in prototypes.labels and set(prototypes.labels) <= set(INTENT_LABELS)
+    assert prototypes.centres.shape == (len(prototypes.labels), 2, 4 * 384)
+    query = prototypes.centroids[0]
+    assert prototypes.similarity(prototypes.labels[0], query, 0.0) == pytest.approx(1.0, abs=1e-2)
 
 
 def tiny_classifier(path: Path, labels: list[str], seed: int) -> Path:

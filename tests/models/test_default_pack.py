@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from models.packs import DEFAULT_PACK
@@ -166,3 +167,29 @@ def test_committed_manifest_hashes_and_size() -> None:
         EMOTION_LABELS
     )
     assert all(spec.temperature > 0 for spec in manifest.heads.values())
+
+
+def test_every_pack_file_ships_in_the_wheel() -> None:
+    """``pip install .`` (the Docker image) carries only the package-data patterns: a pack file they
+    miss would be listed in the manifest but absent, and the runtime refuses such a pack."""
+    import fnmatch
+    import tomllib
+
+    from models.manifest import read_manifest
+
+    pyproject = tomllib.loads((DEFAULT_PACK.parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["models.packs"]
+    for name in [*read_manifest(DEFAULT_PACK).files, "manifest.json"]:
+        assert any(fnmatch.fnmatch(f"default/{name}", pattern) for pattern in patterns), name
+
+
+def test_the_pack_serves_intent_prototypes_for_every_built_in_intent(runtime: Runtime) -> None:
+    prototypes = runtime.intent_prototypes
+    assert prototypes is not None
+    assert set(prototypes.labels) == set(INTENT_LABELS) - {"out_of_scope"}
+    (result,) = runtime.predict(["my card is about to expire"])
+    assert result.embedding is not None
+    query = np.asarray(result.embedding, dtype=np.float32)
+    own = prototypes.similarity("card_about_to_expire", query, 0.3)
+    other = prototypes.similarity("order_checks", query, 0.3)
+    assert own is not None and other is not None and own > other + 0.1

@@ -236,6 +236,30 @@ def test_an_unsure_head_or_a_clearly_stronger_match_yields() -> None:
     assert merged(strong, ReasonMatch("branch_hours", T + 0.15))[0][0] == "transfer_timing"  # 0.75 < 0.8
 
 
+def test_a_confident_head_yields_when_the_turn_is_closer_to_the_reason_than_to_its_intent() -> None:
+    head = [("card_about_to_expire", 0.9), ("balance", 0.05)]
+    gap = MatchSettings().prototype_margin
+    closer = ReasonMatch("branch_hours", T + 0.1, head_similarity=T + 0.1 - gap)
+    result = merge_intents(head, closer, load_reasons(BRANCHES))
+    assert result.intents[0] == ("branch_hours", pytest.approx(0.7)) and result.source == "reasons"
+    within = ReasonMatch("branch_hours", T + 0.1, head_similarity=T + 0.1 - gap / 2)
+    assert merged(head, within)[0][0] == "card_about_to_expire"
+    # without prototypes (a pack that has none) the head's confidence alone decides, as before
+    assert merged(head, ReasonMatch("branch_hours", T + 0.1))[0][0] == "card_about_to_expire"
+    # a match under the threshold stays out whatever the prototypes say
+    assert (
+        merged(head, ReasonMatch("branch_hours", T - 0.01, head_similarity=0.1))[0][0]
+        == "card_about_to_expire"
+    )
+
+
+def test_the_prototype_margin_is_validated() -> None:
+    errors = errors_of(
+        reasons_text('id = "x"\ncategory = "branches"', matching="[matching]\nprototype_margin = 1.5\n")
+    )
+    assert any("prototype_margin" in error and "below 1" in error for error in errors)
+
+
 def test_a_replaced_intent_yields_to_a_closer_sibling_reason() -> None:
     text = reasons_text(
         'id = "book"\ncategory = "appointments"\nreplaces = "book_appointment"',

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from models.language import LanguageResult
+from models.prototypes import IntentPrototypes
 from models.types import ActResult, EmotionResult, IntentResult, SentimentResult, TextPrediction
 from routing.errors import ReasonsError
 from routing.policy import default_policy_text
@@ -74,9 +75,10 @@ def bag(text: str) -> np.ndarray:
 class FakeEmbedder:
     """Stands in for ``service.reasons.Embedder``; records what it was asked to embed."""
 
-    def __init__(self, available: bool = True) -> None:
+    def __init__(self, available: bool = True, prototypes: IntentPrototypes | None = None) -> None:
         self.key = "fake-pack"
         self.available = available
+        self.prototypes = prototypes
         self.calls: list[list[str]] = []
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
@@ -472,6 +474,25 @@ def test_active_reasons_merge_skips_turns_without_words() -> None:
     assert merged is not None and merged.intents == [("out_of_scope", 1.0)]
     loud = active.merge(prediction("branch hours today", [("out_of_scope", 1.0)], bag("branch hours today")))
     assert loud is not None and loud.intents[0][0] == "branch_hours"
+
+
+def test_a_head_intent_further_from_the_turn_than_the_reason_yields_to_it(tmp_path: Path) -> None:
+    """The pack's intent prototypes put the head's pick on the reasons' scale."""
+    turn = "what time does the branch close today"
+    # card_about_to_expire's prototypes: far from the turn (its own words only)
+    far = np.stack([bag("my card expires next month")]).astype(np.float32)
+    prototypes = IntentPrototypes(("card_about_to_expire",), far, far[:, None, :])
+    path = tmp_path / "reasons.toml"
+    path.write_text(BRANCHES)
+    head = [("card_about_to_expire", 0.9), ("out_of_scope", 0.1)]
+    labels = {}
+    for name, embedder in (("with", FakeEmbedder(prototypes=prototypes)), ("without", FakeEmbedder())):
+        source = source_for(path)
+        source.attach(embedder)  # type: ignore[arg-type]
+        merged = source.active.merge(prediction(turn, head, bag(turn)))
+        assert merged is not None and merged.matched == "branch_hours"
+        labels[name] = merged.intents[0][0]
+    assert labels == {"with": "branch_hours", "without": "card_about_to_expire"}
 
 
 # Appointment requests written for this test (not taken from any data set), 12 per reason.

@@ -4,7 +4,8 @@ Speech-to-text bridges and chat widgets send text the classifiers were never
 meant to read literally: tags such as ``[noise]`` or ``<unk>``, cut-off words
 (``ca~``, ``th-``), fillers (``um``, ``uh``), backchannels (``mm hmm``,
 ``okay``), spoken digit runs ("seven zero zero"), tweet handles and links;
-a turn that only apologises or asks to repeat (``sorry?``, ``excuse me``) is not lexical either.
+a turn that only apologises or asks to repeat (``sorry?``, ``excuse me``, ``sorry, could you
+repeat that?``) is not lexical either.
 ``normalize`` removes or canonicalises all of them and says whether anything
 lexical is left. A turn with no lexical content (``lexical=False``) carries no
 sentiment, no emotion and no contact-reason evidence: the runtime reports it
@@ -103,6 +104,17 @@ _APOLOGIES = (
     ("my", "apologies"),
     ("apologies",),
 )
+# Requests to repeat, with or without an apology around them ("sorry, can you repeat that?"): the
+# line or the agent was not heard. They manage the call, state no need and no feeling; read as text
+# they come back negative ("sorry" again, "didn't catch").
+_REPAIR = re.compile(
+    r"^(?:(?:can|could|would) you )?(?:please )?"
+    r"(?:repeat(?: that| it| yourself| the question)?|say (?:that|it) again|come again"
+    r"|what (?:was that|did you say)"
+    r"|(?:i )?(?:didn't|did not|couldn't|could not) (?:catch|hear) (?:that|you|it)"
+    r"|(?:i )?(?:can't|cannot) hear you|you're breaking up)"
+    r"(?: please| again| sorry)*$"
+)
 GREETINGS = frozenset(
     ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
 )
@@ -125,7 +137,8 @@ class Normalized:
     """The text the classifiers read, and what kind of turn it is.
 
     ``lexical`` is False when nothing but tags, fillers, backchannels, numbers,
-    glue words and apologies was said. ``greeting`` is True when the turn is only a greeting.
+    glue words, apologies and requests to repeat was said. ``greeting`` is True when
+    the turn is only a greeting.
     """
 
     text: str
@@ -280,12 +293,12 @@ def normalize(text: str) -> Normalized:
         compact.append(token)
     while compact and compact[0] in ",;.":
         compact.pop(0)
-    words = [t.lower() for t in _drop_apologies(compact) if t[0].isalnum()]
+    words = [t.lower().replace("’", "'") for t in _drop_apologies(compact) if t[0].isalnum()]
     lexical = any(
         not (w.isdigit() or w.replace(",", "").replace(".", "").isdigit())
         and w not in BACKCHANNELS
         and w not in _GLUE
         for w in words
-    )
+    ) and not _REPAIR.match(" ".join(w for w in words if w not in BACKCHANNELS))
     greeting = lexical and all(w in GREETINGS for w in words)
     return Normalized(_SPACES.sub(" ", _join(compact)), lexical, greeting)

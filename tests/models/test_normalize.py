@@ -39,6 +39,11 @@ from models.normalize import normalize
         "excuse me?",
         "pardon me",
         "um sorry uh",
+        "sorry, can you repeat that?",
+        "I’m sorry, I didn't catch that",
+        "what was that?",
+        "could you say that again please",
+        "oh sorry I can't hear you",
         "",
         "   ",
         ", , .",
@@ -85,15 +90,16 @@ def test_lexical_turns_keep_their_words(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "sorry, can you repeat that?",
-        "I’m sorry, I didn't catch that",
         "oh sorry, go ahead",
         "excuse me, I was charged twice",
         "one second, sorry",
         "I lost my card, sorry to say, on the bus",
+        "can you repeat my balance",  # a repeat of something named is a request
+        "I didn't get it",  # ... and not getting something is a problem
+        "what was that charge",
     ],
 )
-def test_an_apology_in_a_turn_that_says_more_keeps_the_turn_and_its_words(text: str) -> None:
+def test_an_apology_or_repeat_in_a_turn_that_says_more_keeps_the_turn_and_its_words(text: str) -> None:
     result = normalize(text)
     assert result.lexical is True
     assert result.text == text

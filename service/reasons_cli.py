@@ -182,7 +182,7 @@ def run_suggest(args: argparse.Namespace) -> int:
         vectors = embedder(example_texts(reasons))
         active = ActiveReasons(
             reasons=reasons,
-            index=ReasonIndex.build(reasons, vectors),
+            index=ReasonIndex.build(reasons, vectors, embedder.prototypes),
             source="",
             loaded_at="",
             status="active",

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
+from models.prototypes import IntentPrototypes
 from routing.reasons import (
     MIN_EXAMPLES,
     MergedIntents,
@@ -141,7 +142,7 @@ def check_reasons(
         vectors.append(unit_rows(np.asarray([p.embedding for p in predictions], dtype=np.float32)))
         heads += [list(p.intent.alternatives) for p in predictions]
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
-    return analyse(reasons, matrix, heads)
+    return analyse(reasons, matrix, heads, embedder.prototypes)
 
 
 def held_out_picks(units: np.ndarray, owners: np.ndarray, reasons: int) -> np.ndarray:
@@ -177,9 +178,13 @@ def held_out_picks(units: np.ndarray, owners: np.ndarray, reasons: int) -> np.nd
 
 
 def analyse(
-    reasons: ReasonSet, vectors: np.ndarray, heads: Sequence[Sequence[tuple[str, float]]]
+    reasons: ReasonSet,
+    vectors: np.ndarray,
+    heads: Sequence[Sequence[tuple[str, float]]],
+    prototypes: IntentPrototypes | None = None,
 ) -> CheckReport:
-    """``check_reasons`` on already computed example vectors and intent-head outputs (in file order)."""
+    """``check_reasons`` on already computed example vectors and intent-head outputs (in file order);
+    with the pack's intent ``prototypes`` the merge weighs the head's intent as serving does."""
     ids = list(reasons.ids)
     owners = np.array([i for i, r in enumerate(reasons.reasons) for _ in r.examples], dtype=np.int64)
     sums = np.stack([vectors[owners == i].sum(axis=0) for i in range(len(ids))]) if ids else vectors[:0]
@@ -212,6 +217,11 @@ def analyse(
             similarity=float(sims[order[0]]),
             runner_up=ids[order[1]] if len(order) > 1 else None,
             runner_up_similarity=float(sims[order[1]]) if len(order) > 1 else 0.0,
+            head_similarity=(
+                prototypes.similarity(heads[row][0][0], units[row], weight)
+                if prototypes is not None and heads[row]
+                else None
+            ),
         )
         merged: MergedIntents = merge_intents(heads[row], match, reasons)
         matched[row] = bool(merged.intents) and merged.intents[0][0] == ids[owner]
@@ -250,7 +260,10 @@ def analyse(
             )
             if kept:
                 label, count = kept.most_common(1)[0]
-                note += f" ({count} kept by the intent head's {label!r})"
+                note += (
+                    f" ({count} kept by the intent head's {label!r}; if it means the same, "
+                    f'replaces = "{label}" gives the reason all of that intent\'s turns)'
+                )
             entry.notes.append(note)
         report.reasons.append(entry)
     report.pairs += _custom_pairs(reasons, centroids, owners, picked)

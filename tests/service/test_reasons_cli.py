@@ -233,3 +233,28 @@ def test_check_picks_each_example_with_a_discriminant_fitted_without_it() -> Non
     # A reason with a single example has nothing to hold out: it is picked by a fit with it.
     lone = held_out_picks(units[:7], np.array([0] * 6 + [1]), 2)
     assert lone[6, 0] == 1
+
+
+def test_check_weighs_the_heads_intent_with_the_packs_prototypes_and_points_to_replaces() -> None:
+    """``reasons check`` reports what serving would do: with intent prototypes far from the examples,
+    the reason keeps the examples a sure head calls a built-in intent; without them the head does."""
+    from models.prototypes import IntentPrototypes
+    from service.reasons import unit_rows
+    from service.reasons_tools import analyse
+
+    rng = np.random.default_rng(7)
+    text = "\n".join(
+        f'[[reasons]]\nid = "{rid}"\ncategory = "c"\nexamples = {json.dumps([rid + n for n in "abcde"])}'
+        for rid in ("alpha", "beta")
+    )
+    reasons = load_reasons(text)
+    centre = unit_rows(rng.normal(size=(2, 6)))
+    vectors = unit_rows(np.repeat(centre, 5, axis=0) + 0.05 * rng.normal(size=(10, 6)))
+    heads = [[("book_appointment", 0.95)]] * 5 + [[("out_of_scope", 0.9)]] * 5
+    far = unit_rows(-centre[:1])
+    prototypes = IntentPrototypes(("book_appointment",), far, far[:, None, :])
+    alone = analyse(reasons, vectors, heads)
+    assert alone.reasons[0].matched == 0.0
+    assert any('replaces = "book_appointment"' in note for note in alone.reasons[0].notes)
+    weighed = analyse(reasons, vectors, heads, prototypes)
+    assert weighed.reasons[0].matched == 1.0 and weighed.reasons[1].matched == 1.0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from routing.policy import default_policy_text
-from routing.reasons import load_reasons
+from routing.reasons import ReasonSet, load_reasons
 from service.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,16 +191,22 @@ def test_policy_check_knows_the_custom_reasons(
     assert main(["policy", "check", str(policy)]) == 0
 
 
+def alpha_and_beta() -> ReasonSet:
+    """Two reasons, five examples each ("alphaa" ... "betae"), for checks on hand-made vectors."""
+    return load_reasons(
+        "\n".join(
+            f'[[reasons]]\nid = "{rid}"\ncategory = "c"\nexamples = {json.dumps([rid + n for n in "abcde"])}'
+            for rid in ("alpha", "beta")
+        )
+    )
+
+
 def test_check_leaves_each_example_out_of_its_centroid_and_its_nearest_example() -> None:
     from service.reasons import blended, unit_rows
     from service.reasons_tools import analyse
 
     rng = np.random.default_rng(5)
-    text = "\n".join(
-        f'[[reasons]]\nid = "{rid}"\ncategory = "c"\nexamples = {json.dumps([rid + n for n in "abcde"])}'
-        for rid in ("alpha", "beta")
-    )
-    reasons = load_reasons(text)
+    reasons = alpha_and_beta()
     vectors = unit_rows(rng.normal(size=(10, 6)))
     vectors[5:] += 2.0  # beta's examples point elsewhere
     vectors = unit_rows(vectors)
@@ -243,11 +249,7 @@ def test_check_weighs_the_heads_intent_with_the_packs_prototypes_and_points_to_r
     from service.reasons_tools import analyse
 
     rng = np.random.default_rng(7)
-    text = "\n".join(
-        f'[[reasons]]\nid = "{rid}"\ncategory = "c"\nexamples = {json.dumps([rid + n for n in "abcde"])}'
-        for rid in ("alpha", "beta")
-    )
-    reasons = load_reasons(text)
+    reasons = alpha_and_beta()
     centre = unit_rows(rng.normal(size=(2, 6)))
     vectors = unit_rows(np.repeat(centre, 5, axis=0) + 0.05 * rng.normal(size=(10, 6)))
     heads = [[("book_appointment", 0.95)]] * 5 + [[("out_of_scope", 0.9)]] * 5

@@ -240,34 +240,25 @@ def _apology_at(words: list[str], start: int) -> int:
     return 0
 
 
-def _drop_apologies(tokens: list[str]) -> list[str]:
-    """Tokens without the apologies at the start and the end of the turn (see ``_APOLOGIES``);
-    ``normalize`` reads what is left to decide whether the turn is lexical.
+def _drop_apologies(words: list[str]) -> list[str]:
+    """Lower-case ``words`` without the apologies at the start and the end of the turn (see
+    ``_APOLOGIES``); ``normalize`` reads what is left to decide whether the turn is lexical.
 
-    Leading backchannels stay ("oh sorry, go ahead" -> "oh go ahead"); "about that" after a
-    leading apology goes with it, and so does the punctuation around it.
+    Leading backchannels stay ("oh sorry go ahead" -> "oh go ahead"); "about that" after a
+    leading apology goes with it.
     """
-    words = [t.lower().replace("’", "'") for t in tokens]
     start = 0
-    while start < len(words) and (words[start] in BACKCHANNELS or not tokens[start][0].isalnum()):
+    while start < len(words) and words[start] in BACKCHANNELS:
         start += 1
     while length := _apology_at(words, start):
         end = start + length
         if words[end : end + 2] == ["about", "that"]:
             end += 2
-        while end < len(words) and not tokens[end][0].isalnum():
-            end += 1
-        tokens, words = tokens[:start] + tokens[end:], words[:start] + words[end:]
-    stop = len(words)
-    while stop and not tokens[stop - 1][0].isalnum():
-        stop -= 1
+        words = words[:start] + words[end:]
     for phrase in _APOLOGIES:
-        if stop >= len(phrase) and tuple(words[stop - len(phrase) : stop]) == phrase:
-            cut = stop - len(phrase)
-            while cut and tokens[cut - 1] in (",", "-", ";"):
-                cut -= 1
-            return tokens[:cut] + tokens[stop:]
-    return tokens
+        if tuple(words[len(words) - len(phrase) :]) == phrase:
+            return words[: len(words) - len(phrase)]
+    return words
 
 
 def normalize(text: str) -> Normalized:
@@ -293,7 +284,7 @@ def normalize(text: str) -> Normalized:
         compact.append(token)
     while compact and compact[0] in ",;.":
         compact.pop(0)
-    words = [t.lower().replace("’", "'") for t in _drop_apologies(compact) if t[0].isalnum()]
+    words = _drop_apologies([t.lower().replace("’", "'") for t in compact if t[0].isalnum()])
     lexical = any(
         not (w.isdigit() or w.replace(",", "").replace(".", "").isdigit())
         and w not in BACKCHANNELS

@@ -23,7 +23,17 @@ import numpy as np
 
 from models.errors import PackError
 
-__all__ = ["IntentPrototypes", "load_prototypes"]
+__all__ = ["IntentPrototypes", "blended", "load_prototypes"]
+
+
+def blended(centroid: np.ndarray, nearest: np.ndarray, example_weight: float) -> np.ndarray:
+    """A reason's (or an intent's) similarity to a turn: its centroid's cosine blended with its
+    nearest example's.
+
+    The centroid is what the examples share; the nearest example keeps a way of asking that only
+    one example covers (``MatchSettings.example_weight`` weighs it).
+    """
+    return (1.0 - example_weight) * centroid + example_weight * nearest
 
 
 @dataclass(frozen=True)
@@ -44,9 +54,9 @@ class IntentPrototypes:
         row = self.rows.get(label)
         if row is None:
             return None
-        centroid = float(self.centroids[row] @ query)
-        nearest = float(np.max(self.centres[row] @ query))
-        return (1.0 - example_weight) * centroid + example_weight * nearest
+        centroid = self.centroids[row] @ query
+        nearest = np.max(self.centres[row] @ query)
+        return float(blended(centroid, nearest, example_weight))
 
 
 def load_prototypes(path: Path, dim: int, intents: tuple[str, ...]) -> IntentPrototypes:

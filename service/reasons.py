@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.prototypes import IntentPrototypes
+from models.prototypes import IntentPrototypes, blended
 from models.types import TextPrediction
 from routing.errors import PolicyError, ReasonsError
 from routing.policy import Policy
@@ -197,15 +197,6 @@ class EmbeddingCache:
 SHRINKAGE = 0.5
 # Directions of within-reason variation kept; the rest share one variance (bounds load and turn cost).
 RANK = 256
-
-
-def blended(centroid: np.ndarray, nearest: np.ndarray, example_weight: float) -> np.ndarray:
-    """A reason's similarity to a turn: its centroid's cosine blended with its nearest example's.
-
-    The centroid is what a reason's examples share; the nearest example keeps a way of asking
-    that only one example covers (``MatchSettings.example_weight`` weighs it).
-    """
-    return (1.0 - example_weight) * centroid + example_weight * nearest
 
 
 @dataclass(frozen=True)

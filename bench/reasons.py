@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from export import data as d
-from export.fewshot import clinc_fewshot
+from export.fewshot import DOMAINS, clinc_fewshot
 from models.packs import DEFAULT_PACK
 from models.runtime import Runtime, RuntimeConfig
 from models.types import TextPrediction
@@ -43,7 +43,18 @@ from service.metrics import Metrics
 from service.reasons import ActiveReasons, Embedder, EmbeddingCache, ReasonSource
 from service.reasons_tools import Selection, suggest_reasons
 
-OTHER_DOMAINS = ("home", "utility", "work", "small_talk", "meta")
+# CLINC150's domains outside the pack's own (banking, credit cards): reasons come from some, the
+# unrelated utterances from the rest.
+FEWSHOT_DOMAINS = (
+    "travel",
+    "kitchen_and_dining",
+    "auto_and_commute",
+    "home",
+    "utility",
+    "work",
+    "small_talk",
+    "meta",
+)
 
 
 def reasons_toml(
@@ -73,11 +84,17 @@ def merged_top(active: ActiveReasons, predictions: Sequence[TextPrediction]) -> 
 
 
 def accuracy(
-    runtime: Runtime, data: Path, folder: Path, matching: dict[str, float], discriminant: bool = True
+    runtime: Runtime,
+    data: Path,
+    folder: Path,
+    matching: dict[str, float],
+    discriminant: bool = True,
+    domains: Sequence[str] = DOMAINS,
 ) -> dict[str, Any]:
     """Part 1 (see the module docstring); ``matching`` overrides the reasons file's open-set settings;
-    ``discriminant=False`` picks the reason by the highest blended cosine instead (as before it)."""
-    shots, val = clinc_fewshot(data)
+    ``discriminant=False`` picks the reason by the highest blended cosine instead (as before it);
+    ``domains``: the CLINC domains the reasons come from (the unrelated utterances: the others)."""
+    shots, val = clinc_fewshot(data, names=domains)
     path = folder / "clinc45.toml"
     path.write_text(reasons_toml(shots, "clinc_custom", matching))
     source = ReasonSource(path, Metrics())
@@ -94,8 +111,9 @@ def accuracy(
     closed = [_nearest(index.match(p.embedding or [])) for p in predictions]
     merged = merged_top(active, predictions)
     clinc = json.loads((data / "clinc150" / "data_full.json").read_text())
-    domains = json.loads((data / "clinc150" / "domains.json").read_text())
-    other = {i for domain in OTHER_DOMAINS for i in domains[domain]}
+    clinc_domains = json.loads((data / "clinc150" / "domains.json").read_text())
+    wanted = set(domains)
+    other = {i for name in FEWSHOT_DOMAINS if name not in wanted for i in clinc_domains[name]}
     negatives = random.Random(1).sample([t for t, i in clinc["val"] if i in other], 600)
     negatives += [t for t, _ in clinc["oos_val"]]
     left_alone = [m not in shots for m in merged_top(active, runtime.predict(negatives))]
@@ -106,6 +124,7 @@ def accuracy(
     return {
         "matching": matching or "defaults",
         "pick": "discriminant" if discriminant else "cosine",
+        "domains": list(domains),
         "reasons": len(shots),
         "queries": len(val),
         "closed_set_accuracy": float(np.mean([c == t for c, t in zip(closed, truth, strict=True)])),
@@ -197,6 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--example-weight", type=float, help="example_weight for part 1 (default: the file's)"
     )
+    parser.add_argument(
+        "--atypicality-weight", type=float, help="atypicality_weight for part 1 (default: the file's)"
+    )
+    parser.add_argument(
+        "--domains",
+        default=",".join(DOMAINS),
+        help=f"comma-separated CLINC domains of part 1's reasons, three of {', '.join(FEWSHOT_DOMAINS)} "
+        "(default: the three the issue names); the unrelated utterances come from the other five",
+    )
     parser.add_argument("--accuracy-only", action="store_true", help="only part 1 (for a threshold sweep)")
     parser.add_argument(
         "--cosine-pick",
@@ -210,13 +238,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("similarity_threshold", args.threshold),
             ("ambiguity_margin", args.margin),
             ("example_weight", args.example_weight),
+            ("atypicality_weight", args.atypicality_weight),
         )
         if value is not None
     }
+    domains = tuple(name.strip() for name in args.domains.split(",") if name.strip())
+    unknown = sorted(set(domains) - set(FEWSHOT_DOMAINS))
+    if unknown or not domains:
+        choices = ", ".join(FEWSHOT_DOMAINS)
+        parser.error(f"--domains: {', '.join(unknown) or 'none given'}; choose from {choices}")
     runtime = Runtime.load(args.pack, RuntimeConfig())
     with tempfile.TemporaryDirectory() as tmp:
         report: dict[str, Any] = {
-            "accuracy": accuracy(runtime, args.data, Path(tmp), matching, not args.cosine_pick)
+            "accuracy": accuracy(runtime, args.data, Path(tmp), matching, not args.cosine_pick, domains)
         }
         if not args.accuracy_only:
             report["cost"] = cost(runtime, args.data, Path(tmp))

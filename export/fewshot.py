@@ -31,11 +31,13 @@ SHOTS = 10
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 
-def clinc_fewshot(data_dir: Path, seed: int = 13) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
-    """(intent -> its 10 training examples, [(validation text, intent)]) for ``DOMAINS``."""
+def clinc_fewshot(
+    data_dir: Path, seed: int = 13, names: Sequence[str] = DOMAINS
+) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """(intent -> its 10 training examples, [(validation text, intent)]) for the CLINC domains ``names``."""
     data = json.loads((data_dir / "clinc150" / "data_full.json").read_text())
     domains = json.loads((data_dir / "clinc150" / "domains.json").read_text())
-    wanted = {intent for domain in DOMAINS for intent in domains[domain]}
+    wanted = {intent for domain in names for intent in domains[domain]}
     by_intent: dict[str, list[str]] = {}
     for text, intent in data["train"]:
         if intent in wanted:

@@ -87,7 +87,10 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The ``[matching]`` section: when a custom reason counts, and when it beats the intent head.
 
     A reason's similarity to a turn is its centroid's cosine blended with its
-    nearest example's (``example_weight``; ``service.reasons.blended``).
+    nearest example's (``example_weight``; ``service.reasons.blended``), less an
+    atypicality penalty when the turn lies further from the reason, by the
+    discriminant's distance, than the reason's own examples typically do
+    (``atypicality_weight``; ``service.reasons.Atypicality``).
     Defaults chosen with ``python -m bench reasons`` (45 CLINC150 intents: travel,
     kitchen and dining, auto and commute; 10 examples each; their CLINC validation
     utterances against utterances of five other CLINC domains and CLINC's
@@ -96,7 +99,7 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     than pack 2.2's (see ``routing/REASONS.md``).
     """
 
-    similarity_threshold: float = 0.69
+    similarity_threshold: float = 0.60
     ambiguity_margin: float = 0.01
     override_margin: float = 0.1
     # A reason's similarity blends its centroid (1 - w) with its nearest example (w).
@@ -104,6 +107,9 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # An accepted reason also wins when the turn is this much closer to its examples than to the
     # examples of the intent the head picked (the pack's intent prototypes, same blended measure).
     prototype_margin: float = 0.02
+    # Similarity a turn loses per spread of discriminant distance beyond the examples' typical one
+    # (``service.reasons.Atypicality``); 0 turns the penalty off.
+    atypicality_weight: float = 1.0
 
     def problems(self) -> list[tuple[str, str]]:
         """``(field, problem)`` for every out-of-range value."""
@@ -112,6 +118,8 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             out.append(("similarity_threshold", f"must be between 0 and 1, got {self.similarity_threshold}"))
         if not 0.0 <= self.example_weight <= 0.5:
             out.append(("example_weight", f"must be between 0 and 0.5, got {self.example_weight}"))
+        if not 0.0 <= self.atypicality_weight <= 5.0:
+            out.append(("atypicality_weight", f"must be between 0 and 5, got {self.atypicality_weight}"))
         for name in ("ambiguity_margin", "override_margin", "prototype_margin"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -420,6 +428,9 @@ class ReasonMatch(msgspec.Struct, frozen=True):
 
     ``head_similarity``: the turn's similarity, by the same measure, to the examples of the
     intent the head put first (None when the pack has no prototype of that intent).
+    ``similarity`` and ``runner_up_similarity`` are the open-set scores the threshold and the
+    ambiguity margin read: the blended cosine less each reason's atypicality penalty;
+    ``atypicality`` is the best reason's penalty (its blended cosine is ``similarity + atypicality``).
     """
 
     reason: str
@@ -429,6 +440,7 @@ class ReasonMatch(msgspec.Struct, frozen=True):
     example: str | None = None
     example_similarity: float = 0.0
     head_similarity: float | None = None
+    atypicality: float = 0.0
 
 
 class MergedIntents(msgspec.Struct, frozen=True):
@@ -529,7 +541,7 @@ def merge_intents(
     # its pick and the reason on one scale (an over-sure head: "when does my milk expire" ->
     # card_about_to_expire at 0.9, with a food reason defined).
     closer = match.head_similarity is not None and (
-        match.similarity >= match.head_similarity + settings.prototype_margin
+        match.similarity + match.atypicality >= match.head_similarity + settings.prototype_margin
     )
     wins = (
         top in (OUT_OF_SCOPE, match.reason)

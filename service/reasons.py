@@ -284,6 +284,107 @@ def _principal(deviations: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarra
     return range_basis @ right.T[:, :rank], (singular[:rank].astype(np.float64) ** 2) / n
 
 
+# Folds of the held-out fits (``held_out_distances``): each leaves out every fifth example of a reason.
+HELD_OUT_FOLDS = 5
+
+
+def held_out_distances(units: np.ndarray, owners: np.ndarray, reasons: int) -> np.ndarray:
+    """Every example's squared distance to every reason's mean (n, reasons), with the example held out.
+
+    The discriminant is refitted ``HELD_OUT_FOLDS`` times, each time without every
+    ``HELD_OUT_FOLDS``-th example of each reason, and those examples are measured
+    by it: an example never shapes the covariance or the mean it is measured
+    against, which would flatter it (in-sample distances come out at about half
+    the held-out ones). A reason with a single example keeps it in every fold.
+    """
+    distances = np.zeros((len(units), reasons), dtype=np.float32)
+    if reasons == 0:
+        return distances
+    position = np.zeros(len(units), dtype=np.int64)
+    for index in range(reasons):
+        rows = np.flatnonzero(owners == index)
+        position[rows] = np.arange(len(rows))
+    sizes = np.bincount(owners, minlength=reasons)
+    for fold in range(HELD_OUT_FOLDS):
+        out = (position % HELD_OUT_FOLDS == fold) & (sizes[owners] > 1)
+        if not out.any():
+            continue
+        discriminant = Discriminant.fit([units[(owners == index) & ~out] for index in range(reasons)])
+        for row in np.flatnonzero(out):
+            distances[row] = discriminant.distances(units[row])
+    alone = np.flatnonzero(sizes[owners] == 1)  # nothing to hold out: fitted with it
+    if len(alone):
+        everyone = Discriminant.fit([units[owners == index] for index in range(reasons)])
+        for row in alone:
+            distances[row] = everyone.distances(units[row])
+    return distances
+
+
+def own_similarities(units: np.ndarray, owners: np.ndarray, reasons: int, weight: float) -> np.ndarray:
+    """Every example's ``blended`` similarity to its own reason with itself left out.
+
+    The centroid term is the normalised mean of the reason's other examples and
+    the nearest-example term its nearest other example; an example that is its
+    reason's only one is compared with itself (similarity 1).
+    """
+    out = np.ones(len(units), dtype=np.float32)
+    for index in range(reasons):
+        rows = np.flatnonzero(owners == index)
+        if len(rows) < 2:
+            continue
+        mine = units[rows]
+        total = mine.sum(axis=0)
+        rest = unit_rows(total[None, :] - mine)
+        centroid = (rest * mine).sum(axis=1)
+        gram = mine @ mine.T
+        np.fill_diagonal(gram, -np.inf)
+        out[rows] = blended(centroid, gram.max(axis=1), weight)
+    return out
+
+
+@dataclass(frozen=True)
+class Atypicality:
+    """The open-set penalty of a turn that sits further from a reason than the reason's own examples.
+
+    The similarity alone (a cosine) cannot tell a turn among a reason's examples
+    from one that is about as close by cosine but lies off the directions the
+    examples vary in; the discriminant's distance can (the Mahalanobis
+    out-of-distribution score). A turn whose squared distance to the reason it
+    is matched to exceeds ``typical`` (the mean held-out distance of the file's
+    own examples to their reason) loses ``per_unit`` similarity per unit beyond
+    it. ``per_unit`` is ``weight`` times the spread of the examples' own
+    similarities over the spread of their distances, so one spread of distance
+    beyond typical costs ``weight`` spreads of similarity, whatever the file's
+    scale; a turn at a typical distance or closer keeps its similarity.
+    """
+
+    typical: float
+    per_unit: float
+
+    @classmethod
+    def fit(cls, distances: np.ndarray, similarities: np.ndarray, weight: float) -> Atypicality | None:
+        """From the examples' held-out distances and similarities to their own reason; None when
+        ``weight`` is 0 or the distances do not vary (nothing to scale by)."""
+        spread = float(np.std(distances)) if len(distances) > 1 else 0.0
+        if weight <= 0.0 or spread <= 0.0:
+            return None
+        return cls(typical=float(np.mean(distances)), per_unit=weight * float(np.std(similarities)) / spread)
+
+    def penalty(self, distance: float) -> float:
+        """Similarity a turn at squared ``distance`` from a reason loses (0 up to ``typical``)."""
+        return self.per_unit * max(0.0, distance - self.typical)
+
+
+def fit_atypicality(units: np.ndarray, owners: np.ndarray, reasons: int, matching: Any) -> Atypicality | None:
+    """``Atypicality`` of a file's unit example vectors (reasons with two or more examples count)."""
+    if reasons == 0 or matching.atypicality_weight <= 0.0:
+        return None
+    counted = np.bincount(owners, minlength=reasons)[owners] > 1
+    distances = held_out_distances(units, owners, reasons)[np.arange(len(units)), owners]
+    similarities = own_similarities(units, owners, reasons, matching.example_weight)
+    return Atypicality.fit(distances[counted], similarities[counted], matching.atypicality_weight)
+
+
 @dataclass(frozen=True)
 class ReasonIndex:
     """Each reason's centroid (unit rows, file order), its example vectors, the example weight and
@@ -296,6 +397,7 @@ class ReasonIndex:
     texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     discriminant: Discriminant | None = None
     prototypes: IntentPrototypes | None = None
+    atypicality: Atypicality | None = None
 
     @classmethod
     def build(
@@ -308,6 +410,8 @@ class ReasonIndex:
         for reason in reasons.reasons:
             examples[reason.id] = unit_rows(vectors[start : start + len(reason.examples)]).astype(np.float32)
             start += len(reason.examples)
+        owners = np.array([i for i, rows in enumerate(examples.values()) for _ in rows], dtype=np.int64)
+        units = np.concatenate(list(examples.values())) if examples else np.zeros((0, 1), np.float32)
         centroids = (
             unit_rows(np.stack([rows.mean(axis=0) for rows in examples.values()]))
             if examples
@@ -321,6 +425,7 @@ class ReasonIndex:
             texts={reason.id: tuple(reason.examples) for reason in reasons.reasons},
             discriminant=Discriminant.fit(list(examples.values())) if examples else None,
             prototypes=prototypes,
+            atypicality=fit_atypicality(units, owners, len(examples), reasons.matching),
         )
 
     def similarity(self, reason: int, query: np.ndarray) -> tuple[float, int, float]:
@@ -350,20 +455,32 @@ class ReasonIndex:
         if query.shape[-1] != self.centroids.shape[1] or norm == 0.0:
             return None
         query = query / norm
+        distances: np.ndarray | None = None
         if self.discriminant is not None:
-            order = np.argsort(self.discriminant.distances(query))[:2]
+            distances = self.discriminant.distances(query)
+            order = np.argsort(distances)[:2]
         else:  # the highest blended cosine, every reason compared
             scores = [self.similarity(reason, query)[0] for reason in range(len(self.ids))]
             order = np.argsort(-np.asarray(scores))[:2]
+
+        def penalty(reason: int) -> float:
+            if self.atypicality is None or distances is None:
+                return 0.0
+            return self.atypicality.penalty(float(distances[reason]))
+
         first = int(order[0])
         score, closest, nearest = self.similarity(first, query)
         texts = self.texts.get(self.ids[first], ())
         second = int(order[1]) if len(order) > 1 else None
+        atypical = penalty(first)
         return ReasonMatch(
             reason=self.ids[first],
-            similarity=score,
+            similarity=score - atypical,
+            atypicality=atypical,
             runner_up=self.ids[second] if second is not None else None,
-            runner_up_similarity=self.similarity(second, query)[0] if second is not None else 0.0,
+            runner_up_similarity=(
+                self.similarity(second, query)[0] - penalty(second) if second is not None else 0.0
+            ),
             example=texts[closest] if closest < len(texts) else None,
             example_similarity=nearest,
             head_similarity=(

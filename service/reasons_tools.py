@@ -44,18 +44,26 @@ from routing.reasons import (
     merge_intents,
 )
 from routing.taxonomy import OUT_OF_SCOPE
-from service.reasons import ActiveReasons, Discriminant, Embedder, blended, example_texts, unit_rows
+from service.reasons import (
+    HELD_OUT_FOLDS,
+    ActiveReasons,
+    Atypicality,
+    Embedder,
+    blended,
+    example_texts,
+    held_out_distances,
+    own_similarities,
+    unit_rows,
+)
 
 # Folds of ``reasons check``: each example is picked by a discriminant fitted without it.
-HELD_OUT_FOLDS = 5
 # An example set smaller than this works but generalises poorly (warning, not error).
 RECOMMENDED_EXAMPLES = 8
 # The similarities below are on pack 2.3's embedding (layers 3-6). They were measured on pack 2.1's
 # last-layer embedding and carried to each later pack by matching quantiles of the pairwise cosines
 # of the same 720 CLINC training utterances under both embeddings (``python -m export similarity
 # --from OLD_PACK``; pack 2.2 -> 2.3 moved 0.80 to 0.78, 0.85 to 0.84, 0.96 to 0.95, 0.70 to 0.68
-# and 0.65 to 0.62; the reasons matching threshold 0.71 maps to 0.685, where a separate sweep
-# also put it: 0.69).
+# and 0.65 to 0.62).
 # Two custom reasons whose centroids are this similar are easily confused (sibling CLINC intents
 # such as oil_change_how / oil_change_when sat at 0.75-0.82 on pack 2.1, unrelated ones near 0.36).
 CONFUSABLE_CENTROIDS = 0.78
@@ -146,35 +154,9 @@ def check_reasons(
 
 
 def held_out_picks(units: np.ndarray, owners: np.ndarray, reasons: int) -> np.ndarray:
-    """For every example, the reasons in the order matching would pick them, with the example held out.
-
-    The discriminant is refitted ``HELD_OUT_FOLDS`` times, each time without every
-    ``HELD_OUT_FOLDS``-th example of each reason, and those examples are picked by
-    it: an example never shapes the covariance or the mean it is measured
-    against, which would flatter the figure. A reason with a single example
-    keeps it in every fold.
-    """
-    order = np.zeros((len(units), reasons), dtype=np.int64)
-    if reasons == 0:
-        return order
-    position = np.zeros(len(units), dtype=np.int64)
-    for index in range(reasons):
-        rows = np.flatnonzero(owners == index)
-        position[rows] = np.arange(len(rows))
-    sizes = np.bincount(owners, minlength=reasons)
-    for fold in range(HELD_OUT_FOLDS):
-        out = (position % HELD_OUT_FOLDS == fold) & (sizes[owners] > 1)
-        if not out.any():
-            continue
-        discriminant = Discriminant.fit([units[(owners == index) & ~out] for index in range(reasons)])
-        for row in np.flatnonzero(out):
-            order[row] = np.argsort(discriminant.distances(units[row]))
-    alone = np.flatnonzero(sizes[owners] == 1)  # nothing to hold out: fitted with it
-    if len(alone):
-        everyone = Discriminant.fit([units[owners == index] for index in range(reasons)])
-        for row in alone:
-            order[row] = np.argsort(everyone.distances(units[row]))
-    return order
+    """For every example, the reasons in the order matching would pick them, with the example held
+    out (``service.reasons.held_out_distances``)."""
+    return np.argsort(held_out_distances(units, owners, reasons), axis=1)
 
 
 def analyse(
@@ -198,8 +180,23 @@ def analyse(
     gram = units @ units.T
     np.fill_diagonal(gram, -np.inf)
     starts = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64) if ids else np.zeros(0, np.int64)
-    picks = held_out_picks(units, owners, len(ids))
+    distances = held_out_distances(units, owners, len(ids))
+    picks = np.argsort(distances, axis=1)
     picked = picks[:, 0] if ids else np.zeros(len(vectors), dtype=np.int64)
+    counted = counts[owners] > 1
+    atypicality = (
+        Atypicality.fit(
+            distances[np.arange(len(units)), owners][counted],
+            own_similarities(units, owners, len(ids), weight)[counted],
+            reasons.matching.atypicality_weight,
+        )
+        if ids
+        else None
+    )
+
+    def penalty(row: int, reason: int) -> float:
+        return atypicality.penalty(float(distances[row, reason])) if atypicality is not None else 0.0
+
     for row, (vector, owner) in enumerate(zip(vectors, owners, strict=True)):
         sims = centroids @ vector
         if counts[owner] > 1:
@@ -212,11 +209,13 @@ def analyse(
             sims = blended(sims, nearest, weight)
         own_sim[row] = sims[owner]
         order = picks[row]
+        atypical = penalty(row, order[0])
         match = ReasonMatch(
             reason=ids[order[0]],
-            similarity=float(sims[order[0]]),
+            similarity=float(sims[order[0]]) - atypical,
+            atypicality=atypical,
             runner_up=ids[order[1]] if len(order) > 1 else None,
-            runner_up_similarity=float(sims[order[1]]) if len(order) > 1 else 0.0,
+            runner_up_similarity=float(sims[order[1]]) - penalty(row, order[1]) if len(order) > 1 else 0.0,
             head_similarity=(
                 prototypes.similarity(heads[row][0][0], units[row], weight)
                 if prototypes is not None and heads[row]

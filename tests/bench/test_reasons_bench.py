@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.reasons import reasons_toml
+import pytest
+
+from bench.reasons import main, reasons_toml
 from routing.reasons import load_reasons
 from routing.taxonomy import INTENT_LABELS
 
@@ -19,3 +21,12 @@ def test_the_benchmark_file_loads_and_replaces_the_ids_that_are_built_in() -> No
     assert reasons.replaced == {built_in: built_in}
     assert reasons.matching.similarity_threshold == 0.7 and reasons.matching.ambiguity_margin == 0.0
     assert set(reasons.categories.values()) == {"clinc_custom"}
+
+
+def test_domains_outside_the_few_shot_set_are_refused_before_the_pack_loads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--accuracy-only", "--domains", "banking,travel", "--pack", "/nonexistent"])
+    assert exit_info.value.code == 2
+    assert "--domains: banking; choose from travel" in capsys.readouterr().err

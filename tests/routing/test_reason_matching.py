@@ -253,6 +253,28 @@ def test_a_confident_head_yields_when_the_turn_is_closer_to_the_reason_than_to_i
     )
 
 
+def test_closer_to_the_reason_compares_plain_cosines_not_the_atypicality_penalty() -> None:
+    """The intent prototypes have no discriminant, so the head's intent is weighed against the
+    reason's blended cosine (similarity + atypicality), not against the penalised score."""
+    head = [("card_about_to_expire", 0.9), ("balance", 0.05)]
+    gap = MatchSettings().prototype_margin
+    atypical = ReasonMatch("branch_hours", T + 0.02, head_similarity=T + 0.07 - gap, atypicality=0.05)
+    assert merged(head, atypical)[0][0] == "branch_hours"
+    further = ReasonMatch("branch_hours", T + 0.02, head_similarity=T + 0.07 - gap / 2, atypicality=0.05)
+    assert merged(head, further)[0][0] == "card_about_to_expire"
+    # the threshold reads the penalised score: an atypical turn under it stays out
+    assert merged(head, ReasonMatch("branch_hours", T - 0.01, head_similarity=0.1, atypicality=0.2))[0][
+        0
+    ] == ("card_about_to_expire")
+
+
+def test_the_atypicality_weight_is_validated() -> None:
+    errors = errors_of(
+        reasons_text('id = "x"\ncategory = "branches"', matching="[matching]\natypicality_weight = -1\n")
+    )
+    assert any("atypicality_weight" in error and "between 0 and 5" in error for error in errors)
+
+
 def test_the_prototype_margin_is_validated() -> None:
     errors = errors_of(
         reasons_text('id = "x"\ncategory = "branches"', matching="[matching]\nprototype_margin = 1.5\n")

@@ -94,9 +94,8 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     Defaults chosen with ``python -m bench reasons`` (45 CLINC150 intents: travel,
     kitchen and dining, auto and commute; 10 examples each; their CLINC validation
     utterances against utterances of five other CLINC domains and CLINC's
-    out-of-scope set) for the pack 2.3 embedding (layers 3-6), whose cosines run
-    higher than the last-layer embedding of packs before 2.2 and about 0.02 lower
-    than pack 2.2's (see ``routing/REASONS.md``).
+    out-of-scope set; checked on three more sets of 45 with ``--domains``) for the
+    pack 2.3 embedding (layers 3-6), see ``routing/REASONS.md``.
     """
 
     similarity_threshold: float = 0.60

@@ -43,6 +43,8 @@ SEED = 20251130
 
 GREETING = "Hi, I'm the virtual assistant. How can I help you today?"
 BOT_ANSWER = "Here's how: open the app, go to Settings and follow the steps there."
+# Requests to repeat as a voice caller says them (``models.normalize`` marks them ``repeat_request``).
+REPEAT_REQUESTS = ("sorry, can you repeat that?", "i can't hear you", "um what was that")
 BOT_AGAIN = "I can help with that. You'll find it in the app under Settings."
 BOT_ANYTHING_ELSE = "Glad I could help. Is there anything else?"
 AGENT_SORRY = "I'm sorry about that, let me look into it for you."
@@ -605,6 +607,25 @@ def bot_loops(b: Builder) -> None:
                     {"route": "specialist", "queue": b.queue_of(row.label), "rule": "bot-loop"},
                 ],
                 note="the customer repeats the request while the bot keeps answering",
+            )
+        )
+    # A voice caller who cannot follow the bot: three requests to repeat, each after a bot turn.
+    for n, row in enumerate(rows[:2], start=1):
+        turns = [("bot", GREETING), ("customer", row.text)]
+        for ask in REPEAT_REQUESTS:
+            turns += [("bot", BOT_AGAIN), ("customer", ask)]
+        b.add(
+            Case(
+                id=f"bot-loop-repeat-{n:03d}",
+                tags=["bot_loop", "voice"],
+                source=row.source + " (then asks the bot to repeat itself)",
+                turns=turns,
+                expect=[
+                    {"after": 1, "route": "self_serve_bot", "rule": "tier1-bot"},
+                    {"after": 3, "route": "self_serve_bot", "rule": "tier1-bot"},
+                    {"route": "specialist", "queue": b.queue_of(row.label), "rule": "bot-loop"},
+                ],
+                note="the caller keeps asking the bot to say it again",
             )
         )
 

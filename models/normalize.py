@@ -138,12 +138,15 @@ class Normalized:
 
     ``lexical`` is False when nothing but tags, fillers, backchannels, numbers,
     glue words, apologies and requests to repeat was said. ``greeting`` is True when
-    the turn is only a greeting.
+    the turn is only a greeting; ``repeat_request`` when it only asks the other side
+    to repeat itself ("sorry, can you say that again?"; a bare "sorry" is not one:
+    it is as often an apology).
     """
 
     text: str
     lexical: bool
     greeting: bool = False
+    repeat_request: bool = False
 
 
 def _number_run(words: list[str]) -> str:
@@ -285,11 +288,13 @@ def normalize(text: str) -> Normalized:
     while compact and compact[0] in ",;.":
         compact.pop(0)
     words = _drop_apologies([t.lower().replace("’", "'") for t in compact if t[0].isalnum()])
-    lexical = any(
+    said = " ".join(w for w in words if w not in BACKCHANNELS)
+    repeat_request = bool(said) and _REPAIR.match(said) is not None
+    lexical = not repeat_request and any(
         not (w.isdigit() or w.replace(",", "").replace(".", "").isdigit())
         and w not in BACKCHANNELS
         and w not in _GLUE
         for w in words
-    ) and not _REPAIR.match(" ".join(w for w in words if w not in BACKCHANNELS))
+    )
     greeting = lexical and all(w in GREETINGS for w in words)
-    return Normalized(_SPACES.sub(" ", _join(compact)), lexical, greeting)
+    return Normalized(_SPACES.sub(" ", _join(compact)), lexical, greeting, repeat_request)

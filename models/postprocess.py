@@ -159,6 +159,10 @@ def _unjudged(language: LanguageResult, embedding: list[float] | None) -> TextPr
     )
 
 
+def _rule_act(norm: Normalized) -> str:
+    return "repeat_request" if norm.repeat_request else "non_lexical"
+
+
 def predictions(
     logits: Mapping[str, np.ndarray],
     heads: Mapping[str, HeadSpec],
@@ -168,7 +172,8 @@ def predictions(
 ) -> list[TextPrediction]:
     """Assemble one ``TextPrediction`` per row from every head's logits and the turn's normalisation.
 
-    A non-lexical turn is quiet (neutral, no emotion, no intent, act ``non_lexical``);
+    A non-lexical turn is quiet (neutral, no emotion, no intent, act ``non_lexical``, or
+    ``repeat_request`` when it only asks the other side to repeat itself);
     a turn in an unsupported language is unknown on every head.
     """
     sentiment_head, emotion_head, intent_head = heads["sentiment"], heads["emotion"], heads["intent"]
@@ -199,7 +204,7 @@ def predictions(
                     sentiment=quiet_sentiment,
                     emotion=quiet_emotion,
                     intent=NO_INTENT,
-                    act=ActResult(label="non_lexical", confidence=1.0, probs={}),
+                    act=ActResult(label=_rule_act(norm), confidence=1.0, probs={}),
                     language=language,
                     lexical=False,
                     embedding=vector,

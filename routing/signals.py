@@ -65,6 +65,7 @@ _EPS = 1e-6
 UNKNOWN = "unknown"
 UNDETERMINED_LANGUAGE = "und"
 NON_LEXICAL = "non_lexical"
+REPEAT_REQUEST = "repeat_request"
 CLOSING_ACT = "thanks_or_closing"
 # Acts that state why the customer came; an unknown act counts too (packs without an act head).
 REASON_ACTS: frozenset[str] = frozenset({"reason", "question", UNKNOWN})
@@ -351,6 +352,10 @@ class ConversationSignals(msgspec.Struct, frozen=True):
     loop_intent: str | None = None
     loop_count: int = 0
     bot_answered: bool = False
+    # The customer's requests that the bot repeat itself, each right after a bot turn
+    # (``after_bot``: the bot spoke since the customer's last turn that said something).
+    repeat_requests: int = 0
+    after_bot: bool = False
     last_act: str = ""
     closing: bool = False
     languages: dict[str, LanguageTally] = {}
@@ -452,7 +457,7 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
         sentiment_label=turn.sentiment_label,
         sentiment_score=score,
     )
-    lexical = turn.lexical and turn.act != NON_LEXICAL
+    lexical = turn.lexical and turn.act not in (NON_LEXICAL, REPEAT_REQUEST)
     new = msgspec.structs.replace(
         state,
         schema=SCHEMA,
@@ -462,19 +467,24 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
         last_ts=ts if state.last_ts is None or (ts is not None and ts > state.last_ts) else state.last_ts,
     )
     if not lexical:
-        # "[noise]", "um", "okay": counted, and nothing else.
-        return msgspec.structs.replace(new, last_act=NON_LEXICAL) if turn.speaker == "customer" else new
+        # "[noise]", "um", "okay", "sorry, say that again?": counted, and (but for the last
+        # act and a request to repeat the bot) nothing else.
+        if turn.speaker != "customer":
+            return new
+        if turn.act == REPEAT_REQUEST:
+            return _repeat_update(new, turn.index, config)
+        return msgspec.structs.replace(new, last_act=NON_LEXICAL)
     judged = turn.language_supported
     if turn.speaker == "agent":
         # A person has the conversation: whatever the bot did is no longer a loop.
         agent = _speaker_update(new.agent, turn.sentiment_label, score, config) if judged else new.agent
-        return msgspec.structs.replace(new, agent=agent, loop_count=0)
+        return msgspec.structs.replace(new, agent=agent, loop_count=0, repeat_requests=0, after_bot=False)
     if turn.speaker == "bot":
         bot = _speaker_update(new.bot, turn.sentiment_label, score, config) if judged else new.bot
         # A bot turn that only asks ("Which account?") is slot filling: the customer's answer about
         # the same request is not a repeat. One that answers something counts, whatever follows.
         answered = new.bot_answered or not _only_asks(turn.text)
-        return msgspec.structs.replace(new, bot=bot, bot_answered=answered)
+        return msgspec.structs.replace(new, bot=bot, bot_answered=answered, after_bot=True)
     if turn.speaker == "system":
         return new
     labels = tuple(label for label in turn.emotion_labels if label in EMOTION_LABELS)
@@ -484,6 +494,7 @@ def update_signals(state: ConversationSignals, turn: TurnScores, config: SignalC
     new = msgspec.structs.replace(
         new,
         last_act=act,
+        after_bot=False,
         closing=judged and _closes_calmly(act, turn.sentiment_label, labels, turn.text),
         languages=languages,
         language=language,
@@ -897,6 +908,25 @@ def _group_candidate(
 def evidence_category(label: str, evidence: IntentEvidence | None) -> str:
     """The category of a contact-reason candidate: its own for a custom reason, else the taxonomy's."""
     return evidence.category if evidence is not None and evidence.category else category_of(label)
+
+
+def _repeat_update(state: ConversationSignals, index: int, config: SignalConfig) -> ConversationSignals:
+    """A customer turn that only asks to repeat: one more step of a loop when the bot spoke last.
+
+    A caller who keeps asking a voice bot to say it again is not being served by it, whatever the
+    intent: ``bot_loop_turns`` such requests, each right after a bot turn, raise ``bot_loop`` too.
+    Two requests with no bot turn between them count once; a person taking over starts again.
+    """
+    if not state.after_bot:
+        return msgspec.structs.replace(state, last_act=REPEAT_REQUEST)
+    count = state.repeat_requests + 1
+    flags = state.flags
+    if "bot_loop" not in flags and count >= config.bot_loop_turns:
+        evidence = f"asked the bot to repeat itself {count} times, each after a bot turn"
+        flags = {**flags, "bot_loop": FlagHit(index, "pattern", evidence)}
+    return msgspec.structs.replace(
+        state, last_act=REPEAT_REQUEST, repeat_requests=count, after_bot=False, flags=flags
+    )
 
 
 def _loop_update(state: ConversationSignals, top: str | None, config: SignalConfig) -> ConversationSignals:

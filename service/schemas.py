@@ -187,8 +187,8 @@ class TurnAct(Response):
     """Conversation act of one turn.
 
     ``label``: ``reason``, ``inform``, ``question``, ``affirm``, ``deny``,
-    ``thanks_or_closing`` (the pack's act head), ``greeting`` or ``non_lexical``
-    (decided from the transcript), or ``unknown`` (a pack without an act head,
+    ``thanks_or_closing`` (the pack's act head), ``greeting``, ``repeat_request`` or
+    ``non_lexical`` (decided from the transcript), or ``unknown`` (a pack without an act head,
     a language the pack does not support, or a bot/agent/system turn: the act
     head is trained on customer turns only).
     """
@@ -197,7 +197,7 @@ class TurnAct(Response):
         str,
         Meta(
             description="reason, inform, question, affirm, deny, thanks_or_closing, greeting, "
-            "non_lexical or unknown."
+            "repeat_request (only asks the other side to repeat itself), non_lexical or unknown."
         ),
     ]
     confidence: Annotated[float, Meta(description="The act's probability.")]
@@ -219,9 +219,10 @@ class TurnOut(Response):
     """One scored turn. ``text`` is PII-redacted (unless redaction is switched off).
 
     ``lexical`` is False for a turn with no lexical content (``[noise]``, "um",
-    "okay", spoken digits): it is reported neutral, with no emotions, intent
-    ``unknown`` and act ``non_lexical``, and weighs nothing in the conversation's
-    signals. ``act`` and ``language`` are null only on turns stored before they existed.
+    "okay", spoken digits, "sorry, say that again?"): it is reported neutral, with no
+    emotions, intent ``unknown`` and act ``non_lexical`` (``repeat_request`` for a request
+    to repeat), and weighs nothing in the conversation's signals but the bot-loop count.
+    ``act`` and ``language`` are null only on turns stored before they existed.
     """
 
     index: Annotated[int, Meta(description="Position in the conversation, from 0.")]

@@ -104,13 +104,16 @@ def test_invariant_scores_do_not_depend_on_batch_neighbours(int8_pack: Path) -> 
 
 def test_non_lexical_turns_are_quiet_and_carry_no_intent(tiny_pack: Path) -> None:
     engine = Engine(load_pack(tiny_pack, OPTIONS))
-    noise, spoken_digits = engine.predict(["[noise] um", "four one one one"], 32, 4096)
-    for result in (noise, spoken_digits):
+    noise, spoken_digits, repeat = engine.predict(
+        ["[noise] um", "four one one one", "sorry, could you say that again?"], 32, 4096
+    )
+    for result in (noise, spoken_digits, repeat):
         assert result.lexical is False
         assert result.sentiment.label == "neutral" and result.sentiment.score == 0.0
         assert result.emotion.labels == []
         assert result.intent.alternatives == [] and result.intent.confidence == 0.0
-        assert result.act.label == "non_lexical"
+    assert noise.act.label == spoken_digits.act.label == "non_lexical"
+    assert repeat.act.label == "repeat_request"
 
 
 def test_small_runs_use_the_single_thread_sessions_and_large_runs_the_packs(

@@ -54,6 +54,29 @@ def test_turns_without_lexical_content(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("sorry, can you repeat that?", True),
+        ("I’m sorry, I didn't catch that", True),
+        ("um what was that", True),
+        ("could you say that again please", True),
+        ("oh sorry I can't hear you", True),
+        ("you're breaking up", True),
+        ("sorry?", False),  # as often an apology as a request: not counted
+        ("I'm sorry", False),
+        ("[noise]", False),
+        ("okay", False),
+        ("can you repeat my balance", False),  # a request, and lexical
+    ],
+)
+def test_requests_to_repeat_are_marked(text: str, asks: bool) -> None:
+    normalized = normalize(text)
+    assert normalized.repeat_request is asks
+    if asks:
+        assert normalized.lexical is False
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("and the zip code is seven zero zero", "and the zip code is 700"),

@@ -80,7 +80,7 @@ def build_turn(
         emotions=emotions,
         emotion_labels=[k for k, v in sorted(emotions.items(), key=lambda kv: -kv[1]) if v >= 0.5],
         intent=intents,
-        act="non_lexical" if not lexical else act,
+        act=act or "non_lexical" if not lexical else act,
         lexical=lexical,
         language=language,
         language_supported=language_supported,

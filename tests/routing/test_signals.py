@@ -323,6 +323,44 @@ def test_bot_loop_resets_on_a_new_intent_or_an_agent(make_turn: MakeTurn) -> Non
     assert s.loop_count == 2
 
 
+def repeat(make_turn: MakeTurn, index: int) -> TurnScores:
+    return make_turn(index, text="sorry can you say that again", act="repeat_request", lexical=False)
+
+
+def test_asking_the_bot_to_repeat_itself_again_and_again_is_a_bot_loop(make_turn: MakeTurn) -> None:
+    turns = [make_turn(0, "bot", "Please say or enter your account number.")]
+    for index in range(1, 6, 2):
+        turns += [
+            repeat(make_turn, index),
+            make_turn(index + 1, "bot", "Please say or enter your account number."),
+        ]
+    s = fold(turns[:-1])
+    assert s.repeat_requests == 3 and s.flags["bot_loop"].turn == 5
+    assert s.flags["bot_loop"].evidence == "asked the bot to repeat itself 3 times, each after a bot turn"
+    # Weightless otherwise: counted as non-lexical, no reason, no sentiment.
+    assert s.turns.customer_non_lexical == 3 and s.customer.turns == 0 and s.last_act == "repeat_request"
+    assert fold(turns[:-3]).repeat_requests == 2 and "bot_loop" not in fold(turns[:-3]).flags
+
+
+def test_repeat_requests_count_once_per_bot_turn_and_restart_with_a_person(make_turn: MakeTurn) -> None:
+    bot = make_turn(0, "bot", "Which account?")
+    # Without a bot turn before it, or twice in a row, a request to repeat counts once at most.
+    assert fold([repeat(make_turn, 0), repeat(make_turn, 1)]).repeat_requests == 0
+    assert fold([bot, repeat(make_turn, 1), repeat(make_turn, 2), repeat(make_turn, 3)]).repeat_requests == 1
+    # A customer turn that says something in between: the bot is no longer the last to speak.
+    said = fold([bot, make_turn(1, text="my savings account", act="inform"), repeat(make_turn, 2)])
+    assert said.repeat_requests == 0
+    # Noise in between does not break it.
+    noise = make_turn(1, text="[noise]", act="non_lexical", lexical=False)
+    assert fold([bot, noise, repeat(make_turn, 2)]).repeat_requests == 1
+    # An agent takes over: whatever the bot did is no longer a loop, and asking a person to
+    # repeat is not the bot's failure.
+    turns = [bot, repeat(make_turn, 1), make_turn(2, "bot", "Which account?"), repeat(make_turn, 3)]
+    agent = fold([*turns, make_turn(4, "agent", "Hi, I'm Sam, how can I help?"), repeat(make_turn, 5)])
+    assert agent.repeat_requests == 0 and "bot_loop" not in agent.flags
+    assert "bot_loop" in fold(turns, SignalConfig(bot_loop_turns=2)).flags
+
+
 def test_bot_loop_length_is_configurable(make_turn: MakeTurn) -> None:
     turns = [make_turn(0, intent="balance"), make_turn(1, "bot"), make_turn(2, intent="balance")]
     assert "bot_loop" in fold(turns, SignalConfig(bot_loop_turns=2)).flags

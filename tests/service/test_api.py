@@ -212,6 +212,25 @@ def test_non_lexical_turn_is_quiet(client: TestClient[Any]) -> None:
     assert body["signals"]["turns.customer"] == 2 and body["signals"]["turns.customer_lexical"] == 1
 
 
+def test_a_caller_who_keeps_asking_the_bot_to_repeat_itself_is_taken_out_of_the_loop(
+    client: TestClient[Any],
+) -> None:
+    prompt = {"speaker": "bot", "text": "Please say or enter the last four digits of your card."}
+    asks = ["sorry, can you repeat that?", "i can't hear you", "um what was that"]
+    turns = [prompt]
+    for text in asks:
+        turns += [{"speaker": "customer", "text": text}, prompt]
+    two = client.post("/v1/analyze", json={"turns": turns[:4]}).json()
+    assert [t["act"]["label"] for t in two["turns"] if t["speaker"] == "customer"] == ["repeat_request"] * 2
+    assert two["signals"]["escalation.bot_loop"] is False and two["signals"]["turn.act"] == "repeat_request"
+    three = client.post("/v1/analyze", json={"turns": turns[:6]}).json()
+    assert three["signals"]["escalation.bot_loop"] is True
+    assert three["decision"]["route"] != "self_serve_bot", three["decision"]
+    # Weightless otherwise: no sentiment of the customer's, no reason.
+    assert three["context"]["turns"]["customer_non_lexical"] == 3
+    assert three["signals"]["turns.customer_lexical"] == 0
+
+
 SPANISH = "Hola, perdí mi tarjeta de crédito ayer y necesito ayuda"
 
 

@@ -266,6 +266,24 @@ class Discriminant:
         projected = (query @ self.basis)[None, :] - in_basis
         return np.asarray(offset * self.inverse_rest + (projected**2) @ self.inverse)
 
+    def distances_many(self, queries: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """``distances`` of many unit queries (rows) at once: (queries, reasons).
+
+        The square of each projected difference is expanded, so a chunk is a few matrix
+        products instead of a (queries, reasons, directions) array.
+        """
+        queries = np.asarray(queries, dtype=np.float32)
+        weighted = self.means_in_basis * self.inverse
+        mean_terms = self.mean_norms * self.inverse_rest + (self.means_in_basis**2) @ self.inverse
+        out = np.empty((len(queries), len(self.means)), dtype=np.float32)
+        for start in range(0, len(queries), chunk):
+            rows = queries[start : start + chunk]
+            projected = rows @ self.basis
+            own = (rows * rows).sum(axis=1) * self.inverse_rest + (projected**2) @ self.inverse
+            cross = rows @ self.means.T * self.inverse_rest + projected @ weighted.T
+            out[start : start + chunk] = own[:, None] - 2.0 * cross + mean_terms[None, :]
+        return out
+
 
 def _principal(deviations: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``rank`` principal directions (d, rank) of the rows and their variances.
@@ -310,13 +328,11 @@ def held_out_distances(units: np.ndarray, owners: np.ndarray, reasons: int) -> n
         if not out.any():
             continue
         discriminant = Discriminant.fit([units[(owners == index) & ~out] for index in range(reasons)])
-        for row in np.flatnonzero(out):
-            distances[row] = discriminant.distances(units[row])
-    alone = np.flatnonzero(sizes[owners] == 1)  # nothing to hold out: fitted with it
-    if len(alone):
+        distances[out] = discriminant.distances_many(units[out])
+    alone = sizes[owners] == 1  # nothing to hold out: fitted with it
+    if alone.any():
         everyone = Discriminant.fit([units[owners == index] for index in range(reasons)])
-        for row in alone:
-            distances[row] = everyone.distances(units[row])
+        distances[alone] = everyone.distances_many(units[alone])
     return distances
 
 

@@ -140,6 +140,15 @@ def test_similarity_blends_the_centroid_with_the_nearest_example() -> None:
     )
 
 
+def test_distances_of_many_queries_are_the_distances_of_each() -> None:
+    rng = np.random.default_rng(4)
+    groups = [unit_rows(rng.normal(size=(7, 12)) + 2 * rng.normal(size=12)) for _ in range(4)]
+    discriminant = Discriminant.fit(groups)
+    queries = unit_rows(rng.normal(size=(9, 12)))
+    each = np.stack([discriminant.distances(query) for query in queries])
+    assert discriminant.distances_many(queries, chunk=4) == pytest.approx(each, rel=1e-4, abs=1e-4)
+
+
 def test_held_out_distances_measure_each_example_with_a_fit_without_it() -> None:
     rng = np.random.default_rng(5)
     groups = [unit_rows(rng.normal(size=(6, 6)) + 3 * rng.normal(size=6)) for _ in range(3)]

@@ -449,7 +449,8 @@ class MergedIntents(msgspec.Struct, frozen=True):
     takes it; ``categories`` the category of every custom reason among them
     (labels not in it are the intent head's); ``matched`` the reason the turn
     matched at the threshold or above (whether or not it won the turn), with
-    its closest example (``example``, ``example_similarity``) when known.
+    its closest example (``example``, ``example_similarity``) when known and the
+    atypicality penalty already taken off ``similarity``.
     """
 
     intents: list[tuple[str, float]]
@@ -458,6 +459,7 @@ class MergedIntents(msgspec.Struct, frozen=True):
     similarity: float | None = None
     example: str | None = None
     example_similarity: float | None = None
+    atypicality: float | None = None
 
     @property
     def source(self) -> str:
@@ -574,6 +576,7 @@ def merge_intents(
         similarity=match.similarity,
         example=match.example,
         example_similarity=match.example_similarity if match.example is not None else None,
+        atypicality=match.atypicality,
     )
 
 

@@ -230,6 +230,7 @@ def _turn_intent(
             category=custom[label],
             source="reasons",
             similarity=_rounded(own.similarity if own else None),
+            atypicality=_rounded(own.atypicality if own else None),
             closest_example=own.example if own else None,
             closest_example_similarity=_rounded(own.example_similarity if own else None),
         )

@@ -152,9 +152,10 @@ class TurnIntent(Response):
     ``unknown`` (confidence 0, category ``out_of_scope``) when the turn has no
     lexical content or is in a language the model pack does not support.
     ``source`` is ``reasons`` when the intent is a custom contact reason from
-    the reasons file (``similarity``: the turn's similarity to the reason;
-    ``closest_example``: the example it is closest to, with its cosine), ``model``
-    for the intent head's own labels.
+    the reasons file (``similarity``: the turn's similarity to the reason, after
+    ``atypicality``, the penalty for lying further from the reason than its own
+    examples do; ``closest_example``: the example it is closest to, with its cosine),
+    ``model`` for the intent head's own labels.
     """
 
     label: Annotated[
@@ -170,7 +171,15 @@ class TurnIntent(Response):
         float | None,
         Meta(
             description="Similarity to the custom reason: cosine to its examples' centroid blended with "
-            "the nearest example's (source `reasons` only)."
+            "the nearest example's, less `atypicality` (source `reasons` only)."
+        ),
+    ] = None
+    atypicality: Annotated[
+        float | None,
+        Meta(
+            description="What `similarity` lost because the turn lies further from the reason, by the "
+            "reasons' discriminant, than the reason's own examples typically do (0: typical; "
+            "source `reasons` only)."
         ),
     ] = None
     closest_example: Annotated[

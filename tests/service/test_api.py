@@ -195,6 +195,7 @@ def test_non_lexical_turn_is_quiet(client: TestClient[Any]) -> None:
         "category": "out_of_scope",
         "source": "model",
         "similarity": None,
+        "atypicality": None,
         "closest_example": None,
         "closest_example_similarity": None,
     }

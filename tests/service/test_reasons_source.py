@@ -438,6 +438,8 @@ async def test_a_custom_reason_is_reported_like_a_built_in_intent(tmp_path: Path
     assert body["turns"][1]["intent"]["source"] == "reasons"
     # the evidence is named: the reasons file's example closest to the turn (here the turn itself)
     assert turn.closest_example == text and turn.closest_example_similarity == pytest.approx(1.0, abs=1e-4)
+    # an example itself sits where the reason's examples do: no atypicality penalty
+    assert turn.atypicality == 0.0 and turn.similarity is not None and turn.similarity > 0.55
     explained = " ".join(item.text for item in result.decision.explanation)
     assert f"closest example: '{text}' (1.00)" in explained
 

@@ -7,8 +7,10 @@
    accuracy after the open-set test and the merge with the intent head
    (``ActiveReasons.merge``). Utterances of five other CLINC domains plus
    CLINC's out-of-scope validation set: the share no custom reason takes.
-   Banking77's held-out 10%: the intent head alone vs with the 45 reasons
-   loaded (interference).
+   Both again in spoken form, each utterance behind a caller's opening
+   (``SPOKEN_OPENINGS``: "hi there um ...", "okay so i wanted to ask ..."), as
+   a call brings them against typed examples. Banking77's held-out 10%: the
+   intent head alone vs with the 45 reasons loaded (interference).
 2. Cost: a 200-reason x 10-example file (CLINC and Banking77 training
    utterances) embedded from an empty cache, then reloaded with one example
    added; matching plus merging per turn.
@@ -42,6 +44,23 @@ from routing.taxonomy import INTENT_LABELS
 from service.metrics import Metrics
 from service.reasons import ActiveReasons, Embedder, EmbeddingCache, ReasonSource
 from service.reasons_tools import Selection, suggest_reasons
+
+# How the same utterances arrive from a call: behind an opening. Deliberately not the openings the
+# index wraps examples in (``service.reasons.CARRIER_PHRASES``), so the spoken figures do not
+# flatter that.
+SPOKEN_OPENINGS = (
+    "hi there um",
+    "yes hello i was hoping you could tell me",
+    "okay so i wanted to ask",
+    "hey i have a question",
+    "uh hi i'm calling about",
+)
+
+
+def spoken_form(texts: Sequence[str]) -> list[str]:
+    """Each text behind one of ``SPOKEN_OPENINGS`` in turn."""
+    return [f"{SPOKEN_OPENINGS[i % len(SPOKEN_OPENINGS)]} {text}" for i, text in enumerate(texts)]
+
 
 # CLINC150's domains outside the pack's own (banking, credit cards): reasons come from some, the
 # unrelated utterances from the rest.
@@ -117,6 +136,8 @@ def accuracy(
     negatives = random.Random(1).sample([t for t, i in clinc["val"] if i in other], 600)
     negatives += [t for t, _ in clinc["oos_val"]]
     left_alone = [m not in shots for m in merged_top(active, runtime.predict(negatives))]
+    spoken = merged_top(active, runtime.predict(spoken_form([text for text, _ in val])))
+    spoken_alone = [m not in shots for m in merged_top(active, runtime.predict(spoken_form(negatives)))]
     _, b77 = d.split_holdout(d.load_banking77(data), 0.1, 13)
     bank = runtime.predict([e.text for e in b77])
     with_reasons = merged_top(active, bank)
@@ -131,6 +152,8 @@ def accuracy(
         "per_turn_accuracy_open_set": float(np.mean([m == t for m, t in zip(merged, truth, strict=True)])),
         "unrelated_utterances": len(negatives),
         "unrelated_left_alone": float(np.mean(left_alone)),
+        "spoken_per_turn_accuracy": float(np.mean([m == t for m, t in zip(spoken, truth, strict=True)])),
+        "spoken_unrelated_left_alone": float(np.mean(spoken_alone)),
         "banking77_holdout": len(b77),
         "banking77_head_alone": float(
             np.mean([p.intent.label == y for p, y in zip(bank, labels, strict=True)])
@@ -220,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--atypicality-weight", type=float, help="atypicality_weight for part 1 (default: the file's)"
     )
     parser.add_argument(
+        "--carrier-pairs", type=int, help="carrier_pairs for part 1 (default: the file's; 0: none)"
+    )
+    parser.add_argument(
         "--domains",
         default=",".join(DOMAINS),
         help=f"comma-separated CLINC domains of part 1's reasons, three of {', '.join(FEWSHOT_DOMAINS)} "
@@ -239,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("ambiguity_margin", args.margin),
             ("example_weight", args.example_weight),
             ("atypicality_weight", args.atypicality_weight),
+            ("carrier_pairs", args.carrier_pairs),
         )
         if value is not None
     }

@@ -109,6 +109,10 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Similarity a turn loses per spread of discriminant distance beyond the examples' typical one
     # (``service.reasons.Atypicality``); 0 turns the penalty off.
     atypicality_weight: float = 1.0
+    # Examples also embedded behind a caller's opening ("hi, I was calling to ask ..."), so that the
+    # discriminant learns such openings as variation within a reason (``service.reasons.carrier_plan``);
+    # 0 turns it off.
+    carrier_pairs: int = 128
 
     def problems(self) -> list[tuple[str, str]]:
         """``(field, problem)`` for every out-of-range value."""
@@ -117,6 +121,8 @@ class MatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             out.append(("similarity_threshold", f"must be between 0 and 1, got {self.similarity_threshold}"))
         if not 0.0 <= self.example_weight <= 0.5:
             out.append(("example_weight", f"must be between 0 and 0.5, got {self.example_weight}"))
+        if not 0 <= self.carrier_pairs <= 5000:
+            out.append(("carrier_pairs", f"must be between 0 and 5000, got {self.carrier_pairs}"))
         if not 0.0 <= self.atypicality_weight <= 5.0:
             out.append(("atypicality_weight", f"must be between 0 and 5, got {self.atypicality_weight}"))
         for name in ("ambiguity_margin", "override_margin", "prototype_margin"):
@@ -269,14 +275,16 @@ class _Loader:
             self.err("", "matching", f"must be a table, got {_kind(raw)}")
             return None
         fields = {f.name: f for f in msgspec.structs.fields(MatchSettings)}
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for key, value in raw.items():
             if key not in fields:
                 self.err("", f"matching.{key}", f"unknown field{did_you_mean(key, list(fields))}")
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 self.err("", f"matching.{key}", f"must be a number, got {_kind(value)}")
+            elif fields[key].type is int and not float(value).is_integer():
+                self.err("", f"matching.{key}", f"must be a whole number, got {value}")
             else:
-                values[key] = float(value)
+                values[key] = int(value) if fields[key].type is int else float(value)
         settings = MatchSettings(**values)
         for name, problem in settings.problems():
             self.err("", f"matching.{name}", problem)

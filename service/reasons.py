@@ -31,8 +31,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -223,12 +225,14 @@ class Discriminant:
     mean_norms: np.ndarray  # (reasons,): each mean's squared length
 
     @classmethod
-    def fit(cls, examples: Sequence[np.ndarray]) -> Discriminant:
-        """From each reason's unit example vectors (rows), in reason order."""
+    def fit(cls, examples: Sequence[np.ndarray], extra: np.ndarray | None = None) -> Discriminant:
+        """From each reason's unit example vectors (rows), in reason order; ``extra``: more
+        within-reason deviations (rows) to learn the covariance from (``CarrierPairs``)."""
         # float32 keeps a large file's deviations at the size of its vectors (a 2,000-example file: 12 MB).
         means = np.stack([rows.mean(axis=0, dtype=np.float64) for rows in examples])
         deviations = np.concatenate(
             [(rows - mean).astype(np.float32) for rows, mean in zip(examples, means, strict=True)]
+            + ([extra.astype(np.float32)] if extra is not None and len(extra) else [])
         )
         n, width = deviations.shape
         total = float(np.square(deviations).sum(dtype=np.float64)) / max(n, 1)
@@ -306,14 +310,39 @@ def _principal(deviations: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarra
 HELD_OUT_FOLDS = 5
 
 
-def held_out_distances(units: np.ndarray, owners: np.ndarray, reasons: int) -> np.ndarray:
+@dataclass(frozen=True)
+class CarrierPairs:
+    """Examples embedded as typed and behind a caller's opening (``carrier_plan``): ``rows`` are the
+    examples' positions in file order, ``deviations`` each pair's within-pair scatter, (wrapped -
+    typed) / sqrt(2): what the pair's two members add to the covariance about their own mean."""
+
+    rows: np.ndarray
+    deviations: np.ndarray
+
+    @classmethod
+    def of(cls, units: np.ndarray, rows: Sequence[int], wrapped: np.ndarray) -> CarrierPairs | None:
+        """From the examples' unit vectors, the wrapped examples' rows and their vectors; None if none."""
+        if not len(rows):
+            return None
+        index = np.asarray(rows, dtype=np.int64)
+        return cls(index, ((unit_rows(wrapped) - units[index]) / math.sqrt(2.0)).astype(np.float32))
+
+    def without(self, held_out: np.ndarray) -> np.ndarray:
+        """The deviations of the pairs whose example is not ``held_out`` (a boolean mask over examples)."""
+        return self.deviations[~held_out[self.rows]]
+
+
+def held_out_distances(
+    units: np.ndarray, owners: np.ndarray, reasons: int, pairs: CarrierPairs | None = None
+) -> np.ndarray:
     """Every example's squared distance to every reason's mean (n, reasons), with the example held out.
 
     The discriminant is refitted ``HELD_OUT_FOLDS`` times, each time without every
-    ``HELD_OUT_FOLDS``-th example of each reason, and those examples are measured
-    by it: an example never shapes the covariance or the mean it is measured
-    against, which would flatter it (in-sample distances come out at about half
-    the held-out ones). A reason with a single example keeps it in every fold.
+    ``HELD_OUT_FOLDS``-th example of each reason (and its carrier pair), and those
+    examples are measured by it: an example never shapes the covariance or the
+    mean it is measured against, which would flatter it (in-sample distances come
+    out at about half the held-out ones). A reason with a single example keeps it
+    in every fold.
     """
     distances = np.zeros((len(units), reasons), dtype=np.float32)
     if reasons == 0:
@@ -327,11 +356,15 @@ def held_out_distances(units: np.ndarray, owners: np.ndarray, reasons: int) -> n
         out = (position % HELD_OUT_FOLDS == fold) & (sizes[owners] > 1)
         if not out.any():
             continue
-        discriminant = Discriminant.fit([units[(owners == index) & ~out] for index in range(reasons)])
+        discriminant = Discriminant.fit(
+            [units[(owners == index) & ~out] for index in range(reasons)],
+            pairs.without(out) if pairs is not None else None,
+        )
         distances[out] = discriminant.distances_many(units[out])
     alone = sizes[owners] == 1  # nothing to hold out: fitted with it
     if alone.any():
-        everyone = Discriminant.fit([units[owners == index] for index in range(reasons)])
+        extra = pairs.deviations if pairs is not None else None
+        everyone = Discriminant.fit([units[owners == index] for index in range(reasons)], extra)
         distances[alone] = everyone.distances_many(units[alone])
     return distances
 
@@ -391,12 +424,14 @@ class Atypicality:
         return self.per_unit * max(0.0, distance - self.typical)
 
 
-def fit_atypicality(units: np.ndarray, owners: np.ndarray, reasons: int, matching: Any) -> Atypicality | None:
+def fit_atypicality(
+    units: np.ndarray, owners: np.ndarray, reasons: int, matching: Any, pairs: CarrierPairs | None = None
+) -> Atypicality | None:
     """``Atypicality`` of a file's unit example vectors (reasons with two or more examples count)."""
     if reasons == 0 or matching.atypicality_weight <= 0.0:
         return None
     counted = np.bincount(owners, minlength=reasons)[owners] > 1
-    distances = held_out_distances(units, owners, reasons)[np.arange(len(units)), owners]
+    distances = held_out_distances(units, owners, reasons, pairs)[np.arange(len(units)), owners]
     similarities = own_similarities(units, owners, reasons, matching.example_weight)
     return Atypicality.fit(distances[counted], similarities[counted], matching.atypicality_weight)
 
@@ -419,8 +454,15 @@ class ReasonIndex:
     def build(
         cls, reasons: ReasonSet, vectors: np.ndarray, prototypes: IntentPrototypes | None = None
     ) -> ReasonIndex:
-        """From the example vectors of every reason, in file order (as ``example_texts`` lists them),
-        and the pack's intent prototypes (``head_similarity`` of a match; None: the head alone)."""
+        """From the vectors of ``indexed_texts`` (every reason's examples in file order, then the
+        carrier-wrapped ones; the examples alone leave the carriers out) and the pack's intent
+        prototypes (``head_similarity`` of a match; None: the head alone)."""
+        count = sum(len(reason.examples) for reason in reasons.reasons)
+        plan = carrier_plan(reasons) if len(vectors) > count else []
+        if len(vectors) != count + len(plan):
+            wanted = count + len(carrier_plan(reasons))
+            raise ValueError(f"expected {count} or {wanted} vectors, got {len(vectors)}")
+        wrapped, vectors = vectors[count:], vectors[:count]
         examples: dict[str, np.ndarray] = {}
         start = 0
         for reason in reasons.reasons:
@@ -428,6 +470,7 @@ class ReasonIndex:
             start += len(reason.examples)
         owners = np.array([i for i, rows in enumerate(examples.values()) for _ in rows], dtype=np.int64)
         units = np.concatenate(list(examples.values())) if examples else np.zeros((0, 1), np.float32)
+        pairs = CarrierPairs.of(units, [row for row, _ in plan], wrapped)
         centroids = (
             unit_rows(np.stack([rows.mean(axis=0) for rows in examples.values()]))
             if examples
@@ -439,9 +482,13 @@ class ReasonIndex:
             examples=examples,
             example_weight=reasons.matching.example_weight,
             texts={reason.id: tuple(reason.examples) for reason in reasons.reasons},
-            discriminant=Discriminant.fit(list(examples.values())) if examples else None,
+            discriminant=(
+                Discriminant.fit(list(examples.values()), pairs.deviations if pairs is not None else None)
+                if examples
+                else None
+            ),
             prototypes=prototypes,
-            atypicality=fit_atypicality(units, owners, len(examples), reasons.matching),
+            atypicality=fit_atypicality(units, owners, len(examples), reasons.matching, pairs),
         )
 
     def similarity(self, reason: int, query: np.ndarray) -> tuple[float, int, float]:
@@ -510,6 +557,39 @@ class ReasonIndex:
 def example_texts(reasons: ReasonSet) -> list[str]:
     """Every example, reason by reason in file order."""
     return [text for reason in reasons.reasons for text in reason.examples]
+
+
+# Openings callers put before their request on the phone. A sample of a file's examples is also
+# embedded behind one of them (``carrier_plan``): typed examples alone cannot show the discriminant
+# that "hi, I was calling to ask ..." says nothing about which reason it is, and a call's turns are
+# full of such openings (their similarity to typed examples falls with every word they add).
+CARRIER_PHRASES = (
+    "hi i was calling to ask",
+    "yeah i wanted to know",
+    "um i was wondering",
+    "hello yes i need to know",
+    "i'm calling because",
+)
+
+
+def carrier_plan(reasons: ReasonSet) -> list[tuple[int, str]]:
+    """``(example row, wrapped text)`` for ``matching.carrier_pairs`` of the file's examples.
+
+    Rows are positions in ``example_texts`` order. Which examples are wrapped, and in
+    which opening, follows from each example's own text (a checksum), so a file always
+    wraps the same ones the same way, and an edit re-embeds only the edited examples'
+    wrapped forms (plus at most one that a new example displaces from the sample).
+    """
+    texts = example_texts(reasons)
+    sums = [zlib.crc32(text.encode("utf-8")) for text in texts]
+    count = min(len(texts), reasons.matching.carrier_pairs)
+    rows = sorted(sorted(range(len(texts)), key=lambda row: (sums[row], row))[:count])
+    return [(row, f"{CARRIER_PHRASES[sums[row] % len(CARRIER_PHRASES)]} {texts[row]}") for row in rows]
+
+
+def indexed_texts(reasons: ReasonSet) -> list[str]:
+    """What a reasons file's index embeds: its examples (``example_texts``), then the carrier-wrapped ones."""
+    return example_texts(reasons) + [text for _, text in carrier_plan(reasons)]
 
 
 # --- the active reasons ------------------------------------------------------
@@ -632,7 +712,7 @@ class ReasonSource:
             return replace(active, index=None, status="pending")
         if not embedder.available:
             return replace(active, index=None, status="unavailable", detail=NO_EMBEDDING)
-        vectors, fresh = self._cache.embed(embedder.key, example_texts(active.reasons), embedder)
+        vectors, fresh = self._cache.embed(embedder.key, indexed_texts(active.reasons), embedder)
         if fresh:
             _log.info("reasons examples embedded", extra={"texts": fresh, "source": active.source})
         index = ReasonIndex.build(active.reasons, vectors, embedder.prototypes)

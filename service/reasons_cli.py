@@ -114,7 +114,7 @@ def _progress(total: int, desc: str, disable: bool) -> Callable[[Iterable[int]],
 
 def run_check(args: argparse.Namespace) -> int:
     """``switchboard reasons check FILE``."""
-    from service.reasons import example_texts
+    from service.reasons import indexed_texts
     from service.reasons_tools import check_reasons, format_check
 
     try:
@@ -137,7 +137,7 @@ def run_check(args: argparse.Namespace) -> int:
     if not embedder.available:
         print(f"switchboard reasons check: {NO_EMBEDDING.format(pack=pack_dir)}", file=sys.stderr)
         return 2
-    total = len(example_texts(reasons))
+    total = len(indexed_texts(reasons))
     progress = _progress(total, "embedding examples", args.no_progress)
     report = check_reasons(reasons, embedder, progress)
     print(format_check(report, reasons))
@@ -153,7 +153,7 @@ def run_suggest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from service.reasons import ActiveReasons, ReasonIndex, example_texts
+    from service.reasons import ActiveReasons, ReasonIndex, indexed_texts
     from service.reasons_tools import format_suggestions, select_unclear, suggest_reasons
 
     try:
@@ -179,7 +179,7 @@ def run_suggest(args: argparse.Namespace) -> int:
         return 2
     active = None
     if reasons.reasons:
-        vectors = embedder(example_texts(reasons))
+        vectors = embedder(indexed_texts(reasons))
         active = ActiveReasons(
             reasons=reasons,
             index=ReasonIndex.build(reasons, vectors, embedder.prototypes),

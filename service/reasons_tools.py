@@ -48,10 +48,13 @@ from service.reasons import (
     HELD_OUT_FOLDS,
     ActiveReasons,
     Atypicality,
+    CarrierPairs,
     Embedder,
     blended,
+    carrier_plan,
     example_texts,
     held_out_distances,
+    indexed_texts,
     own_similarities,
     unit_rows,
 )
@@ -138,7 +141,8 @@ def check_reasons(
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> CheckReport:
     """Measure ``reasons`` with the pack behind ``embedder`` (see the module doc)."""
-    texts = example_texts(reasons)
+    texts = indexed_texts(reasons)
+    examples = len(example_texts(reasons))
     vectors: list[np.ndarray] = []
     heads: list[list[tuple[str, float]]] = []
     steps = range(0, len(texts), 64)
@@ -150,7 +154,7 @@ def check_reasons(
         vectors.append(unit_rows(np.asarray([p.embedding for p in predictions], dtype=np.float32)))
         heads += [list(p.intent.alternatives) for p in predictions]
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
-    return analyse(reasons, matrix, heads, embedder.prototypes)
+    return analyse(reasons, matrix[:examples], heads[:examples], embedder.prototypes, matrix[examples:])
 
 
 def held_out_picks(units: np.ndarray, owners: np.ndarray, reasons: int) -> np.ndarray:
@@ -164,9 +168,11 @@ def analyse(
     vectors: np.ndarray,
     heads: Sequence[Sequence[tuple[str, float]]],
     prototypes: IntentPrototypes | None = None,
+    wrapped: np.ndarray | None = None,
 ) -> CheckReport:
     """``check_reasons`` on already computed example vectors and intent-head outputs (in file order);
-    with the pack's intent ``prototypes`` the merge weighs the head's intent as serving does."""
+    with the pack's intent ``prototypes`` the merge weighs the head's intent as serving does, and with
+    the vectors of the carrier-wrapped examples (``carrier_plan``) the discriminant learns from them."""
     ids = list(reasons.ids)
     owners = np.array([i for i, r in enumerate(reasons.reasons) for _ in r.examples], dtype=np.int64)
     sums = np.stack([vectors[owners == i].sum(axis=0) for i in range(len(ids))]) if ids else vectors[:0]
@@ -180,7 +186,9 @@ def analyse(
     gram = units @ units.T
     np.fill_diagonal(gram, -np.inf)
     starts = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64) if ids else np.zeros(0, np.int64)
-    distances = held_out_distances(units, owners, len(ids))
+    plan = carrier_plan(reasons) if wrapped is not None else []
+    pairs = CarrierPairs.of(units, [row for row, _ in plan], wrapped) if wrapped is not None else None
+    distances = held_out_distances(units, owners, len(ids), pairs)
     picks = np.argsort(distances, axis=1)
     picked = picks[:, 0] if ids else np.zeros(len(vectors), dtype=np.int64)
     counted = counts[owners] > 1

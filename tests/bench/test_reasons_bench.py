@@ -30,3 +30,14 @@ def test_domains_outside_the_few_shot_set_are_refused_before_the_pack_loads(
         main(["--accuracy-only", "--domains", "banking,travel", "--pack", "/nonexistent"])
     assert exit_info.value.code == 2
     assert "--domains: banking; choose from travel" in capsys.readouterr().err
+
+
+def test_spoken_form_puts_each_utterance_behind_an_opening_the_index_never_saw() -> None:
+    from bench.reasons import SPOKEN_OPENINGS, spoken_form
+    from service.reasons import CARRIER_PHRASES
+
+    assert spoken_form(["what are your hours", "is it open"]) == [
+        f"{SPOKEN_OPENINGS[0]} what are your hours",
+        f"{SPOKEN_OPENINGS[1]} is it open",
+    ]
+    assert not set(SPOKEN_OPENINGS) & set(CARRIER_PHRASES)  # the spoken figures must not flatter

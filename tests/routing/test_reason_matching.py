@@ -268,6 +268,16 @@ def test_closer_to_the_reason_compares_plain_cosines_not_the_atypicality_penalty
     ] == ("card_about_to_expire")
 
 
+def test_carrier_pairs_must_be_a_whole_number_in_range() -> None:
+    for value, problem in (("6.5", "whole number"), ("-1", "between 0 and 5000")):
+        errors = errors_of(
+            reasons_text('id = "x"\ncategory = "branches"', matching=f"[matching]\ncarrier_pairs = {value}\n")
+        )
+        assert any("carrier_pairs" in error and problem in error for error in errors), errors
+    text = reasons_text('id = "x"\ncategory = "branches"', matching="[matching]\ncarrier_pairs = 64\n")
+    assert load_reasons(text).matching.carrier_pairs == 64
+
+
 def test_the_atypicality_weight_is_validated() -> None:
     errors = errors_of(
         reasons_text('id = "x"\ncategory = "branches"', matching="[matching]\natypicality_weight = -1\n")

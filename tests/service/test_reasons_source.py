@@ -29,17 +29,21 @@ from service.analysis import Analyzer
 from service.metrics import Metrics
 from service.policy_source import PolicySource
 from service.reasons import (
+    CARRIER_PHRASES,
     HELD_OUT_FOLDS,
     SHRINKAGE,
     ActiveReasons,
     Atypicality,
+    CarrierPairs,
     Discriminant,
     EmbeddingCache,
     ReasonIndex,
     ReasonSource,
+    carrier_plan,
     default_reasons_text,
     example_texts,
     held_out_distances,
+    indexed_texts,
     unit_rows,
 )
 from service.schemas import AnalyzeRequest, TurnIn
@@ -147,6 +151,52 @@ def test_distances_of_many_queries_are_the_distances_of_each() -> None:
     queries = unit_rows(rng.normal(size=(9, 12)))
     each = np.stack([discriminant.distances(query) for query in queries])
     assert discriminant.distances_many(queries, chunk=4) == pytest.approx(each, rel=1e-4, abs=1e-4)
+
+
+def test_carrier_plan_wraps_a_stable_sample_of_the_examples_in_callers_openings() -> None:
+    reasons = load_reasons(BRANCHES)
+    plan = carrier_plan(reasons)
+    texts = example_texts(reasons)
+    assert [row for row, _ in plan] == list(range(10))  # ten examples, at most 128 wrapped: all
+    for row, wrapped in plan:
+        opening = wrapped[: -len(texts[row]) - 1]
+        assert opening in CARRIER_PHRASES and wrapped.endswith(" " + texts[row])
+    assert indexed_texts(reasons) == texts + [wrapped for _, wrapped in plan]
+    few = load_reasons(BRANCHES.replace("= 0.55", "= 0.55\ncarrier_pairs = 3"))
+    assert len(carrier_plan(few)) == 3 and carrier_plan(few) == carrier_plan(few)
+    assert carrier_plan(load_reasons(BRANCHES.replace("= 0.55", "= 0.55\ncarrier_pairs = 0"))) == []
+    # Each example keeps its opening whatever else the file holds: an edit re-embeds only what changed.
+    grown = load_reasons(BRANCHES.replace('"branch hours today"', '"branch hours today", "open late?"'))
+    kept = {text for _, text in carrier_plan(grown)}
+    assert {text for _, text in plan} < kept
+
+
+def test_carrier_pairs_teach_the_discriminant_that_an_opening_is_no_reason() -> None:
+    rng = np.random.default_rng(6)
+    groups = [unit_rows(rng.normal(size=(8, 16)) + 3 * rng.normal(size=16)) for _ in range(3)]
+    opening = unit_rows(rng.normal(size=(1, 16)))[0]
+    units = np.concatenate(groups)
+    wrapped = unit_rows(units[:12] + 0.8 * opening)
+    pairs = CarrierPairs.of(units, list(range(12)), wrapped)
+    assert pairs is not None and pairs.deviations.shape == (12, 16)
+    assert pairs.deviations[0] == pytest.approx((wrapped[0] - units[0]) / np.sqrt(2), abs=1e-6)
+    plain, taught = Discriminant.fit(groups), Discriminant.fit(groups, pairs.deviations)
+    turn = unit_rows((groups[1].mean(axis=0) + 0.8 * opening)[None, :])[0]  # reason 1, behind the opening
+    assert taught.distances(turn)[1] < plain.distances(turn)[1]
+    # a fold leaves out the pairs of the examples it holds out
+    held_out = np.zeros(len(units), dtype=bool)
+    held_out[[0, 5]] = True
+    assert len(pairs.without(held_out)) == 10
+
+
+def test_the_index_takes_the_examples_alone_or_with_their_wrapped_forms() -> None:
+    reasons = load_reasons(BRANCHES)
+    typed = np.stack([bag(t) for t in example_texts(reasons)])
+    both = np.stack([bag(t) for t in indexed_texts(reasons)])
+    assert ReasonIndex.build(reasons, both).match(bag("is the branch open today")) is not None
+    assert ReasonIndex.build(reasons, typed).match(bag("is the branch open today")) is not None
+    with pytest.raises(ValueError, match="expected 10 or 20 vectors, got 15"):
+        ReasonIndex.build(reasons, both[:15])
 
 
 def test_held_out_distances_measure_each_example_with_a_fit_without_it() -> None:
@@ -284,7 +334,8 @@ async def test_hot_reload_embeds_only_new_examples_and_a_bad_file_keeps_the_old_
     embedder = FakeEmbedder()
     source.attach(embedder)
     before = source.active
-    assert before.status == "active" and len(embedder.embedded) == 10
+    # the ten examples and, wrapped in a caller's opening, each of them again (``carrier_plan``)
+    assert before.status == "active" and len(embedder.embedded) == 20
     assert await source.reload_if_modified() is False  # unchanged file: nothing to do
 
     path.write_text(
@@ -292,7 +343,9 @@ async def test_hot_reload_embeds_only_new_examples_and_a_bad_file_keeps_the_old_
     )
     bump_mtime(path)
     assert await source.reload_if_modified() is True
-    assert embedder.calls[-1] == ["are branches open late"]  # the cache had the other ten
+    # the cache had the other ten and their wrapped forms: only the new example, typed and wrapped
+    (wrapped,) = [text for row, text in carrier_plan(source.reasons) if row == 5]
+    assert embedder.calls[-1] == ["are branches open late", wrapped]
     assert len(source.reasons.reason("branch_hours").examples) == 6  # type: ignore[union-attr]
     good = source.active
 
@@ -681,5 +734,6 @@ def test_the_default_reasons_hear_callers(default_reasons: tuple[Any, ReasonSour
     examples written as chat; the default file has spoken examples too."""
     right = right_per_reason(default_reasons, SPOKEN_REQUESTS)
     # Measured: 15 of 19 on pack 2.2 (12 before the file had spoken examples), 14 on pack 2.3, 19 on
-    # pack 2.3.1 with the atypicality penalty and its lower threshold (14 without).
+    # pack 2.3.1 with the atypicality penalty and its lower threshold (14 without), with or without
+    # the carrier pairs.
     assert sum(right.values()) >= 17, right

@@ -248,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--domains",
         default=",".join(DOMAINS),
-        help=f"comma-separated CLINC domains of part 1's reasons, three of {', '.join(FEWSHOT_DOMAINS)} "
-        "(default: the three the issue names); the unrelated utterances come from the other five",
+        help=f"comma-separated CLINC domains of part 1's reasons, from {', '.join(FEWSHOT_DOMAINS)} "
+        "(default: the three the issue names); the unrelated utterances come from the rest",
     )
     parser.add_argument("--accuracy-only", action="store_true", help="only part 1 (for a threshold sweep)")
     parser.add_argument(

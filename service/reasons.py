@@ -329,6 +329,15 @@ class CarrierPairs:
         index = np.asarray(rows, dtype=np.int64)
         return cls(index, ((unit_rows(wrapped) - units[index]) / math.sqrt(2.0)).astype(np.float32))
 
+    @classmethod
+    def of_file(
+        cls, reasons: ReasonSet, units: np.ndarray, wrapped: np.ndarray | None
+    ) -> CarrierPairs | None:
+        """The pairs of ``carrier_plan(reasons)``, given the vectors of its wrapped texts (None: none)."""
+        if wrapped is None:
+            return None
+        return cls.of(units, [row for row, _ in carrier_plan(reasons)], wrapped)
+
     def without(self, held_out: np.ndarray) -> np.ndarray:
         """The deviations of the pairs whose example is not ``held_out`` (a boolean mask over examples)."""
         return self.deviations[~held_out[self.rows]]
@@ -343,8 +352,8 @@ def held_out_distances(
     ``HELD_OUT_FOLDS``-th example of each reason (and its carrier pair), and those
     examples are measured by it: an example never shapes the covariance or the
     mean it is measured against, which would flatter it (in-sample distances come
-    out at about half the held-out ones). A reason with a single example keeps it
-    in every fold.
+    out smaller than a new turn's). A reason with a single example keeps it in
+    every fold.
     """
     distances = np.zeros((len(units), reasons), dtype=np.float32)
     if reasons == 0:
@@ -427,13 +436,21 @@ class Atypicality:
 
 
 def fit_atypicality(
-    units: np.ndarray, owners: np.ndarray, reasons: int, matching: Any, pairs: CarrierPairs | None = None
+    units: np.ndarray,
+    owners: np.ndarray,
+    reasons: int,
+    matching: Any,
+    pairs: CarrierPairs | None = None,
+    held_out: np.ndarray | None = None,
 ) -> Atypicality | None:
-    """``Atypicality`` of a file's unit example vectors (reasons with two or more examples count)."""
+    """``Atypicality`` of a file's unit example vectors (reasons with two or more examples count);
+    ``held_out``: their ``held_out_distances`` when the caller has them already."""
     if reasons == 0 or matching.atypicality_weight <= 0.0:
         return None
     counted = np.bincount(owners, minlength=reasons)[owners] > 1
-    distances = held_out_distances(units, owners, reasons, pairs)[np.arange(len(units)), owners]
+    if held_out is None:
+        held_out = held_out_distances(units, owners, reasons, pairs)
+    distances = held_out[np.arange(len(units)), owners]
     similarities = own_similarities(units, owners, reasons, matching.example_weight)
     return Atypicality.fit(distances[counted], similarities[counted], matching.atypicality_weight)
 
@@ -460,11 +477,11 @@ class ReasonIndex:
         carrier-wrapped ones; the examples alone leave the carriers out) and the pack's intent
         prototypes (``head_similarity`` of a match; None: the head alone)."""
         count = sum(len(reason.examples) for reason in reasons.reasons)
-        plan = carrier_plan(reasons) if len(vectors) > count else []
-        if len(vectors) != count + len(plan):
-            wanted = count + len(carrier_plan(reasons))
+        wanted = count + len(carrier_plan(reasons))
+        if len(vectors) not in (count, wanted):
             raise ValueError(f"expected {count} or {wanted} vectors, got {len(vectors)}")
-        wrapped, vectors = vectors[count:], vectors[:count]
+        wrapped = vectors[count:] if len(vectors) > count else None
+        vectors = vectors[:count]
         examples: dict[str, np.ndarray] = {}
         start = 0
         for reason in reasons.reasons:
@@ -472,7 +489,7 @@ class ReasonIndex:
             start += len(reason.examples)
         owners = np.array([i for i, rows in enumerate(examples.values()) for _ in rows], dtype=np.int64)
         units = np.concatenate(list(examples.values())) if examples else np.zeros((0, 1), np.float32)
-        pairs = CarrierPairs.of(units, [row for row, _ in plan], wrapped)
+        pairs = CarrierPairs.of_file(reasons, units, wrapped)
         centroids = (
             unit_rows(np.stack([rows.mean(axis=0) for rows in examples.values()]))
             if examples

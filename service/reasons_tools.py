@@ -47,15 +47,13 @@ from routing.taxonomy import OUT_OF_SCOPE
 from service.reasons import (
     HELD_OUT_FOLDS,
     ActiveReasons,
-    Atypicality,
     CarrierPairs,
     Embedder,
     blended,
-    carrier_plan,
     example_texts,
+    fit_atypicality,
     held_out_distances,
     indexed_texts,
-    own_similarities,
     unit_rows,
 )
 
@@ -186,21 +184,11 @@ def analyse(
     gram = units @ units.T
     np.fill_diagonal(gram, -np.inf)
     starts = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64) if ids else np.zeros(0, np.int64)
-    plan = carrier_plan(reasons) if wrapped is not None else []
-    pairs = CarrierPairs.of(units, [row for row, _ in plan], wrapped) if wrapped is not None else None
+    pairs = CarrierPairs.of_file(reasons, units, wrapped)
     distances = held_out_distances(units, owners, len(ids), pairs)
     picks = np.argsort(distances, axis=1)
     picked = picks[:, 0] if ids else np.zeros(len(vectors), dtype=np.int64)
-    counted = counts[owners] > 1
-    atypicality = (
-        Atypicality.fit(
-            distances[np.arange(len(units)), owners][counted],
-            own_similarities(units, owners, len(ids), weight)[counted],
-            reasons.matching.atypicality_weight,
-        )
-        if ids
-        else None
-    )
+    atypicality = fit_atypicality(units, owners, len(ids), reasons.matching, pairs, distances)
 
     def penalty(row: int, reason: int) -> float:
         return atypicality.penalty(float(distances[row, reason])) if atypicality is not None else 0.0

@@ -1,11 +1,11 @@
-"""``python -m bench <runtime|packs|http|faults|routing|suite|reasons|insights> [options]``: run one
-benchmark's ``main``.
+"""``python -m bench <name> [options]``: run one benchmark's ``main`` (names: ``BENCHES``).
 
 ``packs`` times two or more model packs against each other in one process (``bench/packs.py``);
 
 ``suite`` builds the default policy's test suite (``bench/build_suite.py``);
 ``routing`` reports the decision quality measured on it (``bench/routing.py``);
 ``reasons`` measures custom contact reasons with the real pack (``bench/reasons.py``);
+``introductions`` measures callers' self-introductions against the intent head (``bench/introductions.py``);
 ``insights`` times ``GET /v1/insights`` over 10,000 conversations with outcomes (``bench/insights.py``);
 ``faults`` counts lost / duplicated / 5xx answers under crashes, outages and attacks (``bench/faults.py``).
 """
@@ -25,6 +25,7 @@ BENCHES = {
     "suite": "bench.build_suite",
     "reasons": "bench.reasons",
     "insights": "bench.insights",
+    "introductions": "bench.introductions",
 }
 
 

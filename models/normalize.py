@@ -5,7 +5,8 @@ meant to read literally: tags such as ``[noise]`` or ``<unk>``, cut-off words
 (``ca~``, ``th-``), fillers (``um``, ``uh``), backchannels (``mm hmm``,
 ``okay``), spoken digit runs ("seven zero zero"), tweet handles and links;
 a turn that only apologises or asks to repeat (``sorry?``, ``excuse me``, ``sorry, could you
-repeat that?``) is not lexical either.
+repeat that?``) is not lexical either; a caller's self-introduction before a request ("hi, my
+name is Rob and I ...") is left out of what the classifiers read.
 ``normalize`` removes or canonicalises all of them and says whether anything
 lexical is left. A turn with no lexical content (``lexical=False``) carries no
 sentiment, no emotion and no contact-reason evidence: the runtime reports it
@@ -117,6 +118,128 @@ _REPAIR = re.compile(
 )
 GREETINGS = frozenset(
     ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
+)
+
+# Self-introductions open most calls ("hi, my name is Rob Smith and I ...", "this is Sue calling
+# about ..."): they give a name, state no need and no mood, yet every head reads them. Behind "hi my
+# name is <name> and", Banking77's held-out requests kept the intent of the bare request only 91% of
+# the time. Only unambiguous forms are dropped: "my name is"/"my name's" and "this is <name>
+# calling/speaking/here" ("this is ridiculous" must stay), and only when a request follows.
+_INTRO_LEADS = GREETINGS | BACKCHANNELS | frozenset(["yes", "and", "well", "so"])
+_CALLING = frozenset(["calling", "speaking", "here"])
+# Words that cannot be (part of) the name: where the name must end or the phrase is not an introduction
+# ("my name is spelled wrong", "my name is on the account").
+_NOT_NAMES = frozenset(
+    [
+        "i",
+        "i'm",
+        "im",
+        "i've",
+        "ive",
+        "i'd",
+        "id",
+        "i'll",
+        "me",
+        "my",
+        "mine",
+        "we",
+        "we're",
+        "our",
+        "you",
+        "your",
+        "it",
+        "it's",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "and",
+        "but",
+        "so",
+        "or",
+        "because",
+        "calling",
+        "call",
+        "called",
+        "from",
+        "speaking",
+        "here",
+        "there",
+        "is",
+        "are",
+        "was",
+        "were",
+        "am",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "can",
+        "could",
+        "would",
+        "will",
+        "should",
+        "may",
+        "might",
+        "must",
+        "need",
+        "needs",
+        "want",
+        "wanted",
+        "like",
+        "just",
+        "also",
+        "the",
+        "a",
+        "an",
+        "to",
+        "with",
+        "about",
+        "for",
+        "on",
+        "in",
+        "at",
+        "of",
+        "by",
+        "as",
+        "um",
+        "uh",
+        "please",
+        "thanks",
+        "thank",
+        "hi",
+        "hello",
+        "hey",
+        "yes",
+        "yeah",
+        "no",
+        "not",
+        "never",
+        "okay",
+        "ok",
+        "regarding",
+        "wrong",
+        "spelled",
+        "misspelled",
+        "incorrect",
+        "different",
+        "changed",
+        "missing",
+        "showing",
+        "listed",
+        "still",
+        "already",
+        "now",
+        "incorrectly",
+        "correct",
+        "right",
+    ]
 )
 
 _UNITS = {
@@ -264,6 +387,41 @@ def _drop_apologies(words: list[str]) -> list[str]:
     return words
 
 
+def _is_name_word(token: str) -> bool:
+    return token.isalpha() and token.lower() not in _NOT_NAMES
+
+
+def _drop_introduction(tokens: list[str]) -> list[str]:
+    """``tokens`` without a leading self-introduction (see ``_NOT_NAMES`` above); unchanged when
+    there is none or when nothing but greetings would be left (the turn *is* an introduction)."""
+    lowered = [t.lower().replace("’", "'") for t in tokens]
+    start = 0
+    while start < len(tokens) and (lowered[start] in _INTRO_LEADS or lowered[start] in ",.!"):
+        start += 1
+    end = 0
+    if lowered[start : start + 3] == ["my", "name", "is"] or lowered[start : start + 2] == ["my", "name's"]:
+        name = start + (3 if lowered[start + 1] == "name" else 2)
+        if name < len(tokens) and _is_name_word(tokens[name]):
+            end = name + 1
+            if end < len(tokens) and _is_name_word(tokens[end]):
+                end += 1  # a surname
+    elif (
+        lowered[start : start + 2] == ["this", "is"]
+        and start + 3 < len(tokens)
+        and _is_name_word(tokens[start + 2])
+        and lowered[start + 3] in _CALLING
+    ):
+        end = start + 3
+    if not end:
+        return tokens
+    while end < len(tokens) and (lowered[end] in ",.!" or lowered[end] == "and"):
+        end += 1
+    rest = lowered[end:]
+    if not any(w.isalpha() and w not in _INTRO_LEADS | _CALLING and w not in _GLUE for w in rest):
+        return tokens
+    return tokens[:start] + tokens[end:]
+
+
 def normalize(text: str) -> Normalized:
     """Canonical text for the classifiers plus whether the turn has lexical content.
 
@@ -287,6 +445,7 @@ def normalize(text: str) -> Normalized:
         compact.append(token)
     while compact and compact[0] in ",;.":
         compact.pop(0)
+    compact = _drop_introduction(compact)
     words = _drop_apologies([t.lower().replace("’", "'") for t in compact if t[0].isalnum()])
     said = " ".join(w for w in words if w not in BACKCHANNELS)
     repeat_request = bool(said) and _REPAIR.match(said) is not None

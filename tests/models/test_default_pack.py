@@ -118,6 +118,14 @@ def test_non_lexical_turns_are_neutral_and_quiet(runtime: Runtime, text: str) ->
     assert set(result.emotion.labels) <= {"neutral"}  # the "neutral" emotion label is no emotion
 
 
+def test_a_callers_self_introduction_does_not_reach_the_model(runtime: Runtime) -> None:
+    introduced, bare = runtime.predict(
+        ["hi my name is rob and i want to cancel my card", "hi i want to cancel my card"]
+    )
+    assert introduced.intent == bare.intent and introduced.sentiment == bare.sentiment
+    assert introduced.act.label == "reason"
+
+
 def test_acts_of_typical_turns(runtime: Runtime) -> None:
     reason, closing, greeting = runtime.predict(
         ["I need to check my account balance", "no that's all, thank you so much", "hello there"]

@@ -138,3 +138,34 @@ def test_greetings_are_marked_only_when_nothing_else_is_said() -> None:
 def test_normalize_is_idempotent_on_clean_text() -> None:
     text = "How do I track my card?"
     assert normalize(normalize(text).text) == normalize(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hi my name is rob and i lost my card", "hi i lost my card"),
+        ("Hello, my name is Rob Smith. I lost my card", "Hello, I lost my card"),
+        ("um hi my name is [noise] sarah and uh i need to order checks", "hi i need to order checks"),
+        ("my name's bob and my card is blocked", "my card is blocked"),
+        ("yes hi this is sue calling about my loan", "yes hi calling about my loan"),
+    ],
+)
+def test_a_self_introduction_before_a_request_is_dropped(text: str, expected: str) -> None:
+    assert normalize(text).text == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my name is spelled wrong on my card",  # the name is the request
+        "my name is on the account",
+        "how do i change my name",
+        "hi this is ridiculous i want a refund",  # "this is" without "calling" is not an introduction
+        "this is rob can you help",
+        "hi my name is rob smith",  # nothing but the introduction: it stays (an inform turn)
+        "this is sue speaking",
+        "my name is brad",
+    ],
+)
+def test_turns_that_are_not_an_introduction_before_a_request_are_unchanged(text: str) -> None:
+    assert normalize(text).text == text

@@ -3,7 +3,9 @@
 Most calls open with a name ("hi, my name is Rob and I ..."), which states no need,
 yet the model reads it. On Banking77's held-out 10% (the model card's split) the
 benchmark puts each request, lower-cased without end punctuation as speech-to-text
-sends it, behind ``hi my name is <name> and`` and behind a plain ``hi and``
+sends it, behind ``hi my name is <name> and``, behind ``yes hi this is <name>`` (dropped only
+for a word that can only be a name, ``models.names``; nine of the twelve ``NAMES`` are also words) and
+behind a plain ``hi and``
 (a control: an opening without a name), and reports the intent accuracy and the
 share of turns that keep the bare request's intent, with the transcript
 normalisation dropping the introduction (``models.normalize``, the default) and
@@ -55,6 +57,7 @@ def measure(runtime: Runtime, texts: Sequence[str], labels: Sequence[str]) -> di
         "hi my name is <name> and": [
             f"hi my name is {NAMES[i % len(NAMES)]} and {t}" for i, t in enumerate(bare)
         ],
+        "yes hi this is <name>": [f"yes hi this is {NAMES[i % len(NAMES)]} {t}" for i, t in enumerate(bare)],
     }
     reference = [p.intent.label for p in runtime.predict(bare)]
     out: dict[str, Any] = {}

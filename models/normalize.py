@@ -6,7 +6,7 @@ meant to read literally: tags such as ``[noise]`` or ``<unk>``, cut-off words
 ``okay``), spoken digit runs ("seven zero zero"), tweet handles and links;
 a turn that only apologises or asks to repeat (``sorry?``, ``excuse me``, ``sorry, could you
 repeat that?``) is not lexical either; a caller's self-introduction before a request ("hi, my
-name is Rob and I ...") is left out of what the classifiers read.
+name is Rob and I ...", "this is Sue calling about ...") is left out of what the classifiers read.
 ``normalize`` removes or canonicalises all of them and says whether anything
 lexical is left. A turn with no lexical content (``lexical=False``) carries no
 sentiment, no emotion and no contact-reason evidence: the runtime reports it
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from models.names import FIRST_NAMES
 
 # [noise] [laughter] <unk> <noise> ((inaudible)) {breath} and a closed list of
 # parenthesised stage directions; never ordinary parentheses.
@@ -121,10 +123,12 @@ GREETINGS = frozenset(
 )
 
 # Self-introductions open most calls ("hi, my name is Rob Smith and I ...", "this is Sue calling
-# about ..."): they give a name, state no need and no mood, yet every head reads them. Behind "hi my
-# name is <name> and", Banking77's held-out requests kept the intent of the bare request only 91% of
-# the time. Only unambiguous forms are dropped: "my name is"/"my name's" and "this is <name>
-# calling/speaking/here" ("this is ridiculous" must stay), and only when a request follows.
+# about ...", "hi, I'm Sarah, I ..."): they give a name, state no need and no mood, yet every head
+# reads them (``python -m bench introductions``). Only unambiguous forms are dropped, and only when
+# a request follows: "my name is"/"my name's" <name>; "this is", "I'm", "it's" followed by a word
+# that can only be a first name (``models.names``) or by <name> calling/speaking/here ("this is
+# ridiculous", "I'm frank with you" stay).
+_NAMED_BY = (("this", "is"), ("i'm",), ("im",), ("i", "am"), ("it's",), ("its",))
 _INTRO_LEADS = GREETINGS | BACKCHANNELS | frozenset(["yes", "and", "well", "so"])
 _CALLING = frozenset(["calling", "speaking", "here"])
 # Words that cannot be (part of) the name: where the name must end or the phrase is not an introduction
@@ -405,13 +409,18 @@ def _drop_introduction(tokens: list[str]) -> list[str]:
             end = name + 1
             if end < len(tokens) and _is_name_word(tokens[end]):
                 end += 1  # a surname
-    elif (
-        lowered[start : start + 2] == ["this", "is"]
-        and start + 3 < len(tokens)
-        and _is_name_word(tokens[start + 2])
-        and lowered[start + 3] in _CALLING
-    ):
-        end = start + 3
+    else:
+        for lead in _NAMED_BY:
+            name = start + len(lead)
+            if tuple(lowered[start:name]) != lead or name >= len(tokens) or not _is_name_word(tokens[name]):
+                continue
+            if lowered[name] in FIRST_NAMES:
+                end = name + 1
+                if end < len(tokens) and _is_name_word(tokens[end]) and lowered[end] not in FIRST_NAMES:
+                    end += 1  # a surname (not a second caller's name)
+            elif name + 1 < len(tokens) and lowered[name + 1] in _CALLING:
+                end = name + 1
+            break
     if not end:
         return tokens
     while end < len(tokens) and (lowered[end] in ",.!" or lowered[end] == "and"):

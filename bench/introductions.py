@@ -1,15 +1,15 @@
-"""``python -m bench introductions``: callers' self-introductions against the intent head.
+"""``python -m bench introductions``: callers' openings against the intent head.
 
-Most calls open with a name ("hi, my name is Rob and I ..."), which states no need,
-yet the model reads it. On Banking77's held-out 10% (the model card's split) the
-benchmark puts each request, lower-cased without end punctuation as speech-to-text
-sends it, behind ``hi my name is <name> and``, behind ``yes hi this is <name>`` (dropped only
-for a word that can only be a name, ``models.names``; nine of the twelve ``NAMES`` are also words) and
-behind a plain ``hi and``
-(a control: an opening without a name), and reports the intent accuracy and the
-share of turns that keep the bare request's intent, with the transcript
-normalisation dropping the introduction (``models.normalize``, the default) and
-without it (the usual alternative: the text as sent).
+Most calls open with a name or a pleasantry ("hi, my name is Rob and I ...", "good thanks,
+how are you? I ..."), which state no need, yet the model reads them. On Banking77's held-out
+10% (the model card's split) the benchmark puts each request, lower-cased without end
+punctuation as speech-to-text sends it, behind ``hi my name is <name> and``, behind ``yes hi
+this is <name>`` (dropped only for a word that can only be a name, ``models.names``; nine of
+the twelve ``NAMES`` are also words), behind two pleasantries (``hi how are you doing today``,
+``i'm good thanks how are you``) and behind a plain ``hi and`` (a control: an opening that says
+nothing), and reports the intent accuracy and the share of turns that keep the bare request's
+intent, with the transcript normalisation dropping the opening (``models.normalize``, the
+default) and without it (the usual alternative: the text as sent).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ NAMES = ("rob", "bill", "sue", "mark", "john", "grace", "will", "june", "april",
 
 @contextlib.contextmanager
 def introductions_kept() -> Iterator[None]:
-    """Normalisation as it was before introductions were dropped (for the comparison only)."""
+    """Normalisation as it was before openings were dropped (for the comparison only)."""
     original = normalize_module._drop_introduction
     normalize_module._drop_introduction = lambda tokens: tokens
     try:
@@ -58,6 +58,8 @@ def measure(runtime: Runtime, texts: Sequence[str], labels: Sequence[str]) -> di
             f"hi my name is {NAMES[i % len(NAMES)]} and {t}" for i, t in enumerate(bare)
         ],
         "yes hi this is <name>": [f"yes hi this is {NAMES[i % len(NAMES)]} {t}" for i, t in enumerate(bare)],
+        "hi how are you doing today": [f"hi how are you doing today {t}" for t in bare],
+        "i'm good thanks how are you": [f"i'm good thanks how are you {t}" for t in bare],
     }
     reference = [p.intent.label for p in runtime.predict(bare)]
     out: dict[str, Any] = {}

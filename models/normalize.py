@@ -5,8 +5,9 @@ meant to read literally: tags such as ``[noise]`` or ``<unk>``, cut-off words
 (``ca~``, ``th-``), fillers (``um``, ``uh``), backchannels (``mm hmm``,
 ``okay``), spoken digit runs ("seven zero zero"), tweet handles and links;
 a turn that only apologises or asks to repeat (``sorry?``, ``excuse me``, ``sorry, could you
-repeat that?``) is not lexical either; a caller's self-introduction before a request ("hi, my
-name is Rob and I ...", "this is Sue calling about ...") is left out of what the classifiers read.
+repeat that?``) is not lexical either; a caller's self-introduction or pleasantry before a request
+("hi, my name is Rob and I ...", "this is Sue calling about ...", "good thanks, how are you? I
+...") is left out of what the classifiers read.
 ``normalize`` removes or canonicalises all of them and says whether anything
 lexical is left. A turn with no lexical content (``lexical=False``) carries no
 sentiment, no emotion and no contact-reason evidence: the runtime reports it
@@ -122,15 +123,51 @@ GREETINGS = frozenset(
     ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
 )
 
-# Self-introductions open most calls ("hi, my name is Rob Smith and I ...", "this is Sue calling
-# about ...", "hi, I'm Sarah, I ..."): they give a name, state no need and no mood, yet every head
-# reads them (``python -m bench introductions``). Only unambiguous forms are dropped, and only when
-# a request follows: "my name is"/"my name's" <name>; "this is", "I'm", "it's" followed by a word
-# that can only be a first name (``models.names``) or by <name> calling/speaking/here ("this is
-# ridiculous", "I'm frank with you" stay).
+# Self-introductions and pleasantries open most calls ("hi, my name is Rob Smith and I ...", "this
+# is Sue calling about ...", "hi how are you doing today, I ...", "I'm good thanks, how are you? I
+# ..."): they state no need and no mood, yet every head reads them (``python -m bench
+# introductions``). Only unambiguous forms are dropped, only at the start of a turn and only when a
+# request follows: "my name is"/"my name's" <name>; "this is", "I'm", "it's" followed by a word that
+# can only be a first name (``models.names``) or by <name> calling/speaking/here ("this is
+# ridiculous", "I'm frank with you" stay); the pleasantries in ``_PLEASANTRIES`` when the next word
+# starts a new sentence ("how are you going to fix this" stays).
 _NAMED_BY = (("this", "is"), ("i'm",), ("im",), ("i", "am"), ("it's",), ("its",))
 _INTRO_LEADS = GREETINGS | BACKCHANNELS | frozenset(["yes", "and", "well", "so"])
+
+
+def _pleasantries() -> frozenset[tuple[str, ...]]:
+    asks = [("how", "are", "you"), ("how", "are", "ya"), ("how're", "you"), ("how", "you"),
+            ("how's", "it", "going"), ("hows", "it", "going"), ("how", "is", "it", "going")]  # fmt: skip
+    when = [(), ("doing",), ("today",), ("doing", "today"), ("this", "morning"), ("doing", "this", "morning"),
+            ("this", "afternoon"), ("doing", "this", "afternoon"), ("this", "evening"),
+            ("doing", "this", "evening")]  # fmt: skip
+    how = [a + w for a in asks for w in when]
+    well = [("good",), ("fine",), ("great",), ("well",), ("okay",), ("ok",), ("alright",), ("all", "right"),
+            ("not", "bad"), ("doing", "good"), ("doing", "well"), ("doing", "fine")]  # fmt: skip
+    thanks = [("thanks",), ("thank", "you"), ("thank", "you", "very", "much")]
+    back = [(), ("and", "you"), ("how", "about", "you"), ("yourself",), *how]
+    answers = [
+        i + w + t + b
+        for i in [(), ("i'm",), ("im",), ("i", "am")]
+        for w in well
+        for t in thanks
+        for b in back
+    ]
+    calls = [("for", "taking", "my", "call"), ("for", "taking", "the", "call"), ("for", "picking", "up")]
+    return frozenset(how + answers + [t + c for t in thanks for c in calls])
+
+
+_PLEASANTRIES = _pleasantries()
+_LONGEST_PLEASANTRY = max(len(phrase) for phrase in _PLEASANTRIES)
+# What may follow a pleasantry: the start of the caller's next sentence.
+_AFTER_PLEASANTRY = frozenset(
+    """i i'm im i've ive i'd id i'll my we we're our so and but yeah yes yep well listen look hey okay ok
+    um uh can could would is are do does did what what's when when's where where's why why's how how's
+    who who's there there's just anyway please need got have has you your the a an some any""".split()  # noqa: SIM905
+)
 _CALLING = frozenset(["calling", "speaking", "here"])
+# Dropped with the opening they follow ("I'm fine thanks, but my card ...").
+_AFTER_OPENING = _INTRO_LEADS | frozenset(["but", "anyway"])
 # Words that cannot be (part of) the name: where the name must end or the phrase is not an introduction
 # ("my name is spelled wrong", "my name is on the account").
 _NOT_NAMES = frozenset(
@@ -395,40 +432,64 @@ def _is_name_word(token: str) -> bool:
     return token.isalpha() and token.lower() not in _NOT_NAMES
 
 
-def _drop_introduction(tokens: list[str]) -> list[str]:
-    """``tokens`` without a leading self-introduction (see ``_NOT_NAMES`` above); unchanged when
-    there is none or when nothing but greetings would be left (the turn *is* an introduction)."""
-    lowered = [t.lower().replace("’", "'") for t in tokens]
-    start = 0
-    while start < len(tokens) and (lowered[start] in _INTRO_LEADS or lowered[start] in ",.!"):
-        start += 1
-    end = 0
+def _introduction_end(lowered: list[str], start: int) -> int:
+    """Where a self-introduction starting at ``start`` ends (``start`` when there is none)."""
     if lowered[start : start + 3] == ["my", "name", "is"] or lowered[start : start + 2] == ["my", "name's"]:
         name = start + (3 if lowered[start + 1] == "name" else 2)
-        if name < len(tokens) and _is_name_word(tokens[name]):
+        if name < len(lowered) and _is_name_word(lowered[name]):
             end = name + 1
-            if end < len(tokens) and _is_name_word(tokens[end]):
-                end += 1  # a surname
-    else:
-        for lead in _NAMED_BY:
-            name = start + len(lead)
-            if tuple(lowered[start:name]) != lead or name >= len(tokens) or not _is_name_word(tokens[name]):
-                continue
-            if lowered[name] in FIRST_NAMES:
-                end = name + 1
-                if end < len(tokens) and _is_name_word(tokens[end]) and lowered[end] not in FIRST_NAMES:
-                    end += 1  # a surname (not a second caller's name)
-            elif name + 1 < len(tokens) and lowered[name + 1] in _CALLING:
-                end = name + 1
+            return end + 1 if end < len(lowered) and _is_name_word(lowered[end]) else end  # a surname
+        return start
+    for lead in _NAMED_BY:
+        name = start + len(lead)
+        if tuple(lowered[start:name]) != lead or name >= len(lowered) or not _is_name_word(lowered[name]):
+            continue
+        if lowered[name] in FIRST_NAMES:
+            end = name + 1
+            surname = end < len(lowered) and _is_name_word(lowered[end]) and lowered[end] not in FIRST_NAMES
+            return end + 1 if surname else end
+        if name + 1 < len(lowered) and lowered[name + 1] in _CALLING:
+            return name + 1
+        return start
+    return start
+
+
+def _pleasantry_end(lowered: list[str], start: int) -> int:
+    """Where the longest pleasantry starting at ``start`` ends (``start`` when there is none, or
+    when the words after it continue the same sentence)."""
+    for end in range(min(len(lowered), start + _LONGEST_PLEASANTRY), start, -1):
+        if tuple(lowered[start:end]) in _PLEASANTRIES:
+            after = lowered[end] if end < len(lowered) else ""
+            if not after.isalpha() or after in _AFTER_PLEASANTRY:
+                return end
+    return start
+
+
+def _drop_introduction(tokens: list[str]) -> list[str]:
+    """``tokens`` without the self-introductions and pleasantries that open the turn (see above);
+    unchanged when there are none or when too little would be left (the turn *is* one)."""
+    lowered = [t.lower().replace("’", "'") for t in tokens]
+    first: int | None = None
+    end = at = 0
+    while at < len(lowered):
+        after = max(_introduction_end(lowered, at), _pleasantry_end(lowered, at))
+        if after > at:
+            first = at if first is None else first
+            end = at = after
+        elif lowered[at] in _INTRO_LEADS or not lowered[at][:1].isalnum():
+            at += 1  # "hi", "yeah", "good", a comma: kept before the first, dropped between
+        else:
             break
-    if not end:
+    if first is None:
         return tokens
-    while end < len(tokens) and (lowered[end] in ",.!" or lowered[end] == "and"):
+    while end < len(lowered) and (lowered[end] in _AFTER_OPENING or not lowered[end][:1].isalnum()):
         end += 1
-    rest = lowered[end:]
-    if not any(w.isalpha() and w not in _INTRO_LEADS | _CALLING and w not in _GLUE for w in rest):
+    content = [
+        w for w in lowered[end:] if w.isalpha() and w not in _INTRO_LEADS | _CALLING and w not in _GLUE
+    ]
+    if len(content) < 2:
         return tokens
-    return tokens[:start] + tokens[end:]
+    return tokens[:first] + tokens[end:]
 
 
 def normalize(text: str) -> Normalized:

@@ -31,7 +31,14 @@ def test_measure_reports_each_opening_with_and_without_the_rule(pack: Path) -> N
     result = measure(runtime, texts, labels)
     assert set(result) == {
         f"{opening} ({mode})"
-        for opening in ("bare", "hi and", "hi my name is <name> and", "yes hi this is <name>")
+        for opening in (
+            "bare",
+            "hi and",
+            "hi my name is <name> and",
+            "yes hi this is <name>",
+            "hi how are you doing today",
+            "i'm good thanks how are you",
+        )
         for mode in ("dropped", "kept")
     }
     assert result["bare (dropped)"] == {"accuracy": 1.0, "same_intent_as_bare": 1.0}

@@ -432,6 +432,10 @@ def _is_name_word(token: str) -> bool:
     return token.isalpha() and token.lower() not in _NOT_NAMES
 
 
+# The words an introduction or a pleasantry can start with: any other word ends the search at once.
+_OPENERS = frozenset(["my"] + [lead[0] for lead in _NAMED_BY] + [phrase[0] for phrase in _PLEASANTRIES])
+
+
 def _introduction_end(lowered: list[str], start: int) -> int:
     """Where a self-introduction starting at ``start`` ends (``start`` when there is none)."""
     if lowered[start : start + 3] == ["my", "name", "is"] or lowered[start : start + 2] == ["my", "name's"]:
@@ -472,11 +476,12 @@ def _drop_introduction(tokens: list[str]) -> list[str]:
     first: int | None = None
     end = at = 0
     while at < len(lowered):
-        after = max(_introduction_end(lowered, at), _pleasantry_end(lowered, at))
+        word = lowered[at]
+        after = max(_introduction_end(lowered, at), _pleasantry_end(lowered, at)) if word in _OPENERS else at
         if after > at:
             first = at if first is None else first
             end = at = after
-        elif lowered[at] in _INTRO_LEADS or not lowered[at][:1].isalnum():
+        elif word in _INTRO_LEADS or not word[:1].isalnum():
             at += 1  # "hi", "yeah", "good", a comma: kept before the first, dropped between
         else:
             break

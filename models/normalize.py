@@ -119,6 +119,27 @@ _REPAIR = re.compile(
     r"|(?:i )?(?:can't|cannot) hear you|you're breaking up)"
     r"(?: please| again| sorry)*$"
 )
+# Turns that only manage the call while the customer fetches something or checks the line ("hold
+# on, let me grab my card", "one second", "are you still there?"): they state no need, but the act
+# head, which never saw them (SGD is typed), calls most of them a reason, and the intent head gives
+# some a confident intent ("let me grab my card" -> a card intent), which made them contact-reason
+# evidence in the middle of a call.
+_MOMENT = r"(?:a |one )?(?:sec|second|moment|minute|min)s?"
+_THINGS = (
+    r"(?:my |the )?(?:card|cards|wallet|purse|bag|account number|card number|number|statement|"
+    r"details|info|information|glasses|phone|checkbook|check book|id|license|licence|paperwork|"
+    r"pen|bank card|debit card|credit card)"
+)
+_STALL = (
+    rf"(?:(?:can|could) you |please )?(?:hold on|hang on|hold|wait)(?: a| one)?(?: {_MOMENT})?(?: please)?"
+    rf"|(?:just |give me |gimme )?(?:a |one )(?:sec|second|moment|minute|min)s?(?: please)?"
+    rf"|bear with me|let me (?:see|check|think|look)|i'll wait|i can wait|take your time"
+    rf"|let me (?:grab|get|find|look for|pull up|dig out|get out) (?:it|that|them|{_THINGS})"
+    r"(?: out| real quick| quickly)?"
+    rf"|i'm (?:back|still here)|(?:hello )?(?:are you|you) still there|(?:hello )?are you there"
+    rf"|(?:hello )?can you (?:still )?hear me"
+)
+_HOLD = re.compile(rf"^(?:{_STALL})(?: (?:and |so |just )?(?:{_STALL}))*$")
 GREETINGS = frozenset(
     ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
 )
@@ -304,13 +325,15 @@ class Normalized:
     glue words, apologies and requests to repeat was said. ``greeting`` is True when
     the turn is only a greeting; ``repeat_request`` when it only asks the other side
     to repeat itself ("sorry, can you say that again?"; a bare "sorry" is not one:
-    it is as often an apology).
+    it is as often an apology); ``hold`` when it only asks the other side to wait or
+    checks the line ("hold on, let me grab my card", "are you still there?").
     """
 
     text: str
     lexical: bool
     greeting: bool = False
     repeat_request: bool = False
+    hold: bool = False
 
 
 def _number_run(words: list[str]) -> str:
@@ -531,4 +554,5 @@ def normalize(text: str) -> Normalized:
         for w in words
     )
     greeting = lexical and all(w in GREETINGS for w in words)
-    return Normalized(_SPACES.sub(" ", _join(compact)), lexical, greeting, repeat_request)
+    hold = lexical and _HOLD.match(said) is not None
+    return Normalized(_SPACES.sub(" ", _join(compact)), lexical, greeting, repeat_request, hold)

@@ -216,6 +216,8 @@ def predictions(
             act = acts[row]
             if norm.greeting:
                 act = ActResult(label="greeting", confidence=1.0, probs=act.probs)
+            elif norm.hold:
+                act = ActResult(label="hold", confidence=1.0, probs=act.probs)
             out.append(
                 TextPrediction(
                     sentiment=sentiment[row],

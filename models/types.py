@@ -49,7 +49,7 @@ class IntentResult(msgspec.Struct):
 class ActResult(msgspec.Struct):
     """Conversation act of one text.
 
-    ``label`` is one of the act head's labels, ``greeting``, ``repeat_request`` or
+    ``label`` is one of the act head's labels, ``greeting``, ``repeat_request``, ``hold`` or
     ``non_lexical`` (decided by transcript normalisation), or ``unknown`` (no act head, or a
     language the pack does not support). ``probs`` holds the act head's
     calibrated probabilities (empty when the model was not consulted).

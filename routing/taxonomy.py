@@ -29,9 +29,10 @@ OUT_OF_SCOPE = "out_of_scope"
 ACT_LABELS: tuple[str, ...] = ("reason", "inform", "question", "affirm", "deny", "thanks_or_closing")
 # Acts decided by transcript normalisation, not by the model: a turn that is only
 # a greeting, a turn that only asks the other side to repeat itself ("sorry, say that
-# again?"; weightless like a non-lexical turn), and a turn with no lexical content
-# (tags, fillers, digits).
-RULE_ACTS: tuple[str, ...] = ("greeting", "repeat_request", "non_lexical")
+# again?"; weightless like a non-lexical turn), a turn that only asks to wait or checks
+# the line ("hold on, let me grab my card"; never contact-reason evidence), and a turn
+# with no lexical content (tags, fillers, digits).
+RULE_ACTS: tuple[str, ...] = ("greeting", "repeat_request", "hold", "non_lexical")
 CONVERSATION_ACTS: tuple[str, ...] = ACT_LABELS + RULE_ACTS
 
 # GoEmotions label -> contact-centre emotion. Labels absent here (curiosity,

@@ -196,7 +196,7 @@ class TurnAct(Response):
     """Conversation act of one turn.
 
     ``label``: ``reason``, ``inform``, ``question``, ``affirm``, ``deny``,
-    ``thanks_or_closing`` (the pack's act head), ``greeting``, ``repeat_request`` or
+    ``thanks_or_closing`` (the pack's act head), ``greeting``, ``repeat_request``, ``hold`` or
     ``non_lexical`` (decided from the transcript), or ``unknown`` (a pack without an act head,
     a language the pack does not support, or a bot/agent/system turn: the act
     head is trained on customer turns only).
@@ -206,7 +206,8 @@ class TurnAct(Response):
         str,
         Meta(
             description="reason, inform, question, affirm, deny, thanks_or_closing, greeting, "
-            "repeat_request (only asks the other side to repeat itself), non_lexical or unknown."
+            "repeat_request (only asks the other side to repeat itself), hold (only asks to wait or "
+            "checks the line), non_lexical or unknown."
         ),
     ]
     confidence: Annotated[float, Meta(description="The act's probability.")]

@@ -126,6 +126,12 @@ def test_a_callers_self_introduction_does_not_reach_the_model(runtime: Runtime) 
     assert introduced.act.label == "reason"
 
 
+def test_a_turn_that_only_asks_to_wait_is_a_hold_whatever_intent_the_model_reads(runtime: Runtime) -> None:
+    (hold,) = runtime.predict(["hold on let me grab my card"])
+    assert hold.act.label == "hold" and hold.act.confidence == 1.0 and hold.lexical
+    assert hold.sentiment.label == "neutral"
+
+
 def test_acts_of_typical_turns(runtime: Runtime) -> None:
     reason, closing, greeting = runtime.predict(
         ["I need to check my account balance", "no that's all, thank you so much", "hello there"]

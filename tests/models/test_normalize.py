@@ -190,3 +190,26 @@ def test_an_introduction_or_pleasantry_before_a_request_is_dropped(text: str, ex
 )
 def test_turns_that_are_not_an_introduction_before_a_request_are_unchanged(text: str) -> None:
     assert normalize(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        ("hold on let me grab my card", True),
+        ("okay hold on, let me grab my wallet.", True),
+        ("uh one second", True),
+        ("give me a second please", True),
+        ("hold on let me find my account number", True),
+        ("hello are you there", True),
+        ("sorry about that i'm back", True),
+        ("let me check my balance", False),  # a request
+        ("hold on my card was stolen", False),
+        ("wait a minute that's not right", False),
+        ("let me get a new card", False),
+        ("i want to hold my card", False),
+        ("hello", False),  # a greeting
+    ],
+)
+def test_turns_that_only_ask_to_wait_or_check_the_line_are_marked(text: str, holds: bool) -> None:
+    normalized = normalize(text)
+    assert normalized.hold is holds and normalized.lexical

@@ -544,7 +544,7 @@ def test_act_non_lexical_counts_as_non_lexical_even_if_the_flag_says_lexical(mak
     assert s.customer.turns == 0 and s.reason.status == "none" and s.turns.customer_non_lexical == 1
 
 
-@pytest.mark.parametrize("act", ["inform", "affirm", "deny", "thanks_or_closing", "greeting"])
+@pytest.mark.parametrize("act", ["inform", "affirm", "deny", "thanks_or_closing", "greeting", "hold"])
 def test_turns_that_state_no_reason_add_no_evidence(make_turn: MakeTurn, act: str) -> None:
     s = fold(
         [

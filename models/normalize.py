@@ -187,6 +187,7 @@ _AFTER_PLEASANTRY = frozenset(
     who who's there there's just anyway please need got have has you your the a an some any""".split()  # noqa: SIM905
 )
 _CALLING = frozenset(["calling", "speaking", "here"])
+_NOT_CONTENT = _INTRO_LEADS | _CALLING | _GLUE | FIRST_NAMES | frozenset(["not", "no"])
 # Dropped with the opening they follow ("I'm fine thanks, but my card ...").
 _AFTER_OPENING = _INTRO_LEADS | frozenset(["but", "anyway"])
 # Words that cannot be (part of) the name: where the name must end or the phrase is not an introduction
@@ -512,10 +513,10 @@ def _drop_introduction(tokens: list[str]) -> list[str]:
         return tokens
     while end < len(lowered) and (lowered[end] in _AFTER_OPENING or not lowered[end][:1].isalnum()):
         end += 1
-    content = [
-        w for w in lowered[end:] if w.isalpha() and w not in _INTRO_LEADS | _CALLING and w not in _GLUE
-    ]
-    if len(content) < 2:
+    # A request is a few words, not a vocative or a correction of the name ("how is it going my
+    # friend", "my name is Stu, not Sue!"): those turns keep their opening.
+    content = [w for w in lowered[end:] if w.isalpha() and w not in _NOT_CONTENT]
+    if len(content) < 3:
         return tokens
     return tokens[:first] + tokens[end:]
 

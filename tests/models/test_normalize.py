@@ -183,6 +183,8 @@ def test_an_introduction_or_pleasantry_before_a_request_is_dropped(text: str, ex
         "hello, how are you today?",  # nothing but the pleasantry: it stays
         "i'm good thanks how are you",
         "thank you for your help",
+        "my name is stu, not sue!",  # a correction of the name, not a request
+        "how is it going my friend",
         "hi my name is rob smith",  # nothing but the introduction: it stays (an inform turn)
         "this is sue speaking",
         "my name is brad",

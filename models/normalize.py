@@ -494,22 +494,22 @@ def _pleasantry_end(lowered: list[str], start: int) -> int:
 
 
 def _drop_introduction(tokens: list[str]) -> list[str]:
-    """``tokens`` without the self-introductions and pleasantries that open the turn (see above);
-    unchanged when there are none or when too little would be left (the turn *is* one)."""
+    """``tokens`` without the opening of the turn: its self-introductions and pleasantries (see
+    above) and the greetings around them; unchanged when there are none or when too little would be
+    left (the turn *is* one)."""
     lowered = [t.lower().replace("’", "'") for t in tokens]
-    first: int | None = None
+    found = False
     end = at = 0
     while at < len(lowered):
         word = lowered[at]
         after = max(_introduction_end(lowered, at), _pleasantry_end(lowered, at)) if word in _OPENERS else at
         if after > at:
-            first = at if first is None else first
-            end = at = after
+            found, end, at = True, after, after
         elif word in _INTRO_LEADS or not word[:1].isalnum():
-            at += 1  # "hi", "yeah", "good", a comma: kept before the first, dropped between
+            at += 1  # "hi", "yeah", "good", a comma: part of the opening if one follows
         else:
             break
-    if first is None:
+    if not found:
         return tokens
     while end < len(lowered) and (lowered[end] in _AFTER_OPENING or not lowered[end][:1].isalnum()):
         end += 1
@@ -518,7 +518,7 @@ def _drop_introduction(tokens: list[str]) -> list[str]:
     content = [w for w in lowered[end:] if w.isalpha() and w not in _NOT_CONTENT]
     if len(content) < 3:
         return tokens
-    return tokens[:first] + tokens[end:]
+    return tokens[end:]  # the greeting before the opening goes with it ("yes hi, this is Rob")
 
 
 def normalize(text: str) -> Normalized:

@@ -20,7 +20,7 @@ def test_the_comparison_switch_restores_the_normalisation() -> None:
     turn = "hi my name is rob and i lost my card"
     with introductions_kept():
         assert normalize(turn).text == turn
-    assert normalize(turn).text == "hi i lost my card"
+    assert normalize(turn).text == "i lost my card"
 
 
 @pytest.mark.parametrize("pack", [DEFAULT_PACK])

@@ -4,7 +4,7 @@ Most calls open with a name or a pleasantry ("hi, my name is Rob and I ...", "go
 how are you? I ..."), which state no need, yet the model reads them. On Banking77's held-out
 10% (the model card's split) the benchmark puts each request, lower-cased without end
 punctuation as speech-to-text sends it, behind ``hi my name is <name> and``, behind ``yes hi
-this is <name>`` (dropped only for a word that can only be a name, ``models.names``; nine of
+this is <name>`` (dropped only for a word that can only be a name, ``models.lexicon.FIRST_NAMES``; nine of
 the twelve ``NAMES`` are also words), behind two pleasantries (``hi how are you doing today``,
 ``i'm good thanks how are you``) and behind a plain ``hi and`` (a control: an opening that says
 nothing), and reports the intent accuracy and the share of turns that keep the bare request's
@@ -35,12 +35,12 @@ NAMES = ("rob", "bill", "sue", "mark", "john", "grace", "will", "june", "april",
 @contextlib.contextmanager
 def introductions_kept() -> Iterator[None]:
     """Normalisation as it was before openings were dropped (for the comparison only)."""
-    original = normalize_module._drop_introduction
-    normalize_module._drop_introduction = lambda tokens: tokens
+    original = normalize_module.drop_opening
+    normalize_module.drop_opening = lambda tokens: tokens
     try:
         yield
     finally:
-        normalize_module._drop_introduction = original
+        normalize_module.drop_opening = original
 
 
 def spoken(text: str) -> str:

@@ -1,15 +1,66 @@
-"""Common English-language first names, for recognising a caller's self-introduction.
+"""Closed word lists that transcript normalisation reads (``models.normalize``, ``models.openings``).
 
-A closed, hand-written list (lower case) of frequent given names in English-speaking
-countries. Names that are also everyday words ("bill", "will", "mark", "grace", "frank",
-"may", "hope", "jack") are left out on purpose: ``models.normalize`` drops "this is <name>",
-"I'm <name>" and "it's <name>" only for a word that can be nothing but a name, so that
-"this is bill related" or "I'm frank with you" keep their words. "My name is <name>" needs no
-list: the phrase itself says a name follows.
+Pure data, no dependencies: training and serving read exactly these lists.
 """
 
 from __future__ import annotations
 
+FILLERS = frozenset(
+    [
+        "um",
+        "umm",
+        "ummm",
+        "uh",
+        "uhh",
+        "uhhh",
+        "er",
+        "erm",
+        "err",
+        "ah",
+        "ahh",
+        "eh",
+        "hmm",
+        "hmmm",
+        "hm",
+        "mm",
+        "mmm",
+        "mhm",
+        "mmhmm",
+        "uhm",
+        "huh",
+    ]
+)
+BACKCHANNELS = frozenset(
+    [
+        "okay",
+        "ok",
+        "k",
+        "kay",
+        "yeah",
+        "yea",
+        "yep",
+        "yup",
+        "right",
+        "alright",
+        "aha",
+        "oh",
+        "ah",
+        "uh-huh",
+        "mm-hmm",
+    ]
+)
+GREETINGS = frozenset(
+    ["hi", "hello", "hey", "hiya", "howdy", "greetings", "morning", "afternoon", "evening", "good", "there"]
+)
+# Words that on their own add nothing to a filler or digit turn ("and uh seven zero").
+# "all" for "all right", the two-word "alright".
+GLUE = frozenset(["and", "so", "the", "then", "also", "or", "um", "well", "like", "a", "an", "all"])
+# Common English-language first names, for recognising a caller's self-introduction: a closed,
+# hand-written list (lower case) of frequent given names in English-speaking countries. Names that are
+# also everyday words ("bill", "will", "mark", "grace", "frank", "may", "hope", "jack") are left out on
+# purpose: ``models.openings`` drops "this is <name>", "I'm <name>" and "it's <name>" only for a word
+# that can be nothing but a name, so that "this is bill related" or "I'm frank with you" keep their
+# words. "My name is <name>" needs no list: the phrase itself says a name follows.
 FIRST_NAMES: frozenset[str] = frozenset(  # one word list reads better than 277 quoted lines
     """
     aaron abigail adam adrian aidan alan albert alex alexander alexandra alexis alice alicia alison

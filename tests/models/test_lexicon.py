@@ -1,8 +1,8 @@
-"""The first-name list behind self-introductions: names only, never everyday words."""
+"""The closed word lists of transcript normalisation: the first names are names only, never everyday words."""
 
 from __future__ import annotations
 
-from models.names import FIRST_NAMES
+from models.lexicon import FIRST_NAMES
 
 
 def test_names_are_lower_case_single_words() -> None:

@@ -46,6 +46,14 @@ BOT_ANSWER = "Here's how: open the app, go to Settings and follow the steps ther
 # Requests to repeat as a voice caller says them (``models.normalize`` marks them ``repeat_request``).
 REPEAT_REQUESTS = ("sorry, can you repeat that?", "i can't hear you", "um what was that")
 BOT_AGAIN = "I can help with that. You'll find it in the app under Settings."
+# A caller's name or pleasantry before the request, and turns that put the line on hold mid-call.
+CALLER_OPENINGS = (
+    "hi, my name is Sarah Jones and",
+    "hello, how are you doing today?",
+    "yes hi, this is Robert,",
+)
+HOLD_TURNS = ("hold on, let me grab my card", "one second please", "are you still there?")
+BOT_DETAIL = "Sure. Could you read me the last four digits of your card?"
 BOT_ANYTHING_ELSE = "Glad I could help. Is there anything else?"
 AGENT_SORRY = "I'm sorry about that, let me look into it for you."
 AGENT_DONE = "That's sorted now. Is there anything else I can do for you?"
@@ -874,6 +882,39 @@ def stability(b: Builder) -> None:
         )
 
 
+def voice_calls(b: Builder) -> None:
+    """Calm Tier-1 requests as callers say them: behind a name or a pleasantry, or followed by a
+    turn that puts the line on hold while the customer fetches the card. Neither moves the reason."""
+    rows = b.pick(
+        _bank(b.data, ("card_delivery_estimate", "top_up_limits", "exchange_rate", "change_pin")), 6
+    )
+    for n, (opening, row) in enumerate(zip(CALLER_OPENINGS, rows[:3], strict=True), start=1):
+        b.add(
+            Case(
+                id=f"voice-opening-{n:03d}",
+                tags=["voice"],
+                source=row.source + " (behind a handwritten opening)",
+                turns=[("bot", GREETING), ("customer", f"{opening} {row.text[0].lower()}{row.text[1:]}")],
+                expect=[{"route": "self_serve_bot", "queue": "bot", "rule": "tier1-bot"}],
+                note="a caller's name or pleasantry before a calm Tier-1 request",
+            )
+        )
+    for n, (hold, row) in enumerate(zip(HOLD_TURNS, rows[3:], strict=True), start=1):
+        b.add(
+            Case(
+                id=f"voice-hold-{n:03d}",
+                tags=["voice"],
+                source=row.source + " (then a handwritten hold)",
+                turns=[("bot", GREETING), ("customer", row.text), ("bot", BOT_DETAIL), ("customer", hold)],
+                expect=[
+                    {"after": 1, "route": "self_serve_bot", "queue": "bot", "rule": "tier1-bot"},
+                    {"route": "self_serve_bot", "queue": "bot", "rule": "tier1-bot"},
+                ],
+                note="the caller puts the line on hold to fetch the card: no new reason",
+            )
+        )
+
+
 GROUPS = (
     tier1_openings,
     sgd_dialogues,
@@ -889,6 +930,7 @@ GROUPS = (
     resolved,
     languages,
     stability,
+    voice_calls,
 )
 
 

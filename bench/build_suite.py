@@ -215,6 +215,13 @@ def _bank(data: Data, labels: Iterable[str]) -> list[Row]:
     return [row for label in labels for row in data.banking77.get(label, [])]
 
 
+def _calm_tier1(b: Builder, count: int) -> list[Row]:
+    """``count`` unused Banking77 requests of four common Tier-1 intents."""
+    return b.pick(
+        _bank(b.data, ("change_pin", "passcode_forgotten", "card_delivery_estimate", "exchange_rate")), count
+    )
+
+
 # --- the case groups ----------------------------------------------------------------------------
 
 
@@ -731,9 +738,7 @@ def openings(b: Builder) -> None:
 def resolved(b: Builder) -> None:
     """A calm closing keeps the conversation where it is, with the bot or with a person."""
     closings = b.closings(12)
-    tier1 = b.pick(
-        _bank(b.data, ("change_pin", "passcode_forgotten", "card_delivery_estimate", "exchange_rate")), 4
-    )
+    tier1 = _calm_tier1(b, 4)
     for n, (row, bye) in enumerate(zip(tier1, closings[:4], strict=False), start=1):
         b.add(
             Case(
@@ -885,9 +890,7 @@ def stability(b: Builder) -> None:
 def voice_calls(b: Builder) -> None:
     """Calm Tier-1 requests as callers say them: behind a name or a pleasantry, or followed by a
     turn that puts the line on hold while the customer fetches the card. Neither moves the reason."""
-    rows = b.pick(
-        _bank(b.data, ("card_delivery_estimate", "top_up_limits", "exchange_rate", "change_pin")), 6
-    )
+    rows = _calm_tier1(b, 6)
     for n, (opening, row) in enumerate(zip(CALLER_OPENINGS, rows[:3], strict=True), start=1):
         b.add(
             Case(

@@ -86,12 +86,12 @@ _THINGS = (
 )
 _STALL = (
     rf"(?:(?:can|could) you |please )?(?:hold on|hang on|hold|wait)(?: a| one)?(?: {_MOMENT})?(?: please)?"
-    rf"|(?:just |give me |gimme )?(?:a |one )(?:sec|second|moment|minute|min)s?(?: please)?"
-    rf"|bear with me|let me (?:see|check|think|look)|i'll wait|i can wait|take your time"
+    r"|(?:just |give me |gimme )?(?:a |one )(?:sec|second|moment|minute|min)s?(?: please)?"
+    r"|bear with me|let me (?:see|check|think|look)|i'll wait|i can wait|take your time"
     rf"|let me (?:grab|get|find|look for|pull up|dig out|get out) (?:it|that|them|{_THINGS})"
     r"(?: out| real quick| quickly)?"
-    rf"|i'm (?:back|still here)|(?:hello )?(?:are you|you) still there|(?:hello )?are you there"
-    rf"|(?:hello )?can you (?:still )?hear me"
+    r"|i'm (?:back|still here)|(?:hello )?(?:are you|you) still there|(?:hello )?are you there"
+    r"|(?:hello )?can you (?:still )?hear me"
 )
 _HOLD = re.compile(rf"^(?:{_STALL})(?: (?:and |so |just )?(?:{_STALL}))*$")
 _UNITS = {

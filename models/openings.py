@@ -67,8 +67,9 @@ _NOT_NAMES = frozenset(
 )
 
 
-def _is_name_word(token: str) -> bool:
-    return token.isalpha() and token.lower() not in _NOT_NAMES
+def _is_name_word(word: str) -> bool:
+    """Whether a lower-cased word can be (part of) a name."""
+    return word.isalpha() and word not in _NOT_NAMES
 
 
 # The words an introduction or a pleasantry can start with: any other word ends the search at once.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.3.1"
+PACK_VERSION = "2.4.0"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +143,43 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_served_head(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from export.recipe import Recipe, build_data
+    from export.served_head import ServedHeadError, calibration_requests, refit_served_head
+    from models.manifest import read_manifest, write_manifest
+
+    summary = json.loads((args.run / "train_summary.json").read_text())
+    recipe = Recipe(**summary["recipe"])
+    manifest = read_manifest(args.pack)
+    graph = manifest.graphs["multitask"]
+    mix = build_data(recipe)
+    fp32 = args.run / "onnx" / "model.fp32.onnx"
+    try:
+        report = refit_served_head(
+            args.pack / graph.file,
+            args.pack / graph.tokenizer,
+            graph.max_length,
+            [s for group in mix.train.values() for s in group],
+            calibration_requests(mix.val, recipe.seed),
+            fp32=fp32 if fp32.exists() else None,
+        )
+    except ServedHeadError as exc:
+        if args.command != "build":
+            print(f"served-head: {exc}", file=sys.stderr)
+            return 1
+        # A refit that chose an intent memory keeps it: the memory was fitted to blend with that head.
+        report = {"skipped": str(exc)}
+    if args.version and "skipped" not in report:
+        manifest = msgspec.structs.replace(manifest, version=args.version)
+    write_manifest(args.pack, manifest)  # the graph's new hash
+    summary["served_head"] = report
+    (args.run / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(report))
+    return 0
+
+
 def _cmd_prototypes(args: argparse.Namespace) -> int:
     from export.prototypes import write_prototypes
     from export.recipe import Recipe
@@ -216,7 +253,8 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    """train -> onnx -> quantize -> prototypes -> evaluate in one command (the reproducible pack build)."""
+    """train -> onnx -> quantize -> served head -> prototypes -> evaluate in one command (the reproducible
+    pack build)."""
     if _cmd_train(args) != 0:
         return 1
     args.run = args.out
@@ -224,7 +262,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     args.tolerance = 1e-4
     args.presets = False
     args.limit = None
-    for step in (_cmd_onnx, _cmd_quantize, _cmd_prototypes, _cmd_evaluate):
+    for step in (_cmd_onnx, _cmd_quantize, _cmd_served_head, _cmd_prototypes, _cmd_evaluate):
         if step(args) != 0:
             return 1
     return 0
@@ -272,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_quant.add_argument("--name", default="switchboard-default")
     p_quant.add_argument("--version", default=PACK_VERSION)
     p_quant.set_defaults(func=_cmd_quantize)
+
+    p_served = sub.add_parser(
+        "served-head",
+        help="refit the intent head on the int8 graph's own pooled vectors (build runs it after quantize)",
+    )
+    p_served.add_argument("--run", type=Path, default=DEFAULT_RUN)
+    p_served.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_served.add_argument("--version", default=None, help="the refitted pack's version (default: unchanged)")
+    p_served.set_defaults(func=_cmd_served_head)
 
     p_proto = sub.add_parser(
         "prototypes", help="each built-in intent's centroid and k-means centres in the pack's embedding"

@@ -34,6 +34,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from export import metrics as m
+from export.dequantize import dequantize_graph
 from export.halves import emotion_arrays, halves, label_index, report_half, single_label_rows
 from export.headline import headline
 from export.mix import Mixture, Sample
@@ -47,6 +48,9 @@ from routing.taxonomy import OUT_OF_SCOPE
 Logits = dict[str, dict[str, np.ndarray]]
 """Per validation set, per graph output (``sentiment``, ``emotion``, ``intent``, ``act``): logits."""
 
+# What the card's fp32 column was measured on (``evaluate``).
+FP32_TRAINED = "trained"
+FP32_DEQUANTIZED = "dequantized"
 NEGATIVE_EMOTIONS = ("anger", "frustration")
 POSITIVE_EMOTIONS = ("gratitude", "joy")
 # Largest share of calm in-domain turns an emotion may fire on; thresholds rise until it holds.
@@ -357,13 +361,21 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate the pack against its fp32 graph, calibrate it, and rewrite its manifest and card.
 
-    ``limit`` caps every validation set (a deterministic sample) for smoke runs.
+    The fp32 graph is the run's (``onnx/model.fp32.onnx``); a run without one (a pack refitted
+    after its training run was cleaned up) is compared with the pack's int8 weights in fp32
+    (``export.dequantize``), and the card says so. ``limit`` caps every validation set (a
+    deterministic sample) for smoke runs.
     """
     summary = json.loads((run_dir / "train_summary.json").read_text())
     recipe = Recipe(**summary["recipe"])
     manifest = read_manifest(pack_dir)
     graph = manifest.graphs["multitask"]
     fp32 = run_dir / "onnx" / "model.fp32.onnx"
+    reference = FP32_TRAINED
+    if not fp32.exists():
+        fp32 = run_dir / "onnx" / "model.dequantized.onnx"
+        dequantize_graph(pack_dir / graph.file, fp32)
+        reference = FP32_DEQUANTIZED
     tokenizer = pack_dir / graph.tokenizer
     data: Mixture = build_data(recipe)
     val = {
@@ -382,7 +394,7 @@ def evaluate(
     rep_int8, temps, thresholds = full_report(val, int8_logits, seed)
     rep_fp32, _, _ = full_report(val, fp32_logits, seed)
     presets: dict[str, Any] = {}
-    if compare_presets:
+    if compare_presets and reference == FP32_TRAINED:
         with tempfile.TemporaryDirectory() as tmp:
             for preset in PRESETS:
                 path = Path(tmp) / f"{preset}.onnx"
@@ -397,6 +409,7 @@ def evaluate(
         "fp32": rep_fp32,
         "headline": {"int8": headline(rep_int8), "fp32": headline(rep_fp32)},
         "agreement_int8_vs_fp32": agreement(fp32_logits, int8_logits),
+        "fp32_reference": reference,
         "calibration": {
             "temperatures": temps,
             "emotion_thresholds": dict(zip(LABELS["emotion"], thresholds.round(3).tolist(), strict=True)),
@@ -407,6 +420,8 @@ def evaluate(
             "device": summary.get("device", "cpu"),
             "steps_run": (summary.get("history") or [{}])[-1].get("step"),
             "intent_memory": (summary.get("refit") or {}).get("intent_memory"),
+            "served_head": summary.get("served_head"),
+            "refitted_from": summary.get("refitted_from"),
         },
         "data": data.used,
     }

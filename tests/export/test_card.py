@@ -22,3 +22,35 @@ def test_a_cpu_run_states_its_own_time() -> None:
 
 def test_the_committed_cpu_run_is_filled_in() -> None:
     assert CPU_RUN.steps > 0 and CPU_RUN.seconds > 0 and 0 < CPU_RUN.best_step <= CPU_RUN.steps
+
+
+def test_a_dequantized_reference_is_named_under_the_metrics_table() -> None:
+    from export.card import _reference_lines
+
+    assert _reference_lines({"fp32_reference": "trained"}) == []
+    assert _reference_lines({}) == []
+    (line, blank) = _reference_lines({"fp32_reference": "dequantized"})
+    assert "int8 graph's own weights in fp32" in line and "activations" in line and blank == ""
+    assert "pack" not in line.split("activations costs, not the weights.")[1]
+    origin = {"pack": "2.3.1", "max_abs_delta": 0.013}
+    (line, _) = _reference_lines({"fp32_reference": "dequantized", "training": {"refitted_from": origin}})
+    assert line.endswith(
+        "pack 2.3.1's, whose card compared them with the trained fp32 graph: every Δ within 0.013."
+    )
+
+
+def test_the_served_head_line_states_its_schedule_and_before_after() -> None:
+    from export.card import _served_head_line
+
+    served = {
+        "settings": {"epochs": 30, "lr": 0.003, "label_smoothing": 0.1},
+        "train_texts": 23249,
+        "calibration_accuracy_before": 0.953,
+        "calibration_accuracy_after": 0.9523,
+        "seconds": 70.3,
+    }
+    (line,) = _served_head_line({"training": {"served_head": served}})
+    assert "23249 intent-labelled training texts" in line and "label smoothing 0.1" in line
+    assert "0.9530 → 0.9523" in line and "1.2 min" in line
+    assert _served_head_line({"training": {"served_head": {"skipped": "memory"}}}) == []
+    assert _served_head_line({"training": {}}) == []

@@ -127,7 +127,7 @@ def accuracy(
         active = replace(active, index=index)
     predictions = runtime.predict([text for text, _ in val])
     truth = [intent for _, intent in val]
-    closed = [_nearest(index.match(p.embedding or [])) for p in predictions]
+    closed = [_nearest(index.match(p.embedding) if p.embedding is not None else None) for p in predictions]
     merged = merged_top(active, predictions)
     clinc = json.loads((data / "clinc150" / "data_full.json").read_text())
     clinc_domains = json.loads((data / "clinc150" / "domains.json").read_text())

@@ -147,7 +147,7 @@ def quiet(
 NO_INTENT = IntentResult(label=UNKNOWN, confidence=0.0, alternatives=[])
 
 
-def _unjudged(language: LanguageResult, embedding: list[float] | None) -> TextPrediction:
+def _unjudged(language: LanguageResult, embedding: np.ndarray | None) -> TextPrediction:
     """A turn in a language the pack does not support: reported, not guessed."""
     return TextPrediction(
         sentiment=SentimentResult(label=UNKNOWN, score=0.0, confidence=0.0, probs={}),
@@ -191,9 +191,11 @@ def predictions(
         if act_head is not None
         else [ActResult(label=UNKNOWN, confidence=0.0, probs={})] * len(intent)
     )
-    vectors: list[list[float] | None] = (
-        embeddings.astype(np.float64).tolist() if embeddings is not None else [None] * len(intent)
-    )
+    vectors: list[np.ndarray | None] = [None] * len(intent)
+    if embeddings is not None:
+        rows = np.array(embeddings, dtype=np.float32)  # a copy: the session may reuse its buffer
+        rows.flags.writeable = False
+        vectors = list(rows)
     out = []
     for row, norm in enumerate(norms):
         language, vector = languages[row], vectors[row]

@@ -7,6 +7,7 @@ with the head's temperature ``T`` from the pack manifest.
 from __future__ import annotations
 
 import msgspec
+import numpy as np
 
 from models.language import LanguageResult
 
@@ -65,8 +66,10 @@ class TextPrediction(msgspec.Struct):
 
     ``lexical`` is False for a turn with nothing but tags, fillers,
     backchannels and digits: it is reported neutral, with no emotion and no
-    intent evidence. ``embedding`` is the pooled sentence vector (L2-normalised)
-    when the pack exposes one.
+    intent evidence. ``embedding`` is the pooled sentence vector (L2-normalised,
+    a read-only float32 row) when the pack exposes one; it is kept as an array because
+    its consumers (reason matching) compute with it, and 1,536 Python floats a turn cost
+    both the batch worker (building them) and the event loop (converting them back).
     """
 
     sentiment: SentimentResult
@@ -75,4 +78,19 @@ class TextPrediction(msgspec.Struct):
     act: ActResult
     language: LanguageResult
     lexical: bool = True
-    embedding: list[float] | None = None
+    embedding: np.ndarray | None = None
+
+    def __eq__(self, other: object) -> bool:
+        """Field by field, the embeddings by value (an array's own ``==`` is elementwise)."""
+        if not isinstance(other, TextPrediction):
+            return NotImplemented
+        mine, theirs = self.embedding, other.embedding
+        if (mine is None) != (theirs is None) or (
+            mine is not None and theirs is not None and not np.array_equal(mine, theirs)
+        ):
+            return False
+        return all(
+            getattr(self, name) == getattr(other, name)
+            for name in self.__struct_fields__
+            if name != "embedding"
+        )

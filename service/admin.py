@@ -24,7 +24,7 @@ from litestar.types import Guard
 from service.adapters.outbox import Outbox
 from service.adapters.outbox_store import MessageRecord, State
 from service.errors import NotFound, ValidationFailed
-from service.openapi import problem_responses, strict_json_body
+from service.openapi import guarded_strict, problem_responses
 
 MAX_LIST = 1000
 MAX_REDRIVE_KEYS = 1000
@@ -221,6 +221,6 @@ def build_admin_router(outbox: Outbox, guard: Guard) -> Router:
     return Router(
         path="/v1/admin",
         route_handlers=[list_callbacks, get_callback, redrive_callbacks],
-        guards=[guard, strict_json_body],
+        guards=guarded_strict(guard),
         security=[{"bearer": []}],
     )

@@ -20,7 +20,7 @@ from service.analysis import Analyzer
 from service.body_guard import check_toml_depth
 from service.conversations import DEFAULT_PAGE, MAX_PAGE, ConversationService, ExportRecord
 from service.errors import NotFound
-from service.openapi import problem_responses, strict_json_body
+from service.openapi import guarded_strict, problem_responses
 from service.policy_source import PolicySource, validate_policy_text
 from service.reasons import ReasonSource
 from service.schemas import (
@@ -256,6 +256,6 @@ def build_api_router(
             get_reasons,
             reload_reasons,
         ],
-        guards=[guard, strict_json_body],
+        guards=guarded_strict(guard),
         security=[{"bearer": []}],
     )

@@ -20,7 +20,7 @@ from service.api import ConversationIdParam
 from service.conversations import ConversationService
 from service.errors import NotFound, ValidationFailed
 from service.insights import ExperimentsOverview, Insights, InsightsOverview, OutcomeRecorded
-from service.openapi import problem_responses, strict_json_body
+from service.openapi import guarded_strict, problem_responses
 from service.policy_source import PolicySource
 
 __all__ = ["MAX_WINDOW_S", "build_insights_router", "parse_window"]
@@ -114,6 +114,6 @@ def build_insights_router(
     return Router(
         path="/v1",
         route_handlers=[post_outcome, get_outcome, get_insights, get_experiments],
-        guards=[guard, strict_json_body],
+        guards=guarded_strict(guard),
         security=[{"bearer": []}],
     )

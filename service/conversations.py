@@ -311,8 +311,8 @@ class ConversationService:
         incoming = self._validate(turns)
         ids = [item.turn.id for item in incoming if item.turn.id is not None]
         predictions: dict[str, TextPrediction] = {}
-        inference_ms = 0.0
-        async with self._locks.hold(conversation_id):
+        inference_ms = speculative_ms = 0.0
+        async with self._locks.hold(conversation_id), self._scoring(incoming, predictions) as scoring:
             for _attempt in range(MAX_ATTEMPTS):
                 stored, known = await self.store.load_for_append(conversation_id, ids)
                 if stored is None and await self.store.erased(conversation_id):
@@ -331,6 +331,7 @@ class ConversationService:
                 if head.closed:
                     raise Conflict(f"conversation {conversation_id} is closed; start a new one")
                 self._check_size(count, len(fresh))
+                speculative_ms = await scoring  # at once on a later attempt: the task is done
                 inference_ms += await self._predict_missing(fresh, predictions)
                 redacted = await self._redact_across(head, count, fresh)
                 try:
@@ -358,7 +359,7 @@ class ConversationService:
         new_turns = [t.out for t in outcome.scored]
         response = self._build(
             outcome.head, outcome.version, outcome.turns, new_turns, new_turns, duplicates,
-            started, inference_ms, outcome.decision, outcome.facts, info=outcome.info,
+            started, speculative_ms + inference_ms, outcome.decision, outcome.facts, info=outcome.info,
         )  # fmt: skip
         await self._notify_state(outcome.head, outcome.version)
         if _notify_worthy(outcome.decision):
@@ -458,6 +459,29 @@ class ConversationService:
         return ConversationHead(
             conversation_id=conversation_id, created_at=now, updated_at=now, signals=new_signals()
         )
+
+    @contextlib.asynccontextmanager
+    async def _scoring(
+        self, incoming: Sequence[_Incoming], cache: dict[str, TextPrediction]
+    ) -> AsyncIterator[asyncio.Future[float]]:
+        """The request's texts scored while the store loads the conversation (a task filling ``cache``).
+
+        The model needs only the texts, so on a quiet service the store's round trip hides in
+        the model's time. What the load then decides is unchanged: a pure retry, a closed or
+        erased conversation or a size limit drops the work (cancelled, its error ignored), and
+        a conversation that moved on scores whatever is still missing afterwards. Only a
+        one-turn append (a live call's or chat's next turn) is scored ahead: a client that
+        resends a whole transcript would have every stored turn scored again.
+        """
+        ahead = incoming if len(incoming) == 1 else []
+        task = asyncio.ensure_future(self._predict_missing(ahead, cache))
+        try:
+            yield task
+        finally:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task  # collects an error nobody awaited (a retry needs no model)
 
     async def _predict_missing(self, turns: Sequence[_Incoming], cache: dict[str, TextPrediction]) -> float:
         missing = list(dict.fromkeys(item.turn.text for item in turns if item.turn.text not in cache))

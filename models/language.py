@@ -58,6 +58,10 @@ class LanguageDetector:
         self.supported = frozenset(supported)
         self._identifier = LanguageIdentifier.from_modelpath(Path(MODEL_DIR) / MODEL_FILE, norm_probs=True)
         self._identifier.set_languages(list(CANDIDATES))
+        # The identifier keeps its full 142-language matrix (27 MB) only to undo set_languages,
+        # which this wrapper never does; every worker process would hold it for nothing.
+        if hasattr(self._identifier, "_full_model"):
+            self._identifier._full_model = None
         self._lock = threading.Lock()  # the identifier keeps per-call scratch state
 
     def detect(self, text: str) -> LanguageResult:

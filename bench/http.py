@@ -888,6 +888,9 @@ async def run(service: ServiceProcess, args: argparse.Namespace, ids: Ids) -> di
         overload = summarise_overload(results, errors, retry_after, rate, args.overload_s, duplicates)
         overload.server_p99_le_ms = histogram_p99_ms(before, after)
 
+    # A fresh pool: the overload run leaves keep-alive connections the server may close while it
+    # drains its backlog (its keep-alive timeout), and a request written into one fails.
+    async with _session(service.key) as session:
         points, stored = await growth(session, service.url, workloads, args.growth_samples)
         for point in points:
             print(_growth_row(point), flush=True)

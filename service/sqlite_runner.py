@@ -2,7 +2,10 @@
 
 Shared by the conversation store and the adapters' outbox / replay guard. sqlite3 calls
 block and a connection must stay on the thread that opened it, so each ``SqliteRunner``
-owns a single-thread executor and sends every call there through ``run_in_executor``.
+owns one thread and a queue of calls; each result comes back to the caller's event loop with
+one ``call_soon_threadsafe``. (``run_in_executor`` costs the event loop twice as much per call:
+a ``concurrent.futures.Future`` with its condition variable, then ``wrap_future`` chaining it to
+an asyncio future; an append makes two such calls.)
 
 A file database is opened in autocommit WAL mode with a busy timeout: readers proceed
 during a write, and writers from other worker processes wait instead of failing. Every
@@ -15,12 +18,14 @@ HTTP error: callers decide what a failure means to their clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -77,8 +82,9 @@ class SqliteRunner:
     """Runs functions of one lazily opened SQLite connection on its own thread.
 
     ``path=None`` is a private in-memory database (gone when the runner closes). Nothing
-    is opened until the first ``run``. ``busy_timeout_s`` is how long a statement waits for
-    another process's lock before failing. Not safe to share across event loops.
+    is opened until the first ``run``, and the thread starts then. ``busy_timeout_s`` is how
+    long a statement waits for another process's lock before failing. Calls run one at a
+    time, in the order they were made; each result goes back to the loop that asked for it.
     """
 
     def __init__(
@@ -92,37 +98,79 @@ class SqliteRunner:
         self.path = path
         self._schema = schema
         self._busy_timeout_s = busy_timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
-        self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
+        self._thread_name = thread_name
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._conn: sqlite3.Connection | None = None  # touched only on the runner's thread
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = open_sqlite(self.path, self._schema, busy_timeout_s=self._busy_timeout_s)
         return self._conn
 
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            loop, future, fn = call
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(), None)
+            except BaseException as exc:  # delivered to the caller, as run_in_executor would
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        if self._closed:
+            raise RuntimeError("the SQLite runner is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    # A daemon thread, like the executor threads it replaced at interpreter exit;
+                    # ``close`` ends it in order after the calls already queued.
+                    thread = threading.Thread(target=self._serve, name=f"{self._thread_name}_0", daemon=True)
+                    thread.start()
+                    self._thread = thread
+        self._calls.put((loop, future, fn))
+        return future
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Return ``fn(connection)`` computed on the SQLite thread.
 
         Opens the database on first use. Raises ``SqliteError`` for any ``sqlite3.Error``
-        (including a failure to open); other exceptions of ``fn`` propagate unchanged.
+        (including a failure to open); other exceptions of ``fn`` propagate unchanged;
+        ``RuntimeError`` once the runner is closed.
         """
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+            return await self._submit(lambda: fn(self._connection()))
         except sqlite3.Error as exc:
             raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
 
     async def close(self) -> None:
-        """Close the connection on its thread, then stop the thread. Idempotent."""
+        """Finish the queued calls, close the connection on its thread, stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        if thread is None:
+            return
+        self._calls.put(None)
+        await asyncio.to_thread(thread.join)
 
-        def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, shut)
-        except RuntimeError:
-            return  # already shut down
-        self._executor.shutdown(wait=True)
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """On the caller's loop: deliver a call's outcome unless the caller gave up (cancelled)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

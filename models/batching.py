@@ -37,7 +37,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -96,12 +96,14 @@ class MicroBatcher:
         config: RuntimeConfig,
         on_batch: BatchHook | None = None,
         workers: int = 1,
+        annotate: Callable[[list[TextPrediction]], None] | None = None,
     ) -> None:
         self._engine = engine
         self._config = config
         self.workers = max(1, workers)
         self._max_wait_s = config.max_wait_ms / 1000
         self._on_batch = on_batch
+        self._annotate = annotate
         self._items: deque[Request] = deque()
         self._queued_texts = 0
         self._running_texts = 0
@@ -283,6 +285,8 @@ class MicroBatcher:
         parallel = self.workers == 1 or self._alone()
         for group in self._engine.plan(tokens, self.batch_size, self._config.max_batch_tokens):
             predictions = self._engine.infer([tokens[i] for i in group], self._on_batch, parallel)
+            if self._annotate is not None:
+                self._annotate(predictions)
             finished: list[tuple[Request, Outcome]] = []
             for index, prediction in zip(group, predictions, strict=True):
                 results[index] = prediction

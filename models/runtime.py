@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,10 @@ class Runtime:
     ``on_batch`` (optional) is called after every ONNX batch with
     ``(texts, real tokens, seconds)``; it runs on the inference thread, so it
     must be quick and thread-safe. Exceptions it raises are ignored.
+    ``annotate`` (optional) gets every batch's predictions of ``submit`` on the
+    batch worker, before they are delivered, to store what its consumer computes
+    from them in ``TextPrediction.annotations`` off the event loop (the service's
+    reason match); thread-safe, exceptions ignored.
     """
 
     def __init__(
@@ -177,12 +181,17 @@ class Runtime:
             lone_text_graphs=lone_text_graphs,
         )
         self._batcher = MicroBatcher(
-            self._engine, config, self._emit_batch, workers=workers if config.batching else 1
+            self._engine,
+            config,
+            self._emit_batch,
+            workers=workers if config.batching else 1,
+            annotate=self._emit_annotations,
         )
         self._ready = False
         self._closed = False
         self._warmup_ms: dict[str, float] = {}
         self.on_batch: BatchHook | None = None
+        self.annotate: Callable[[list[TextPrediction]], None] | None = None
 
     @classmethod
     def load(
@@ -227,6 +236,12 @@ class Runtime:
         if hook is not None:
             with contextlib.suppress(Exception):  # metrics must never fail inference
                 hook(texts, tokens, seconds)
+
+    def _emit_annotations(self, predictions: list[TextPrediction]) -> None:
+        hook = self.annotate
+        if hook is not None:
+            with contextlib.suppress(Exception):  # a consumer's extra must never fail inference
+                hook(predictions)
 
     def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
         """Predict synchronously on the caller's thread (batched within the config limits).

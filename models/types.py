@@ -6,6 +6,8 @@ with the head's temperature ``T`` from the pack manifest.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import numpy as np
 
@@ -79,9 +81,13 @@ class TextPrediction(msgspec.Struct):
     language: LanguageResult
     lexical: bool = True
     embedding: np.ndarray | None = None
+    # What a consumer computed from this prediction on the batch worker (``Runtime.annotate``),
+    # by the consumer's key; not model output, so equality ignores it.
+    annotations: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
-        """Field by field, the embeddings by value (an array's own ``==`` is elementwise)."""
+        """Field by field (``annotations`` aside), the embeddings by value (an array's own ``==``
+        is elementwise)."""
         if not isinstance(other, TextPrediction):
             return NotImplemented
         mine, theirs = self.embedding, other.embedding
@@ -92,5 +98,5 @@ class TextPrediction(msgspec.Struct):
         return all(
             getattr(self, name) == getattr(other, name)
             for name in self.__struct_fields__
-            if name != "embedding"
+            if name not in ("embedding", "annotations")
         )

@@ -150,6 +150,7 @@ async def _attach_reasons(service: ServiceState, runtime: Runtime) -> None:
     try:
         embedder = await asyncio.to_thread(Embedder, runtime)
         await asyncio.to_thread(service.reasons.attach, embedder)
+        runtime.annotate = service.reasons.annotate  # reason matches computed on the batch workers
     except Exception as exc:
         _log.error(
             "custom contact reasons could not be embedded; they are not matched",

@@ -627,21 +627,48 @@ class ActiveReasons:
     detail: str = ""
 
     def merge(self, prediction: TextPrediction) -> MergedIntents | None:
-        """A customer turn's intents with the custom reasons joined (``None``: nothing to join)."""
+        """A customer turn's intents with the custom reasons joined (``None``: nothing to join).
+
+        Uses the match ``annotate`` stored on the batch worker when it was made with this
+        index; otherwise (a reload in between, a prediction from elsewhere) matches here.
+        """
         reasons = self.reasons
         if not reasons.reasons:
             return None
         head = prediction.intent.alternatives
         match = None
-        if (
-            self.index is not None
-            and head
-            and prediction.lexical
-            and prediction.language.supported
-            and prediction.embedding is not None
-        ):
-            match = self.index.match(prediction.embedding, head[0][0])
+        vector = _matchable(prediction)
+        if self.index is not None and vector is not None:
+            stored = prediction.annotations.get(MATCH_ANNOTATION)
+            if stored is not None and stored[0] is self.index:
+                match = stored[1]
+            else:
+                match = self.index.match(vector, head[0][0])
         return merge_intents(head, match, reasons)
+
+    def annotate(self, predictions: Sequence[TextPrediction]) -> None:
+        """Store each matchable prediction's reason match, with the index it was made with
+        (``Runtime.annotate``: on the batch worker, so the event loop does not pay for it)."""
+        index = self.index
+        if index is None or not self.reasons.reasons:
+            return
+        for prediction in predictions:
+            vector = _matchable(prediction)
+            if vector is not None:
+                match = index.match(vector, prediction.intent.alternatives[0][0])
+                prediction.annotations[MATCH_ANNOTATION] = (index, match)
+
+
+# ``TextPrediction.annotations`` key of a stored reason match: ``(ReasonIndex, ReasonMatch | None)``.
+MATCH_ANNOTATION = "switchboard.reason_match"
+
+
+def _matchable(prediction: TextPrediction) -> np.ndarray | None:
+    """The embedding of a turn that can state a reason (lexical, in a supported language, with
+    intents), else None."""
+    if prediction.intent.alternatives and prediction.lexical and prediction.language.supported:
+        return prediction.embedding
+    return None
 
 
 @dataclass(frozen=True)
@@ -715,6 +742,10 @@ class ReasonSource:
     def bind(self, policies: Any) -> None:
         """The ``PolicySource`` whose policy must validate against every new reasons file."""
         self._policies = policies
+
+    def annotate(self, predictions: list[TextPrediction]) -> None:
+        """``ActiveReasons.annotate`` with the reasons in force now (a ``Runtime.annotate`` hook)."""
+        self._active.annotate(predictions)
 
     def attach(self, embedder: Embedder | None) -> None:
         """Embed the active reasons' examples with the pack (blocking: call it off the event loop)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,34 @@ async def test_submit_matches_predict_and_info_after_warm_up(tiny_pack: Path) ->
     finally:
         await runtime.close()
     assert not runtime.ready
+
+
+async def test_annotate_sees_every_submitted_prediction_on_the_batch_worker(tiny_pack: Path) -> None:
+    runtime = Runtime.load(tiny_pack, CONFIG)
+    seen: list[tuple[str, int]] = []
+
+    def annotate(predictions: list[TextPrediction]) -> None:
+        for prediction in predictions:
+            prediction.annotations["test.thread"] = threading.current_thread().name
+            seen.append((threading.current_thread().name, len(predictions)))
+
+    runtime.annotate = annotate
+    await runtime.start()
+    try:
+        submitted = await runtime.submit(TEXTS)
+        assert [p.annotations["test.thread"] for p in submitted] == [name for name, _ in seen][-len(TEXTS) :]
+        assert threading.current_thread().name not in {name for name, _ in seen}
+        assert runtime.predict(TEXTS)[0].annotations == {}  # the synchronous path is not annotated
+        assert submitted[0] == runtime.predict(TEXTS[:1])[0]  # annotations are not model output
+
+        def broken(predictions: list[TextPrediction]) -> None:
+            raise RuntimeError("a consumer's bug")
+
+        runtime.annotate = broken
+        again = await runtime.submit(TEXTS)  # an annotate error never fails inference
+        assert [p.intent.label for p in again] == [p.intent.label for p in submitted]
+    finally:
+        await runtime.close()
 
 
 def test_run_overhead_calibration_from_warm_up_timings() -> None:

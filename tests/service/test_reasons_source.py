@@ -12,6 +12,7 @@ import logging
 import os
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from service.policy_source import PolicySource
 from service.reasons import (
     CARRIER_PHRASES,
     HELD_OUT_FOLDS,
+    MATCH_ANNOTATION,
     SHRINKAGE,
     ActiveReasons,
     Atypicality,
@@ -596,6 +598,31 @@ def test_active_reasons_merge_skips_turns_without_words() -> None:
     assert merged is not None and merged.intents == [("out_of_scope", 1.0)]
     loud = active.merge(prediction("branch hours today", [("out_of_scope", 1.0)], bag("branch hours today")))
     assert loud is not None and loud.intents[0][0] == "branch_hours"
+
+
+def test_merge_uses_the_match_annotated_on_the_batch_worker_only_for_its_own_index() -> None:
+    reasons = load_reasons(BRANCHES)
+    vectors = np.stack([bag(t) for t in example_texts(reasons)])
+    index = ReasonIndex.build(reasons, vectors)
+    active = ActiveReasons(reasons=reasons, index=index, source="", loaded_at="", status="active")
+    turn = prediction("branch hours today", [("out_of_scope", 1.0)], bag("branch hours today"))
+    quiet = msgspec.structs.replace(
+        prediction("[noise]", [("out_of_scope", 1.0)], bag("branch hours today")), lexical=False
+    )
+    active.annotate([turn, quiet])
+    assert quiet.annotations == {}  # nothing to match in a turn without words
+    stored_index, stored_match = turn.annotations[MATCH_ANNOTATION]
+    assert stored_index is index and stored_match == index.match(bag("branch hours today"), "out_of_scope")
+    assert stored_match is not None and stored_match.reason == "branch_hours"
+    # merge reports the stored match (planted here as another reason) instead of matching again
+    planted = msgspec.structs.replace(stored_match, reason="lost_luggage")
+    turn.annotations[MATCH_ANNOTATION] = (index, planted)
+    merged = active.merge(turn)
+    assert merged is not None and merged.intents[0][0] == "lost_luggage"
+    # a match made with another index (the file reloaded in between) is not trusted
+    reloaded = replace(active, index=ReasonIndex.build(reasons, vectors))
+    merged = reloaded.merge(turn)
+    assert merged is not None and merged.intents[0][0] == "branch_hours"
 
 
 def test_a_head_intent_further_from_the_turn_than_the_reason_yields_to_it(tmp_path: Path) -> None:

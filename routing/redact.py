@@ -729,6 +729,12 @@ def redact(text: str) -> str:
     return _apply(text, find_pii(text))
 
 
+def redact_found(text: str) -> tuple[str, list[PiiMatch]]:
+    """``redact(text)`` and the PII it replaced (``find_pii(text)``), for ``redact_across(own=...)``."""
+    found = find_pii(text)
+    return _apply(text, found), found
+
+
 _AFTER_PLACEHOLDER = re.compile(
     r"\[(CARD_NUMBER|IBAN|SSN|PHONE)\]((?:[ ,./-]*(?:[0-9]|" + _W + r"))*[ ,./-]*)$", re.IGNORECASE
 )
@@ -736,7 +742,7 @@ _BEFORE_PLACEHOLDER = re.compile(r"(?:(?<![\w'’])(?:[0-9]+|" + _W + r")[ ,./-]
 _HEAD_DIGITS = re.compile(r"[ ,./-]*([0-9]+(?:(?: ?[./-] ?| |, )[0-9]+)*)(?![\w@%])")
 
 
-def redact_across(previous: str, current: str) -> tuple[str | None, str]:
+def redact_across(previous: str, current: str, own: list[PiiMatch] | None = None) -> tuple[str | None, str]:
     """Redact a turn together with the same speaker's previous turn.
 
     Speech-to-text splits turns at pauses, and people pause while reading out
@@ -761,9 +767,10 @@ def redact_across(previous: str, current: str) -> tuple[str | None, str]:
     is taken for the exclamation, not a zero. ``new_current`` is never less
     redacted than ``redact(current)``. Pure; call it for consecutive turns of
     one speaker only, in order, storing ``new_current`` as the next call's
-    ``previous``.
+    ``previous``. ``own``: ``find_pii(current)`` when the caller has it already
+    (``redact_found``), so the turn is not searched twice.
     """
-    own = find_pii(current)
+    own = find_pii(current) if own is None else own
     head_text = previous.rstrip()
     skip = len(current) - len(current.lstrip())  # leading blanks of this turn
     if not head_text or skip == len(current):

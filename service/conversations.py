@@ -48,7 +48,7 @@ from models.types import TextPrediction
 from routing.decision import Decision, decide_with_facts
 from routing.facts import Value
 from routing.insights import Outcome
-from routing.redact import redact, redact_across
+from routing.redact import PiiMatch, redact_across, redact_found
 from routing.signals import ConversationSignals, new_signals, requote
 from routing.types import CustomerInfo
 from service import tracing
@@ -198,6 +198,7 @@ class _Incoming(msgspec.Struct):
     stamp: datetime | None
     clean: str
     digest: str
+    pii: list[PiiMatch]  # what ``clean`` replaced (``redact_found``), reused by ``redact_across``
 
 
 class _Redacted(msgspec.Struct):
@@ -376,8 +377,10 @@ class ConversationService:
             stamps = check_turns(turns, settings.limits)
         incoming = []
         for turn, stamp in zip(turns, stamps, strict=True):
-            clean = redact(turn.text) if settings.redact else turn.text
-            incoming.append(_Incoming(turn=turn, stamp=stamp, clean=clean, digest=turn_digest(turn, clean)))
+            clean, pii = redact_found(turn.text) if settings.redact else (turn.text, [])
+            incoming.append(
+                _Incoming(turn=turn, stamp=stamp, clean=clean, digest=turn_digest(turn, clean), pii=pii)
+            )
         seen: dict[str, str] = {}
         for item in incoming:
             turn_id = item.turn.id
@@ -431,7 +434,7 @@ class ConversationService:
         for n, item in enumerate(fresh):
             tail = tails.get(item.turn.speaker)
             if tail is not None:
-                previous, texts[n] = redact_across(tail.text, item.turn.text)
+                previous, texts[n] = redact_across(tail.text, item.turn.text, item.pii)
                 if previous is not None and tail.index >= count:
                     texts[tail.index - count] = previous
                 elif previous is not None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from routing.redact import find_pii, iban_valid, luhn_valid, redact, redact_across
+from routing.redact import find_pii, iban_valid, luhn_valid, redact, redact_across, redact_found
 
 NEGATIVES = [
     line
@@ -288,6 +288,10 @@ REDACTED_ACROSS = [
 @pytest.mark.parametrize(("previous", "current", "new_previous", "new_current"), REDACTED_ACROSS)
 def test_redact_across(previous: str, current: str, new_previous: str | None, new_current: str) -> None:
     assert redact_across(previous, current) == (new_previous, new_current)
+    # with the turn's own finds handed over (the service's one pass), the same answer
+    clean, found = redact_found(current)
+    assert (clean, found) == (redact(current), find_pii(current))
+    assert redact_across(previous, current, found) == (new_previous, new_current)
 
 
 # --- the written forms, one by one -------------------------------------------------

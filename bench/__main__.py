@@ -7,6 +7,7 @@
 ``reasons`` measures custom contact reasons with the real pack (``bench/reasons.py``);
 ``introductions`` measures callers' self-introductions against the intent head (``bench/introductions.py``);
 ``insights`` times ``GET /v1/insights`` over 10,000 conversations with outcomes (``bench/insights.py``);
+``loop`` measures what one append costs the event loop (``bench/loop.py``);
 ``faults`` counts lost / duplicated / 5xx answers under crashes, outages and attacks (``bench/faults.py``).
 """
 
@@ -26,6 +27,7 @@ BENCHES = {
     "reasons": "bench.reasons",
     "insights": "bench.insights",
     "introductions": "bench.introductions",
+    "loop": "bench.loop",
 }
 
 

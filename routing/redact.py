@@ -726,7 +726,7 @@ def redact(text: str) -> str:
     without PII comes back unchanged (the same object). Deterministic and
     idempotent: ``redact(redact(t)) == redact(t)``.
     """
-    return _apply(text, find_pii(text))
+    return redact_found(text)[0]
 
 
 def redact_found(text: str) -> tuple[str, list[PiiMatch]]:

@@ -1,0 +1,247 @@
+"""``python -m bench loop``: what one append costs the event loop, which bounds one worker's throughput.
+
+At high concurrency one worker is limited by its event loop: every request's Python (HTTP,
+routing, storage) runs there, the model runs on the batch workers. This benchmark calls the
+real app in-process over ASGI on this thread's own loop (no network, so the figures are the
+loop's work alone) with the default pack and a fresh SQLite data dir, and reads the loop
+thread's CPU time around each request (``time.thread_time``). Every request is a one-turn
+append with a fresh conversation-local turn id (20 turns per conversation, new conversations
+after that), so every turn is scored and stored.
+
+1. Reason matching where the runtime puts it (``Runtime.annotate``: on the batch worker) against
+   on the event loop (the hook off, ``ActiveReasons.merge`` matches), alternating request by
+   request so that both see the same machine: p50 loop CPU and wall per append, and the ratio.
+2. One SQLite call (``SELECT 1``): ``SqliteRunner.run`` against ``run_in_executor`` on a
+   one-thread executor with its own connection (the usual way), loop CPU and wall per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import secrets
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.turns import generate
+
+TURNS_PER_CONVERSATION = 20
+WARMUP = 30
+
+
+def median_pair(samples: Sequence[tuple[float, float]]) -> dict[str, float]:
+    """p50 of ``(loop CPU ms, wall ms)`` samples."""
+    return {
+        "cpu_ms_p50": round(statistics.median(s[0] for s in samples), 4) if samples else 0.0,
+        "wall_ms_p50": round(statistics.median(s[1] for s in samples), 4) if samples else 0.0,
+        "samples": len(samples),
+    }
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+    """``(loop CPU ms, wall ms)`` of awaiting ``call()`` on this thread's loop."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    await call()
+    return (time.thread_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+
+
+class InProcess:
+    """The app on this loop: ASGI lifespan and one-turn appends with fresh ids."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app = app
+        self.key = key
+        self.nonce = secrets.token_hex(4)
+        self._lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 300.0) -> None:
+        """Run the lifespan startup and wait for ``/readyz``."""
+        self._task = asyncio.create_task(
+            self.app(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                self._lifespan.get,
+                self._lifespan_out.put,
+            )
+        )
+        await self._lifespan.put({"type": "lifespan.startup"})
+        message = await self._lifespan_out.get()
+        if message["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"startup failed: {message}")
+        deadline = time.monotonic() + timeout
+        while (await self.request("GET", "/readyz", b""))[0] != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the app did not become ready")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        """Run the lifespan shutdown."""
+        await self._lifespan.put({"type": "lifespan.shutdown"})
+        if self._task is not None:
+            await self._task
+
+    async def request(self, method: str, path: str, body: bytes, query: bytes = b"") -> tuple[int, bytes]:
+        """One HTTP request through the ASGI app: ``(status, body)``."""
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {self.key}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query,
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
+        await self.app(scope, receive, send)
+        return int(sent[0]["status"]), b"".join(m.get("body", b"") for m in sent[1:])
+
+    async def append(self, sequence: int, text: str) -> None:
+        """Append one customer turn (fresh id); raises unless the service answered 200."""
+        conversation = f"bench-loop-{self.nonce}-{sequence // TURNS_PER_CONVERSATION}"
+        body = json.dumps({"turns": [{"speaker": "customer", "text": text, "id": f"t{sequence}"}]}).encode()
+        path = f"/v1/conversations/{conversation}/turns"
+        status, reply = await self.request("POST", path, body, b"turns=new")
+        if status != 200:
+            raise RuntimeError(f"append answered {status}: {reply[:200]!r}")
+
+
+async def matching_where(service: InProcess, requests: int) -> dict[str, Any]:
+    """Part 1: the reason match on the batch worker vs on the event loop, alternating."""
+    runtime = service.app.state.service.gate.runtime
+    hook = runtime.annotate
+    if hook is None:
+        raise RuntimeError("the runtime has no annotate hook (a pack without a sentence embedding?)")
+    texts = generate(600, seed=11)
+    worker: list[tuple[float, float]] = []
+    loop: list[tuple[float, float]] = []
+    for n in range(requests * 2 + WARMUP):
+        on_worker = n % 2 == 0
+        runtime.annotate = hook if on_worker else None
+        sample = await timed(functools.partial(service.append, n, texts[n % len(texts)]))
+        if n >= WARMUP:
+            (worker if on_worker else loop).append(sample)
+    runtime.annotate = hook
+    on_worker_p50, on_loop_p50 = median_pair(worker), median_pair(loop)
+    return {
+        "batch_worker": on_worker_p50,
+        "event_loop": on_loop_p50,
+        "loop_cpu_ratio": round(on_loop_p50["cpu_ms_p50"] / on_worker_p50["cpu_ms_p50"], 3),
+    }
+
+
+async def sqlite_hops(folder: Path, calls: int) -> dict[str, Any]:
+    """Part 2: one ``SELECT 1`` through ``SqliteRunner`` vs ``run_in_executor``."""
+    from service.sqlite_runner import SqliteRunner
+
+    runner = SqliteRunner(folder / "runner.sqlite3", "CREATE TABLE IF NOT EXISTS t (k INTEGER);")
+    executor = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    conn = await loop.run_in_executor(
+        executor, lambda: sqlite3.connect(folder / "executor.sqlite3", isolation_level=None)
+    )
+
+    def select(connection: sqlite3.Connection) -> Any:
+        return connection.execute("SELECT 1").fetchone()
+
+    try:
+        runs: dict[str, list[tuple[float, float]]] = {"sqlite_runner": [], "run_in_executor": []}
+        for n in range(calls * 2 + WARMUP):
+            mine = n % 2 == 0
+            if mine:
+                sample = await timed(lambda: runner.run(select))
+            else:
+                sample = await timed(lambda: loop.run_in_executor(executor, select, conn))
+            if n >= WARMUP:
+                runs["sqlite_runner" if mine else "run_in_executor"].append(sample)
+    finally:
+        await runner.close()
+        await loop.run_in_executor(executor, conn.close)
+        executor.shutdown()
+    ours, usual = median_pair(runs["sqlite_runner"]), median_pair(runs["run_in_executor"])
+    return {
+        "sqlite_runner": ours,
+        "run_in_executor": usual,
+        "loop_cpu_ratio": round(usual["cpu_ms_p50"] / ours["cpu_ms_p50"], 3),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Both parts against a fresh app and data dir."""
+    from service.app import create_app
+    from service.settings import Settings, hash_api_key
+
+    folder = Path(tempfile.mkdtemp(prefix="switchboard-bench-loop-"))
+    key = "sb_bench_" + secrets.token_urlsafe(16)
+    env = {
+        "SWITCHBOARD_API_KEYS": f"bench={hash_api_key(key)}",
+        "SWITCHBOARD_DATA_DIR": str(folder),
+        "SWITCHBOARD_RATE_LIMIT": "0",
+        "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+    }
+    if args.pack is not None:
+        env["SWITCHBOARD_PACK"] = str(args.pack)
+    service = InProcess(create_app(Settings.from_env(env)), key)
+    await service.start()
+    try:
+        matching = await matching_where(service, args.requests)
+    finally:
+        await service.stop()
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "requests_per_variant": args.requests,
+        "reason_matching": matching,
+        "sqlite_call": await sqlite_hops(folder, args.calls),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m bench loop", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pack", type=Path, help="model pack (default: the bundled default pack)")
+    parser.add_argument("--requests", type=int, default=300, help="one-turn appends per variant")
+    parser.add_argument("--calls", type=int, default=3000, help="SQLite calls per variant")
+    parser.add_argument("--out", type=Path, help="also write the JSON results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its figures (reported, not asserted)."""
+    args = parse_args(argv)
+    report = asyncio.run(run(args))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    return 0

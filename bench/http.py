@@ -95,6 +95,21 @@ TARGET_GET_RSS_MB = 350.0
 
 
 @dataclass
+class CpuSplit:
+    """Where the CPU went during one cell, in ms per turn the cell counted (``Cell.turns_per_s``).
+
+    ``threads``: the server's CPU by thread group (``thread_group``); ``server``: their sum;
+    ``client``: this benchmark's own process; ``machine_idle_share``: the share of all CPUs'
+    time nobody used (``/proc/stat``), which is what a CPU-bound server leaves on the table.
+    """
+
+    threads: dict[str, float]
+    server: float
+    client: float
+    machine_idle_share: float | None
+
+
+@dataclass
 class Cell:
     """One workload at one concurrency.
 
@@ -115,6 +130,7 @@ class Cell:
     requests_per_s: float
     turns_per_s: float
     duplicates: int = 0
+    cpu: CpuSplit | None = None
 
 
 @dataclass
@@ -247,6 +263,110 @@ class CpuAccount:
         capacity = (time.monotonic() - self._wall0) * (os.cpu_count() or 1)
         foreign = (busy - self._busy0) - (self._own_s() - self._own0)
         return round(max(0.0, foreign) / max(capacity, 1e-9), 3)
+
+
+# Thread groups of a one-worker server, by the OS thread names the service sets (models.cpu.name_os_thread).
+THREAD_GROUPS = ("event loop", "batch workers", "SQLite", "unnamed")
+
+
+def thread_group(tid: int, pid: int, name: str) -> str:
+    """The group of thread ``tid`` of server process ``pid`` named ``name`` (its ``comm``).
+
+    uvicorn with one worker runs the event loop on the process's main thread (tid == pid);
+    the batch workers (``sb-batch-N``) and their row pool (``sb-rows_N``) tokenize, run ONNX
+    and post-process; every ``SqliteRunner`` thread's name holds ``sqlite``. ``unnamed``: threads
+    the service does not create itself, mostly ONNX Runtime's intra-op pool of the lone-text
+    sessions (a lone turn runs on both cores, and that pool spins while it runs) and the loop's
+    default executor.
+    """
+    if tid == pid:
+        return "event loop"
+    if name.startswith(("sb-batch", "sb-rows")):
+        return "batch workers"
+    if "sqlite" in name:
+        return "SQLite"
+    return "unnamed"
+
+
+def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
+    """``tid -> (OS thread name, CPU seconds user + system)`` for every thread of ``pid`` (/proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
+def _machine_ticks() -> tuple[int, int] | None:
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+
+
+class CpuProbe:
+    """Snapshots the server's threads, this process and the machine; ``split`` gives the difference.
+
+    Linux only (``/proc``); ``start`` returns None elsewhere or when the server is gone. A thread
+    that ends inside the window leaves ``/proc`` with its CPU time, which is then not counted (the
+    service's own threads live as long as it does).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._threads = thread_cpu_s(pid)
+        self._client = self._own_s()
+        self._machine = _machine_ticks()
+        self._end: tuple[dict[int, tuple[str, float]], float, tuple[int, int] | None] | None = None
+
+    def stop(self) -> None:
+        """Take the end snapshot now (``split`` takes it itself when this was not called)."""
+        with contextlib.suppress(OSError):
+            self._end = (thread_cpu_s(self.pid), self._own_s(), _machine_ticks())
+
+    @classmethod
+    def start(cls, pid: int | None) -> CpuProbe | None:
+        """A probe of server ``pid`` from now (None: no pid, no /proc, or no such process)."""
+        if pid is None:
+            return None
+        try:
+            return cls(pid)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _own_s() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def split(self, turns: int) -> CpuSplit | None:
+        """CPU ms per turn since the snapshot (None when no turn was counted or the server is gone)."""
+        if turns <= 0:
+            return None
+        if self._end is None:
+            self.stop()
+        if self._end is None:
+            return None
+        now, client, machine = self._end
+        groups = dict.fromkeys(THREAD_GROUPS, 0.0)
+        for tid, (name, cpu) in now.items():
+            groups[thread_group(tid, self.pid, name)] += cpu - self._threads.get(tid, ("", 0.0))[1]
+        idle = None
+        if machine is not None and self._machine is not None and machine[1] > self._machine[1]:
+            idle = round((machine[0] - self._machine[0]) / (machine[1] - self._machine[1]), 3)
+        per_turn = {group: round(seconds * 1000 / turns, 3) for group, seconds in groups.items()}
+        return CpuSplit(
+            threads=per_turn,
+            server=round(sum(groups.values()) * 1000 / turns, 3),
+            client=round((client - self._client) * 1000 / turns, 3),
+            machine_idle_share=idle,
+        )
 
 
 def wait_idle(timeout_s: float, threshold: float = 0.1) -> float | None:
@@ -716,12 +836,33 @@ async def run_cell(
     step: str,
     concurrency: int,
     args: argparse.Namespace,
+    server_pid: int | None = None,
 ) -> Cell:
-    """One closed-loop step of workload ``name`` with ids of ``step``."""
+    """One closed-loop step of workload ``name`` with ids of ``step``.
+
+    With ``server_pid`` (a one-worker server) the cell also records where the CPU went
+    (``CpuSplit``) over its measured window.
+    """
+    probe: list[CpuProbe | None] = []
+
+    async def measuring() -> None:
+        # The window closed_loop counts: from the end of the warm-up for ``duration`` seconds.
+        await asyncio.sleep(args.warmup)
+        probe.append(CpuProbe.start(server_pid))
+        await asyncio.sleep(args.duration)
+        if probe[0] is not None:
+            probe[0].stop()
+
+    started = asyncio.ensure_future(measuring())
     latencies, statuses, scored, duplicates = await closed_loop(
         session, base, workloads.get(name, step), concurrency, args.duration, args.warmup
     )
-    return make_cell(name, concurrency, latencies, statuses, args.duration, scored, duplicates)
+    await started
+    cell = make_cell(name, concurrency, latencies, statuses, args.duration, scored, duplicates)
+    if probe and probe[0] is not None:
+        # The measured window's turns: the 200s that closed inside it (what turns/s counts).
+        cell.cpu = probe[0].split(round(cell.turns_per_s * args.duration))
+    return cell
 
 
 # ---- growth and memory ----------------------------------------------------------------------------------
@@ -869,7 +1010,14 @@ async def run(service: ServiceProcess, args: argparse.Namespace, ids: Ids) -> di
         for name in WORKLOADS:
             for concurrency in args.concurrency:
                 cell = await run_cell(
-                    session, service.url, workloads, name, f"{name}-c{concurrency}", concurrency, args
+                    session,
+                    service.url,
+                    workloads,
+                    name,
+                    f"{name}-c{concurrency}",
+                    concurrency,
+                    args,
+                    server_pid=service.process.pid if service.workers == 1 else None,
                 )
                 cells.append(cell)
                 print(_row(cell), flush=True)
@@ -1089,10 +1237,22 @@ def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _row(cell: Cell) -> str:
     statuses = ",".join(f"{k}:{v}" for k, v in sorted(cell.status.items()))
-    return (
+    row = (
         f"{cell.workload:<11} c={cell.concurrency:<3} p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
         f"{cell.requests_per_s:7.1f} req/s  {cell.turns_per_s:7.1f} turns/s  "
         f"dup {cell.duplicates}  [{statuses}]"
+    )
+    if cell.cpu is not None:
+        row += "\n" + _cpu_row(asdict(cell.cpu))
+    return row
+
+
+def _cpu_row(cpu: dict[str, Any]) -> str:
+    groups = ", ".join(f"{group} {ms:.2f}" for group, ms in cpu["threads"].items())
+    idle = cpu["machine_idle_share"]
+    return (
+        f"    CPU ms per turn: {groups}; server {cpu['server']:.2f}, client {cpu['client']:.2f}; "
+        f"machine idle {'?' if idle is None else f'{idle:.0%}'}"
     )
 
 
@@ -1171,6 +1331,24 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {cell['workload']} | {cell['concurrency']} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
             f"{cell['requests_per_s']:.0f} | {cell['turns_per_s']:.0f} | {refused} | {cell['duplicates']} |"
         )
+    split = [cell for cell in report["cells"] if cell.get("cpu")]
+    if split:
+        lines += [
+            "",
+            "Where the CPU went, in ms per turn counted above (the server's threads by their OS names, "
+            "this benchmark's client, and the share of both CPUs nobody used):",
+            "",
+            "| workload | concurrency | " + " | ".join(THREAD_GROUPS) + " | server | client | machine idle |",
+            "| --- | ---: | " + " | ".join("---:" for _ in THREAD_GROUPS) + " | ---: | ---: | ---: |",
+        ]
+        for cell in split:
+            cpu = cell["cpu"]
+            idle = cpu["machine_idle_share"]
+            lines.append(
+                f"| {cell['workload']} | {cell['concurrency']} | "
+                + " | ".join(f"{cpu['threads'].get(group, 0.0):.2f}" for group in THREAD_GROUPS)
+                + f" | {cpu['server']:.2f} | {cpu['client']:.2f} | {'?' if idle is None else f'{idle:.0%}'} |"
+            )
     o = report["overload"]
     no_5xx = not any(s.startswith("5") for s in o["status"])
     lines += [

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from models.cpu import name_os_thread
 from models.engine import BatchHook, Engine
 from models.errors import DeadlineExceededError, InferenceError, NotReadyError, OverloadedError
 from models.types import TextPrediction
@@ -140,7 +141,7 @@ class MicroBatcher:
         """Start the worker threads (idempotent)."""
         if not self._threads:
             self._threads = [
-                threading.Thread(target=self._work, name=f"models-batcher-{n}", daemon=True)
+                threading.Thread(target=self._work, name=f"sb-batch-{n}", daemon=True)
                 for n in range(self.workers)
             ]
             for thread in self._threads:
@@ -230,6 +231,7 @@ class MicroBatcher:
         return window
 
     def _work(self) -> None:
+        name_os_thread()
         coalesced = 1
         while True:
             window = self._collect(wait_for_more=coalesced > 1)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.cpu import name_os_thread
 from models.errors import InferenceError
 from models.language import LanguageDetector, LanguageResult
 from models.normalize import Normalized, normalize
@@ -84,7 +85,9 @@ class Engine:
         self._lone_text_graphs = lone_text_graphs
         # Row workers for per-text runs: ONNX Runtime releases the GIL, so texts run side by side.
         self._pool = (
-            ThreadPoolExecutor(self.workers, "switchboard-rows") if invariant and self.workers > 1 else None
+            ThreadPoolExecutor(self.workers, "sb-rows", initializer=name_os_thread)
+            if invariant and self.workers > 1
+            else None
         )
         self.languages = LanguageDetector(pack.manifest.languages)
         self._encoder_keys = list(pack.encoders)

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from models.cpu import name_os_thread
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 10.0
@@ -111,6 +113,7 @@ class SqliteRunner:
         return self._conn
 
     def _serve(self) -> None:
+        name_os_thread()
         while (call := self._calls.get()) is not None:
             loop, future, fn = call
             try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -16,6 +18,7 @@ import msgspec
 import pytest
 
 from bench import http
+from models.cpu import name_os_thread
 from service.schemas import AnalyzeRequest, AppendRequest
 
 
@@ -246,6 +249,68 @@ def test_markdown_has_every_section() -> None:
     assert "64 clients GET a 2000-turn conversation" in text and "280 MB at most" in text
     assert "1 worker(s): 400 turns/s" in text
     assert "| unique_turns_per_s_c64" in text
+    assert "Where the CPU went" not in text  # no cell measured it
+
+
+def test_markdown_tables_the_cpu_split_of_the_cells_that_have_one() -> None:
+    report = _report(workers_ratio=None, overload_factor=2.0, meta={})
+    report["overload"].update(max_ms=400.0)
+    report["cells"][1]["cpu"] = {
+        "threads": {"event loop": 1.1, "batch workers": 3.3, "SQLite": 0.35, "unnamed": 0.05},
+        "server": 4.8,
+        "client": 0.13,
+        "machine_idle_share": 0.16,
+    }
+    report["targets"] = http.targets(report)
+    text = http.markdown(report)
+    assert "| event loop | batch workers | SQLite | unnamed | server | client | machine idle |" in text
+    assert "| append-1 | 64 | 1.10 | 3.30 | 0.35 | 0.05 | 4.80 | 0.13 | 16% |" in text
+    assert "| append-1 | 1 | 1.10" not in text
+
+
+@pytest.mark.parametrize(
+    ("tid", "name", "group"),
+    [
+        (100, "python", "event loop"),  # uvicorn's one worker: the loop is the main thread
+        (101, "sb-batch-0", "batch workers"),
+        (102, "sb-rows_1", "batch workers"),
+        (103, "sqlite-store_0"[:15], "SQLite"),
+        (104, "adapters-sqlite", "SQLite"),
+        (105, "python", "unnamed"),  # ONNX Runtime's own pool threads keep the process name
+    ],
+)
+def test_thread_group_by_os_name(tid: int, name: str, group: str) -> None:
+    assert http.thread_group(tid, 100, name) == group
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc only")
+def test_cpu_probe_charges_a_named_thread_to_its_group() -> None:
+    probe = http.CpuProbe.start(os.getpid())
+    assert probe is not None
+
+    burnt, release = threading.Event(), threading.Event()
+
+    def burn() -> None:
+        name_os_thread()
+        deadline = time.thread_time() + 0.3
+        while time.thread_time() < deadline:
+            pass
+        burnt.set()
+        release.wait(10)  # a thread that ended has left /proc: keep it until the probe read it
+
+    worker = threading.Thread(target=burn, name="sb-batch-9")
+    worker.start()
+    assert burnt.wait(10)
+    split = probe.split(turns=10)
+    release.set()
+    worker.join()
+    assert split is not None
+    # 0.3 s of the worker's CPU over 10 turns is 30 ms a turn (clock ticks round it).
+    assert 25 <= split.threads["batch workers"] <= 40, split
+    assert split.threads["SQLite"] == 0.0
+    assert split.server >= split.threads["batch workers"]
+    assert probe.split(turns=0) is None
+    assert http.CpuProbe.start(None) is None
 
 
 def test_quick_shortens_only_what_was_not_given_and_writes_nothing_by_default() -> None:

@@ -344,3 +344,13 @@ async def test_a_lone_text_keeps_to_one_thread_while_windows_overlapped_recently
     finally:
         spy.gate.set()
         await runtime.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc only")
+async def test_batch_workers_carry_their_name_at_the_os_level(tiny_pack: Path, recorder: Any) -> None:
+    async with running(tiny_pack, recorder, invariant=True) as runtime:
+        await runtime.submit(["where is my order"], deadline_ms=10_000)
+        workers = [t for t in threading.enumerate() if t.name.startswith("sb-batch-")]
+        assert len(workers) == runtime.batch_workers
+        for worker in workers:
+            assert Path(f"/proc/self/task/{worker.native_id}/comm").read_text().strip() == worker.name

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from models.cpu import cgroup_quota, cpu_quota, parse_cfs, parse_cpu_max
+from models.cpu import cgroup_quota, cpu_quota, name_os_thread, parse_cfs, parse_cpu_max
 
 
 @pytest.mark.parametrize(
@@ -85,3 +86,19 @@ def test_no_cgroup_files_at_all(tmp_path: Path) -> None:
 
 def test_real_machine_gives_a_positive_count() -> None:
     assert cpu_quota().cpus >= 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc only")
+def test_name_os_thread_names_the_calling_thread_for_the_os() -> None:
+    seen: list[str] = []
+
+    def body() -> None:
+        assert name_os_thread()
+        seen.append(Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip())
+        assert name_os_thread("a-name-longer-than-fifteen-bytes")
+        seen.append(Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip())
+
+    thread = threading.Thread(target=body, name="sb-test-0")
+    thread.start()
+    thread.join()
+    assert seen == ["sb-test-0", "a-name-longer-t"]

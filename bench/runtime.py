@@ -42,8 +42,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+
 from bench.turns import generate
 from models.cpu import cpu_quota
+from models.pack import SessionFactory, SessionLike, ort_session
 from models.packs import DEFAULT_PACK
 from models.runtime import Runtime, RuntimeConfig
 from models.tokenize import TextEncoder
@@ -62,6 +65,7 @@ SYSTEMS = {
     "runtime": "(a) Switchboard runtime, batching on",
     "runtime_all_cpus": "(a''') one ONNX session on every CPU (the old two-thread setting)",
     "runtime_one_thread": "(a'''') every text on one thread, lone ones too (the pack 2.3 setting)",
+    "runtime_fused": "(a''''') the default plan with ONNX Runtime's SkipLayerNormalization fusion",
     "runtime_unbatched": "(a') Switchboard runtime, batching off",
     "runtime_padded": "(a'') Switchboard runtime, padded batches (not batch-invariant)",
     "separate_onnx": "(b) three separate int8 ONNX models",
@@ -302,25 +306,36 @@ def _submitter(runtime: Runtime) -> Callable[[str], Awaitable[Any]]:
     return call
 
 
+def fused_session(path: Path, options: ort.SessionOptions) -> SessionLike:
+    """A session with every ONNX Runtime rewrite, ``models.pack.DISABLED_OPTIMIZERS`` included."""
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def bench_one_utterance(
     pack: Path, turns: Sequence[str], short: Sequence[str], args: argparse.Namespace
 ) -> tuple[list[Cell], dict[str, Any]]:
-    """Issue 9's bar: the default plan vs every text on one thread vs one session on every CPU,
-    in rotating rounds of one run (no plan always goes first).
+    """Issue 9's bar: the default plan vs every text on one thread vs one session on every CPU vs
+    the default plan with ONNX Runtime's SkipLayerNormalization fusion, in rotating rounds of one
+    run (no plan always goes first).
 
-    Returns the two one-utterance cells (``subset="short"``) and the batch throughput
+    Returns the one-utterance cells (``subset="short"``) and the batch throughput
     (``Runtime.predict`` of every turn, utterances/s, median of the rounds) of both plans.
     """
     plans = {
         "runtime": RuntimeConfig(spinning=args.spin),
         "runtime_one_thread": RuntimeConfig(spinning=args.spin, lone_text_all_cpus=False),
         "runtime_all_cpus": all_cpus_config(args.spin),
+        "runtime_fused": RuntimeConfig(spinning=args.spin),
     }
+    factories: dict[str, SessionFactory] = {"runtime_fused": fused_session}
     windows: dict[str, list[Window]] = {name: [] for name in plans}
     batch: dict[str, list[float]] = {name: [] for name in plans}
 
     async def session() -> None:
-        runtimes = {name: Runtime.load(pack, config) for name, config in plans.items()}
+        runtimes = {
+            name: Runtime.load(pack, config, session_factory=factories.get(name, ort_session))
+            for name, config in plans.items()
+        }
         for runtime in runtimes.values():
             await runtime.start()
         try:
@@ -442,6 +457,7 @@ def ratios(cells: Sequence[Cell], concurrencies: Sequence[int]) -> dict[str, dic
     for name, other in (
         ("default_vs_all_cpus_short", "runtime_all_cpus"),
         ("default_vs_one_thread_short", "runtime_one_thread"),
+        ("default_vs_fused_short", "runtime_fused"),
     ):
         theirs = find(cells, other, 1, "short")
         if ours is not None and theirs is not None and ours.p50_ms and ours.cpu_ms_per_utt:
@@ -533,6 +549,9 @@ MARKDOWN_LABELS = {
     ("runtime", "short"): "(a) one utterance ≤ 32 tokens (default: a lone text on every CPU)",
     ("runtime_one_thread", "short"): "(a'''') one utterance ≤ 32 tokens, every text on one thread",
     ("runtime_all_cpus", "short"): "(a''') one utterance ≤ 32 tokens, one session on every CPU",
+    ("runtime_fused", "short"): (
+        "(a''''') one utterance ≤ 32 tokens, ONNX Runtime's SkipLayerNormalization fusion on"
+    ),
     ("separate_onnx", "all"): "(b) three separate int8 ONNX models",
     ("hf_pipelines", "all"): "(c) transformers pipelines, PyTorch fp32",
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.4.0"
+PACK_VERSION = "2.4.1"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:

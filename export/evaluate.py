@@ -42,6 +42,7 @@ from export.pack import LABELS
 from export.quantize import PRESETS, quantize
 from export.recipe import Recipe, build_data
 from models.manifest import FileEntry, HeadSpec, Manifest, read_manifest, write_manifest
+from models.pack import DISABLED_OPTIMIZERS
 from models.postprocess import emotion_labels, preferred
 from routing.taxonomy import OUT_OF_SCOPE
 
@@ -65,7 +66,14 @@ class OnnxScorer:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        # The runtime's graph rewrites (models.pack.DISABLED_OPTIMIZERS): with dynamic int8 a fused
+        # node's float rounding moves activation scales, so the card must score what is served.
+        self.session = ort.InferenceSession(
+            str(graph),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(DISABLED_OPTIMIZERS),
+        )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.tokenizer = Tokenizer.from_file(str(tokenizer))

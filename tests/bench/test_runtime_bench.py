@@ -30,6 +30,7 @@ CELLS = [
     _cell("hf_pipelines", 32, 1500.0, 20.0),
     _cell("runtime", 1, 2.5, 380.0, "short"),
     _cell("runtime_one_thread", 1, 3.5, 270.0, "short"),
+    _cell("runtime_fused", 1, 3.0, 330.0, "short"),
 ]
 
 
@@ -56,6 +57,11 @@ def test_ratios_compare_the_default_with_each_alternative() -> None:
     assert ratio["runtime_vs_hf_pipelines"]["throughput_x_c32"] == 22.0
     assert ratio["batching_on_vs_off"]["throughput_x_c32"] == 2.0
     assert ratio["default_vs_one_thread_short"]["p50_speedup_c1"] == 1.4
+    assert ratio["default_vs_fused_short"] == {
+        "p50_speedup_c1": 1.2,
+        "p99_speedup_c1": 1.2,
+        "cpu_per_utt_x_c1": 1.2,
+    }
     assert "runtime_vs_separate_onnx" not in ratio  # not measured: no ratio rather than a zero
 
 

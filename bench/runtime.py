@@ -546,7 +546,9 @@ MARKDOWN_LABELS = {
     ("runtime", "all"): "(a) this runtime, batch-invariant (default)",
     ("runtime_padded", "all"): "(a'') padded batches (not batch-invariant)",
     ("runtime_unbatched", "all"): "(a') batching off",
-    ("runtime", "short"): "(a) one utterance ≤ 32 tokens (default: a lone text on every CPU)",
+    ("runtime", "short"): (
+        "(a) one utterance ≤ 32 tokens (default: a lone text on every CPU if the warm-up finds it faster)"
+    ),
     ("runtime_one_thread", "short"): "(a'''') one utterance ≤ 32 tokens, every text on one thread",
     ("runtime_all_cpus", "short"): "(a''') one utterance ≤ 32 tokens, one session on every CPU",
     ("runtime_fused", "short"): (

@@ -101,6 +101,15 @@ class Engine:
         # Fixed cost of one ONNX run in padded-token equivalents; calibrated by the runtime's warm-up.
         self.run_overhead_tokens = DEFAULT_RUN_OVERHEAD_TOKENS
 
+    @property
+    def has_lone_text_graphs(self) -> bool:
+        """Whether a lone text may run on the every-CPU sessions."""
+        return self._lone_text_graphs is not None
+
+    def drop_lone_text_graphs(self) -> None:
+        """Run lone texts on one thread like the rest, and let the every-CPU sessions go."""
+        self._lone_text_graphs = None
+
     def close(self) -> None:
         """Stop the row workers (idempotent); a closed engine still runs, one text after another."""
         if self._pool is not None:

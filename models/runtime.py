@@ -21,6 +21,11 @@ utterance <= 32 tokens at concurrency 1 on two cores: p50 2.72 ms vs 3.74 ms
 with every text on one thread in one run, 3.30 vs 4.22 ms in a later one (1.38x
 and 1.28x), for 1.3-1.4x the CPU per utterance. Once two windows overlap, every
 text keeps one thread for a while (``models.batching.CONTENTION_HOLD_S``).
+Whether that pays depends on the CPU: the warm-up times a lone text both ways
+and keeps the lone-text sessions only when they answer at least
+``LONE_TEXT_MIN_SPEEDUP`` times sooner (on an Intel Xeon with AVX-512 VNNI and AMX
+one thread was as fast, 2.61 vs 2.66 ms, for 0.61x the CPU; on the AMD EPYC
+above they paid 1.28-1.46x).
 
 Thread plan (``invariant=False``): padded runs of up to ``single_thread_tokens``
 tokens (texts x longest) use one-thread sessions, larger runs sessions with
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -55,6 +61,11 @@ WARMUP_TEXT = (
     "because I already cancelled it last week and nobody called me back"
 )
 WARMUP_ROUNDS = 3
+# The warm-up keeps the lone-text sessions only when a lone text answers at least this many times
+# sooner on them than on one thread (median of alternating runs): otherwise the second core would
+# spin for nothing, which a pod sharing its node pays for.
+LONE_TEXT_MIN_SPEEDUP = 1.1
+LONE_TEXT_ROUNDS = 15
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,8 @@ class RuntimeConfig:
     operators. It is off by default: on a 2-core box the spinning threads take
     the CPU the event loop and the tokenizer need (measured: 396 vs 157
     utterances/s at concurrency 32 with spinning off vs on).
-    ``lone_text_all_cpus`` (invariant plan, more than one CPU): a text that is the
+    ``lone_text_all_cpus`` (invariant plan, more than one CPU; kept after ``start`` only where
+    the warm-up measures it ``LONE_TEXT_MIN_SPEEDUP`` times faster): a text that is the
     only work at the time runs on an extra set of sessions with every CPU, spinning
     during the run and stopping at its end (``session.force_spinning_stop``), so an
     idle service answers one turn sooner; under load every text keeps one thread.
@@ -273,7 +285,26 @@ class Runtime:
                 best = min(best, time.perf_counter() - started)
             timings[str(size)] = round(best * 1000, 3)
         self._engine.run_overhead_tokens = run_overhead_tokens(timings, length)
+        if self._engine.has_lone_text_graphs:
+            timings.update(self._choose_lone_text_plan())
         return timings
+
+    def _choose_lone_text_plan(self) -> dict[str, float]:
+        """Time a lone text on the lone-text sessions and on one thread, alternating; drop the
+        lone-text sessions unless they are ``LONE_TEXT_MIN_SPEEDUP`` times faster (median ms of each)."""
+        tokens = self._engine.tokenize([WARMUP_TEXT])
+        samples: dict[bool, list[float]] = {True: [], False: []}
+        for round_ in range(LONE_TEXT_ROUNDS + 2):
+            for every_cpu in (True, False) if round_ % 2 == 0 else (False, True):
+                started = time.perf_counter()
+                self._engine.run(tokens, parallel=every_cpu)
+                if round_ >= 2:  # the first runs of a session allocate its buffers
+                    samples[every_cpu].append(time.perf_counter() - started)
+        lone, one = (statistics.median(samples[key]) * 1000 for key in (True, False))
+        if one < lone * LONE_TEXT_MIN_SPEEDUP:
+            self._engine.drop_lone_text_graphs()
+            self._lone_text_threads = 1
+        return {"lone_text_every_cpu": round(lone, 3), "lone_text_one_thread": round(one, 3)}
 
     async def start(self) -> None:
         """Warm up (off the event loop), then start the batching worker; ``ready`` afterwards."""

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
 from models.pack import SessionLike, ort_session
-from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
+from models.runtime import LONE_TEXT_MIN_SPEEDUP, Runtime, RuntimeConfig, run_overhead_tokens
 from models.types import TextPrediction
 
 CONFIG = RuntimeConfig(intra_op_threads=1)
@@ -273,6 +274,63 @@ def test_a_lone_text_runs_on_every_cpu_and_rows_of_a_batch_on_one_thread_each(ti
     assert as_dict(alone[0]) == as_dict(batch[1])  # thread count never changes a result
 
 
+class DelayedSessions:
+    """A session factory whose sessions with ``threads`` intra-op threads take ``delay_s`` longer per run."""
+
+    def __init__(self, threads: int, delay_s: float) -> None:
+        self.threads, self.delay_s = threads, delay_s
+        self.runs: list[int] = []  # intra-op threads of each run's session
+
+    def __call__(self, path: Path, options: ort.SessionOptions) -> SessionLike:
+        inner, threads = ort_session(path, options), options.intra_op_num_threads
+        delay, runs = (self.delay_s if threads == self.threads else 0.0), self.runs
+
+        class Delayed:
+            def get_inputs(self) -> object:
+                return inner.get_inputs()
+
+            def get_outputs(self) -> object:
+                return inner.get_outputs()
+
+            def run(self, names: list[str] | None, feed: dict[str, object]) -> object:
+                runs.append(threads)
+                time.sleep(delay)
+                return inner.run(names, feed)
+
+        return Delayed()  # type: ignore[return-value]
+
+
+async def test_the_warm_up_drops_lone_text_sessions_that_answer_no_sooner(tiny_pack: Path) -> None:
+    sessions = DelayedSessions(threads=2, delay_s=0.003)  # the every-CPU sessions are the slow ones
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=sessions)
+    assert runtime.info["threads"]["lone_text"] == 2
+    await runtime.start()
+    try:
+        warmup = runtime.info["warmup_ms"]
+        assert warmup["lone_text_every_cpu"] > warmup["lone_text_one_thread"] + 2
+        assert runtime.info["threads"]["lone_text"] == 1
+        sessions.runs.clear()
+        await runtime.submit(["why"])
+        assert sessions.runs == [1]  # a lone text now runs on one thread
+    finally:
+        await runtime.close()
+
+
+async def test_the_warm_up_keeps_lone_text_sessions_that_answer_sooner(tiny_pack: Path) -> None:
+    sessions = DelayedSessions(threads=1, delay_s=0.003)  # one thread is the slow way
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=sessions)
+    await runtime.start()
+    try:
+        warmup = runtime.info["warmup_ms"]
+        assert warmup["lone_text_one_thread"] > warmup["lone_text_every_cpu"] * LONE_TEXT_MIN_SPEEDUP
+        assert runtime.info["threads"]["lone_text"] == 2
+        sessions.runs.clear()
+        await runtime.submit(["why"])
+        assert sessions.runs == [2]
+    finally:
+        await runtime.close()
+
+
 def test_lone_text_sessions_follow_the_cpu_quota_by_default(tiny_pack: Path) -> None:
     from models.cpu import cpu_quota
 
@@ -307,7 +365,7 @@ def test_serving_path_never_imports_torch_or_transformers(tiny_pack: Path) -> No
 import asyncio, sys
 from pathlib import Path
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
-from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
+from models.runtime import LONE_TEXT_MIN_SPEEDUP, Runtime, RuntimeConfig, run_overhead_tokens
 import models, models.batching, models.cpu, models.engine, models.pack, models.packs, models.tokenize
 
 runtime = Runtime.load(Path({str(tiny_pack)!r}), RuntimeConfig(intra_op_threads=1))

@@ -198,15 +198,20 @@ def test_default_thread_plan_follows_cpu_quota(tiny_pack: Path) -> None:
 
 
 class ThreadSpy:
-    """A session factory building real sessions and recording each one's thread count and run sizes."""
+    """A session factory building real sessions and recording each one's thread count and run sizes.
 
-    def __init__(self) -> None:
+    ``delays``: seconds added to every run of the sessions with that many intra-op threads.
+    """
+
+    def __init__(self, delays: dict[int, float] | None = None) -> None:
         self.sessions: list[tuple[int, list[int]]] = []
+        self.delays = delays or {}
 
     def __call__(self, path: Path, options: ort.SessionOptions) -> SessionLike:
         inner = ort_session(path, options)
         runs: list[int] = []
         self.sessions.append((options.intra_op_num_threads, runs))
+        delay = self.delays.get(options.intra_op_num_threads, 0.0)
 
         class Spied:
             def get_inputs(self) -> object:
@@ -217,12 +222,18 @@ class ThreadSpy:
 
             def run(self, names: list[str] | None, feed: dict[str, object]) -> object:
                 runs.append(int(feed["input_ids"].shape[0]))  # type: ignore[attr-defined]
+                time.sleep(delay)
                 return inner.run(names, feed)
 
         return Spied()  # type: ignore[return-value]
 
     def runs(self, threads: int) -> list[int]:
         return [size for count, runs in self.sessions if count == threads for size in runs]
+
+    def clear(self) -> None:
+        """Forget every run so far."""
+        for _, runs in self.sessions:
+            runs.clear()
 
 
 def test_padded_plan_runs_small_batches_on_one_thread_and_large_ones_on_the_quota(tiny_pack: Path) -> None:
@@ -274,59 +285,33 @@ def test_a_lone_text_runs_on_every_cpu_and_rows_of_a_batch_on_one_thread_each(ti
     assert as_dict(alone[0]) == as_dict(batch[1])  # thread count never changes a result
 
 
-class DelayedSessions:
-    """A session factory whose sessions with ``threads`` intra-op threads take ``delay_s`` longer per run."""
-
-    def __init__(self, threads: int, delay_s: float) -> None:
-        self.threads, self.delay_s = threads, delay_s
-        self.runs: list[int] = []  # intra-op threads of each run's session
-
-    def __call__(self, path: Path, options: ort.SessionOptions) -> SessionLike:
-        inner, threads = ort_session(path, options), options.intra_op_num_threads
-        delay, runs = (self.delay_s if threads == self.threads else 0.0), self.runs
-
-        class Delayed:
-            def get_inputs(self) -> object:
-                return inner.get_inputs()
-
-            def get_outputs(self) -> object:
-                return inner.get_outputs()
-
-            def run(self, names: list[str] | None, feed: dict[str, object]) -> object:
-                runs.append(threads)
-                time.sleep(delay)
-                return inner.run(names, feed)
-
-        return Delayed()  # type: ignore[return-value]
-
-
 async def test_the_warm_up_drops_lone_text_sessions_that_answer_no_sooner(tiny_pack: Path) -> None:
-    sessions = DelayedSessions(threads=2, delay_s=0.003)  # the every-CPU sessions are the slow ones
-    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=sessions)
+    spy = ThreadSpy(delays={2: 0.003})  # the every-CPU sessions are the slow ones
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=spy)
     assert runtime.info["threads"]["lone_text"] == 2
     await runtime.start()
     try:
         warmup = runtime.info["warmup_ms"]
         assert warmup["lone_text_every_cpu"] > warmup["lone_text_one_thread"] + 2
         assert runtime.info["threads"]["lone_text"] == 1
-        sessions.runs.clear()
+        spy.clear()
         await runtime.submit(["why"])
-        assert sessions.runs == [1]  # a lone text now runs on one thread
+        assert (spy.runs(1), spy.runs(2)) == ([1], [])  # a lone text now runs on one thread
     finally:
         await runtime.close()
 
 
 async def test_the_warm_up_keeps_lone_text_sessions_that_answer_sooner(tiny_pack: Path) -> None:
-    sessions = DelayedSessions(threads=1, delay_s=0.003)  # one thread is the slow way
-    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=sessions)
+    spy = ThreadSpy(delays={1: 0.003})  # one thread is the slow way
+    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=spy)
     await runtime.start()
     try:
         warmup = runtime.info["warmup_ms"]
         assert warmup["lone_text_one_thread"] > warmup["lone_text_every_cpu"] * LONE_TEXT_MIN_SPEEDUP
         assert runtime.info["threads"]["lone_text"] == 2
-        sessions.runs.clear()
+        spy.clear()
         await runtime.submit(["why"])
-        assert sessions.runs == [2]
+        assert (spy.runs(1), spy.runs(2)) == ([], [1])
     finally:
         await runtime.close()
 

@@ -212,21 +212,23 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def cpu_busy_share(seconds: float = 1.0) -> float | None:
-    """Share of all CPUs busy over ``seconds`` (from /proc/stat; None where unavailable)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return idle, sum(fields)
-
+def _machine_ticks() -> tuple[int, int] | None:
+    """``(idle, total)`` clock ticks of all CPUs since boot (/proc/stat; idle counts iowait too)."""
     try:
-        idle0, total0 = sample()
-        time.sleep(seconds)
-        idle1, total1 = sample()
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
     except (OSError, ValueError, IndexError):
         return None
-    return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
+def cpu_busy_share(seconds: float = 1.0) -> float | None:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat; None where unavailable)."""
+    before = _machine_ticks()
+    time.sleep(seconds)
+    after = _machine_ticks()
+    if before is None or after is None:
+        return None
+    return round(1 - (after[0] - before[0]) / max(1, after[1] - before[1]), 3)
 
 
 class CpuAccount:
@@ -243,12 +245,8 @@ class CpuAccount:
 
     @staticmethod
     def _busy_s() -> float | None:
-        try:
-            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+        ticks = _machine_ticks()
+        return None if ticks is None else (ticks[1] - ticks[0]) / os.sysconf("SC_CLK_TCK")
 
     @staticmethod
     def _own_s() -> float:
@@ -300,14 +298,6 @@ def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
             continue
         out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
     return out
-
-
-def _machine_ticks() -> tuple[int, int] | None:
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
 
 
 class CpuProbe:

@@ -270,7 +270,8 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         *_prototypes_line(manifest),
         "- **Batch invariance**: dynamic int8 scales activations per tensor, so the runtime runs each text alone.",
         "- **Scored as served**: the runtime opens the graph without ONNX Runtime's SkipLayerNormalization "
-        "fusion (`models.pack.DISABLED_OPTIMIZERS`), whose CPU kernel took 15% of a turn, and `export evaluate` "
+        "fusion (`models.pack.DISABLED_OPTIMIZERS`), whose CPU kernel is slower than the nodes it replaces "
+        "(`python -m bench runtime`, `runtime_fused`), and `export evaluate` "
         "scores and calibrates with the same sessions: with dynamic int8 a fused node's float rounding moves "
         "the activation scales, so a figure measured on another graph rewrite would not be the served one "
         "(pack 2.4.1 is pack 2.4.0's graph file, re-calibrated and re-measured this way).",

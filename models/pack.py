@@ -64,12 +64,11 @@ SessionFactory = Callable[[Path, ort.SessionOptions], SessionLike]
 
 
 # ONNX Runtime graph rewrites every session leaves out. SkipLayerNormFusion merges each residual Add
-# with the LayerNormalization after it into one SkipLayerNormalization node, whose CPU kernel took
-# about 58 µs per node on a 25-token turn against about 17 µs for the two nodes it replaces
-# (onnxruntime 1.32, one intra-op thread, AVX-512 VNNI): 15% of the whole graph, 2.22 against
-# 1.89 ms of CPU per text over the 600 turns of ``bench/turns.py``. ``python -m bench runtime``
-# measures the two side by side (``runtime_fused``). The export scores and calibrates packs with
-# the same list (``export.evaluate``), so the card describes the graph as it is served.
+# with the LayerNormalization after it into one SkipLayerNormalization node, whose CPU kernel is
+# slower than the two nodes it replaces (onnxruntime 1.32, one intra-op thread, AVX-512 VNNI):
+# ``python -m bench runtime`` measures the two side by side (``runtime_fused``). The export scores
+# and calibrates packs with the same list (``export.evaluate``), so the card describes the graph as
+# it is served.
 DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 
 

@@ -23,9 +23,8 @@ and 1.28x), for 1.3-1.4x the CPU per utterance. Once two windows overlap, every
 text keeps one thread for a while (``models.batching.CONTENTION_HOLD_S``).
 Whether that pays depends on the CPU: the warm-up times a lone text both ways
 and keeps the lone-text sessions only when they answer at least
-``LONE_TEXT_MIN_SPEEDUP`` times sooner (on an Intel Xeon with AVX-512 VNNI and AMX
-one thread was as fast, 2.61 vs 2.66 ms, for 0.61x the CPU; on the AMD EPYC
-above they paid 1.28-1.46x).
+``lone_text_min_speedup`` times sooner (``python -m bench runtime`` compares the
+default with ``runtime_lone_text``, which keeps them whatever the warm-up measures).
 
 Thread plan (``invariant=False``): padded runs of up to ``single_thread_tokens``
 tokens (texts x longest) use one-thread sessions, larger runs sessions with
@@ -61,9 +60,7 @@ WARMUP_TEXT = (
     "because I already cancelled it last week and nobody called me back"
 )
 WARMUP_ROUNDS = 3
-# The warm-up keeps the lone-text sessions only when a lone text answers at least this many times
-# sooner on them than on one thread (median of alternating runs): otherwise the second core would
-# spin for nothing, which a pod sharing its node pays for.
+# The default of ``RuntimeConfig.lone_text_min_speedup``.
 LONE_TEXT_MIN_SPEEDUP = 1.1
 LONE_TEXT_ROUNDS = 15
 
@@ -88,7 +85,7 @@ class RuntimeConfig:
     the CPU the event loop and the tokenizer need (measured: 396 vs 157
     utterances/s at concurrency 32 with spinning off vs on).
     ``lone_text_all_cpus`` (invariant plan, more than one CPU; kept after ``start`` only where
-    the warm-up measures it ``LONE_TEXT_MIN_SPEEDUP`` times faster): a text that is the
+    the warm-up measures it ``lone_text_min_speedup`` times faster): a text that is the
     only work at the time runs on an extra set of sessions with every CPU, spinning
     during the run and stopping at its end (``session.force_spinning_stop``), so an
     idle service answers one turn sooner; under load every text keeps one thread.
@@ -106,6 +103,10 @@ class RuntimeConfig:
     invariant: bool = True
     single_thread_tokens: int = 64
     lone_text_all_cpus: bool = True
+    # A lone text keeps the every-CPU sessions only when the warm-up finds it this many times faster
+    # there than on one thread (medians of alternating runs): otherwise the second core would spin
+    # for nothing, which a pod sharing its node pays for. 0 keeps them whatever it measures.
+    lone_text_min_speedup: float = LONE_TEXT_MIN_SPEEDUP
 
     def __post_init__(self) -> None:
         for name in ("inter_op_threads", "max_batch_size", "max_batch_tokens", "queue_size"):
@@ -119,6 +120,10 @@ class RuntimeConfig:
             )
         if self.max_wait_ms < 0 or self.default_deadline_ms <= 0:
             raise ValueError("RuntimeConfig.max_wait_ms must be >= 0 and default_deadline_ms > 0")
+        if self.lone_text_min_speedup < 0:
+            raise ValueError(
+                f"RuntimeConfig.lone_text_min_speedup must be >= 0, got {self.lone_text_min_speedup}"
+            )
 
 
 def session_options(
@@ -182,7 +187,7 @@ class Runtime:
         self._intra_op = intra_op
         self._load_ms = load_ms
         threads = config.intra_op_threads or quota.cpus
-        self._lone_text_threads = threads if lone_text_graphs else 1
+        self._lone_text_threads = threads  # while the engine keeps its lone-text sessions
         workers = threads if config.invariant else 1
         self._engine = Engine(
             pack,
@@ -291,7 +296,7 @@ class Runtime:
 
     def _choose_lone_text_plan(self) -> dict[str, float]:
         """Time a lone text on the lone-text sessions and on one thread, alternating; drop the
-        lone-text sessions unless they are ``LONE_TEXT_MIN_SPEEDUP`` times faster (median ms of each)."""
+        lone-text sessions unless they are ``lone_text_min_speedup`` times faster (median ms of each)."""
         tokens = self._engine.tokenize([WARMUP_TEXT])
         samples: dict[bool, list[float]] = {True: [], False: []}
         for round_ in range(LONE_TEXT_ROUNDS + 2):
@@ -301,9 +306,8 @@ class Runtime:
                 if round_ >= 2:  # the first runs of a session allocate its buffers
                     samples[every_cpu].append(time.perf_counter() - started)
         lone, one = (statistics.median(samples[key]) * 1000 for key in (True, False))
-        if one < lone * LONE_TEXT_MIN_SPEEDUP:
+        if one < lone * self._config.lone_text_min_speedup:
             self._engine.drop_lone_text_graphs()
-            self._lone_text_threads = 1
         return {"lone_text_every_cpu": round(lone, 3), "lone_text_one_thread": round(one, 3)}
 
     async def start(self) -> None:
@@ -399,7 +403,7 @@ class Runtime:
             "threads": {
                 "intra_op": self._intra_op,
                 "single_thread_tokens": self._engine.single_thread_tokens,
-                "lone_text": self._lone_text_threads,
+                "lone_text": self._lone_text_threads if self._engine.has_lone_text_graphs else 1,
                 "row_workers": self._engine.workers,
                 "batch_workers": self._batcher.workers,
                 "inter_op": self._config.inter_op_threads,

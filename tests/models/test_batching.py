@@ -18,7 +18,6 @@ import onnxruntime as ort
 import pytest
 
 from models import batching
-from models import runtime as runtime_module
 from models.errors import DeadlineExceededError, InferenceError, NotReadyError, OverloadedError
 from models.pack import ort_session
 from models.runtime import Runtime, RuntimeConfig
@@ -323,9 +322,9 @@ async def test_a_lone_text_keeps_to_one_thread_while_windows_overlapped_recently
     tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(batching, "CONTENTION_HOLD_S", 0.5)
-    monkeypatch.setattr(runtime_module, "LONE_TEXT_MIN_SPEEDUP", 0.0)  # kept whatever the warm-up says
     spy = GatedSpy()
-    runtime = Runtime.load(tiny_pack, RuntimeConfig(intra_op_threads=2), session_factory=spy)
+    config = RuntimeConfig(intra_op_threads=2, lone_text_min_speedup=0.0)  # kept whatever the warm-up says
+    runtime = Runtime.load(tiny_pack, config, session_factory=spy)
     await runtime.start()
     try:
         spy.gate.clear()

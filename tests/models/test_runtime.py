@@ -338,6 +338,7 @@ def test_one_config_default_queue_size() -> None:
         {"intra_op_threads": 0},
         {"max_wait_ms": -1},
         {"default_deadline_ms": 0},
+        {"lone_text_min_speedup": -1},
     ],
 )
 def test_config_rejects_nonsense(kwargs: dict[str, float]) -> None:

@@ -264,21 +264,26 @@ class CpuAccount:
 
 
 # Thread groups of a one-worker server, by the OS thread names the service sets (models.cpu.name_os_thread).
-THREAD_GROUPS = ("event loop", "batch workers", "SQLite", "unnamed")
+THREAD_GROUPS = ("event loop", "model process loop", "batch workers", "SQLite", "unnamed")
 
 
-def thread_group(tid: int, pid: int, name: str) -> str:
-    """The group of thread ``tid`` of server process ``pid`` named ``name`` (its ``comm``).
+def thread_group(tid: int, pid: int, name: str, process: int | None = None) -> str:
+    """The group of thread ``tid`` named ``name`` (its ``comm``) of server ``pid``'s process tree.
 
-    uvicorn with one worker runs the event loop on the process's main thread (tid == pid);
-    the batch workers (``sb-batch-N``) and their row pool (``sb-rows_N``) tokenize, run ONNX
-    and post-process; every ``SqliteRunner`` thread's name holds ``sqlite``. ``unnamed``: threads
-    the service does not create itself, mostly ONNX Runtime's intra-op pool of the lone-text
-    sessions (a lone turn runs on both cores, and that pool spins while it runs) and the loop's
-    default executor.
+    ``process`` is the process the thread belongs to (default ``pid``). uvicorn with one
+    worker runs the event loop on the server's main thread (tid == pid); the model process
+    (``models.process``, a child) runs its own loop on its main thread, which only moves
+    frames; the batch workers (``sb-batch-N``) and their row pool (``sb-rows_N``), in
+    whichever process holds the model, tokenize, run ONNX and post-process; every
+    ``SqliteRunner`` thread's name holds ``sqlite``. ``unnamed``: threads the service does
+    not create itself, mostly ONNX Runtime's intra-op pool of the lone-text sessions (a lone
+    turn runs on both cores, and that pool spins while it runs) and the loops' default
+    executors.
     """
     if tid == pid:
         return "event loop"
+    if tid == process:
+        return "model process loop"
     if name.startswith(("sb-batch", "sb-rows")):
         return "batch workers"
     if "sqlite" in name:
@@ -286,17 +291,20 @@ def thread_group(tid: int, pid: int, name: str) -> str:
     return "unnamed"
 
 
-def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
-    """``tid -> (OS thread name, CPU seconds user + system)`` for every thread of ``pid`` (/proc)."""
+def thread_cpu_s(pid: int) -> dict[int, tuple[str, float, int]]:
+    """``tid -> (OS thread name, CPU seconds user + system, its process)`` for every thread of
+    ``pid`` and of its descendants (the model process), from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[str, float]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended between the listing and the read
-            continue
-        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    out: dict[int, tuple[str, float, int]] = {}
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            for task in Path(f"/proc/{process}/task").iterdir():
+                try:
+                    name = (task / "comm").read_text().strip()
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:  # the thread ended between the listing and the read
+                    continue
+                out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks, process)
     return out
 
 
@@ -313,7 +321,7 @@ class CpuProbe:
         self._threads = thread_cpu_s(pid)
         self._client = self._own_s()
         self._machine = _machine_ticks()
-        self._end: tuple[dict[int, tuple[str, float]], float, tuple[int, int] | None] | None = None
+        self._end: tuple[dict[int, tuple[str, float, int]], float, tuple[int, int] | None] | None = None
 
     def stop(self) -> None:
         """Take the end snapshot now (``split`` takes it itself when this was not called)."""
@@ -345,8 +353,9 @@ class CpuProbe:
             return None
         now, client, machine = self._end
         groups = dict.fromkeys(THREAD_GROUPS, 0.0)
-        for tid, (name, cpu) in now.items():
-            groups[thread_group(tid, self.pid, name)] += cpu - self._threads.get(tid, ("", 0.0))[1]
+        for tid, (name, cpu, process) in now.items():
+            before = self._threads.get(tid)
+            groups[thread_group(tid, self.pid, name, process)] += cpu - (before[1] if before else 0.0)
         idle = None
         if machine is not None and self._machine is not None and machine[1] > self._machine[1]:
             idle = round((machine[0] - self._machine[0]) / (machine[1] - self._machine[1]), 3)

@@ -8,8 +8,8 @@ thread's CPU time around each request (``time.thread_time``). Every request is a
 append with a fresh conversation-local turn id (20 turns per conversation, new conversations
 after that), so every turn is scored and stored.
 
-1. Reason matching where the runtime puts it (``Runtime.annotate``: on the batch worker) against
-   on the event loop (the hook off, ``ActiveReasons.merge`` matches), alternating request by
+1. With the model in this process (``SWITCHBOARD_MODEL_PROCESS=off``): reason matching where the
+   runtime puts it (``Runtime.annotate``: on the batch worker) against on the event loop (the hook off, ``ActiveReasons.merge`` matches), alternating request by
    request so that both see the same machine: p50 loop CPU and wall per append, and the ratio.
 2. One SQLite call (``SELECT 1``): ``SqliteRunner.run`` against ``run_in_executor`` on a
    one-thread executor with its own connection (the usual way), loop CPU and wall per call.
@@ -208,6 +208,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "SWITCHBOARD_RATE_LIMIT": "0",
         "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
         "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        # The model in this process: where the reason match runs (batch worker or loop) is a
+        # choice only there; with a model process it always runs on the loop as answers arrive.
+        "SWITCHBOARD_MODEL_PROCESS": "off",
     }
     if args.pack is not None:
         env["SWITCHBOARD_PACK"] = str(args.pack)

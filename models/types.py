@@ -6,6 +6,7 @@ with the head's temperature ``T`` from the pack manifest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -100,3 +101,17 @@ class TextPrediction(msgspec.Struct):
             for name in self.__struct_fields__
             if name not in ("embedding", "annotations")
         )
+
+
+def checked_texts(texts: Sequence[str]) -> tuple[str, ...]:
+    """A private copy of the texts; TypeError for a bare string or a non-string item.
+
+    Checked up front so that one bad request cannot fail the batch it would share with others.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single string")
+    copy = tuple(texts)
+    for index, text in enumerate(copy):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, expected str")
+    return copy

@@ -24,9 +24,11 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 
+from models.config import RuntimeConfig
+from models.cpu import cpu_quota
 from models.errors import PackError
 from models.packs import DEFAULT_PACK
-from models.runtime import Runtime, RuntimeConfig
+from models.process import ProcessRuntime, ServingRuntime
 from routing.errors import PolicyError
 from service.adapters.actions import attach_actions
 from service.adapters.outbox import Outbox
@@ -104,7 +106,13 @@ async def _load_runtime(service: ServiceState) -> None:
     settings = service.settings
     pack_dir = settings.pack_dir or DEFAULT_PACK
     try:
-        runtime = await asyncio.to_thread(Runtime.load, pack_dir, runtime_config(settings))
+        runtime: ServingRuntime
+        if settings.model_process == "on" or (settings.model_process == "auto" and cpu_quota().cpus >= 2):
+            runtime = await asyncio.to_thread(ProcessRuntime.spawn, pack_dir, runtime_config(settings))
+        else:
+            from models.runtime import Runtime  # onnxruntime only where the model runs in this process
+
+            runtime = await asyncio.to_thread(Runtime.load, pack_dir, runtime_config(settings))
         admission = InferenceAdmission(
             settings.inference.default_deadline_ms / 1000, workers=runtime.batch_workers
         )
@@ -145,12 +153,14 @@ async def _load_runtime(service: ServiceState) -> None:
         service.gate.ready_event.set()
 
 
-async def _attach_reasons(service: ServiceState, runtime: Runtime) -> None:
+async def _attach_reasons(service: ServiceState, runtime: ServingRuntime) -> None:
     """Embed the custom reasons' examples before the service reports ready (a failure leaves them off)."""
     try:
         embedder = await asyncio.to_thread(Embedder, runtime)
         await asyncio.to_thread(service.reasons.attach, embedder)
-        runtime.annotate = service.reasons.annotate  # reason matches computed on the batch workers
+        # Reason matches are computed where the predictions are made: on the batch workers, or
+        # on this loop as a model process's answers arrive.
+        runtime.annotate = service.reasons.annotate
     except Exception as exc:
         _log.error(
             "custom contact reasons could not be embedded; they are not matched",

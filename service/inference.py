@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from models.runtime import Runtime
+from models.process import ServingRuntime
 from models.types import TextPrediction
 from service.admission import InferenceAdmission
 from service.errors import NotReady
+
+if TYPE_CHECKING:
+    from models.runtime import Runtime
 
 
 @dataclass
@@ -23,14 +27,14 @@ class ModelGate:
     """The runtime once loaded (``None`` before), its admission control and its lifecycle state."""
 
     deadline_ms: float
-    runtime: Runtime | None = None
+    runtime: ServingRuntime | None = None
     admission: InferenceAdmission | None = None
     load_error: str | None = None
     draining: bool = False
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def serving(cls, runtime: Runtime, deadline_ms: float) -> ModelGate:
+    def serving(cls, runtime: ServingRuntime, deadline_ms: float) -> ModelGate:
         """A gate around a runtime that is already loaded and started (CLI, tests)."""
         gate = cls(deadline_ms=deadline_ms, runtime=runtime)
         gate.ready_event.set()

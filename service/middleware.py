@@ -25,6 +25,7 @@ as the handler reads it, before anything decodes it.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 import uuid
@@ -51,7 +52,9 @@ def request_id_from(scope: Scope) -> str:
             if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    # random, not uuid4: os.urandom releases the GIL, and the event loop then waits for a
+    # batch worker's Python to hand it back (measured: 6% of the loop's samples at 64 clients).
+    return uuid.UUID(int=random.getrandbits(128), version=4).hex
 
 
 class RequestContextMiddleware:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from models.runtime import RuntimeConfig
+from models.config import RuntimeConfig
 from service.adapters.signatures import standard_webhooks_key
 from service.errors import SettingsError
 
@@ -198,6 +198,7 @@ class Settings:
     log_level: str = "INFO"
     log_transcripts: bool = False
     otel_endpoint: str | None = None  # None -> tracing off (see service/tracing.py)
+    model_process: str = "auto"  # auto: a child process for the model when the quota has 2+ CPUs
     inference: RuntimeConfig = field(default_factory=RuntimeConfig)
     adapters: AdapterConfig = field(default_factory=AdapterConfig)
 
@@ -275,6 +276,7 @@ _SAME_NAME = (
     "log_level",
     "log_transcripts",
     "otel_endpoint",
+    "model_process",
 )
 _RENAMED = {
     "store_url": "store",
@@ -768,6 +770,14 @@ SERVICE_SETTINGS: tuple[Setting, ...] = (
         "OpenTelemetry (needs the `[otel]` extra); unset, tracing is off.",
         "logging",
         shown="(tracing off)",
+    ),
+    Setting(
+        "model_process",
+        Choice(metavar="MODE", options=("auto", "on", "off")),
+        _D.model_process,
+        "Run the model in a child process of each worker, off the event loop's interpreter lock "
+        "(`auto`: when the CPU quota has 2 or more CPUs).",
+        "inference",
     ),
     Setting(
         "intra_op_threads",

@@ -256,15 +256,16 @@ def test_markdown_tables_the_cpu_split_of_the_cells_that_have_one() -> None:
     report = _report(workers_ratio=None, overload_factor=2.0, meta={})
     report["overload"].update(max_ms=400.0)
     report["cells"][1]["cpu"] = {
-        "threads": {"event loop": 1.1, "batch workers": 3.3, "SQLite": 0.35, "unnamed": 0.05},
+        "threads": {"event loop": 1.1, "batch workers": 3.3, "SQLite": 0.35, "unnamed": 0.05},  # no child
         "server": 4.8,
         "client": 0.13,
         "machine_idle_share": 0.16,
     }
     report["targets"] = http.targets(report)
     text = http.markdown(report)
-    assert "| event loop | batch workers | SQLite | unnamed | server | client | machine idle |" in text
-    assert "| append-1 | 64 | 1.10 | 3.30 | 0.35 | 0.05 | 4.80 | 0.13 | 16% |" in text
+    header = "| event loop | model process loop | batch workers | SQLite | unnamed | server | client |"
+    assert header in text
+    assert "| append-1 | 64 | 1.10 | 0.00 | 3.30 | 0.35 | 0.05 | 4.80 | 0.13 | 16% |" in text
     assert "| append-1 | 1 | 1.10" not in text
 
 
@@ -281,6 +282,19 @@ def test_markdown_tables_the_cpu_split_of_the_cells_that_have_one() -> None:
 )
 def test_thread_group_by_os_name(tid: int, name: str, group: str) -> None:
     assert http.thread_group(tid, 100, name) == group
+
+
+@pytest.mark.parametrize(
+    ("tid", "name", "group"),
+    [
+        (100, "python", "event loop"),
+        (200, "python", "model process loop"),  # the child's main thread only moves frames
+        (201, "sb-batch-1", "batch workers"),  # the batch workers, now in the child
+        (202, "python", "unnamed"),
+    ],
+)
+def test_thread_group_of_a_model_process_thread(tid: int, name: str, group: str) -> None:
+    assert http.thread_group(tid, 100, name, process=200 if tid != 100 else 100) == group
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc only")

@@ -14,9 +14,10 @@ import msgspec
 import onnxruntime as ort
 import pytest
 
+from models.config import LONE_TEXT_MIN_SPEEDUP
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
 from models.pack import SessionLike, ort_session
-from models.runtime import LONE_TEXT_MIN_SPEEDUP, Runtime, RuntimeConfig, run_overhead_tokens
+from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
 from models.types import TextPrediction
 
 CONFIG = RuntimeConfig(intra_op_threads=1)
@@ -351,7 +352,8 @@ def test_serving_path_never_imports_torch_or_transformers(tiny_pack: Path) -> No
 import asyncio, sys
 from pathlib import Path
 from models.engine import DEFAULT_RUN_OVERHEAD_TOKENS
-from models.runtime import LONE_TEXT_MIN_SPEEDUP, Runtime, RuntimeConfig, run_overhead_tokens
+from models.config import LONE_TEXT_MIN_SPEEDUP
+from models.runtime import Runtime, RuntimeConfig, run_overhead_tokens
 import models, models.batching, models.cpu, models.engine, models.pack, models.packs, models.tokenize
 
 runtime = Runtime.load(Path({str(tiny_pack)!r}), RuntimeConfig(intra_op_threads=1))

@@ -76,14 +76,13 @@ def test_scoring_requests_are_shed_before_parsing_while_the_queue_is_too_long(
 ) -> None:
     from litestar.testing import TestClient
 
-    from models.runtime import Runtime
-
     app = create_app(Settings.from_env(base_env))
     with TestClient(app) as client:
         service: ServiceState = app.state.service
         while not service.ready:
             time.sleep(0.02)
         assert service.gate.admission is not None
+        Runtime = type(service.gate.runtime)  # in this process or in a child (SWITCHBOARD_MODEL_PROCESS)
         service.gate.admission.workers = 1  # one batch worker whatever this machine's CPU count...
         service.gate.admission.seconds_per_text = 0.1  # 100 ms per text...
         monkeypatch.setattr(Runtime, "backlog", property(lambda self: 30))  # ...and 30 ahead: 3.1 s

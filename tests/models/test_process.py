@@ -1,0 +1,150 @@
+"""The runtime in a child process: same predictions, errors carried across, restarts, drains."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import models.process as process
+from models.config import RuntimeConfig
+from models.errors import InferenceError, NotReadyError, OverloadedError, PackError
+from models.process import ProcessRuntime
+from models.runtime import Runtime
+from models.types import TextPrediction
+
+CONFIG = RuntimeConfig(intra_op_threads=1)
+REPO = Path(__file__).resolve().parents[2]
+TEXTS = ["I want to cancel my account", "thank you so much, great help!", "why", "", "where is my order"]
+
+
+@pytest.fixture
+async def remote(v2_pack: Path) -> AsyncIterator[ProcessRuntime]:
+    runtime = await asyncio.to_thread(ProcessRuntime.spawn, v2_pack, CONFIG)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+async def test_predictions_equal_the_in_process_runtime_embeddings_included(
+    remote: ProcessRuntime, v2_pack: Path
+) -> None:
+    local = Runtime.load(v2_pack, CONFIG)
+    expected = local.predict(TEXTS)
+    got = await remote.submit(TEXTS)
+    assert got == expected  # TextPrediction compares every field, the embeddings by value
+    embedding = got[0].embedding
+    assert isinstance(embedding, np.ndarray) and embedding.dtype == np.float32
+    assert not embedding.flags.writeable  # read-only rows, as the in-process runtime hands out
+    assert remote.labels == local.labels
+    assert remote.batch_workers == local.batch_workers
+    assert remote.info["pack"] == local.info["pack"] and remote.info["files"] == local.info["files"]
+    assert remote.info["process"] == {"pid": remote.pid, "restarts": 0}
+    assert remote.intent_prototypes is None and local.intent_prototypes is None  # the tiny pack has none
+    assert remote.backlog == 0 and remote.queue_depth == 0
+
+
+async def test_predict_blocks_a_worker_thread_and_refuses_the_loop_thread(remote: ProcessRuntime) -> None:
+    got = await asyncio.to_thread(remote.predict, TEXTS[:2])
+    assert got == await remote.submit(TEXTS[:2])
+    with pytest.raises(RuntimeError, match="another thread"):
+        remote.predict(TEXTS[:1])
+    with pytest.raises(TypeError):
+        await remote.submit("a bare string")  # type: ignore[arg-type]
+    assert await remote.submit([]) == []
+
+
+async def test_hooks_run_in_the_parent(remote: ProcessRuntime) -> None:
+    batches: list[tuple[int, int, float]] = []
+    seen: list[list[TextPrediction]] = []
+    remote.on_batch = lambda texts, tokens, seconds: batches.append((texts, tokens, seconds))
+    remote.annotate = seen.append
+    got = await remote.submit(TEXTS[:3])
+    assert seen == [got]
+    for _ in range(100):  # the batch report is its own frame: it may trail the answer by a moment
+        if sum(texts for texts, _, _ in batches) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert sum(texts for texts, _, _ in batches) == 3 and all(seconds > 0 for _, _, seconds in batches)
+
+
+async def test_a_full_child_queue_answers_overloaded_with_a_retry_hint(v2_pack: Path) -> None:
+    tight = RuntimeConfig(intra_op_threads=1, queue_size=1)
+    runtime = await asyncio.to_thread(ProcessRuntime.spawn, v2_pack, tight)
+    await runtime.start()
+    try:
+        outcomes = await asyncio.gather(
+            *(runtime.submit([f"request number {n}"]) for n in range(60)), return_exceptions=True
+        )
+    finally:
+        await runtime.close()
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert refused and all(isinstance(o, OverloadedError) and o.retry_after > 0 for o in refused)
+    assert any(isinstance(o, list) for o in outcomes)
+    assert "inference queue full" in str(refused[0])
+
+
+def test_a_bad_pack_fails_spawn_with_the_childs_pack_error(
+    fresh_pack: Path, edit: Callable[[Path, Callable[[dict[str, Any]], None]], None]
+) -> None:
+    (fresh_pack / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(PackError, match=r"sha256|model\.onnx"):
+        ProcessRuntime.spawn(fresh_pack, CONFIG)
+
+
+async def test_a_dead_child_fails_its_waiters_and_is_started_again(
+    remote: ProcessRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process, "RESTART_DELAY_S", 0.0)
+    first = remote.pid
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises((InferenceError, NotReadyError)):
+        for _ in range(200):  # until the loop has seen the socket close
+            await remote.submit(["still there?"])
+            await asyncio.sleep(0.01)
+    for _ in range(600):
+        if remote.ready:
+            break
+        await asyncio.sleep(0.05)
+    assert remote.ready and remote.restarts == 1 and remote.pid != first
+    assert remote.info["process"] == {"pid": remote.pid, "restarts": 1}
+    assert len(await remote.submit(TEXTS)) == len(TEXTS)
+
+
+async def test_close_answers_what_was_sent_then_the_child_exits(v2_pack: Path) -> None:
+    runtime = await asyncio.to_thread(ProcessRuntime.spawn, v2_pack, CONFIG)
+    await runtime.start()
+    pending = [asyncio.ensure_future(runtime.submit([f"turn {n} about my bill"])) for n in range(20)]
+    await asyncio.sleep(0)  # every request is written before close
+    await runtime.close()
+    results = await asyncio.gather(*pending)
+    assert all(len(result) == 1 for result in results)
+    assert runtime._child.process.poll() == 0
+    with pytest.raises(NotReadyError):
+        await runtime.submit(["after close"])
+    await runtime.close()  # idempotent
+
+
+def test_the_child_exits_when_its_parent_goes_away(v2_pack: Path) -> None:
+    child = process._Child.start(v2_pack, CONFIG, 120)
+    child.sock.close()  # what the kernel does when the parent dies
+    assert child.process.wait(60) == 0
+
+
+def test_the_parent_side_never_loads_onnxruntime() -> None:
+    script = (
+        "import sys, models.process, service.app\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported'\n"
+        "assert 'models.runtime' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=120)

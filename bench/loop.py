@@ -9,8 +9,9 @@ append with a fresh conversation-local turn id (20 turns per conversation, new c
 after that), so every turn is scored and stored.
 
 1. With the model in this process (``SWITCHBOARD_MODEL_PROCESS=off``): reason matching where the
-   runtime puts it (``Runtime.annotate``: on the batch worker) against on the event loop (the hook off, ``ActiveReasons.merge`` matches), alternating request by
-   request so that both see the same machine: p50 loop CPU and wall per append, and the ratio.
+   runtime puts it (``Runtime.annotate``: on the batch worker) against on the event loop (the
+   hook off, ``ActiveReasons.merge`` matches), alternating request by request so that both see
+   the same machine: p50 loop CPU and wall per append, and the ratio.
 2. One SQLite call (``SELECT 1``): ``SqliteRunner.run`` against ``run_in_executor`` on a
    one-thread executor with its own connection (the usual way), loop CPU and wall per call.
 """

@@ -508,7 +508,8 @@ class _Child:
         theirs.close()
         try:
             ours.settimeout(timeout)
-            ours.sendall(_frame(Start(str(pack_dir), asdict(config))))
+            # The child runs in the package's folder: a relative pack path would name another folder there.
+            ours.sendall(_frame(Start(str(pack_dir.resolve()), asdict(config))))
             first = _to_parent.decode(_recv_frame(ours))
         except (OSError, EOFError, msgspec.DecodeError) as exc:
             cls(process, ours, Ready({}, {})).stop(0)

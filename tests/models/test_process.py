@@ -148,3 +148,16 @@ def test_the_parent_side_never_loads_onnxruntime() -> None:
         "assert 'models.runtime' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=120)
+
+
+async def test_a_relative_pack_path_means_the_callers_folder(
+    v2_pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(v2_pack.parent)
+    runtime = await asyncio.to_thread(ProcessRuntime.spawn, Path(v2_pack.name), CONFIG)
+    await runtime.start()
+    try:
+        assert runtime.info["path"] == str(v2_pack.resolve())
+        assert len(await runtime.submit(TEXTS)) == len(TEXTS)
+    finally:
+        await runtime.close()

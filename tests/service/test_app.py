@@ -41,6 +41,30 @@ def test_runtime_config_from_settings() -> None:
 
 
 @pytest.mark.pack
+def test_the_model_runs_where_the_setting_says_with_the_same_answers(base_env: dict[str, str]) -> None:
+    from models.process import ProcessRuntime
+
+    turn = {"speaker": "customer", "text": "I was charged twice, I want my money back"}
+    scored = {}
+    for mode in ("on", "off"):
+        app = create_app(Settings.from_env({**base_env, "SWITCHBOARD_MODEL_PROCESS": mode}))
+        with TestClient(app) as client:
+            wait(client)
+            service: ServiceState = app.state.service
+            runtime = service.gate.runtime
+            assert isinstance(runtime, ProcessRuntime) is (mode == "on")
+            answer = client.post("/v1/conversations/c-1/turns", json={"turns": [turn]})
+            assert answer.status_code == 200
+            scored[mode] = {
+                k: answer.json()["turns"][0][k]
+                for k in ("sentiment", "emotion_scores", "intent", "act", "language")
+            }
+        if isinstance(runtime, ProcessRuntime):
+            assert not runtime.ready and runtime._child.process.poll() == 0  # drained, exited with the app
+    assert scored["on"] == scored["off"]
+
+
+@pytest.mark.pack
 def test_two_apps_are_independent_and_shut_down_cleanly(base_env: dict[str, str], tmp_path: Path) -> None:
     one = create_app(Settings.from_env(base_env))
     two = create_app(Settings.from_env({**base_env, "SWITCHBOARD_STORE": "memory://"}))

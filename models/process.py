@@ -10,14 +10,16 @@ micro-batcher, warm-up) in a child process that the service starts and owns, and
 offers the same interface to the service: the loop only encodes texts and decodes
 results.
 
-Wire format: frames of a 4-byte little-endian length and a msgpack body over one
-Unix socket pair. The parent sends ``[kind, id, texts, deadline_ms]`` (kind
-``submit``: through the child's micro-batcher; ``predict``: on a child thread,
-outside the queue, as ``Runtime.predict``); the child answers ``[ok, id, result]``,
-``[error, id, error kind, message, retry_after]`` and reports each batch as
-``[batch, texts, tokens, seconds]`` (the ``on_batch`` hook runs in the parent).
-Embeddings travel as msgpack extension 1 (raw float32). The child's first frame is
-``[ready, info, labels]`` or ``[failed, error kind, message]``.
+Wire format: frames of a 4-byte little-endian length and a msgpack body (tagged
+array-like Structs, below) over one Unix socket pair. The parent's first frame is
+``Start`` (pack, configuration); the child answers ``Ready`` (its runtime's info and
+labels) or ``StartFailed`` (error kind, message) and exits. Then the parent sends
+``Submit`` (through the child's micro-batcher) or ``Predict`` (on a child thread,
+outside the queue, as ``Runtime.predict``) and finally ``Close``; the child answers
+each with ``Answer`` (the predictions) or ``Failure`` (error kind, message, retry
+hint), preceded by a ``Batch`` report of each ONNX run since the previous answer
+(the ``on_batch`` hook runs in the parent). Embeddings travel as msgpack extension
+1 (raw float32).
 
 The child exits when its socket closes, so it never outlives the service; it
 ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group)
@@ -28,6 +30,7 @@ waiting request with ``InferenceError`` and is started again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -271,7 +274,9 @@ class ProcessRuntime:
         sock = self._child.sock
         sock.setblocking(False)
         reader, self._writer = await asyncio.open_unix_connection(sock=sock)
-        self._reader_task = asyncio.create_task(self._read(reader), name="switchboard-model-process")
+        self._reader_task = asyncio.create_task(
+            self._read(reader, self._writer), name="switchboard-model-process"
+        )
         self._ready = True
 
     async def close(self) -> None:
@@ -380,7 +385,8 @@ class ProcessRuntime:
         deadline = self._config.default_deadline_ms * max(1, len(checked))
         request = next(self._ids)
         call = self._call(request, Predict(request, list(checked), deadline), len(checked), deadline)
-        return asyncio.run_coroutine_threadsafe(call, loop).result()
+        # A stopped loop would leave this thread waiting for ever: the child's deadline, plus grace.
+        return asyncio.run_coroutine_threadsafe(call, loop).result(deadline / 1000 + 2 * DEADLINE_GRACE_S)
 
     async def _call(
         self, request: int, message: Submit | Predict, texts: int, deadline_ms: float
@@ -404,7 +410,7 @@ class ProcessRuntime:
 
     # -- answers -------------------------------------------------------------------------------
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 self._dispatch(_to_parent.decode(await _read_frame(reader)))
@@ -416,6 +422,7 @@ class ProcessRuntime:
         self._ready = False
         self._fail_all(InferenceError("the model process exited with requests unanswered"))
         if not self._closed:
+            writer.close()
             _log.error("model process exited; starting it again", extra={"code": self._child.process.poll()})
             self._restart_task = asyncio.create_task(
                 self._restart(), name="switchboard-model-process-restart"
@@ -549,7 +556,16 @@ async def _serve_child(sock: socket.socket) -> None:
         return
     sock.setblocking(False)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    runtime.on_batch = lambda texts, tokens, seconds: writer.write(_frame(Batch(texts, tokens, seconds)))
+    # The hook runs on a batch worker thread, and a transport is not thread-safe: the reports wait
+    # here (deque appends are atomic) and go out with the next answer, which that batch produced.
+    batches: collections.deque[Batch] = collections.deque()
+    runtime.on_batch = lambda texts, tokens, seconds: batches.append(Batch(texts, tokens, seconds))
+
+    def send(message: Answer | Failure) -> None:
+        while batches:
+            writer.write(_frame(batches.popleft()))
+        writer.write(_frame(message))
+
     writer.write(_frame(Ready(runtime.info, runtime.labels)))
     pending: set[asyncio.Task[None]] = set()
 
@@ -559,10 +575,10 @@ async def _serve_child(sock: socket.socket) -> None:
                 result = await asyncio.to_thread(runtime.predict, message.texts)
             else:
                 result = await runtime.submit(message.texts, message.deadline_ms)
-            writer.write(_frame(Answer(message.request, result)))
+            send(Answer(message.request, result))
         except Exception as exc:
             retry_after = float(getattr(exc, "retry_after", 0.0))
-            writer.write(_frame(Failure(message.request, _error_kind(exc), str(exc), retry_after)))
+            send(Failure(message.request, _error_kind(exc), str(exc), retry_after))
 
     try:
         while True:

@@ -30,7 +30,10 @@ Then:
 * memory: 64 clients GET a 2,000-turn conversation back to back while the
   server's RSS (``VmRSS`` of its process tree) is polled;
 * workers: ``append-1`` at concurrency 64 against fresh servers with 1 and 2
-  uvicorn workers, so the default worker count is measured.
+  uvicorn workers, so the default worker count is measured;
+* model process: ``append-1`` at concurrency 64, one worker, against fresh servers
+  with ``SWITCHBOARD_MODEL_PROCESS=on`` (the model in a child process, the default
+  on 2+ CPUs) and ``off`` (in the web process), so the default placement is measured.
 
 The client shares the machine's CPUs with the server, so figures are a lower
 bound of what the server alone does. Results: a table on stdout and JSON in
@@ -1061,36 +1064,57 @@ async def run(service: ServiceProcess, args: argparse.Namespace, ids: Ids) -> di
     }
 
 
+async def append_on_fresh_server(
+    args: argparse.Namespace, ids: Ids, log: Path, label: str, workers: int, env: dict[str, str]
+) -> Cell:
+    """``append-1`` at the highest concurrency against a fresh server with ``workers`` and ``env``."""
+    concurrency = max(args.concurrency)
+    service = ServiceProcess(args.pack, workers, log, env=env)
+    try:
+        await asyncio.to_thread(service.wait_ready)
+        async with _session(service.key) as session:
+            cell = await run_cell(
+                session, service.url, Workloads(ids), "append-1", f"{label}-c{concurrency}", concurrency, args
+            )
+    finally:
+        await asyncio.to_thread(service.stop)
+    print(f"{label}: {_row(cell)}", flush=True)
+    return cell
+
+
 async def compare_workers(args: argparse.Namespace, ids: Ids, log: Path) -> list[dict[str, Any]]:
     """``append-1`` at the highest concurrency against a fresh server per worker count."""
-    concurrency = max(args.concurrency)
     runs = []
     for workers in args.compare_workers:
-        service = ServiceProcess(args.pack, workers, log)
-        try:
-            await asyncio.to_thread(service.wait_ready)
-            async with _session(service.key) as session:
-                cell = await run_cell(
-                    session,
-                    service.url,
-                    Workloads(ids),
-                    "append-1",
-                    f"workers{workers}-c{concurrency}",
-                    concurrency,
-                    args,
-                )
-        finally:
-            await asyncio.to_thread(service.stop)
-        print(f"workers={workers}: {_row(cell)}", flush=True)
+        cell = await append_on_fresh_server(args, ids, log, f"workers{workers}", workers, {})
         runs.append({"workers": workers, **asdict(cell)})
     return runs
 
 
+async def compare_model_process(args: argparse.Namespace, ids: Ids, log: Path) -> list[dict[str, Any]]:
+    """``append-1`` at the highest concurrency, one worker, against a fresh server per
+    ``SWITCHBOARD_MODEL_PROCESS`` mode: the model in a child process or in the web process."""
+    runs = []
+    for mode in args.compare_model_process:
+        env = {"SWITCHBOARD_MODEL_PROCESS": mode}
+        cell = await append_on_fresh_server(args, ids, log, f"model-process-{mode}", 1, env)
+        runs.append({"model_process": mode, **asdict(cell)})
+    return runs
+
+
 def workers_ratio(runs: Sequence[dict[str, Any]]) -> float | None:
-    """Turns/s of the last worker count over the first (None without two runs)."""
+    """Turns/s of the last run over the first (None without two runs)."""
     if len(runs) < 2 or not runs[0]["turns_per_s"]:
         return None
     return round(runs[-1]["turns_per_s"] / runs[0]["turns_per_s"], 2)
+
+
+def model_process_ratio(runs: Sequence[dict[str, Any]]) -> float | None:
+    """Turns/s with the model process (``on``) over without (``off``); None unless both ran."""
+    by_mode = {run["model_process"]: run["turns_per_s"] for run in runs}
+    if not by_mode.get("off") or "on" not in by_mode:
+        return None
+    return round(by_mode["on"] / by_mode["off"], 2)
 
 
 APPEND_ROUTE = "/v1/conversations/{conversation_id}/turns"
@@ -1306,6 +1330,14 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"\nworkers at c={report['workers'][0]['concurrency']}: {runs}; ratio {report['workers_ratio']}"
         )
+    if report.get("model_process"):
+        runs = ", ".join(
+            f"{r['model_process']} {r['turns_per_s']:.0f} turns/s" for r in report["model_process"]
+        )
+        print(
+            f"model process at c={report['model_process'][0]['concurrency']}: {runs}; "
+            f"on over off {report['model_process_ratio']}"
+        )
     print("\ntargets:")
     for name, check in report["targets"].items():
         print(f"  {'ok  ' if check['met'] else 'MISS'} {name}: {check['value']} (target {check['target']})")
@@ -1392,6 +1424,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"`append-1` at concurrency {report['workers'][0]['concurrency']} by uvicorn worker count "
             f"(fresh server each): {runs}; ratio {report.get('workers_ratio')}.",
         ]
+    if report.get("model_process"):
+        runs = "; ".join(
+            f"`{r['model_process']}`: {r['turns_per_s']:.0f} turns/s, p50 {r['p50_ms']:.0f} ms, "
+            f"p99 {r['p99_ms']:.0f} ms"
+            for r in report["model_process"]
+        )
+        lines += [
+            "",
+            f"`append-1` at concurrency {report['model_process'][0]['concurrency']}, one worker, by "
+            f"`SWITCHBOARD_MODEL_PROCESS` (fresh server each): {runs}; `on` over `off` "
+            f"{report.get('model_process_ratio')}.",
+        ]
     lines += ["", "| target | value | met |", "| --- | --- | --- |"]
     for name, check in report["targets"].items():
         lines.append(f"| {name} ({check['target']}) | {check['value']} | {'yes' if check['met'] else 'no'} |")
@@ -1429,6 +1473,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         nargs="*",
         default=[1, 2],
         help="worker counts to compare at the highest concurrency (none: skip)",
+    )
+    parser.add_argument(
+        "--compare-model-process",
+        nargs="*",
+        choices=("on", "off"),
+        default=["on", "off"],
+        help="SWITCHBOARD_MODEL_PROCESS modes to compare at the highest concurrency, one worker (none: skip)",
     )
     parser.add_argument(
         "--wait-idle",
@@ -1478,6 +1529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         service.stop()
     report["workers"] = run_loop(compare_workers(args, ids, log)) if args.compare_workers else []
     report["workers_ratio"] = workers_ratio(report["workers"])
+    modes = args.compare_model_process
+    report["model_process"] = run_loop(compare_model_process(args, ids, log)) if modes else []
+    report["model_process_ratio"] = model_process_ratio(report["model_process"])
     report.update(
         {
             "benchmark": "http",

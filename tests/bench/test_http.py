@@ -250,6 +250,24 @@ def test_markdown_has_every_section() -> None:
     assert "1 worker(s): 400 turns/s" in text
     assert "| unique_turns_per_s_c64" in text
     assert "Where the CPU went" not in text  # no cell measured it
+    assert "SWITCHBOARD_MODEL_PROCESS" not in text  # not compared in this report
+
+
+def test_markdown_states_the_model_process_comparison() -> None:
+    report = _report(workers_ratio=None, overload_factor=2.0, meta={})
+    report["overload"].update(max_ms=400.0)
+    run = {"concurrency": 64, "p50_ms": 150.0, "p99_ms": 260.0}
+    report["model_process"] = [
+        {**run, "model_process": "on", "turns_per_s": 420.0},
+        {**run, "model_process": "off", "turns_per_s": 350.0},
+    ]
+    report["model_process_ratio"] = http.model_process_ratio(report["model_process"])
+    report["targets"] = http.targets(report)
+    text = http.markdown(report)
+    assert "`append-1` at concurrency 64, one worker, by `SWITCHBOARD_MODEL_PROCESS`" in text
+    assert "`on`: 420 turns/s, p50 150 ms, p99 260 ms; `off`: 350 turns/s" in text
+    assert "`on` over `off` 1.2." in text
+    assert http.model_process_ratio(report["model_process"][:1]) is None
 
 
 def test_markdown_tables_the_cpu_split_of_the_cells_that_have_one() -> None:

@@ -31,7 +31,7 @@ Then:
   server's RSS (``VmRSS`` of its process tree) is polled;
 * workers: ``append-1`` at concurrency 64 against fresh servers with 1 and 2
   uvicorn workers, so the default worker count is measured;
-* model process: ``append-1`` at concurrency 64, one worker, against fresh servers
+* model process: ``append-1`` at concurrency 1 and 64, one worker, against fresh servers
   with ``SWITCHBOARD_MODEL_PROCESS=on`` (the model in a child process, the default
   on 2+ CPUs) and ``off`` (in the web process), so the default placement is measured.
 
@@ -1065,40 +1065,57 @@ async def run(service: ServiceProcess, args: argparse.Namespace, ids: Ids) -> di
 
 
 async def append_on_fresh_server(
-    args: argparse.Namespace, ids: Ids, log: Path, label: str, workers: int, env: dict[str, str]
-) -> Cell:
-    """``append-1`` at the highest concurrency against a fresh server with ``workers`` and ``env``."""
-    concurrency = max(args.concurrency)
+    args: argparse.Namespace,
+    ids: Ids,
+    log: Path,
+    label: str,
+    workers: int,
+    env: dict[str, str],
+    concurrencies: Sequence[int] | None = None,
+) -> list[Cell]:
+    """``append-1`` at each of ``concurrencies`` (default: the highest of the run) against one
+    fresh server with ``workers`` and ``env``."""
     service = ServiceProcess(args.pack, workers, log, env=env)
+    cells = []
     try:
         await asyncio.to_thread(service.wait_ready)
         async with _session(service.key) as session:
-            cell = await run_cell(
-                session, service.url, Workloads(ids), "append-1", f"{label}-c{concurrency}", concurrency, args
-            )
+            for concurrency in concurrencies or [max(args.concurrency)]:
+                cell = await run_cell(
+                    session,
+                    service.url,
+                    Workloads(ids),
+                    "append-1",
+                    f"{label}-c{concurrency}",
+                    concurrency,
+                    args,
+                )
+                print(f"{label}: {_row(cell)}", flush=True)
+                cells.append(cell)
     finally:
         await asyncio.to_thread(service.stop)
-    print(f"{label}: {_row(cell)}", flush=True)
-    return cell
+    return cells
 
 
 async def compare_workers(args: argparse.Namespace, ids: Ids, log: Path) -> list[dict[str, Any]]:
     """``append-1`` at the highest concurrency against a fresh server per worker count."""
     runs = []
     for workers in args.compare_workers:
-        cell = await append_on_fresh_server(args, ids, log, f"workers{workers}", workers, {})
+        [cell] = await append_on_fresh_server(args, ids, log, f"workers{workers}", workers, {})
         runs.append({"workers": workers, **asdict(cell)})
     return runs
 
 
 async def compare_model_process(args: argparse.Namespace, ids: Ids, log: Path) -> list[dict[str, Any]]:
-    """``append-1`` at the highest concurrency, one worker, against a fresh server per
+    """``append-1`` at concurrency 1 and the highest, one worker, against a fresh server per
     ``SWITCHBOARD_MODEL_PROCESS`` mode: the model in a child process or in the web process."""
     runs = []
+    concurrencies = sorted({1, max(args.concurrency)})
     for mode in args.compare_model_process:
         env = {"SWITCHBOARD_MODEL_PROCESS": mode}
-        cell = await append_on_fresh_server(args, ids, log, f"model-process-{mode}", 1, env)
-        runs.append({"model_process": mode, **asdict(cell)})
+        label = f"model-process-{mode}"
+        for cell in await append_on_fresh_server(args, ids, log, label, 1, env, concurrencies):
+            runs.append({"model_process": mode, **asdict(cell)})
     return runs
 
 
@@ -1110,8 +1127,10 @@ def workers_ratio(runs: Sequence[dict[str, Any]]) -> float | None:
 
 
 def model_process_ratio(runs: Sequence[dict[str, Any]]) -> float | None:
-    """Turns/s with the model process (``on``) over without (``off``); None unless both ran."""
-    by_mode = {run["model_process"]: run["turns_per_s"] for run in runs}
+    """Turns/s with the model process (``on``) over without (``off``) at the highest concurrency
+    both ran; None unless both did."""
+    top = max((run["concurrency"] for run in runs), default=0)
+    by_mode = {run["model_process"]: run["turns_per_s"] for run in runs if run["concurrency"] == top}
     if not by_mode.get("off") or "on" not in by_mode:
         return None
     return round(by_mode["on"] / by_mode["off"], 2)
@@ -1334,10 +1353,7 @@ def print_report(report: dict[str, Any]) -> None:
         runs = ", ".join(
             f"{r['model_process']} {r['turns_per_s']:.0f} turns/s" for r in report["model_process"]
         )
-        print(
-            f"model process at c={report['model_process'][0]['concurrency']}: {runs}; "
-            f"on over off {report['model_process_ratio']}"
-        )
+        print(f"model process: {runs}; on over off {report['model_process_ratio']}")
     print("\ntargets:")
     for name, check in report["targets"].items():
         print(f"  {'ok  ' if check['met'] else 'MISS'} {name}: {check['value']} (target {check['target']})")
@@ -1426,14 +1442,14 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     if report.get("model_process"):
         runs = "; ".join(
-            f"`{r['model_process']}`: {r['turns_per_s']:.0f} turns/s, p50 {r['p50_ms']:.0f} ms, "
-            f"p99 {r['p99_ms']:.0f} ms"
+            f"`{r['model_process']}` at {r['concurrency']}: {r['turns_per_s']:.0f} turns/s, "
+            f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.1f} ms"
             for r in report["model_process"]
         )
         lines += [
             "",
-            f"`append-1` at concurrency {report['model_process'][0]['concurrency']}, one worker, by "
-            f"`SWITCHBOARD_MODEL_PROCESS` (fresh server each): {runs}; `on` over `off` "
+            "`append-1`, one worker, by `SWITCHBOARD_MODEL_PROCESS` (fresh server each): "
+            f"{runs}; turns/s `on` over `off` at the highest concurrency "
             f"{report.get('model_process_ratio')}.",
         ]
     lines += ["", "| target | value | met |", "| --- | --- | --- |"]

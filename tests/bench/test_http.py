@@ -257,17 +257,21 @@ def test_markdown_states_the_model_process_comparison() -> None:
     report = _report(workers_ratio=None, overload_factor=2.0, meta={})
     report["overload"].update(max_ms=400.0)
     run = {"concurrency": 64, "p50_ms": 150.0, "p99_ms": 260.0}
+    one = {"concurrency": 1, "p50_ms": 4.5, "p99_ms": 8.0, "turns_per_s": 200.0}
     report["model_process"] = [
+        {**one, "model_process": "on"},
         {**run, "model_process": "on", "turns_per_s": 420.0},
+        {**one, "model_process": "off"},
         {**run, "model_process": "off", "turns_per_s": 350.0},
     ]
     report["model_process_ratio"] = http.model_process_ratio(report["model_process"])
     report["targets"] = http.targets(report)
     text = http.markdown(report)
-    assert "`append-1` at concurrency 64, one worker, by `SWITCHBOARD_MODEL_PROCESS`" in text
-    assert "`on`: 420 turns/s, p50 150 ms, p99 260 ms; `off`: 350 turns/s" in text
-    assert "`on` over `off` 1.2." in text
-    assert http.model_process_ratio(report["model_process"][:1]) is None
+    assert "`append-1`, one worker, by `SWITCHBOARD_MODEL_PROCESS` (fresh server each)" in text
+    assert "`on` at 1: 200 turns/s, p50 4.50 ms, p99 8.0 ms; `on` at 64: 420 turns/s" in text
+    assert "`off` at 64: 350 turns/s, p50 150.00 ms, p99 260.0 ms" in text
+    assert "`on` over `off` at the highest concurrency 1.2." in text
+    assert http.model_process_ratio(report["model_process"][:2]) is None
 
 
 def test_markdown_tables_the_cpu_split_of_the_cells_that_have_one() -> None:

@@ -1351,7 +1351,9 @@ def print_report(report: dict[str, Any]) -> None:
         )
     if report.get("model_process"):
         runs = ", ".join(
-            f"{r['model_process']} {r['turns_per_s']:.0f} turns/s" for r in report["model_process"]
+            f"{r['model_process']} c={r['concurrency']} {r['turns_per_s']:.0f} turns/s "
+            f"p50 {r['p50_ms']:.2f} ms"
+            for r in report["model_process"]
         )
         print(f"model process: {runs}; on over off {report['model_process_ratio']}")
     print("\ntargets:")

@@ -43,6 +43,7 @@ async def test_predictions_equal_the_in_process_runtime_embeddings_included(
     expected = local.predict(TEXTS)
     got = await remote.submit(TEXTS)
     assert got == expected  # TextPrediction compares every field, the embeddings by value
+    assert await remote.submit(TEXTS[:1]) == expected[:1]  # a lone text: run on the child's loop
     embedding = got[0].embedding
     assert isinstance(embedding, np.ndarray) and embedding.dtype == np.float32
     assert not embedding.flags.writeable  # read-only rows, as the in-process runtime hands out
@@ -158,3 +159,38 @@ async def test_a_relative_pack_path_means_the_callers_folder(
         assert len(await runtime.submit(TEXTS)) == len(TEXTS)
     finally:
         await runtime.close()
+
+
+class CountingRuntime:
+    """``_Inline``'s view of a runtime: a backlog to set and the texts it predicted."""
+
+    def __init__(self, predictions: list[TextPrediction]) -> None:
+        self.backlog = 0
+        self.predicted: list[list[str]] = []
+        self._predictions = predictions
+
+    def predict(self, texts: Any) -> list[TextPrediction]:
+        self.predicted.append(list(texts))
+        return self._predictions[: len(texts)]
+
+
+def test_inline_takes_lone_texts_on_an_idle_service_and_backs_off_under_concurrency(
+    v2_pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(process.time, "monotonic", lambda: clock[0])
+    runtime = CountingRuntime(Runtime.load(v2_pack, CONFIG).predict(TEXTS[:1]))
+    inline = process._Inline(runtime)
+    one = process.Submit(1, ["hello"], 2000.0)
+    assert inline.takes(one)
+    inline.run(one.texts)
+    assert runtime.predicted == [["hello"]]
+    assert not inline.takes(process.Submit(2, ["a", "b"], 2000.0))  # several texts: the workers
+    clock[0] += process.CONTENTION_GAP_S / 2  # the next request was already waiting
+    assert not inline.takes(one)
+    clock[0] += process.CONTENTION_HOLD_S / 2
+    assert not inline.takes(one)  # still held
+    clock[0] += process.CONTENTION_HOLD_S
+    assert inline.takes(one)
+    runtime.backlog = 3  # the workers hold texts: a lone one queues behind them, in order
+    assert not inline.takes(one)

@@ -28,7 +28,7 @@ costs a measurable part of a lone turn's latency.
 The child exits when its socket closes, so it never outlives the service; it
 ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group)
 and drains its queue when the parent closes it. A child that dies fails every
-waiting request with ``InferenceError`` and is started again.
+waiting request with ``NotReadyError`` (503) and is started again.
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ class ProcessRuntime:
         """Predict through the child's micro-batcher; results in input order.
 
         Raises what ``Runtime.submit`` raises (rebuilt from the child's answer), and
-        ``InferenceError`` when the child dies with the request unanswered.
+        ``NotReadyError`` when the child dies with the request unanswered.
         """
         if not self._ready:
             raise NotReadyError("the runtime is not ready (starting, restarting or closed)")
@@ -427,7 +427,8 @@ class ProcessRuntime:
             _log.error("model process sent a malformed frame", extra={"detail": str(exc)})
             self._child.process.kill()
         self._ready = False
-        self._fail_all(InferenceError("the model process exited with requests unanswered"))
+        # 503, not 500: the service is unavailable until the new child is warm, and callers retry.
+        self._fail_all(NotReadyError("the model process exited with requests unanswered; starting it again"))
         if not self._closed:
             writer.close()
             _log.error("model process exited; starting it again", extra={"code": self._child.process.poll()})

@@ -269,7 +269,12 @@ class ProcessRuntime:
         Raises the child's ``PackError`` for a bad pack and ``InferenceError`` when the
         child exits or does not answer within ``timeout`` seconds.
         """
-        return cls(Path(pack_dir), config, _Child.start(Path(pack_dir), config, timeout))
+        child = _Child.start(Path(pack_dir), config, timeout)
+        try:
+            return cls(Path(pack_dir), config, child)
+        except BaseException:
+            child.stop(0)
+            raise
 
     async def start(self) -> None:
         """Connect the running loop to the child (call once, from the loop that will submit)."""

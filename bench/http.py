@@ -1361,6 +1361,14 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  {'ok  ' if check['met'] else 'MISS'} {name}: {check['value']} (target {check['target']})")
 
 
+def _runs_text(runs: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> str:
+    """``label: N turns/s, p50 X ms, p99 Y ms`` for each run, joined with semicolons."""
+    return "; ".join(
+        f"{label(r)}: {r['turns_per_s']:.0f} turns/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.0f} ms"
+        for r in runs
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The README tables for a report (``python -m bench http --markdown``)."""
     meta = report.get("meta", {})
@@ -1432,22 +1440,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"{m['rss_max_mb']:.0f} MB at most.",
         ]
     if report.get("workers"):
-        runs = "; ".join(
-            f"{r['workers']} worker(s): {r['turns_per_s']:.0f} turns/s, p50 {r['p50_ms']:.0f} ms, "
-            f"p99 {r['p99_ms']:.0f} ms"
-            for r in report["workers"]
-        )
+        runs = _runs_text(report["workers"], lambda r: f"{r['workers']} worker(s)")
         lines += [
             "",
             f"`append-1` at concurrency {report['workers'][0]['concurrency']} by uvicorn worker count "
             f"(fresh server each): {runs}; ratio {report.get('workers_ratio')}.",
         ]
     if report.get("model_process"):
-        runs = "; ".join(
-            f"`{r['model_process']}` at {r['concurrency']}: {r['turns_per_s']:.0f} turns/s, "
-            f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.1f} ms"
-            for r in report["model_process"]
-        )
+        runs = _runs_text(report["model_process"], lambda r: f"`{r['model_process']}` at {r['concurrency']}")
         lines += [
             "",
             "`append-1`, one worker, by `SWITCHBOARD_MODEL_PROCESS` (fresh server each): "

@@ -268,8 +268,8 @@ def test_markdown_states_the_model_process_comparison() -> None:
     report["targets"] = http.targets(report)
     text = http.markdown(report)
     assert "`append-1`, one worker, by `SWITCHBOARD_MODEL_PROCESS` (fresh server each)" in text
-    assert "`on` at 1: 200 turns/s, p50 4.50 ms, p99 8.0 ms; `on` at 64: 420 turns/s" in text
-    assert "`off` at 64: 350 turns/s, p50 150.00 ms, p99 260.0 ms" in text
+    assert "`on` at 1: 200 turns/s, p50 4.5 ms, p99 8 ms; `on` at 64: 420 turns/s" in text
+    assert "`off` at 64: 350 turns/s, p50 150.0 ms, p99 260 ms" in text
     assert "`on` over `off` at the highest concurrency 1.2." in text
     assert http.model_process_ratio(report["model_process"][:2]) is None
 

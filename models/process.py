@@ -22,8 +22,9 @@ hint), preceded by a ``Batch`` report of each ONNX run since the previous answer
 1 (raw float32).
 
 On an idle service the child's loop runs a one-text request itself (``_Inline``):
-the batch worker's two thread hand-offs each wake a sleeping CPU, which on a VM
-costs a measurable part of a lone turn's latency.
+the hand-off to a batch worker and back (a task, a future and its timer, the
+queue's lock, the loop's wake-up and the task's resumption) is Python on both
+sides, a measurable part of a lone turn's latency.
 
 The child exits when its socket closes, so it never outlives the service; it
 ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group)
@@ -567,7 +568,7 @@ class _Idle(Protocol):
 class _Inline:
     """Whether the child's loop runs a request itself instead of handing it to a batch worker.
 
-    A lone text on an idle service saves the two thread hand-offs (each wakes a sleeping CPU);
+    A lone text on an idle service saves the hand-off to a batch worker and back;
     but while the loop runs a text it reads nothing, so a request that arrives meanwhile waits.
     A frame that arrives within ``CONTENTION_GAP_S`` of an inline run's end is taken as a sign
     of concurrent clients, and for ``CONTENTION_HOLD_S`` every request goes to the workers.

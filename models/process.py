@@ -397,7 +397,9 @@ class ProcessRuntime:
         # Bulk embedding (a reasons file) is not held to one request's deadline.
         deadline = self._config.default_deadline_ms * max(1, len(checked))
         request = next(self._ids)
-        call = self._call(request, Predict(request, list(checked), deadline), len(checked), deadline)
+        # Not counted in ``backlog``, as ``Runtime.predict`` is not: it runs beside the queue, and
+        # embedding a reloaded reasons file must not make admission control refuse live turns.
+        call = self._call(request, Predict(request, list(checked), deadline), 0, deadline)
         # A stopped loop would leave this thread waiting for ever: the child's deadline, plus grace.
         return asyncio.run_coroutine_threadsafe(call, loop).result(deadline / 1000 + 2 * DEADLINE_GRACE_S)
 

@@ -65,6 +65,17 @@ async def test_predict_blocks_a_worker_thread_and_refuses_the_loop_thread(remote
     assert await remote.submit([]) == []
 
 
+async def test_bulk_predict_stays_out_of_the_backlog_admission_control_reads(remote: ProcessRuntime) -> None:
+    bulk = asyncio.ensure_future(
+        asyncio.to_thread(remote.predict, [f"example {n} of a reason" for n in range(400)])
+    )
+    seen = []
+    while not bulk.done():
+        seen.append(remote.backlog)
+        await asyncio.sleep(0.001)
+    assert len(await bulk) == 400 and len(seen) > 3 and max(seen) == 0
+
+
 async def test_hooks_run_in_the_parent(remote: ProcessRuntime) -> None:
     batches: list[tuple[int, int, float]] = []
     seen: list[list[TextPrediction]] = []

@@ -1343,22 +1343,24 @@ def print_report(report: dict[str, Any]) -> None:
         f"RSS {m['rss_before_mb']:.0f} -> {m['rss_max_mb']:.0f} MB ({m['rss_samples']} samples)"
     )
     if report.get("workers"):
-        runs = ", ".join(
-            f"{r['workers']} worker(s) {r['turns_per_s']:.0f} turns/s" for r in report["workers"]
-        )
+        runs = _runs_text(report["workers"], _workers_label)
         print(
             f"\nworkers at c={report['workers'][0]['concurrency']}: {runs}; ratio {report['workers_ratio']}"
         )
     if report.get("model_process"):
-        runs = ", ".join(
-            f"{r['model_process']} c={r['concurrency']} {r['turns_per_s']:.0f} turns/s "
-            f"p50 {r['p50_ms']:.2f} ms"
-            for r in report["model_process"]
-        )
+        runs = _runs_text(report["model_process"], _mode_label)
         print(f"model process: {runs}; on over off {report['model_process_ratio']}")
     print("\ntargets:")
     for name, check in report["targets"].items():
         print(f"  {'ok  ' if check['met'] else 'MISS'} {name}: {check['value']} (target {check['target']})")
+
+
+def _workers_label(run: dict[str, Any]) -> str:
+    return f"{run['workers']} worker(s)"
+
+
+def _mode_label(run: dict[str, Any]) -> str:
+    return f"`{run['model_process']}` at {run['concurrency']}"
 
 
 def _runs_text(runs: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> str:
@@ -1440,14 +1442,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"{m['rss_max_mb']:.0f} MB at most.",
         ]
     if report.get("workers"):
-        runs = _runs_text(report["workers"], lambda r: f"{r['workers']} worker(s)")
+        runs = _runs_text(report["workers"], _workers_label)
         lines += [
             "",
             f"`append-1` at concurrency {report['workers'][0]['concurrency']} by uvicorn worker count "
             f"(fresh server each): {runs}; ratio {report.get('workers_ratio')}.",
         ]
     if report.get("model_process"):
-        runs = _runs_text(report["model_process"], lambda r: f"`{r['model_process']}` at {r['concurrency']}")
+        runs = _runs_text(report["model_process"], _mode_label)
         lines += [
             "",
             "`append-1`, one worker, by `SWITCHBOARD_MODEL_PROCESS` (fresh server each): "

@@ -148,10 +148,6 @@ def _libc_function(name: str) -> Callable[..., int] | None:
     return function
 
 
-def _prctl() -> Callable[..., int] | None:
-    return _libc_function("prctl")
-
-
 def release_free_heap() -> bool:
     """Hand the heap's free pages back to the operating system (glibc ``malloc_trim``).
 
@@ -173,7 +169,7 @@ def name_os_thread(name: str | None = None) -> bool:
     server's CPU by these names). Linux keeps the first 15 bytes (UTF-8); elsewhere this does
     nothing. Returns True when the name was set.
     """
-    prctl = _prctl()
+    prctl = _libc_function("prctl")
     if prctl is None:
         return False
     raw = (name if name is not None else threading.current_thread().name).encode()[:OS_THREAD_NAME_BYTES]

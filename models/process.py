@@ -308,7 +308,7 @@ class ProcessRuntime:
         if self._reader_task is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._reader_task, CLOSE_TIMEOUT_S)
-        self._fail_all(NotReadyError("the runtime is closed"))
+        self._fail_all("the runtime is closed")
         if self._writer is not None:
             self._writer.close()
 
@@ -436,7 +436,7 @@ class ProcessRuntime:
             self._child.process.kill()
         self._ready = False
         # 503, not 500: the service is unavailable until the new child is warm, and callers retry.
-        self._fail_all(NotReadyError("the model process exited with requests unanswered; starting it again"))
+        self._fail_all("the model process exited with requests unanswered; starting it again")
         if not self._closed:
             writer.close()
             _log.error("model process exited; starting it again", extra={"code": self._child.process.poll()})
@@ -461,10 +461,12 @@ class ProcessRuntime:
         else:
             entry[0].set_exception(_error(message.kind, message.message, message.retry_after))
 
-    def _fail_all(self, error: ModelError) -> None:
+    def _fail_all(self, message: str) -> None:
+        """Fail every waiter with its own ``NotReadyError`` (a shared instance would collect
+        every awaiter's traceback)."""
         for future, _ in list(self._waiting.values()):
             if not future.done():
-                future.set_exception(_error(_error_kind(error), str(error)))
+                future.set_exception(NotReadyError(message))
 
     async def _restart(self) -> None:
         self._child.stop(0)
@@ -576,7 +578,7 @@ class _Inline:
     of concurrent clients, and for ``CONTENTION_HOLD_S`` every request goes to the workers.
     """
 
-    def __init__(self, runtime: Runtime | _Idle) -> None:
+    def __init__(self, runtime: _Idle) -> None:
         self._runtime = runtime
         self._finished = -1.0
         self._held_until = 0.0

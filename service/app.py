@@ -291,8 +291,7 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
             await gate.runtime.close()  # drains queued requests before returning
         await outbox.stop()
         await store.close()
-        await insights.flush()
-        await insights.store.close()
+        await insights.close()
         await guard.limiter.aclose()
         metrics.process_exited()
         if tracing is not None:

@@ -1,18 +1,27 @@
-"""The insights counter store on real SQLite and real Redis: deltas, idempotence, replicas."""
+"""The insights counter store on real SQLite and real Redis: deltas, idempotence, replicas, and
+the batched listener (``Insights``) that feeds it."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from routing.insights import DIMENSIONS, Facts, Outcome, add_counts, cells
+from routing.decision import decide
+from routing.insights import DIMENSIONS, Facts, Outcome, add_counts, cells, facts_from
+from routing.policy import default_policy
+from routing.signals import new_signals
+from routing.types import CustomerInfo
+from service.conversations import ConversationHead
 from service.insights import (
+    Insights,
     InsightsStore,
     Member,
     RedisInsights,
@@ -67,6 +76,26 @@ def expected(members: list[Member]) -> dict[str, dict[str, dict[str, int]]]:
         for (dim, value, metric), n in cells(member.facts, member.outcome).items():
             add_counts(out[dim], [(value, metric, n)])
     return out
+
+
+def head(conversation_id: str, *, closed: bool = False) -> ConversationHead:
+    """A stored conversation's head as the listener receives it, decided by the default policy."""
+    signals = new_signals()
+    return ConversationHead(
+        conversation_id=conversation_id,
+        created_at=BASE + 60,
+        updated_at=BASE + 60,
+        signals=signals,
+        decision=decide(signals, CustomerInfo(), default_policy(), conversation_id),
+        closed=closed,
+    )
+
+
+def member_of(conversation_id: str, version: int, *, closed: bool = False) -> Member:
+    state = head(conversation_id, closed=closed)
+    facts = facts_from(state.decision, state.signals, state.created_at, closed, HOUR)
+    assert facts is not None
+    return Member(version=version, facts=facts)
 
 
 def test_open_insights_picks_the_backend(tmp_path: Path) -> None:
@@ -203,3 +232,88 @@ async def test_redis_update_lost_race_rereads_and_never_double_counts(redis_url:
         if keys:
             await store._conn.client.delete(*keys)
         await store.close()
+
+
+async def test_update_many_equals_one_update_at_a_time(make_store: Callable[[], InsightsStore]) -> None:
+    """One batch (one SQLite transaction; one script per member on Redis) ends where the same
+    updates one by one end: members replaced, a stale one ignored, counters summed once."""
+    store = make_store()
+    moved = facts(queue="billing", route="specialist", cause="rule:vip")
+    await store.update("c1", state_update(1, facts()))
+    await store.update("c2", state_update(4, facts(category="tech")))
+    await store.update_many(
+        [
+            ("c1", state_update(2, moved)),
+            ("c2", state_update(3, facts())),  # older than the stored member: changes nothing
+            ("c3", state_update(1, facts(variant="exp/b"))),
+        ]
+    )
+    await store.update_many([])
+    finals = [
+        Member(version=2, facts=moved),
+        Member(version=4, facts=facts(category="tech")),
+        Member(version=1, facts=facts(variant="exp/b")),
+    ]
+    assert [await store.member(cid) for cid in ("c1", "c2", "c3")] == finals
+    assert await snapshot(store) == expected(finals)
+
+
+async def test_insights_batches_changes_and_readers_see_them(make_store: Callable[[], InsightsStore]) -> None:
+    """Five changes of one conversation queue as its newest state; nothing is written until the
+    batch is applied, and a reader's flush applies it: the member is the newest version and the
+    conversation counts once."""
+    store = make_store()
+    insights = Insights(store, delay_s=3600)  # never on its own within this test
+    for version in range(1, 6):
+        await insights.on_state("c1", head("c1", closed=version == 5), version)
+    await insights.on_state("c2", head("c2"), 1)
+    assert await store.member("c1") is None
+    await insights.flush()
+    assert await store.member("c1") == member_of("c1", 5, closed=True)
+    counted = await snapshot(store)
+    assert counted == expected([member_of("c1", 5, closed=True), member_of("c2", 1)])
+    assert counted["all"]["*"]["conversations"] == 2 and counted["all"]["*"]["closed"] == 1
+
+    await insights.on_state("c2", head("c2", closed=True), 2)
+    await insights.flush("c1")  # another conversation's flush leaves c2 queued
+    assert await store.member("c2") == member_of("c2", 1)
+    await insights.forget("c2")  # erasure applies the queued change, then drops the member
+    assert await store.member("c2") is None
+    assert (await snapshot(store))["all"]["*"]["closed"] == 2  # the anonymous counts stay
+    await insights.close()
+
+
+async def test_insights_apply_a_batch_by_themselves_after_the_delay(
+    make_store: Callable[[], InsightsStore],
+) -> None:
+    store = make_store()
+    insights = Insights(store, delay_s=0.01)
+    await insights.on_state("c1", head("c1"), 1)
+    deadline = time.monotonic() + 10
+    while await store.member("c1") is None:
+        assert time.monotonic() < deadline, "the queued change was never applied"
+        await asyncio.sleep(0.01)
+    assert await store.member("c1") == member_of("c1", 1)
+    await insights.on_state("c1", head("c1", closed=True), 2)  # a new flush task after the last one ended
+    while await store.member("c1") == member_of("c1", 1):
+        assert time.monotonic() < deadline, "the second change was never applied"
+        await asyncio.sleep(0.01)
+    await insights.close()
+
+
+async def test_a_failed_batch_is_logged_and_the_listener_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store fails (here: closed under the listener): the appends are unaffected, the error
+    names how many conversations' counters were lost and never their text, and nothing raises."""
+    store = SqliteInsights(tmp_path / "insights.sqlite3")
+    insights = Insights(store, delay_s=3600)
+    await store.close()
+    await insights.on_state("c1", head("c1"), 1)
+    await insights.on_state("c2", head("c2"), 1)
+    with caplog.at_level(logging.ERROR, logger="switchboard.insights"):
+        await insights.flush()
+    [record] = [r for r in caplog.records if r.name == "switchboard.insights"]
+    assert record.getMessage() == "insights counters could not be updated"
+    assert record.__dict__["conversations"] == 2 and record.__dict__["exc_type"] == "RuntimeError"
+    await insights.close()

@@ -58,6 +58,7 @@ from service.validation import check_conversation_id
 
 __all__ = [
     "DEFAULT_RETENTION_S",
+    "FLUSH_DELAY_S",
     "ExperimentsOverview",
     "Insights",
     "InsightsOverview",

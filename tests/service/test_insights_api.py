@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from routing.insights import Facts, Outcome
 from service.app import create_app
-from service.insights import SqliteInsights, outcome_update, state_update
+from service.insights import FLUSH_DELAY_S, SqliteInsights, outcome_update, state_update
 from service.settings import Settings, hash_api_key
 from tests.service.conftest import Server
 
@@ -63,6 +63,19 @@ def total(client: TestClient[Any]) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()["total"]
     return body
+
+
+def agreed(clients: tuple[Any, Any], params: dict[str, str]) -> list[dict[str, Any]]:
+    """Both replicas' answers to one query, once they agree (or the last pair after 10 s).
+
+    A query applies its own replica's queued counter updates; another replica's apply within
+    ``FLUSH_DELAY_S``, so the two can differ for that long after the last change."""
+    deadline = time.monotonic() + 10
+    while True:
+        answers = [client.get("/v1/insights", params=params).json() for client in clients]
+        if answers[0]["groups"] == answers[1]["groups"] or time.monotonic() > deadline:
+            return answers
+        time.sleep(FLUSH_DELAY_S / 4)
 
 
 def prefill(folder: Path, conversations: list[tuple[str, Facts, Outcome | None]]) -> None:
@@ -240,7 +253,7 @@ def test_two_apps_sharing_redis_agree(two_apps: tuple[TestClient[Any], TestClien
             outcome = {"resolved": i % 4 == 0, "csat": 1 + i % 5}
             assert writer.post(f"/v1/conversations/r-{i}/outcome", json=outcome).status_code == 200
     for by in ("all", "queue", "category", "variant"):
-        answers = [c.get("/v1/insights", params={"window": "24h", "by": by}).json() for c in (left, right)]
+        answers = agreed((left, right), {"window": "24h", "by": by})
         assert msgspec.json.encode(answers[0]["groups"]) == msgspec.json.encode(answers[1]["groups"])
     overall = left.get("/v1/insights", params={"window": "24h"}).json()["total"]
     assert overall["conversations"] == 12 and overall["closed"] == 3 and overall["outcomes"] == 6
@@ -281,6 +294,6 @@ def test_two_service_processes_sharing_redis_agree(
         assert (
             other.post(f"/v1/conversations/p-{i}/outcome", json={"resolved": i % 2 == 0}).status_code == 200
         )
-    answers = [c.get("/v1/insights", params={"window": "1h", "by": "queue"}).json() for c in (left, right)]
+    answers = agreed((left, right), {"window": "1h", "by": "queue"})
     assert answers[0]["groups"] == answers[1]["groups"]
     assert answers[0]["total"]["conversations"] == 8 and answers[0]["total"]["counts"]["resolved"] == 4

@@ -52,7 +52,7 @@ from routing.insights import (
 from service.conversations import ConversationHead, ConversationService, decode_head
 from service.errors import Gone, NotFound
 from service.redis_conn import RedisStoreError, RedisUnavailable, open_redis
-from service.sqlite_runner import SqliteError, SqliteRunner
+from service.sqlite_runner import SqliteError, SqliteRunner, immediate_transaction
 from service.store.base import StoreError
 from service.validation import check_conversation_id
 
@@ -110,18 +110,6 @@ def _changes(old: Member | None, new: Member | None) -> Bucketed:
 
 
 Update = Callable[[Member | None], Member | None]
-
-
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
-    """``work()`` inside BEGIN IMMEDIATE … COMMIT (rolled back when it raises)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
 
 
 def _apply_updates(conn: sqlite3.Connection, updates: Sequence[tuple[str, Update]]) -> list[Member | None]:
@@ -255,14 +243,14 @@ class SqliteInsights(InsightsStore):
         """One IMMEDIATE transaction: read, compute, write member and counters."""
 
         def body(conn: sqlite3.Connection) -> Member | None:
-            return _in_transaction(conn, lambda: _apply_updates(conn, [(conversation_id, fn)])[0])
+            return immediate_transaction(conn, lambda: _apply_updates(conn, [(conversation_id, fn)])[0])
 
         return await self._run(body)
 
     async def update_many(self, updates: Sequence[tuple[str, Update]]) -> None:
         """Every update in one IMMEDIATE transaction, the counter rows summed over them."""
         if updates:
-            await self._run(lambda conn: _in_transaction(conn, lambda: _apply_updates(conn, updates)))
+            await self._run(lambda conn: immediate_transaction(conn, lambda: _apply_updates(conn, updates)))
 
     async def member(self, conversation_id: str) -> Member | None:
         """The stored member, or None."""
@@ -303,24 +291,17 @@ class SqliteInsights(InsightsStore):
         """One IMMEDIATE transaction: compare the row with ``expected``, then write ``new``."""
 
         def body(conn: sqlite3.Connection) -> bool:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT data FROM insight_state WHERE key = ?", (key,)).fetchone()
-                if (bytes(row[0]) if row is not None else None) != expected:
-                    conn.execute("ROLLBACK")
-                    return False
-                conn.execute(
-                    "INSERT INTO insight_state (key, data) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-                    (key, new),
-                )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            row = conn.execute("SELECT data FROM insight_state WHERE key = ?", (key,)).fetchone()
+            if (bytes(row[0]) if row is not None else None) != expected:
+                return False
+            conn.execute(
+                "INSERT INTO insight_state (key, data) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+                (key, new),
+            )
             return True
 
-        return await self._run(body)
+        return await self._run(lambda conn: immediate_transaction(conn, lambda: body(conn)))
 
     async def close(self) -> None:
         """Close the connection and its thread."""

@@ -80,6 +80,22 @@ def open_sqlite(
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+def immediate_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    """Return ``work()`` run inside ``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back when it raises.
+
+    IMMEDIATE takes the write lock up front, so what ``work`` reads cannot change before it
+    writes (another process's writer waits on the busy timeout instead of interleaving).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
 class SqliteRunner:
     """Runs functions of one lazily opened SQLite connection on its own thread.
 

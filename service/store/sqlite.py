@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from service.sqlite_runner import SqliteError, SqliteRunner
+from service.sqlite_runner import SqliteError, SqliteRunner, immediate_transaction
 from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict, tombstone_key
 
 T = TypeVar("T")
@@ -81,16 +81,9 @@ class SQLiteStore:
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
-        # IMMEDIATE takes the write lock up front, so the version check and the writes
-        # that follow it cannot interleave with another process's append.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        # The version check and the writes that follow it cannot interleave with another
+        # process's append.
+        return immediate_transaction(conn, body)
 
     def _cutoff(self) -> float:
         return self._clock() - self.ttl_s

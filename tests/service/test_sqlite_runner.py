@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import ServiceError
-from service.sqlite_runner import SqliteError, SqliteRunner, open_sqlite
+from service.sqlite_runner import SqliteError, SqliteRunner, immediate_transaction, open_sqlite
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
 
@@ -101,3 +101,28 @@ def test_a_lock_that_never_clears_is_raised_after_the_attempts(tmp_path: Path) -
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_immediate_transaction_commits_or_rolls_back_everything(tmp_path: Path) -> None:
+    conn = open_sqlite(tmp_path / "db.sqlite3", SCHEMA)
+    other = open_sqlite(tmp_path / "db.sqlite3", SCHEMA, busy_timeout_s=0)
+
+    def write_two() -> int:
+        conn.execute("INSERT INTO t VALUES ('a', 1)")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):  # the write lock is held from BEGIN
+            other.execute("INSERT INTO t VALUES ('x', 0)")
+        conn.execute("INSERT INTO t VALUES ('b', 2)")
+        return 2
+
+    assert immediate_transaction(conn, write_two) == 2
+
+    def fail_halfway() -> None:
+        conn.execute("INSERT INTO t VALUES ('c', 3)")
+        conn.execute("INSERT INTO t VALUES ('a', 9)")  # the primary key exists: the whole step goes
+
+    with pytest.raises(sqlite3.IntegrityError):
+        immediate_transaction(conn, fail_halfway)
+    assert other.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [("a", 1), ("b", 2)]
+    assert not conn.in_transaction
+    conn.close()
+    other.close()

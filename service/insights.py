@@ -563,21 +563,23 @@ class Insights:
 
     async def _apply(self, batch: list[tuple[str, tuple[ConversationHead, int]]]) -> None:
         bucket_s = self.store.bucket_s
-        updates = [
-            (
-                conversation_id,
-                state_update(
-                    version, facts_from(head.decision, head.signals, head.created_at, head.closed, bucket_s)
-                ),
-            )
-            for conversation_id, (head, version) in batch
-        ]
         try:
-            await self.store.update_many(updates)
+            await self.store.update_many(
+                [
+                    (
+                        conversation_id,
+                        state_update(
+                            version,
+                            facts_from(head.decision, head.signals, head.created_at, head.closed, bucket_s),
+                        ),
+                    )
+                    for conversation_id, (head, version) in batch
+                ]
+            )
         except Exception as exc:  # the appends are stored; only these counter moves are lost
             _log.error(
                 "insights counters could not be updated",
-                extra={"conversations": len(updates), "exc_type": type(exc).__name__},
+                extra={"conversations": len(batch), "exc_type": type(exc).__name__},
             )
 
     async def flush(self, conversation_id: str | None = None) -> None:

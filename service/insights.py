@@ -7,7 +7,8 @@ replaces the member and adds ``new cells - old cells`` to the counters in one at
 
 * SQLite (``memory://`` and ``sqlite:///path``; the same file as the conversations): one
   ``BEGIN IMMEDIATE`` transaction on the runner's thread reads the member, writes it and
-  upserts the counter rows, so processes sharing the file never lose an increment.
+  upserts the counter rows (for a whole batch of conversations: ``Insights`` batches), so
+  processes sharing the file never lose an increment.
 * Redis: a GET of the member, then one Lua script that checks the member is unchanged
   (compare-and-set), HINCRBYs the counter hashes ``{prefix}insights:{dim}:{bucket}``
   (field ``value\\x1fmetric``) and stores the new member; a lost race re-reads and retries.
@@ -512,10 +513,10 @@ class Insights:
     Counter updates are not on a request's path, and they are batched: a committed change
     queues its conversation's newest head (replacing an older one still queued, since only the
     newest state counts), and ``FLUSH_DELAY_S`` later one task applies everything queued in one
-    step of the store (one SQLite transaction, one trip to its thread). Per update that costs a
-    fraction of a transaction of its own, which measurably took CPU from the appends under load.
-    Every reader (queries, outcomes, erasure, shutdown) calls ``flush`` first, so what it reads
-    includes every change committed before it asked.
+    step of the store (one SQLite transaction, one trip to its thread). A transaction per append
+    measurably took CPU from the appends under load; a batch costs one. Every reader (queries,
+    outcomes, erasure, shutdown) calls ``flush`` first, so what it reads includes every change
+    committed before it asked.
     """
 
     def __init__(
@@ -541,16 +542,23 @@ class Insights:
         if queued is None or queued[1] <= version:
             self._queued[conversation_id] = (head, version)
         if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_later(), name="switchboard-insights")
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_later(), name="switchboard-insights")
+        self._flusher.add_done_callback(self._flushed)
 
     async def _flush_later(self) -> None:
-        try:
-            await asyncio.sleep(self._delay_s)
-            async with self._applying:
-                while self._queued:
-                    await self._apply_all(self._take())
-        finally:
-            self._flusher = None
+        await asyncio.sleep(self._delay_s)
+        async with self._applying:
+            # Only what is queued now: changes arriving meanwhile wait for the next batch, so under
+            # steady load batches stay large and a reader's flush waits for one batch at most.
+            await self._apply_all(self._take())
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flusher = None
+        if not task.cancelled() and self._queued:
+            self._schedule()
 
     def _take(self) -> dict[str, tuple[ConversationHead, int]]:
         taken, self._queued = self._queued, {}

@@ -290,8 +290,8 @@ def create_app(settings: Settings, *, tracer_provider: Any | None = None) -> Lit
         if gate.runtime is not None:
             await gate.runtime.close()  # drains queued requests before returning
         await outbox.stop()
+        await insights.close()  # its last batch checks the conversation store's heads
         await store.close()
-        await insights.close()
         await guard.limiter.aclose()
         metrics.process_exited()
         if tracing is not None:

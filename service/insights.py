@@ -54,7 +54,7 @@ from service.conversations import ConversationHead, ConversationService, decode_
 from service.errors import Gone, NotFound
 from service.redis_conn import RedisStoreError, RedisUnavailable, open_redis
 from service.sqlite_runner import SqliteError, SqliteRunner, immediate_transaction
-from service.store.base import StoreError
+from service.store.base import ConversationStore, StoreError
 from service.validation import check_conversation_id
 
 __all__ = [
@@ -526,12 +526,14 @@ class Insights:
         self._clock = clock
         self._delay_s = delay_s
         self._queued: dict[str, tuple[ConversationHead, int]] = {}
+        self._conversations: ConversationStore | None = None
         self._flusher: asyncio.Task[None] | None = None
         # One batch at a time keeps each conversation's updates in the order they were queued.
         self._applying = asyncio.Lock()
 
     def attach(self, conversations: ConversationService) -> None:
         """Count every committed append and close; drop the member (and outcome) on erasure."""
+        self._conversations = conversations.store
         conversations.add_state_listener(self.on_state)
         conversations.add_erase_listener(self.forget)
         conversations.outcome_of = self.outcome
@@ -584,11 +586,28 @@ class Insights:
                     for conversation_id, (head, version) in batch
                 ]
             )
+            await self._drop_erased([conversation_id for conversation_id, _ in batch])
         except Exception as exc:  # the appends are stored; only these counter moves are lost
             _log.error(
                 "insights counters could not be updated",
                 extra={"conversations": len(batch), "exc_type": type(exc).__name__},
             )
+
+    async def _drop_erased(self, conversation_ids: list[str]) -> None:
+        """Forget the members just written whose conversation is gone from the store.
+
+        Another process (``switchboard export --delete``, another replica) may erase a
+        conversation while its change waits here; its erase deleted the member before this
+        batch wrote it back. An erase deletes the head before the member, so checking the heads
+        after writing misses nothing: either that erase's member delete came after the write,
+        or the head was already gone when checked.
+        """
+        if self._conversations is None or not conversation_ids:
+            return
+        live = await self._conversations.live(conversation_ids)
+        for conversation_id in conversation_ids:
+            if conversation_id not in live:
+                await self.store.forget(conversation_id)
 
     async def flush(self, conversation_id: str | None = None) -> None:
         """Apply the queued counter updates now (of one conversation, or all) and wait for them,
@@ -639,6 +658,9 @@ class Insights:
             return update(old)
 
         await self.store.update(conversation_id, apply)
+        if not await conversations.store.live([conversation_id]):  # erased meanwhile, elsewhere
+            await self.store.forget(conversation_id)
+            raise Gone(f"conversation {conversation_id} was erased while its outcome was recorded")
         return OutcomeRecorded(
             conversation_id=conversation_id, outcome=outcome, changed=previous[0] != outcome
         )

@@ -93,6 +93,10 @@ class ConversationStore(Protocol):
         """Return the head, or None if absent or expired."""
         ...
 
+    async def live(self, conversation_ids: Sequence[str]) -> set[str]:
+        """The ids among ``conversation_ids`` with a stored, unexpired head (one round trip)."""
+        ...
+
     async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
         """The stored turns among ``turn_ids`` (client ids), by id; absent ids are left out."""
         ...

@@ -40,6 +40,10 @@ class MemoryStore:
         conversation = self._live(conversation_id)
         return None if conversation is None else conversation.head
 
+    async def live(self, conversation_ids: Sequence[str]) -> set[str]:
+        """The ids with a live head."""
+        return {cid for cid in conversation_ids if self._live(cid) is not None}
+
     async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
         """Stored turns among ``turn_ids``."""
         conversation = self._live(conversation_id)

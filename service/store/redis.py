@@ -90,6 +90,20 @@ class RedisStore:
         """Return the head or None (Redis has already dropped expired ones)."""
         return _parse_head(await self._call(lambda c: c.hgetall(self._key("head", conversation_id))))
 
+    async def live(self, conversation_ids: Sequence[str]) -> set[str]:
+        """One pipelined EXISTS per head key (Redis has already dropped expired ones)."""
+        ids = list(dict.fromkeys(conversation_ids))
+        if not ids:
+            return set()
+
+        async def op(c: Any) -> list[Any]:
+            async with c.pipeline(transaction=False) as pipe:
+                for cid in ids:
+                    pipe.exists(self._key("head", cid))
+                return list(await pipe.execute())
+
+        return {cid for cid, exists in zip(ids, await self._call(op), strict=True) if int(exists)}
+
     async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
         """One HMGET on the turn-id index."""
         ids = list(dict.fromkeys(turn_ids))

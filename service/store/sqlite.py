@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS tombstones (
 """
 # The first layout: one row per conversation holding every turn (migrated on start).
 _LEGACY_TABLE = "conversations"
+_LIVE_CHUNK = 500  # ids per IN (...) query, well under SQLite's bound-parameter limit
 
 
 class _Conflict(Exception):
@@ -94,6 +95,14 @@ class SQLiteStore:
         """Return the live head or None (expired rows count as absent)."""
         cutoff = self._cutoff()
         return await self._run(lambda conn: _head(conn, conversation_id, cutoff))
+
+    async def live(self, conversation_ids: Sequence[str]) -> set[str]:
+        """The ids with an unexpired head row (one query per ``_LIVE_CHUNK`` ids, one trip)."""
+        ids = list(dict.fromkeys(conversation_ids))
+        if not ids:
+            return set()
+        cutoff = self._cutoff()
+        return await self._run(lambda conn: _live(conn, ids, cutoff))
 
     async def find_turns(self, conversation_id: str, turn_ids: Sequence[str]) -> dict[str, KnownTurn]:
         """Stored turns among ``turn_ids`` (one indexed query)."""
@@ -315,6 +324,18 @@ class SQLiteStore:
     async def close(self) -> None:
         """Close the connection on its own thread, then stop the thread."""
         await self._runner.close()
+
+
+def _live(conn: sqlite3.Connection, ids: Sequence[str], cutoff: float) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), _LIVE_CHUNK):
+        chunk = ids[start : start + _LIVE_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT id FROM heads WHERE id IN ({marks}) AND updated_at > ?", (*chunk, cutoff)
+        ).fetchall()
+        found.update(str(row[0]) for row in rows)
+    return found
 
 
 def _head(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Head | None:

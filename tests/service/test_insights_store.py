@@ -14,12 +14,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from models.runtime import Runtime
 from routing.decision import decide
 from routing.insights import DIMENSIONS, Facts, Outcome, add_counts, cells, facts_from
 from routing.policy import default_policy
 from routing.signals import new_signals
 from routing.types import CustomerInfo
 from service.conversations import ConversationHead
+from service.errors import Gone
 from service.insights import (
     Insights,
     InsightsStore,
@@ -31,6 +33,8 @@ from service.insights import (
     outcome_update,
     state_update,
 )
+from service.store import open_store
+from tests.service.test_conversations import make_service, turn
 
 HOUR = 3600
 BASE = 1_700_000_000 // HOUR * HOUR
@@ -317,3 +321,64 @@ async def test_a_failed_batch_is_logged_and_the_listener_goes_on(
     assert record.getMessage() == "insights counters could not be updated"
     assert record.__dict__["conversations"] == 2 and record.__dict__["exc_type"] == "RuntimeError"
     await insights.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One backend two "processes" share: a SQLite file or a Redis prefix."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'switchboard.sqlite3'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
+class Process:
+    """What one serving process holds: its own conversation store, service and insights."""
+
+    def __init__(self, runtime: Runtime, url: str) -> None:
+        self.service = make_service(runtime, open_store(url, ttl_s=600))
+        self.insights = Insights(open_insights(url), delay_s=3600)  # flushed by hand
+        self.insights.attach(self.service)
+
+    async def close(self) -> None:
+        await self.insights.close()
+        await self.service.store.close()
+
+
+@pytest.mark.pack
+async def test_an_erase_elsewhere_is_not_undone_by_a_queued_change(shared_url: str, test_pack: Path) -> None:
+    """``switchboard export --delete`` (or another replica) erases a conversation whose counter
+    change this process still holds queued: applying it afterwards must not write the erased
+    conversation's member back."""
+    runtime = Runtime.load(test_pack)
+    serving, exporting = Process(runtime, shared_url), Process(runtime, shared_url)
+    await serving.service.append("erased-elsewhere", [turn("my card was charged twice", "t1")])
+    await serving.service.append("kept", [turn("where is my parcel", "t1")])
+    assert await exporting.service.erase("erased-elsewhere") is True
+    await serving.insights.flush()
+    assert await serving.insights.store.member("erased-elsewhere") is None
+    assert await serving.insights.store.member("kept") is not None
+    totals = await serving.insights.totals([3600])
+    assert totals[3600]["conversations"] == 2  # the anonymous counts keep both
+    await serving.close()
+    await exporting.close()
+
+
+@pytest.mark.pack
+async def test_an_outcome_racing_an_erase_elsewhere_is_gone(shared_url: str, test_pack: Path) -> None:
+    runtime = Runtime.load(test_pack)
+    serving, exporting = Process(runtime, shared_url), Process(runtime, shared_url)
+    await serving.service.append("c1", [turn("cancel my plan", "t1")])
+    await serving.insights.flush()
+    store = serving.insights.store
+    update = store.update
+
+    async def erase_first(conversation_id: str, fn: Update) -> Member | None:
+        await exporting.service.erase(conversation_id)  # lands between the check and the write
+        return await update(conversation_id, fn)
+
+    store.update = erase_first  # type: ignore[method-assign]
+    with pytest.raises(Gone):
+        await serving.insights.record_outcome(serving.service, "c1", Outcome(resolved=True))
+    assert await store.member("c1") is None
+    await serving.close()
+    await exporting.close()

@@ -120,6 +120,15 @@ class TestStoreContract:
         assert await store.append("c1", b"new", turns(0, 1, tag="n"), expected_version=0) == 1
         assert await store.load_turns("c1") == [b"n-data-0"]
 
+    async def test_live_names_the_ids_with_a_head(self, store: ConversationStore) -> None:
+        assert await store.live([]) == set()
+        for cid in ("a", "b", "c"):
+            await store.append(cid, b"h", turns(0, 1), expected_version=0)
+        await store.erase("b", tombstone_s=60)
+        assert await store.live(["a", "b", "c", "never", "a"]) == {"a", "c"}
+        many = [f"id{n}" for n in range(1200)]  # more than one IN (...) chunk on SQLite
+        assert await store.live([*many, "c"]) == {"c"}
+
     async def test_erase_without_tombstone(self, store: ConversationStore) -> None:
         await store.append("c2", b"h", turns(0, 1), expected_version=0)
         assert await store.erase("c2", tombstone_s=0) is True

@@ -45,6 +45,12 @@ class TestMemoryStoreTTL:
         assert await store.append("c1", b"new", [], expected_version=0) == 1
         assert await store.find_turns("c1", ["a"]) == {}  # the expired turns did not come back
 
+    async def test_an_expired_head_is_not_live(self, store: MemoryStore, clock: Clock) -> None:
+        await store.append("c1", b"x", TURN, expected_version=0)
+        assert await store.live(["c1"]) == {"c1"}
+        clock.now += 61
+        assert await store.live(["c1"]) == set()
+
     async def test_purge_returns_expired_ids_and_drops_tombstones(
         self, store: MemoryStore, clock: Clock
     ) -> None:

@@ -100,7 +100,7 @@ def test_outcome_lifecycle(client: TestClient[Any]) -> None:
     queue = appended.json()["decision"]["queue"]
     counted = total(client)
     assert counted["conversations"] == before["conversations"] + 1
-    by_queue = client.get("/v1/insights", params={"window": "1h", "by": "queue"}).json()
+    by_queue = client.get("/v1/insights", params={"window": "24h", "by": "queue"}).json()
     assert queue in {group["key"] for group in by_queue["groups"]}
 
     outcome = {"resolved": True, "csat": 5, "handle_time_s": 120.0, "labels": ["refund"]}
@@ -294,6 +294,6 @@ def test_two_service_processes_sharing_redis_agree(
         assert (
             other.post(f"/v1/conversations/p-{i}/outcome", json={"resolved": i % 2 == 0}).status_code == 200
         )
-    answers = agreed((left, right), {"window": "1h", "by": "queue"})
+    answers = agreed((left, right), {"window": "24h", "by": "queue"})
     assert answers[0]["groups"] == answers[1]["groups"]
     assert answers[0]["total"]["conversations"] == 8 and answers[0]["total"]["counts"]["resolved"] == 4

@@ -64,7 +64,7 @@ from service.analysis import (
 )
 from service.errors import Conflict, Gone, InternalError, LimitExceeded, NotFound, Unavailable
 from service.schemas import AnalysisResponse, CustomerIn, TurnIn, TurnOut
-from service.store.base import ConversationStore, Head, KnownTurn, NewTurn, VersionConflict
+from service.store.base import ConversationStore, Head, KnownTurn, NewTurn, StoreError, VersionConflict
 from service.validation import check_conversation_id, check_turns
 
 __all__ = ["ConversationHead", "ConversationService", "CustomerIn", "TurnIn"]
@@ -365,6 +365,7 @@ class ConversationService:
         await self._notify_state(outcome.head, outcome.version)
         if _notify_worthy(outcome.decision):
             await self._notify(conversation_id, response, source)
+            await self._erase_again_if_gone(conversation_id)
         if include_all_turns:
             every = decode_turns(await self.store.load_turns(conversation_id))
             response = msgspec.structs.replace(response, turns=every)
@@ -644,6 +645,27 @@ class ConversationService:
         return self._build(
             head, version, count, turns, appended, duplicates, started, inference_ms, decision, facts
         )
+
+    async def _erase_again_if_gone(self, conversation_id: str) -> None:
+        """Run the erase listeners again if the conversation was erased since this append committed.
+
+        The listeners run after the lock is released, so an erase here or in another process
+        (``export --delete``, another replica) can land between the commit and a listener that
+        queues a callback carrying the handoff context; that erase cleared the outbox before
+        the callback was stored. The listeners have stored what they will by now, so one check
+        afterwards misses nothing. Decision changes are rare (a few per conversation): one
+        store read each.
+        """
+        try:
+            if await self.store.live([conversation_id]):
+                return
+        except StoreError:
+            _log.warning(
+                "could not check for an erase after the listeners", extra={"conversation_id": conversation_id}
+            )
+            return
+        for listener in self._erase_listeners:
+            await listener(conversation_id)
 
     async def _notify(self, conversation_id: str, response: AnalysisResponse, source: str | None) -> None:
         self.analyzer.metrics.decision_changes.inc()

@@ -396,3 +396,35 @@ async def test_a_card_split_inside_one_transcript_is_redacted(runtime: Runtime) 
     turns = [turn("it's four one one one, one one one one"), turn("one one one one, one one one one")]
     result = await service.analyzer.analyze(AnalyzeRequest(turns=turns))
     assert [t.text for t in result.turns] == ["it's [CARD_NUMBER]", "[CARD_NUMBER]"]
+
+
+async def test_an_erase_between_commit_and_listeners_is_applied_to_what_they_stored(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Another process erases the conversation right after this append committed, before the
+    listener that queues its callback ran: the callback must not outlive the erasure."""
+    path = tmp_path / "shared.sqlite3"
+    mine = make_service(runtime, SQLiteStore(path, ttl_s=600))
+    other = make_service(runtime, SQLiteStore(path, ttl_s=600))
+    queued: dict[str, list[int]] = {}
+
+    async def erased_elsewhere(cid: str, response: AnalysisResponse, source: str | None) -> None:
+        assert await other.erase(cid) is True
+
+    async def enqueue_callback(cid: str, response: AnalysisResponse, source: str | None) -> None:
+        queued.setdefault(cid, []).append(response.version)
+
+    async def drop_callbacks(cid: str) -> None:
+        queued.pop(cid, None)
+
+    for fn in (erased_elsewhere, enqueue_callback):
+        mine.add_decision_listener(fn)
+    mine.add_erase_listener(drop_callbacks)
+    await mine.append("raced", [turn("I want to cancel my contract today", "t1")])
+    assert queued == {}
+
+    kept = make_service(runtime, SQLiteStore(path, ttl_s=600))  # no erase: the callback stays
+    kept.add_decision_listener(enqueue_callback)
+    kept.add_erase_listener(drop_callbacks)
+    await kept.append("kept", [turn("I want to cancel my contract today", "t1")])
+    assert queued == {"kept": [1]}

@@ -7,13 +7,17 @@ Two uses, one store of keys with expiry:
   hash) is ``claim``-ed once before processing and ``release``-d if processing fails, so
   the sender's genuine retry is not mistaken for a replay.
 * **Twilio** signs no timestamp, so a captured request verifies forever. Its signed
-  identity is looked up with ``seen`` and ``record``-ed only after the event was processed,
-  for longer than Twilio retries: a crash mid-processing never swallows the retry.
+  identity is ``claim``-ed briefly while the event is processed and ``record``-ed (kept
+  for longer than Twilio retries) only once it was: a crash mid-processing never swallows
+  the retry.
 
 Keys live in the durable backend, so several workers or machines share them and a restart
 does not forget them. Each key may name the conversation its delivery went to, so erasing a
 conversation (``forget``) leaves nothing about it here; the conversation's erase tombstone
-keeps refusing its replays. Failures raise ``BackendError``.
+keeps refusing its replays. ``claim``, ``record`` and ``forget`` are each one atomic step
+(a transaction, a Lua script), and ``record`` only extends a claim that is still there: an
+erase in another process that lands while an event is processed is never undone by it.
+Failures raise ``BackendError``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 from service.adapters.backend_errors import backend_errors
 from service.redis_conn import RedisConn
-from service.sqlite_runner import SqliteRunner
+from service.sqlite_runner import SqliteRunner, immediate_transaction
 
 T = TypeVar("T")
 
@@ -60,8 +64,11 @@ class NonceStore(Protocol):
         """True while ``key`` is recorded and not expired."""
         ...
 
-    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> None:
-        """Record ``key`` for ``ttl_s`` seconds from now, whether or not it already was."""
+    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
+        """Keep a claimed ``key`` for ``ttl_s`` seconds from now (its event was processed).
+
+        False, and nothing is recorded, when the claim is gone: released, or erased with its
+        conversation (``forget``) while the event was processed."""
         ...
 
     async def forget(self, conversation_id: str) -> int:
@@ -84,7 +91,7 @@ class SqliteNonceStore:
         """Insert the key, or take over an expired row; one statement, so atomic."""
         now = self._clock()
 
-        def op(conn: sqlite3.Connection) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 "INSERT INTO sb_webhook_nonces (key, expires_at) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
@@ -97,7 +104,7 @@ class SqliteNonceStore:
                 _sweep(conn, now)
             return claimed
 
-        return await self._run(op)
+        return await self._run(lambda conn: immediate_transaction(conn, lambda: work(conn)))
 
     async def release(self, key: str, conversation_id: str | None = None) -> None:
         """Delete the key and its owner row."""
@@ -120,37 +127,35 @@ class SqliteNonceStore:
 
         return await self._run(op)
 
-    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> None:
-        """Upsert the key with a fresh expiry."""
+    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
+        """Give the claimed row a fresh expiry (and its owner) in one transaction, if it is there."""
         now = self._clock()
 
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO sb_webhook_nonces (key, expires_at) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at",
-                (key, now + ttl_s),
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE sb_webhook_nonces SET expires_at = ? WHERE key = ?", (now + ttl_s, key)
             )
-            _own(conn, key, conversation_id)
+            kept = cursor.rowcount == 1
+            if kept:
+                _own(conn, key, conversation_id)
             _sweep(conn, now)
+            return kept
 
-        await self._run(op)
+        return await self._run(lambda conn: immediate_transaction(conn, lambda: work(conn)))
 
     async def forget(self, conversation_id: str) -> int:
         """Delete the conversation's keys and their owner rows in one transaction."""
 
-        def op(conn: sqlite3.Connection) -> int:
-            with conn:
-                deleted = conn.execute(
-                    "DELETE FROM sb_webhook_nonces WHERE key IN "
-                    "(SELECT key FROM sb_webhook_nonce_owners WHERE conversation_id = ?)",
-                    (conversation_id,),
-                ).rowcount
-                conn.execute(
-                    "DELETE FROM sb_webhook_nonce_owners WHERE conversation_id = ?", (conversation_id,)
-                )
+        def work(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
+                "DELETE FROM sb_webhook_nonces WHERE key IN "
+                "(SELECT key FROM sb_webhook_nonce_owners WHERE conversation_id = ?)",
+                (conversation_id,),
+            ).rowcount
+            conn.execute("DELETE FROM sb_webhook_nonce_owners WHERE conversation_id = ?", (conversation_id,))
             return int(deleted)
 
-        return await self._run(op)
+        return await self._run(lambda conn: immediate_transaction(conn, lambda: work(conn)))
 
 
 def _own(conn: sqlite3.Connection, key: str, conversation_id: str | None) -> None:
@@ -168,12 +173,56 @@ def _sweep(conn: sqlite3.Connection, now: float) -> None:
     conn.execute(f"DELETE FROM sb_webhook_nonces WHERE key IN ({expired})", (now,))
 
 
+# The owner set (KEYS[2], optional) lists a conversation's keys and lives as long as its
+# longest-lived key (PTTL/PEXPIRE rather than GT, which Redis 6 lacks).
+_OWN_LUA = """
+local function own(ttl)
+  if KEYS[2] then
+    redis.call('SADD', KEYS[2], KEYS[1])
+    if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+  end
+end
+"""
+# KEYS: nonce, [owner set]. ARGV: ttl ms. 1 if claimed.
+_CLAIM_LUA = (
+    _OWN_LUA
+    + """
+local ttl = tonumber(ARGV[1])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ttl) then return 0 end
+own(ttl)
+return 1
+"""
+)
+# KEYS: nonce, [owner set]. ARGV: ttl ms. 1 if the claim was still there and is kept.
+_RECORD_LUA = (
+    _OWN_LUA
+    + """
+local ttl = tonumber(ARGV[1])
+if not redis.call('SET', KEYS[1], '1', 'XX', 'PX', ttl) then return 0 end
+own(ttl)
+return 1
+"""
+)
+# KEYS: owner set. How many of its keys existed.
+_FORGET_LUA = """
+local deleted = 0
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  deleted = deleted + redis.call('DEL', key)
+end
+redis.call('DEL', KEYS[1])
+return deleted
+"""
+
+
 class RedisNonceStore:
     """Nonces as ``{prefix}nonce:{key}`` keys with a TTL (Redis expires them)."""
 
     def __init__(self, conn: RedisConn, prefix: str) -> None:
         self._conn = conn
         self._prefix = prefix
+        self._claim = conn.client.register_script(_CLAIM_LUA)
+        self._record = conn.client.register_script(_RECORD_LUA)
+        self._forget = conn.client.register_script(_FORGET_LUA)
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}nonce:{key}"
@@ -185,25 +234,16 @@ class RedisNonceStore:
     def _owner_key(self, conversation_id: str) -> str:
         return f"{self._prefix}nonces-of:{conversation_id}"
 
-    async def _own(self, key: str, ttl_s: float, conversation_id: str | None) -> None:
-        if conversation_id is None:
-            return
-        owner = self._owner_key(conversation_id)
-
-        async def op(c: Any) -> None:
-            await c.sadd(owner, self._key(key))
-            # The set must live as long as its longest-lived key (works on Redis 6 too, unlike GT).
-            if int(await c.pttl(owner)) < _ms(ttl_s):
-                await c.pexpire(owner, _ms(ttl_s))
-
-        await self._call(op)
+    def _keys(self, key: str, conversation_id: str | None) -> list[str]:
+        keys = [self._key(key)]
+        if conversation_id is not None:
+            keys.append(self._owner_key(conversation_id))
+        return keys
 
     async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
-        """SET NX PX: Redis guarantees only one caller creates the key."""
-        created = await self._call(lambda c: c.set(self._key(key), b"1", nx=True, px=_ms(ttl_s)))
-        if created:
-            await self._own(key, ttl_s, conversation_id)
-        return bool(created)
+        """SET NX PX and the owner set in one script: only one caller creates the key."""
+        keys, args = self._keys(key, conversation_id), [_ms(ttl_s)]
+        return bool(int(await self._call(lambda c: self._claim(keys=keys, args=args, client=c))))
 
     async def release(self, key: str, conversation_id: str | None = None) -> None:
         """DEL the key (and drop it from its owner's set)."""
@@ -216,18 +256,15 @@ class RedisNonceStore:
         """EXISTS the key."""
         return int(await self._call(lambda c: c.exists(self._key(key)))) > 0
 
-    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> None:
-        """SET PX (overwrites)."""
-        await self._call(lambda c: c.set(self._key(key), b"1", px=_ms(ttl_s)))
-        await self._own(key, ttl_s, conversation_id)
+    async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
+        """SET XX PX and the owner set in one script (nothing when the claim is gone)."""
+        keys, args = self._keys(key, conversation_id), [_ms(ttl_s)]
+        return bool(int(await self._call(lambda c: self._record(keys=keys, args=args, client=c))))
 
     async def forget(self, conversation_id: str) -> int:
-        """Delete the keys listed in the conversation's owner set, then the set."""
-        owner = self._owner_key(conversation_id)
-        keys = await self._call(lambda c: c.smembers(owner))
-        deleted = int(await self._call(lambda c: c.delete(*keys))) if keys else 0
-        await self._call(lambda c: c.delete(owner))
-        return deleted
+        """Delete the keys listed in the conversation's owner set, then the set, in one script."""
+        keys = [self._owner_key(conversation_id)]
+        return int(await self._call(lambda c: self._forget(keys=keys, args=[], client=c)))
 
 
 def _ms(ttl_s: float) -> int:

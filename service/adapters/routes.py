@@ -228,6 +228,8 @@ class WebhookHandlers:
             await self.nonces.release(replay_key, owner)
             raise
         try:
+            # Keeps nothing when an erase of the conversation (here or in another process) landed
+            # while the event was processed: its claim went with the erase.
             await self.nonces.record(replay_key, self.twilio_dedup_ttl_s, owner)
         except BackendError:
             # The event is stored; failing now would only make Twilio send it again.

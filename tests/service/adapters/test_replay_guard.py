@@ -56,11 +56,14 @@ async def test_sqlite_seen_and_record(tmp_path: Path) -> None:
     runner = SqliteRunner(tmp_path / "sb.sqlite3", SCHEMA)
     store = SqliteNonceStore(runner, clock=clock)
     assert not await store.seen("twilio:a")
-    await store.record("twilio:a", 60)
+    assert not await store.record("twilio:a", 60)  # nothing claimed: nothing to keep
+    assert not await store.seen("twilio:a")
+    assert await store.claim("twilio:a", 5)
+    assert await store.record("twilio:a", 60)
     assert await store.seen("twilio:a") and not await store.seen("twilio:b")
     assert not await store.claim("twilio:a", 60)  # one key space with claims
     clock.now += 50
-    await store.record("twilio:a", 60)  # recording again extends
+    assert await store.record("twilio:a", 60)  # recording again extends
     clock.now += 50
     assert await store.seen("twilio:a")
     clock.now += 11
@@ -108,9 +111,12 @@ async def test_redis_seen_and_record(redis_url: str) -> None:
     store = backend.nonces
     assert isinstance(store, RedisNonceStore)
     assert not await store.seen("twilio:a")
-    await store.record("twilio:a", 30)
+    assert not await store.record("twilio:a", 30)  # nothing claimed: nothing to keep
+    assert not await store.seen("twilio:a")
+    assert await store.claim("twilio:a", 5)
+    assert await store.record("twilio:a", 30)
     assert await store.seen("twilio:a") and not await store.seen("twilio:b")
-    await store.record("twilio:a", 86_400)
+    assert await store.record("twilio:a", 86_400)
     assert 86_000_000 < await store._conn.client.pttl(store._key("twilio:a")) <= 86_400_000
     await store.release("twilio:a")
     assert not await store.seen("twilio:a")
@@ -121,8 +127,8 @@ async def test_sqlite_forget_erases_a_conversations_keys_only(tmp_path: Path) ->
     runner = SqliteRunner(tmp_path / "sb.sqlite3", SCHEMA)
     store = SqliteNonceStore(runner)
     assert await store.claim("chatwoot:1", 60, "conv-a")
-    await store.record("twilio:2", 60, "conv-a")
-    await store.record("twilio:3", 60, "conv-b")
+    for key, owner in (("twilio:2", "conv-a"), ("twilio:3", "conv-b")):
+        assert await store.claim(key, 5, owner) and await store.record(key, 60, owner)
     assert await store.forget("conv-a") == 2
     assert not await store.seen("chatwoot:1") and not await store.seen("twilio:2")
     assert await store.seen("twilio:3")
@@ -139,8 +145,8 @@ async def test_redis_forget_erases_a_conversations_keys_only(redis_url: str) -> 
     store = backend.nonces
     assert isinstance(store, RedisNonceStore)
     assert await store.claim("chatwoot:1", 60, "conv-a")
-    await store.record("twilio:2", 86_400, "conv-a")
-    await store.record("twilio:3", 60, "conv-b")
+    assert await store.claim("twilio:2", 5, "conv-a") and await store.record("twilio:2", 86_400, "conv-a")
+    assert await store.claim("twilio:3", 5, "conv-b") and await store.record("twilio:3", 60, "conv-b")
     owner_ttl = await store._conn.client.pttl(store._owner_key("conv-a"))
     assert 86_000_000 < owner_ttl <= 86_400_000  # as long as its longest-lived key
     assert await store.forget("conv-a") == 2
@@ -149,3 +155,37 @@ async def test_redis_forget_erases_a_conversations_keys_only(redis_url: str) -> 
     assert not await store._conn.client.exists(store._owner_key("conv-a"))
     await store.forget("conv-b")
     await backend.close()
+
+
+async def test_sqlite_an_erase_while_processing_is_not_undone_by_record(tmp_path: Path) -> None:
+    """Another process erases the conversation between the claim and the record (its event was
+    being processed): the record keeps nothing, and nothing names the conversation."""
+    serving = SqliteNonceStore(SqliteRunner(tmp_path / "sb.sqlite3", SCHEMA))
+    erasing_runner = SqliteRunner(tmp_path / "sb.sqlite3", SCHEMA)
+    erasing = SqliteNonceStore(erasing_runner)
+    assert await serving.claim("twilio:x", 5, "conv-a")
+    assert await erasing.forget("conv-a") == 1
+    assert not await serving.record("twilio:x", 86_400, "conv-a")
+    assert not await serving.seen("twilio:x")
+    rows = await erasing_runner.run(
+        lambda c: c.execute(
+            "SELECT key FROM sb_webhook_nonces UNION ALL SELECT conversation_id FROM sb_webhook_nonce_owners"
+        ).fetchall()
+    )
+    assert rows == []
+    await erasing_runner.close()
+    await serving._runner.close()
+
+
+@pytest.mark.redis
+async def test_redis_an_erase_while_processing_is_not_undone_by_record(redis_url: str) -> None:
+    serving, erasing = open_backend(redis_url), open_backend(redis_url)
+    store = serving.nonces
+    assert isinstance(store, RedisNonceStore)
+    assert await store.claim("twilio:x", 5, "conv-a")
+    assert await erasing.nonces.forget("conv-a") == 1
+    assert not await store.record("twilio:x", 86_400, "conv-a")
+    client = store._conn.client
+    assert [key async for key in client.scan_iter(match=f"{store._prefix}*")] == []
+    await serving.close()
+    await erasing.close()

@@ -153,6 +153,18 @@ def _reference_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fusion_line(manifest: Manifest) -> list[str]:
+    fused = int(manifest.metrics.get("quantization", {}).get("fused_attention", 0))
+    if not fused:
+        return []
+    return [
+        f"- **Fused attention**: each of the graph's {fused} self-attention blocks is one `QAttention` node "
+        "(`export/quantize.py`, `fuse_attention`, before quantizing): the same int8 arithmetic in one kernel "
+        "instead of about twenty nodes, about 5% less time per utterance on one thread. `python -m export fuse` "
+        "rebuilds an older pack's graph this way and refuses to write it unless every output stays equal."
+    ]
+
+
 def _served_head_line(results: dict[str, Any]) -> list[str]:
     served = (results.get("training") or {}).get("served_head")
     if not served or "skipped" in served:
@@ -275,6 +287,7 @@ def write_card(pack_dir: Path, manifest: Manifest, results: dict[str, Any]) -> P
         "scores and calibrates with the same sessions: with dynamic int8 a fused node's float rounding moves "
         "the activation scales, so a figure measured on another graph rewrite would not be the served one "
         "(pack 2.4.1 is pack 2.4.0's graph file, re-calibrated and re-measured this way).",
+        *_fusion_line(manifest),
         "",
         "## Training",
         "",

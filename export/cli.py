@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.4.1"
+PACK_VERSION = "2.4.2"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -238,6 +238,18 @@ def _cmd_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from export.fuse import FuseError, fuse_pack
+
+    try:
+        report = fuse_pack(args.pack, version=args.version, tolerance=args.tolerance)
+    except FuseError as exc:
+        print(f"fuse: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report))
+    return 0
+
+
 def _cmd_fewshot(args: argparse.Namespace) -> int:
     from export.fewshot import fewshot_report
 
@@ -340,6 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_card.add_argument("--run", type=Path, default=DEFAULT_RUN)
     p_card.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     p_card.set_defaults(func=_cmd_card)
+
+    p_fuse = sub.add_parser(
+        "fuse", help="rebuild a pack's int8 graph with fused attention (only if the outputs stay equal)"
+    )
+    p_fuse.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    p_fuse.add_argument("--version", default=None, help="the rebuilt pack's version (default: unchanged)")
+    p_fuse.add_argument("--tolerance", type=float, default=1e-5, help="largest output difference allowed")
+    p_fuse.set_defaults(func=_cmd_fuse)
 
     p_few = sub.add_parser("fewshot", help="few-shot contact reasons on the pack's sentence embedding")
     p_few.add_argument("--pack", type=Path, default=DEFAULT_PACK)

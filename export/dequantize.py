@@ -4,7 +4,9 @@
 When that fp32 graph is gone (a pack refitted after its training run's folder
 was cleaned up), this rebuilds a reference: every ``DynamicQuantizeLinear ->
 MatMulInteger -> Cast -> Mul`` chain that ``onnxruntime.quantization.quantize_dynamic``
-wrote becomes one fp32 ``MatMul`` with the dequantized weight. The comparison
+wrote becomes one fp32 ``MatMul`` with the dequantized weight, and every
+``DynamicQuantizeLinear -> QAttention`` (a fused attention block, ``export.quantize``)
+one fp32 ``Attention`` with the dequantized QKV weight. The comparison
 then measures what quantizing the *activations* costs, not what quantizing the
 weights cost; the card says which reference it used.
 """
@@ -23,9 +25,11 @@ class DequantizeError(ValueError):
 
 
 def dequantize_graph(int8: Path, out: Path) -> int:
-    """Write ``out``: ``int8`` with every dynamic-int8 MatMul replaced by an fp32 one; returns how many.
+    """Write ``out``: ``int8`` with every dynamic-int8 MatMul (and QAttention) replaced by an fp32
+    one; returns how many nodes were replaced.
 
-    Raises DequantizeError when a ``MatMulInteger`` is not in the chain ``quantize_dynamic`` writes.
+    Raises DequantizeError when a ``MatMulInteger`` or ``QAttention`` is not in the chain
+    ``quantize_dynamic`` writes.
     """
     model = onnx.load(str(int8))
     graph = model.graph
@@ -39,6 +43,9 @@ def dequantize_graph(int8: Path, out: Path) -> int:
     dropped: set[int] = set()
     replacement: dict[int, onnx.NodeProto] = {}
     for node in graph.node:
+        if node.op_type == "QAttention":
+            replacement[id(node)] = _attention(node, producers, inits, graph)
+            continue
         if node.op_type != "MatMulInteger":
             continue
         quant = producers.get(node.input[0])
@@ -57,7 +64,7 @@ def dequantize_graph(int8: Path, out: Path) -> int:
         weight = numpy_helper.to_array(inits[weight_name]).astype(np.float32)
         zero = numpy_helper.to_array(inits[zero_name]).astype(np.float32)
         scale = numpy_helper.to_array(inits[scale_name]).astype(np.float32)
-        name = weight_name.removesuffix("_quantized") + "_dequantized"
+        name = _fp32_name(weight_name, inits)
         graph.initializer.append(numpy_helper.from_array((weight - zero) * scale, name))
         replacement[id(node)] = onnx.helper.make_node(
             "MatMul", [quant.input[0], name], [mul.output[0]], name=node.name + "_fp32"
@@ -77,6 +84,42 @@ def dequantize_graph(int8: Path, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
     return len(replacement)
+
+
+def _attention(
+    node: onnx.NodeProto,
+    producers: dict[str, onnx.NodeProto],
+    inits: dict[str, onnx.TensorProto],
+    graph: onnx.GraphProto,
+) -> onnx.NodeProto:
+    """The fp32 ``Attention`` a ``QAttention`` was quantized from (same attributes, same mask)."""
+    inputs = list(node.input) + [""] * (8 - len(node.input))
+    quant = producers.get(inputs[0])
+    names = [inputs[1], inputs[4]] + ([inputs[7]] if inputs[7] else [])
+    if quant is None or quant.op_type != "DynamicQuantizeLinear" or not all(n in inits for n in names):
+        raise DequantizeError(f"{node.name!r} is not a dynamically quantized QAttention")
+    weight, scale, *zero = (numpy_helper.to_array(inits[n]).astype(np.float32) for n in names)
+    name = _fp32_name(inputs[1], inits)
+    graph.initializer.append(numpy_helper.from_array((weight - (zero[0] if zero else 0.0)) * scale, name))
+    args = [quant.input[0], name, inputs[2], inputs[5]]
+    while args[-1] == "":  # an absent mask is left out, not passed as ""
+        args.pop()
+    return onnx.helper.make_node(
+        "Attention",
+        args,
+        list(node.output),
+        name=node.name + "_fp32",
+        domain="com.microsoft",
+        **{attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute},
+    )
+
+
+def _fp32_name(quantized: str, inits: dict[str, onnx.TensorProto]) -> str:
+    """The name the weight had before ``quantize_dynamic`` appended ``_quantized``: quantizing the
+    rebuilt graph again (``export.fuse``) then gives every weight its old name, which
+    ``export.served_head`` looks the intent head up by."""
+    name = quantized.removesuffix("_quantized")
+    return name if name not in inits and name != quantized else quantized + "_dequantized"
 
 
 def _only(nodes: list[onnx.NodeProto], op: str, where: str) -> onnx.NodeProto:

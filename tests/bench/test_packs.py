@@ -1,4 +1,4 @@
-"""``python -m bench packs``: two packs timed in one process, every call scoring its text."""
+"""``python -m bench packs``: two packs timed turn by turn in one process, every call scoring its text."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def test_compare_times_each_pack_on_all_and_short_turns(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["turns"] == 12 and 0 < report["short_turns"] < 12
     version = json.loads((DEFAULT_PACK / "manifest.json").read_text())["version"]
-    assert [row["version"] for row in report["packs"]] == [version, version]
-    for row in report["packs"]:
-        assert 0 < row["p50_ms_short"] <= row["p50_ms_all"] * 3
+    assert set(report["plans"]) == {"one_thread", "lone_text"}
+    for rows in report["plans"].values():
+        assert [row["version"] for row in rows] == [version, version]
+        assert rows[0]["ratio_vs_first_all"] == rows[0]["ratio_vs_first_short"] == 1.0
+        for row in rows:
+            assert 0 < row["p50_ms_short"] <= row["p50_ms_all"] * 3
+            assert 0 < row["ratio_vs_first_all"] < 10

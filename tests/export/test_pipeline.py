@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("torch")
 
 from export.evaluate import evaluate
+from export.fuse import fuse_pack
 from export.mix import dataset_counts
 from export.modeling import PrototypeMemory, load_checkpoint
 from export.onnx_export import EMBEDDING_OUTPUT, export_checkpoint, export_graph
@@ -23,7 +24,7 @@ from export.quantize import quantize
 from export.recipe import Recipe, build_data, tiny
 from export.refit import refit_heads
 from export.train import train
-from models.manifest import read_manifest, sha256_file
+from models.manifest import read_manifest, sha256_file, write_manifest
 from models.runtime import Runtime
 from routing.taxonomy import ACT_LABELS, EMOTION_LABELS, INTENT_LABELS, SENTIMENT_LABELS
 
@@ -107,6 +108,26 @@ def test_intent_memory_stays_fp32_in_the_int8_graph(tiny_pack: tuple[Path, Path]
     memory = [node.op_type for node in nodes if node.name.startswith("/memory/") and "MatMul" in node.op_type]
     assert memory == ["MatMul"]  # cosines / tau amplify int8 error 50x (export/quantize.py)
     assert any(node.op_type == "MatMulInteger" for node in nodes)  # the encoder is quantized
+
+
+def test_quantize_fuses_attention_and_fuse_upgrades_an_unfused_pack(
+    tiny_pack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The pipeline's graph has one QAttention per layer; the same fp32 graph quantized without
+    fusion (as packs before 2.4.2 were) is rebuilt by ``export fuse`` with equal outputs."""
+    run, pack = tiny_pack
+    fused = [node.op_type for node in onnx.load(str(pack / "model.int8.onnx")).graph.node]
+    assert fused.count("QAttention") == 6 and "Softmax" not in fused
+    old = tmp_path / "pack"
+    shutil.copytree(pack, old)
+    plain = quantize(run / "onnx" / "model.fp32.onnx", old / "model.int8.onnx", "portable", fuse=False)
+    assert plain["fused_attention"] == 0
+    assert "QAttention" not in {node.op_type for node in onnx.load(str(old / "model.int8.onnx")).graph.node}
+    write_manifest(old, read_manifest(old))
+    report = fuse_pack(old)
+    assert report["multitask"]["fused_attention"] == 6
+    assert report["multitask"]["largest_difference"] <= 1e-5
+    assert read_manifest(old).files["model.int8.onnx"].sha256 == sha256_file(old / "model.int8.onnx")
 
 
 def test_int8_is_smaller_than_fp32(tiny_pack: tuple[Path, Path]) -> None:

@@ -183,22 +183,13 @@ local function own(ttl)
   end
 end
 """
-# KEYS: nonce, [owner set]. ARGV: ttl ms. 1 if claimed.
-_CLAIM_LUA = (
+# KEYS: nonce, [owner set]. ARGV: ttl ms, NX (claim: only a new key) or XX (record: only a key
+# still there). 1 if set.
+_SET_LUA = (
     _OWN_LUA
     + """
 local ttl = tonumber(ARGV[1])
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ttl) then return 0 end
-own(ttl)
-return 1
-"""
-)
-# KEYS: nonce, [owner set]. ARGV: ttl ms. 1 if the claim was still there and is kept.
-_RECORD_LUA = (
-    _OWN_LUA
-    + """
-local ttl = tonumber(ARGV[1])
-if not redis.call('SET', KEYS[1], '1', 'XX', 'PX', ttl) then return 0 end
+if not redis.call('SET', KEYS[1], '1', ARGV[2], 'PX', ttl) then return 0 end
 own(ttl)
 return 1
 """
@@ -220,8 +211,7 @@ class RedisNonceStore:
     def __init__(self, conn: RedisConn, prefix: str) -> None:
         self._conn = conn
         self._prefix = prefix
-        self._claim = conn.client.register_script(_CLAIM_LUA)
-        self._record = conn.client.register_script(_RECORD_LUA)
+        self._set = conn.client.register_script(_SET_LUA)
         self._forget = conn.client.register_script(_FORGET_LUA)
 
     def _key(self, key: str) -> str:
@@ -242,8 +232,8 @@ class RedisNonceStore:
 
     async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
         """SET NX PX and the owner set in one script: only one caller creates the key."""
-        keys, args = self._keys(key, conversation_id), [_ms(ttl_s)]
-        return bool(int(await self._call(lambda c: self._claim(keys=keys, args=args, client=c))))
+        keys, args = self._keys(key, conversation_id), [_ms(ttl_s), "NX"]
+        return bool(int(await self._call(lambda c: self._set(keys=keys, args=args, client=c))))
 
     async def release(self, key: str, conversation_id: str | None = None) -> None:
         """DEL the key (and drop it from its owner's set)."""
@@ -258,8 +248,8 @@ class RedisNonceStore:
 
     async def record(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
         """SET XX PX and the owner set in one script (nothing when the claim is gone)."""
-        keys, args = self._keys(key, conversation_id), [_ms(ttl_s)]
-        return bool(int(await self._call(lambda c: self._record(keys=keys, args=args, client=c))))
+        keys, args = self._keys(key, conversation_id), [_ms(ttl_s), "XX"]
+        return bool(int(await self._call(lambda c: self._set(keys=keys, args=args, client=c))))
 
     async def forget(self, conversation_id: str) -> int:
         """Delete the keys listed in the conversation's owner set, then the set, in one script."""

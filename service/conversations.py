@@ -654,7 +654,7 @@ class ConversationService:
         queues a callback carrying the handoff context; that erase cleared the outbox before
         the callback was stored. The listeners have stored what they will by now, so one check
         afterwards misses nothing. Decision changes are rare (a few per conversation): one
-        store read each.
+        store read each. Failures are logged and counted, never raised: the append is stored.
         """
         try:
             if await self.store.live([conversation_id]):
@@ -665,7 +665,13 @@ class ConversationService:
             )
             return
         for listener in self._erase_listeners:
-            await listener(conversation_id)
+            try:
+                await listener(conversation_id)
+            except Exception:  # the append is stored; its answer must not turn into an error
+                self.analyzer.metrics.listener_failures.inc()
+                _log.exception(
+                    "erase listener failed after an append", extra={"conversation_id": conversation_id}
+                )
 
     async def _notify(self, conversation_id: str, response: AnalysisResponse, source: str | None) -> None:
         self.analyzer.metrics.decision_changes.inc()

@@ -428,3 +428,23 @@ async def test_an_erase_between_commit_and_listeners_is_applied_to_what_they_sto
     kept.add_erase_listener(drop_callbacks)
     await kept.append("kept", [turn("I want to cancel my contract today", "t1")])
     assert queued == {"kept": [1]}
+
+
+async def test_a_failing_erase_listener_after_an_append_is_counted_not_raised(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = tmp_path / "shared.sqlite3"
+    mine = make_service(runtime, SQLiteStore(path, ttl_s=600))
+    other = make_service(runtime, SQLiteStore(path, ttl_s=600))
+
+    async def erased_elsewhere(cid: str, response: AnalysisResponse, source: str | None) -> None:
+        await other.erase(cid)
+
+    async def outbox_down(cid: str) -> None:
+        raise RuntimeError("outbox unavailable")
+
+    mine.add_decision_listener(erased_elsewhere)
+    mine.add_erase_listener(outbox_down)
+    result = await mine.append("raced", [turn("I want to cancel my contract today", "t1")])
+    assert result.appended == [0]
+    assert mine.analyzer.metrics.listener_failures._value.get() == 1

@@ -170,6 +170,10 @@ class SqliteRunner:
         except sqlite3.Error as exc:
             raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
 
+    async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``run`` with ``fn(connection)`` inside ``immediate_transaction``: all or nothing."""
+        return await self.run(lambda conn: immediate_transaction(conn, lambda: fn(conn)))
+
     async def close(self) -> None:
         """Finish the queued calls, close the connection on its thread, stop the thread. Idempotent."""
         if self._closed:

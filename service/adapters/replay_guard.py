@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 from service.adapters.backend_errors import backend_errors
 from service.redis_conn import RedisConn
-from service.sqlite_runner import SqliteRunner, immediate_transaction
+from service.sqlite_runner import SqliteRunner
 
 T = TypeVar("T")
 
@@ -87,8 +87,12 @@ class SqliteNonceStore:
         with backend_errors():
             return await self._runner.run(fn)
 
+    async def _run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with backend_errors():
+            return await self._runner.run_in_transaction(fn)
+
     async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
-        """Insert the key, or take over an expired row; one statement, so atomic."""
+        """Insert the key, or take over an expired row, and its owner row, in one transaction."""
         now = self._clock()
 
         def work(conn: sqlite3.Connection) -> bool:
@@ -104,7 +108,7 @@ class SqliteNonceStore:
                 _sweep(conn, now)
             return claimed
 
-        return await self._run(lambda conn: immediate_transaction(conn, lambda: work(conn)))
+        return await self._run_in_transaction(work)
 
     async def release(self, key: str, conversation_id: str | None = None) -> None:
         """Delete the key and its owner row."""
@@ -141,7 +145,7 @@ class SqliteNonceStore:
             _sweep(conn, now)
             return kept
 
-        return await self._run(lambda conn: immediate_transaction(conn, lambda: work(conn)))
+        return await self._run_in_transaction(work)
 
     async def forget(self, conversation_id: str) -> int:
         """Delete the conversation's keys and their owner rows in one transaction."""
@@ -155,7 +159,7 @@ class SqliteNonceStore:
             conn.execute("DELETE FROM sb_webhook_nonce_owners WHERE conversation_id = ?", (conversation_id,))
             return int(deleted)
 
-        return await self._run(lambda conn: immediate_transaction(conn, lambda: work(conn)))
+        return await self._run_in_transaction(work)
 
 
 def _own(conn: sqlite3.Connection, key: str, conversation_id: str | None) -> None:

@@ -14,6 +14,11 @@ after that), so every turn is scored and stored.
    the same machine: p50 loop CPU and wall per append, and the ratio.
 2. One SQLite call (``SELECT 1``): ``SqliteRunner.run`` against ``run_in_executor`` on a
    one-thread executor with its own connection (the usual way), loop CPU and wall per call.
+3. With the model in its own process (the default): a lone turn's text sent to the model before
+   validation and the store's load (``ConversationService.send_ahead``) against sent when the
+   append first waits, after them (the usual way of a task started with the request),
+   alternating request by request: p50 wall and loop CPU per append, and the wall ratio. At
+   concurrency 1 every step before the model is the model's latency too.
 """
 
 from __future__ import annotations
@@ -160,6 +165,27 @@ async def matching_where(service: InProcess, requests: int) -> dict[str, Any]:
     }
 
 
+async def sending_ahead(service: InProcess, requests: int) -> dict[str, Any]:
+    """Part 3: a lone turn's text sent to the model ahead of validation and the load, or after."""
+    conversations = service.app.state.service.conversations
+    texts = generate(600, seed=13)
+    ahead: list[tuple[float, float]] = []
+    after: list[tuple[float, float]] = []
+    for n in range(requests * 2 + WARMUP):
+        early = n % 2 == 0
+        conversations.send_ahead = early
+        sample = await timed(functools.partial(service.append, n, texts[n % len(texts)]))
+        if n >= WARMUP:
+            (ahead if early else after).append(sample)
+    conversations.send_ahead = True
+    ahead_p50, after_p50 = median_pair(ahead), median_pair(after)
+    return {
+        "sent_ahead": ahead_p50,
+        "sent_after": after_p50,
+        "wall_ratio": round(after_p50["wall_ms_p50"] / ahead_p50["wall_ms_p50"], 3),
+    }
+
+
 async def sqlite_hops(folder: Path, calls: int) -> dict[str, Any]:
     """Part 2: one ``SELECT 1`` through ``SqliteRunner`` vs ``run_in_executor``."""
     from service.sqlite_runner import SqliteRunner
@@ -221,12 +247,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         matching = await matching_where(service, args.requests)
     finally:
         await service.stop()
+    env = {**env, "SWITCHBOARD_MODEL_PROCESS": "on", "SWITCHBOARD_DATA_DIR": str(folder / "process")}
+    service = InProcess(create_app(Settings.from_env(env)), key)
+    await service.start()
+    try:
+        ahead = await sending_ahead(service, args.requests)
+    finally:
+        await service.stop()
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpus": os.cpu_count(),
         "requests_per_variant": args.requests,
         "reason_matching": matching,
         "sqlite_call": await sqlite_hops(folder, args.calls),
+        "lone_turn_to_the_model": ahead,
     }
 
 

@@ -1,13 +1,15 @@
-"""``python -m bench loop``: its summaries and the SQLite comparison on a real database."""
+"""``python -m bench loop``: its summaries, the SQLite comparison on a real database, and the
+lone-turn comparison on the real app with its model process."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
 
 from bench.__main__ import BENCHES
-from bench.loop import median_pair, sqlite_hops
+from bench.loop import InProcess, median_pair, sending_ahead, sqlite_hops
 
 
 def test_median_pair_is_the_p50_of_each_column_and_empty_is_zero() -> None:
@@ -31,3 +33,34 @@ async def test_sqlite_hops_time_both_ways_the_same_number_of_times(tmp_path: Pat
 
 def test_the_bench_is_listed() -> None:
     assert BENCHES["loop"] == "bench.loop"
+
+
+async def test_sending_ahead_alternates_on_the_real_app_and_leaves_the_default_on(tmp_path: Path) -> None:
+    from models.process import ProcessRuntime
+    from service.app import create_app
+    from service.settings import Settings, hash_api_key
+
+    key = "sb_test_" + secrets.token_urlsafe(8)
+    env = {
+        "SWITCHBOARD_API_KEYS": f"test={hash_api_key(key)}",
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_RATE_LIMIT": "0",
+        "SWITCHBOARD_MODEL_PROCESS": "on",
+    }
+    service = InProcess(create_app(Settings.from_env(env)), key)
+    await service.start()
+    try:
+        assert isinstance(service.app.state.service.gate.runtime, ProcessRuntime)
+        result = await sending_ahead(service, requests=4)
+        conversations = service.app.state.service.conversations
+        assert conversations.send_ahead is True
+        # Every request was a fresh turn, scored and stored: 38 appends, 20 per conversation.
+        heads = [await conversations.store.load_head(f"bench-loop-{service.nonce}-{n}") for n in (0, 1)]
+        stored = [head.turns if head is not None else 0 for head in heads]
+    finally:
+        await service.stop()
+    assert result["sent_ahead"]["samples"] == result["sent_after"]["samples"] == 4
+    assert result["wall_ratio"] == pytest.approx(
+        result["sent_after"]["wall_ms_p50"] / result["sent_ahead"]["wall_ms_p50"], abs=1e-3
+    )
+    assert stored == [20, 18]

@@ -221,6 +221,48 @@ async def test_invalid_input_is_rejected_before_anything_is_stored(runtime: Runt
     assert await store.load_head("v") is None
 
 
+class RecordingStore(MemoryStore):
+    """A real in-memory store that notes when the conversation is loaded for an append."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(600)
+        self.events = events
+
+    async def load_for_append(self, conversation_id: str, turn_ids: Any) -> Any:
+        self.events.append("load")
+        return await super().load_for_append(conversation_id, turn_ids)
+
+
+class RecordingModel(OneTextPerRun):
+    """The real pack, noting when texts are handed to it."""
+
+    def __init__(self, runtime: Runtime, events: list[str]) -> None:
+        super().__init__(runtime)
+        self.events = events
+
+    async def predict(self, texts: list[str]) -> list[TextPrediction]:
+        self.events.append(f"predict {len(texts)}")
+        return await super().predict(texts)
+
+
+async def test_a_lone_turn_goes_to_the_model_before_validation_and_the_store(runtime: Runtime) -> None:
+    events: list[str] = []
+    service = make_service(runtime, RecordingStore(events))
+    service.analyzer.inference = RecordingModel(runtime, events)
+    await service.append("order", [turn("my card was declined twice", "t1")])
+    assert events == ["predict 1", "load"]
+    events.clear()
+    # A whole transcript is scored only once the store says which turns are new.
+    await service.append("order", [turn("my card was declined twice", "t1"), turn("at the shop", "t2")])
+    assert events == ["load", "predict 1"]
+    events.clear()
+    # Scored ahead, rejected all the same: the invalid turn is a 422 and nothing is stored.
+    with pytest.raises(ValidationFailed):
+        await service.append("order-bad", [turn("   ", "t1")])
+    assert events == ["predict 1"]
+    assert await service.store.load_head("order-bad") is None
+
+
 async def test_stored_state_round_trips(runtime: Runtime) -> None:
     store = MemoryStore(600)
     service = make_service(runtime, store)

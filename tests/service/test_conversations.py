@@ -448,7 +448,7 @@ async def test_an_erase_between_commit_and_listeners_is_applied_to_what_they_sto
     path = tmp_path / "shared.sqlite3"
     mine = make_service(runtime, SQLiteStore(path, ttl_s=600))
     other = make_service(runtime, SQLiteStore(path, ttl_s=600))
-    queued: dict[str, list[int]] = {}
+    queued: dict[str, list[int | None]] = {}
 
     async def erased_elsewhere(cid: str, response: AnalysisResponse, source: str | None) -> None:
         assert await other.erase(cid) is True

@@ -71,6 +71,26 @@ class InProcess:
         self._lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
+    @classmethod
+    def serving(cls, folder: Path, model_process: str, pack: Path | None = None) -> InProcess:
+        """The real app with a fresh API key, data in ``folder``, no rate limit, and the model in
+        this process (``model_process`` ``off``) or in its own (``on``); not started."""
+        from service.app import create_app
+        from service.settings import Settings, hash_api_key
+
+        key = "sb_bench_" + secrets.token_urlsafe(16)
+        env = {
+            "SWITCHBOARD_API_KEYS": f"bench={hash_api_key(key)}",
+            "SWITCHBOARD_DATA_DIR": str(folder),
+            "SWITCHBOARD_RATE_LIMIT": "0",
+            "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
+            "SWITCHBOARD_LOG_LEVEL": "WARNING",
+            "SWITCHBOARD_MODEL_PROCESS": model_process,
+        }
+        if pack is not None:
+            env["SWITCHBOARD_PACK"] = str(pack)
+        return cls(create_app(Settings.from_env(env)), key)
+
     async def start(self, timeout: float = 300.0) -> None:
         """Run the lifespan startup and wait for ``/readyz``."""
         self._task = asyncio.create_task(
@@ -141,23 +161,35 @@ class InProcess:
             raise RuntimeError(f"append answered {status}: {reply[:200]!r}")
 
 
+async def alternating(
+    service: InProcess, requests: int, seed: int, switch: Callable[[bool], None]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """p50 loop CPU and wall of one-turn appends with ``switch(True)`` and ``switch(False)``
+    on alternate requests (after ``WARMUP`` unmeasured ones), so that both see the same
+    machine; leaves ``switch(True)`` on. Returns (on, off)."""
+    texts = generate(600, seed=seed)
+    samples: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for n in range(requests * 2 + WARMUP):
+        on = n % 2 == 0
+        switch(on)
+        sample = await timed(functools.partial(service.append, n, texts[n % len(texts)]))
+        if n >= WARMUP:
+            samples[on].append(sample)
+    switch(True)
+    return median_pair(samples[True]), median_pair(samples[False])
+
+
 async def matching_where(service: InProcess, requests: int) -> dict[str, Any]:
     """Part 1: the reason match on the batch worker vs on the event loop, alternating."""
     runtime = service.app.state.service.gate.runtime
     hook = runtime.annotate
     if hook is None:
         raise RuntimeError("the runtime has no annotate hook (a pack without a sentence embedding?)")
-    texts = generate(600, seed=11)
-    worker: list[tuple[float, float]] = []
-    loop: list[tuple[float, float]] = []
-    for n in range(requests * 2 + WARMUP):
-        on_worker = n % 2 == 0
-        runtime.annotate = hook if on_worker else None
-        sample = await timed(functools.partial(service.append, n, texts[n % len(texts)]))
-        if n >= WARMUP:
-            (worker if on_worker else loop).append(sample)
-    runtime.annotate = hook
-    on_worker_p50, on_loop_p50 = median_pair(worker), median_pair(loop)
+
+    def on_worker(on: bool) -> None:
+        runtime.annotate = hook if on else None
+
+    on_worker_p50, on_loop_p50 = await alternating(service, requests, 11, on_worker)
     return {
         "batch_worker": on_worker_p50,
         "event_loop": on_loop_p50,
@@ -168,17 +200,11 @@ async def matching_where(service: InProcess, requests: int) -> dict[str, Any]:
 async def sending_ahead(service: InProcess, requests: int) -> dict[str, Any]:
     """Part 3: a lone turn's text sent to the model ahead of validation and the load, or after."""
     conversations = service.app.state.service.conversations
-    texts = generate(600, seed=13)
-    ahead: list[tuple[float, float]] = []
-    after: list[tuple[float, float]] = []
-    for n in range(requests * 2 + WARMUP):
-        early = n % 2 == 0
-        conversations.send_ahead = early
-        sample = await timed(functools.partial(service.append, n, texts[n % len(texts)]))
-        if n >= WARMUP:
-            (ahead if early else after).append(sample)
-    conversations.send_ahead = True
-    ahead_p50, after_p50 = median_pair(ahead), median_pair(after)
+
+    def ahead(on: bool) -> None:
+        conversations.send_ahead = on
+
+    ahead_p50, after_p50 = await alternating(service, requests, 13, ahead)
     return {
         "sent_ahead": ahead_p50,
         "sent_after": after_p50,
@@ -222,38 +248,28 @@ async def sqlite_hops(folder: Path, calls: int) -> dict[str, Any]:
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Both parts against a fresh app and data dir."""
-    from service.app import create_app
-    from service.settings import Settings, hash_api_key
+async def measured(
+    service: InProcess, requests: int, part: Callable[[InProcess, int], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """``part(service, requests)`` between the app's startup and its shutdown."""
+    await service.start()
+    try:
+        return await part(service, requests)
+    finally:
+        await service.stop()
 
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The three parts, each app with a fresh data dir."""
     folder = Path(tempfile.mkdtemp(prefix="switchboard-bench-loop-"))
-    key = "sb_bench_" + secrets.token_urlsafe(16)
-    env = {
-        "SWITCHBOARD_API_KEYS": f"bench={hash_api_key(key)}",
-        "SWITCHBOARD_DATA_DIR": str(folder),
-        "SWITCHBOARD_RATE_LIMIT": "0",
-        "SWITCHBOARD_POLICY_RELOAD_INTERVAL": "0",
-        "SWITCHBOARD_LOG_LEVEL": "WARNING",
-        # The model in this process: where the reason match runs (batch worker or loop) is a
-        # choice only there; with a model process it always runs on the loop as answers arrive.
-        "SWITCHBOARD_MODEL_PROCESS": "off",
-    }
-    if args.pack is not None:
-        env["SWITCHBOARD_PACK"] = str(args.pack)
-    service = InProcess(create_app(Settings.from_env(env)), key)
-    await service.start()
-    try:
-        matching = await matching_where(service, args.requests)
-    finally:
-        await service.stop()
-    env = {**env, "SWITCHBOARD_MODEL_PROCESS": "on", "SWITCHBOARD_DATA_DIR": str(folder / "process")}
-    service = InProcess(create_app(Settings.from_env(env)), key)
-    await service.start()
-    try:
-        ahead = await sending_ahead(service, args.requests)
-    finally:
-        await service.stop()
+    # The model in this process: where the reason match runs (batch worker or loop) is a
+    # choice only there; with a model process it always runs on the loop as answers arrive.
+    matching = await measured(
+        InProcess.serving(folder / "in-process", "off", args.pack), args.requests, matching_where
+    )
+    ahead = await measured(
+        InProcess.serving(folder / "model-process", "on", args.pack), args.requests, sending_ahead
+    )
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpus": os.cpu_count(),

@@ -3,7 +3,6 @@ lone-turn comparison on the real app with its model process."""
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import pytest
@@ -37,17 +36,8 @@ def test_the_bench_is_listed() -> None:
 
 async def test_sending_ahead_alternates_on_the_real_app_and_leaves_the_default_on(tmp_path: Path) -> None:
     from models.process import ProcessRuntime
-    from service.app import create_app
-    from service.settings import Settings, hash_api_key
 
-    key = "sb_test_" + secrets.token_urlsafe(8)
-    env = {
-        "SWITCHBOARD_API_KEYS": f"test={hash_api_key(key)}",
-        "SWITCHBOARD_DATA_DIR": str(tmp_path),
-        "SWITCHBOARD_RATE_LIMIT": "0",
-        "SWITCHBOARD_MODEL_PROCESS": "on",
-    }
-    service = InProcess(create_app(Settings.from_env(env)), key)
+    service = InProcess.serving(tmp_path, "on")
     await service.start()
     try:
         assert isinstance(service.app.state.service.gate.runtime, ProcessRuntime)

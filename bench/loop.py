@@ -15,8 +15,8 @@ after that), so every turn is scored and stored.
 2. One SQLite call (``SELECT 1``): ``SqliteRunner.run`` against ``run_in_executor`` on a
    one-thread executor with its own connection (the usual way), loop CPU and wall per call.
 3. With the model in its own process (the default): a lone turn's text sent to the model before
-   validation and the store's load (``ConversationService.send_ahead``) against sent when the
-   append first waits, after them (the usual way of a task started with the request),
+   the conversation is locked and loaded (``ConversationService.send_ahead``) against sent when
+   the append first waits, on the load (the usual way of a task started with the request),
    alternating request by request: p50 wall and loop CPU per append, and the wall ratio. At
    concurrency 1 every step before the model is the model's latency too.
 """
@@ -198,7 +198,7 @@ async def matching_where(service: InProcess, requests: int) -> dict[str, Any]:
 
 
 async def sending_ahead(service: InProcess, requests: int) -> dict[str, Any]:
-    """Part 3: a lone turn's text sent to the model ahead of validation and the load, or after."""
+    """Part 3: a lone turn's text sent to the model ahead of the lock and the load, or on the load."""
     conversations = service.app.state.service.conversations
 
     def ahead(on: bool) -> None:

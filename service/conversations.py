@@ -249,9 +249,10 @@ class ConversationService:
         self._state_listeners: list[StateListener] = []
         # Where a conversation's recorded outcome lives (``Insights.attach`` sets it), for exports.
         self.outcome_of: Callable[[str], Awaitable[Outcome | None]] | None = None
-        # A lone turn's text goes to the model before validation and the store's load (``_scoring``);
-        # False sends it when the append first waits, after them (``python -m bench loop`` compares).
+        # A lone turn's text goes to the model before the lock and the store's load (``_scoring``);
+        # False sends it when the append first waits, on the load (``python -m bench loop`` compares).
         self.send_ahead = True
+        self._store_answered = True  # by the last load for an append (``_scoring``)
 
     # -- listeners ---------------------------------------------------------------------------------
 
@@ -312,54 +313,58 @@ class ConversationService:
         """
         check_conversation_id(conversation_id)
         started = time.perf_counter()
+        incoming = self._validate(turns)
+        ids = [item.turn.id for item in incoming if item.turn.id is not None]
         predictions: dict[str, TextPrediction] = {}
         inference_ms = speculative_ms = 0.0
-        async with self._scoring(turns, predictions) as scoring:
-            incoming = self._validate(turns)
-            ids = [item.turn.id for item in incoming if item.turn.id is not None]
-            async with self._locks.hold(conversation_id):
-                for _attempt in range(MAX_ATTEMPTS):
+        async with self._scoring(incoming, predictions) as scoring, self._locks.hold(conversation_id):
+            for _attempt in range(MAX_ATTEMPTS):
+                try:
                     stored, known = await self.store.load_for_append(conversation_id, ids)
-                    if stored is None and await self.store.erased(conversation_id):
-                        raise Gone(
-                            f"conversation {conversation_id} was erased on request; "
-                            "events for it are refused (start a new conversation id)"
-                        )
-                    head = decode_head(stored.data) if stored is not None else self._new_head(conversation_id)
-                    version, count = (stored.version, stored.turns) if stored is not None else (0, 0)
-                    fresh, duplicates = self._fresh(known, incoming)
-                    if not fresh:
-                        # A pure retry (even after close): nothing to score, write or notify.
-                        return await self._respond(
-                            head, version, count, [], duplicates, started, 0.0, include_all_turns
-                        )
-                    if head.closed:
-                        raise Conflict(f"conversation {conversation_id} is closed; start a new one")
-                    self._check_size(count, len(fresh))
-                    # Needs no scores: done while the model runs, off a lone turn's critical path.
-                    redacted = await self._redact_across(head, count, fresh)
-                    speculative_ms = await scoring  # at once on a later attempt: the task is done
-                    missing = [item.turn.text for item in fresh]
-                    inference_ms += await self._predict_missing(missing, predictions)
-                    try:
-                        outcome = await self._commit(
-                            head,
-                            version,
-                            count,
-                            fresh,
-                            redacted,
-                            predictions,
-                            customer,
-                            channel,
-                            language,
-                            source,
-                        )
-                    except VersionConflict:
-                        self.analyzer.metrics.store_conflicts.inc()
-                        continue
-                    break
-                else:
-                    raise Unavailable(f"conversation {conversation_id} is being updated concurrently; retry")
+                except StoreError:
+                    self._store_answered = False
+                    raise
+                self._store_answered = True
+                if stored is None and await self.store.erased(conversation_id):
+                    raise Gone(
+                        f"conversation {conversation_id} was erased on request; "
+                        "events for it are refused (start a new conversation id)"
+                    )
+                head = decode_head(stored.data) if stored is not None else self._new_head(conversation_id)
+                version, count = (stored.version, stored.turns) if stored is not None else (0, 0)
+                fresh, duplicates = self._fresh(known, incoming)
+                if not fresh:
+                    # A pure retry (even after close): nothing to score, write or notify.
+                    return await self._respond(
+                        head, version, count, [], duplicates, started, 0.0, include_all_turns
+                    )
+                if head.closed:
+                    raise Conflict(f"conversation {conversation_id} is closed; start a new one")
+                self._check_size(count, len(fresh))
+                # Needs no scores: done while the model runs, off a lone turn's critical path.
+                redacted = await self._redact_across(head, count, fresh)
+                speculative_ms = await scoring  # at once on a later attempt: the task is done
+                missing = [item.turn.text for item in fresh]
+                inference_ms += await self._predict_missing(missing, predictions)
+                try:
+                    outcome = await self._commit(
+                        head,
+                        version,
+                        count,
+                        fresh,
+                        redacted,
+                        predictions,
+                        customer,
+                        channel,
+                        language,
+                        source,
+                    )
+                except VersionConflict:
+                    self.analyzer.metrics.store_conflicts.inc()
+                    continue
+                break
+            else:
+                raise Unavailable(f"conversation {conversation_id} is being updated concurrently; retry")
         self.analyzer.count_decision(outcome.decision, outcome.head.signals)
         for turn in outcome.scored:  # counted once committed, not per compare-and-set attempt
             self.analyzer.metrics.turns_scored.labels(speaker=turn.out.speaker).inc()
@@ -472,24 +477,25 @@ class ConversationService:
 
     @contextlib.asynccontextmanager
     async def _scoring(
-        self, turns: Sequence[TurnIn], cache: dict[str, TextPrediction]
+        self, incoming: Sequence[_Incoming], cache: dict[str, TextPrediction]
     ) -> AsyncIterator[asyncio.Future[float]]:
-        """The request's text scored while the turn is validated and the store loads the
-        conversation (a task filling ``cache``).
+        """The request's text scored while the conversation is locked and loaded (a task filling
+        ``cache``).
 
-        The model needs only the text, so on a quiet service validation and the store's round
-        trip hide in the model's time: the task is let run (one pass of the loop) before them,
-        and the text is on its way to the model first. What they then decide is unchanged: an
-        invalid turn, a pure retry, a closed or erased conversation or a size limit drops the
-        work (cancelled, its error ignored), and a conversation that moved on scores whatever is
-        still missing afterwards. Only a one-turn append (a live call's or chat's next turn) is
-        scored ahead: a client that resends a whole transcript would have every stored turn
-        scored again.
+        The model needs only the text, so on a quiet service the lock and the store's round trip
+        hide in the model's time: the task is let run first (one pass of the loop), and the text
+        is on its way before the load starts (``send_ahead``). What the load then decides is
+        unchanged: a pure retry, a closed or erased conversation or a size limit drops the work
+        (cancelled, its error ignored), and a conversation that moved on scores whatever is still
+        missing afterwards. Only a one-turn append (a live call's or chat's next turn) is scored
+        ahead: a client that resends a whole transcript would have every stored turn scored
+        again. And only while the store answered its last load: in an outage every append fails
+        there, and their texts would take the model from requests it can serve (``/v1/analyze``).
         """
-        ahead = [turns[0].text] if len(turns) == 1 else []
+        ahead = [incoming[0].turn.text] if len(incoming) == 1 else []
         task = asyncio.ensure_future(self._predict_missing(ahead, cache))
         try:
-            if ahead and self.send_ahead:
+            if ahead and self.send_ahead and self._store_answered:
                 await asyncio.sleep(0)
             yield task
         finally:

@@ -23,7 +23,7 @@ from service.metrics import Metrics
 from service.policy_source import PolicySource
 from service.schemas import AnalysisResponse, CustomerIn, TurnIn
 from service.settings import Settings
-from service.store.base import ConversationStore
+from service.store.base import ConversationStore, StoreError
 from service.store.memory import MemoryStore
 from service.store.sqlite import SQLiteStore
 
@@ -222,14 +222,17 @@ async def test_invalid_input_is_rejected_before_anything_is_stored(runtime: Runt
 
 
 class RecordingStore(MemoryStore):
-    """A real in-memory store that notes when the conversation is loaded for an append."""
+    """A real in-memory store that notes each load for an append, and can be made to fail them."""
 
     def __init__(self, events: list[str]) -> None:
         super().__init__(600)
         self.events = events
+        self.down = False
 
     async def load_for_append(self, conversation_id: str, turn_ids: Any) -> Any:
         self.events.append("load")
+        if self.down:
+            raise StoreError("the store is unreachable")
         return await super().load_for_append(conversation_id, turn_ids)
 
 
@@ -245,9 +248,10 @@ class RecordingModel(OneTextPerRun):
         return await super().predict(texts)
 
 
-async def test_a_lone_turn_goes_to_the_model_before_validation_and_the_store(runtime: Runtime) -> None:
+async def test_a_lone_turn_goes_to_the_model_before_the_store_is_read(runtime: Runtime) -> None:
     events: list[str] = []
-    service = make_service(runtime, RecordingStore(events))
+    store = RecordingStore(events)
+    service = make_service(runtime, store)
     service.analyzer.inference = RecordingModel(runtime, events)
     await service.append("order", [turn("my card was declined twice", "t1")])
     assert events == ["predict 1", "load"]
@@ -256,11 +260,21 @@ async def test_a_lone_turn_goes_to_the_model_before_validation_and_the_store(run
     await service.append("order", [turn("my card was declined twice", "t1"), turn("at the shop", "t2")])
     assert events == ["load", "predict 1"]
     events.clear()
-    # Scored ahead, rejected all the same: the invalid turn is a 422 and nothing is stored.
+    # Invalid input never reaches the model.
     with pytest.raises(ValidationFailed):
         await service.append("order-bad", [turn("   ", "t1")])
-    assert events == ["predict 1"]
-    assert await service.store.load_head("order-bad") is None
+    assert events == [] and await store.load_head("order-bad") is None
+    # In a store outage every append fails on the load: after the first, texts wait for it.
+    store.down = True
+    for n in range(3):
+        with pytest.raises(StoreError):
+            await service.append("order", [turn(f"still there? {n}", f"o{n}")])
+    assert events[:2] == ["predict 1", "load"] and events[2:] == ["load", "load"]
+    events.clear()
+    store.down = False
+    await service.append("order", [turn("hello again", "t3")])
+    await service.append("order", [turn("are you there", "t4")])
+    assert events[:2] == ["load", "predict 1"] and events[2:] == ["predict 1", "load"]
 
 
 async def test_stored_state_round_trips(runtime: Runtime) -> None:

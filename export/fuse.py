@@ -25,6 +25,7 @@ from export.dequantize import dequantize_graph
 from export.quantize import quantize
 from models.manifest import GraphSpec, read_manifest, write_manifest
 from models.pack import DISABLED_OPTIMIZERS
+from models.tokenize import pad_batch
 
 # Short and long, typed and spoken, in and out of scope: the probes only have to exercise every
 # path of the graph (padding included), not to be representative.
@@ -54,16 +55,10 @@ class FuseError(RuntimeError):
 
 def _feeds(graph: GraphSpec, tokenizer: Tokenizer, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """One feed per text, then one padded batch of all of them."""
-    ids = [tokenizer.encode(text).ids[: graph.max_length] for text in texts]
-    width = max(map(len, ids))
-    batch = np.zeros((len(ids), width), np.int64)
-    mask = np.zeros_like(batch)
-    for row, tokens in enumerate(ids):
-        batch[row, : len(tokens)] = tokens
-        mask[row, : len(tokens)] = 1
-    singles = [(np.array([tokens], np.int64), np.ones((1, len(tokens)), np.int64)) for tokens in ids]
+    ids = [np.array(tokenizer.encode(text).ids[: graph.max_length], np.int64) for text in texts]
     feeds = []
-    for input_ids, attention in [*singles, (batch, mask)]:
+    # Padded with 0, BERT's [PAD]: the probes only need some padding to go through the graph.
+    for input_ids, attention in [*(pad_batch([one], 0) for one in ids), pad_batch(ids, 0)]:
         types = np.zeros_like(input_ids)
         full = {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": types}
         feeds.append({name: full[name] for name in graph.inputs})

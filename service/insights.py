@@ -53,7 +53,7 @@ from routing.insights import (
 from service.conversations import ConversationHead, ConversationService, decode_head
 from service.errors import Gone, NotFound
 from service.redis_conn import RedisStoreError, RedisUnavailable, open_redis
-from service.sqlite_runner import SqliteError, SqliteRunner, immediate_transaction
+from service.sqlite_runner import SqliteError, SqliteRunner
 from service.store.base import ConversationStore, StoreError
 from service.validation import check_conversation_id
 
@@ -234,24 +234,22 @@ class SqliteInsights(InsightsStore):
     def __init__(self, path: Path | None) -> None:
         self._runner = SqliteRunner(path, _SCHEMA, thread_name="sqlite-insights")
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False) -> T:
+        run = self._runner.run_in_transaction if transaction else self._runner.run
         try:
-            return await self._runner.run(fn)
+            return await run(fn)
         except SqliteError as exc:
             raise StoreError(f"insights store: {exc}") from exc
 
     async def update(self, conversation_id: str, fn: Update) -> Member | None:
         """One IMMEDIATE transaction: read, compute, write member and counters."""
-
-        def body(conn: sqlite3.Connection) -> Member | None:
-            return immediate_transaction(conn, lambda: _apply_updates(conn, [(conversation_id, fn)])[0])
-
-        return await self._run(body)
+        update = [(conversation_id, fn)]
+        return await self._run(lambda conn: _apply_updates(conn, update)[0], transaction=True)
 
     async def update_many(self, updates: Sequence[tuple[str, Update]]) -> None:
         """Every update in one IMMEDIATE transaction, the counter rows summed over them."""
         if updates:
-            await self._run(lambda conn: immediate_transaction(conn, lambda: _apply_updates(conn, updates)))
+            await self._run(lambda conn: _apply_updates(conn, updates), transaction=True)
 
     async def member(self, conversation_id: str) -> Member | None:
         """The stored member, or None."""
@@ -302,7 +300,7 @@ class SqliteInsights(InsightsStore):
             )
             return True
 
-        return await self._run(lambda conn: immediate_transaction(conn, lambda: body(conn)))
+        return await self._run(body, transaction=True)
 
     async def close(self) -> None:
         """Close the connection and its thread."""

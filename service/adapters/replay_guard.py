@@ -83,13 +83,9 @@ class SqliteNonceStore:
         self._runner = runner
         self._clock = clock
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False) -> T:
         with backend_errors():
-            return await self._runner.run(fn)
-
-    async def _run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with backend_errors():
-            return await self._runner.run_in_transaction(fn)
+            return await (self._runner.run_in_transaction if transaction else self._runner.run)(fn)
 
     async def claim(self, key: str, ttl_s: float, conversation_id: str | None = None) -> bool:
         """Insert the key, or take over an expired row, and its owner row, in one transaction."""
@@ -108,7 +104,7 @@ class SqliteNonceStore:
                 _sweep(conn, now)
             return claimed
 
-        return await self._run_in_transaction(work)
+        return await self._run(work, transaction=True)
 
     async def release(self, key: str, conversation_id: str | None = None) -> None:
         """Delete the key and its owner row."""
@@ -145,7 +141,7 @@ class SqliteNonceStore:
             _sweep(conn, now)
             return kept
 
-        return await self._run_in_transaction(work)
+        return await self._run(work, transaction=True)
 
     async def forget(self, conversation_id: str) -> int:
         """Delete the conversation's keys and their owner rows in one transaction."""
@@ -159,7 +155,7 @@ class SqliteNonceStore:
             conn.execute("DELETE FROM sb_webhook_nonce_owners WHERE conversation_id = ?", (conversation_id,))
             return int(deleted)
 
-        return await self._run_in_transaction(work)
+        return await self._run(work, transaction=True)
 
 
 def _own(conn: sqlite3.Connection, key: str, conversation_id: str | None) -> None:

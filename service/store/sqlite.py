@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from service.sqlite_runner import SqliteError, SqliteRunner, immediate_transaction
+from service.sqlite_runner import SqliteError, SqliteRunner
 from service.store.base import Head, KnownTurn, Legacy, NewTurn, StoreError, VersionConflict, tombstone_key
 
 T = TypeVar("T")
@@ -73,18 +73,15 @@ class SQLiteStore:
 
     # -- thread side -------------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False) -> T:
+        # ``transaction``: one IMMEDIATE transaction, so that a version check and the writes that
+        # follow it cannot interleave with another process's append.
+        run = self._runner.run_in_transaction if transaction else self._runner.run
         try:
-            return await self._runner.run(fn)
+            return await run(fn)
         except SqliteError as exc:
             # The message can name tables/paths but never carries conversation content.
             raise StoreError(str(exc)) from exc
-
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
-        # The version check and the writes that follow it cannot interleave with another
-        # process's append.
-        return immediate_transaction(conn, body)
 
     def _cutoff(self) -> float:
         return self._clock() - self.ttl_s
@@ -194,7 +191,7 @@ class SQLiteStore:
             )
 
         try:
-            await self._run(lambda conn: self._transaction(conn, lambda: write(conn)))
+            await self._run(write, transaction=True)
         except _Conflict:
             raise VersionConflict(f"conversation changed since version {expected_version}") from None
         return new_version
@@ -217,7 +214,7 @@ class SQLiteStore:
                 )
             return erased > 0
 
-        return await self._run(lambda conn: self._transaction(conn, lambda: write(conn)))
+        return await self._run(write, transaction=True)
 
     async def erased(self, conversation_id: str) -> bool:
         """Unexpired tombstone?"""
@@ -278,7 +275,7 @@ class SQLiteStore:
             conn.execute("DELETE FROM tombstones WHERE until <= ?", (now,))
             return ids
 
-        return await self._run(lambda conn: self._transaction(conn, lambda: write(conn)))
+        return await self._run(write, transaction=True)
 
     async def legacy_ids(self) -> list[str]:
         """Ids in the first layout's table (absent table: none)."""

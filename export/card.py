@@ -170,14 +170,27 @@ def _served_head_line(results: dict[str, Any]) -> list[str]:
     if not served or "skipped" in served:
         return []
     settings = served["settings"]
+    before = served.get("calibration_accuracy_before")
+    classes, previous = served.get("classes"), served.get("classes_before")
+    merged = (
+        f"The taxonomy had merged intents that mean the same as another source's into that name "
+        f"(`routing.taxonomy.INTENT_ALIASES`), so the new head has {classes} outputs where the graph had "
+        f"{previous}; the old head is scored with each merged intent read as the one it merged into. "
+        if classes and previous and classes != previous
+        else ""
+    )
+    change = (
+        f"{before:.4f} → {served['calibration_accuracy_after']:.4f}"
+        if before is not None
+        else f"{served['calibration_accuracy_after']:.4f}"
+    )
     return [
         "- Last, the intent head is refitted on the int8 graph's own pooled vectors (`export/served_head.py`, "
         "`python -m export served-head`, part of `build` after `quantize`): each of the "
         f"{served['train_texts']} intent-labelled training texts is run alone through the int8 graph as the runtime "
         f"serves it, and a fresh linear head is fitted for a fixed {settings['epochs']} epochs (AdamW, lr "
         f"{settings['lr']}, label smoothing {settings['label_smoothing']}), then re-quantized like the rest. "
-        f"Calibration-half intent accuracy {served['calibration_accuracy_before']:.4f} → "
-        f"{served['calibration_accuracy_after']:.4f} ({served['seconds'] / 60:.1f} min on the CPU). Only "
+        f"{merged}Calibration-half intent accuracy {change} ({served['seconds'] / 60:.1f} min on the CPU). Only "
         "`intent_logits` changes; the other heads and the sentence embedding are bit for bit the same.",
     ]
 

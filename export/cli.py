@@ -11,7 +11,7 @@ from pathlib import Path
 
 DEFAULT_RUN = Path("runs/default")
 DEFAULT_PACK = Path("models/packs/default")
-PACK_VERSION = "2.4.2"
+PACK_VERSION = "2.5.0"
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +146,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def _cmd_served_head(args: argparse.Namespace) -> int:
     import msgspec
 
+    from export.pack import LABELS
     from export.recipe import Recipe, build_data
     from export.served_head import ServedHeadError, calibration_requests, refit_served_head
     from models.manifest import read_manifest, write_manifest
@@ -164,6 +165,7 @@ def _cmd_served_head(args: argparse.Namespace) -> int:
             [s for group in mix.train.values() for s in group],
             calibration_requests(mix.val, recipe.seed),
             fp32=fp32 if fp32.exists() else None,
+            old_labels=manifest.heads["intent"].labels,
         )
     except ServedHeadError as exc:
         if args.command != "build":
@@ -171,8 +173,13 @@ def _cmd_served_head(args: argparse.Namespace) -> int:
             return 1
         # A refit that chose an intent memory keeps it: the memory was fitted to blend with that head.
         report = {"skipped": str(exc)}
-    if args.version and "skipped" not in report:
-        manifest = msgspec.structs.replace(manifest, version=args.version)
+    if "skipped" not in report:
+        # The head's columns follow the taxonomy's intents (a merge or a new intent changes them).
+        heads = dict(manifest.heads)
+        heads["intent"] = msgspec.structs.replace(heads["intent"], labels=list(LABELS["intent"]))
+        manifest = msgspec.structs.replace(manifest, heads=heads)
+        if args.version:
+            manifest = msgspec.structs.replace(manifest, version=args.version)
     write_manifest(args.pack, manifest)  # the graph's new hash
     summary["served_head"] = report
     (args.run / "train_summary.json").write_text(json.dumps(summary, indent=2))

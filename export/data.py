@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from routing.taxonomy import (
-    CLINC_ALIASES,
     EMOTION_LABELS,
     GOEMOTIONS_MAP,
+    INTENT_ALIASES,
     INTENT_LABELS,
     OUT_OF_SCOPE,
     SENTIMENT_LABELS,
@@ -111,14 +111,20 @@ def load_banking77(root: Path) -> list[Example]:
 
 
 def load_bitext(root: Path) -> list[Example]:
-    """Bitext customer-service CSV (``flags,utterance,category,intent``), BOM-tolerant."""
+    """Bitext customer-service CSV (``flags,utterance,category,intent``), BOM-tolerant; intents that
+    mean the same as a Banking77 one take its name (``INTENT_ALIASES``)."""
     path = _require(root / "bitext_customer_service" / "train.csv")
     with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
     if rows and ("utterance" not in rows[0] or "intent" not in rows[0]):
         raise DataError("bitext train.csv must have columns flags,utterance,category,intent")
     return [
-        Example(r["utterance"].strip(), "intent", r["intent"].strip(), source="bitext")
+        Example(
+            r["utterance"].strip(),
+            "intent",
+            INTENT_ALIASES.get(r["intent"].strip(), r["intent"].strip()),
+            source="bitext",
+        )
         for r in rows
         if r["utterance"].strip()
     ]
@@ -142,7 +148,7 @@ def load_clinc(
         other: list[Example] = []
         for text, intent in data[split]:
             if intent in in_scope:
-                kept.append(Example(text, "intent", CLINC_ALIASES.get(intent, intent), source="clinc"))
+                kept.append(Example(text, "intent", INTENT_ALIASES.get(intent, intent), source="clinc"))
             else:
                 other.append(Example(text, "intent", OUT_OF_SCOPE, source="clinc_other_domains"))
         oos = [Example(t, "intent", OUT_OF_SCOPE, source="clinc_oos") for t, _ in data[oos_split]]

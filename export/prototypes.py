@@ -63,6 +63,16 @@ def prototypes(vectors: dict[str, np.ndarray], k: int, seed: int) -> tuple[list[
     return labels, np.stack(centroids), np.stack(centres)
 
 
+def _forget_prototypes(pack_dir: Path) -> None:
+    """Unlist the pack's prototypes file from its manifest (the file is rewritten next)."""
+    manifest = read_manifest(pack_dir)
+    if manifest.embedding is None or manifest.embedding.prototypes is None:
+        return
+    files = {name: entry for name, entry in manifest.files.items() if name != manifest.embedding.prototypes}
+    embedding = msgspec.structs.replace(manifest.embedding, prototypes=None)
+    write_manifest(pack_dir, msgspec.structs.replace(manifest, files=files, embedding=embedding))
+
+
 def write_prototypes(pack_dir: Path, recipe: Recipe, k: int = CENTRES) -> dict[str, object]:
     """Embed the mixture's intent utterances with the pack, write ``PROTOTYPES_FILE`` into it and
     list it in the manifest; returns a small report (intents, utterances, seconds)."""
@@ -76,6 +86,7 @@ def write_prototypes(pack_dir: Path, recipe: Recipe, k: int = CENTRES) -> dict[s
         for s in data.train.get(group, [])
         if s.intent and s.intent != OUT_OF_SCOPE
     ]
+    _forget_prototypes(pack_dir)  # stale ones (another label set) would stop the pack loading
     runtime = Runtime.load(pack_dir)
     rows: list[np.ndarray] = []
     for start in range(0, len(items), EMBED_CHUNK):

@@ -42,6 +42,7 @@ from torch import nn
 
 from export.halves import halves, label_index
 from export.mix import Sample
+from routing.taxonomy import INTENT_ALIASES
 
 # Weight range of the ``portable`` preset (7-bit symmetric int8, see export/quantize.py).
 QMAX = 64
@@ -158,19 +159,39 @@ def fit_linear(
     return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
 
 
-def _replace(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
+def _replace(
+    model: onnx.ModelProto, name: str, value: np.ndarray, resize: bool = False, axis: int = -1
+) -> None:
+    """Overwrite initializer ``name``; its shape must stay, except its class ``axis`` when
+    ``resize`` (a taxonomy that merged or added intents)."""
     inits = _initializers(model)
     if name not in inits:
         raise ServedHeadError(f"the graph has no initializer {name!r}")
     old = inits[name]
-    if list(old.dims) != list(value.shape):
+    kept, new = list(old.dims), list(value.shape)
+    if resize and len(kept) == len(new):
+        kept[axis] = new[axis] = 0
+    if kept != new:
         raise ServedHeadError(f"{name!r} has shape {list(old.dims)}, the new head {list(value.shape)}")
     old.CopyFrom(numpy_helper.from_array(value.astype(numpy_helper.to_array(old).dtype), name))
 
 
-def write_int8_head(graph: Path, weight: np.ndarray, bias: np.ndarray, head: str = "intent") -> np.ndarray:
+def _resize_output(model: onnx.ModelProto, head: str, classes: int) -> None:
+    """Give ``{head}_logits`` (and the product feeding it) ``classes`` columns in the graph's shapes."""
+    for info in [*model.graph.output, *model.graph.value_info]:
+        if info.name in (f"{head}_logits", f"{head}_logits_MatMul"):
+            dims = info.type.tensor_type.shape.dim
+            if len(dims) == 2:
+                dims[1].Clear()
+                dims[1].dim_value = classes
+
+
+def write_int8_head(
+    graph: Path, weight: np.ndarray, bias: np.ndarray, head: str = "intent", resize: bool = False
+) -> np.ndarray:
     """Write a linear head (W [classes, hidden], b) into the int8 ``graph`` in place.
 
+    ``resize``: the number of classes may differ from the graph's (the taxonomy changed).
     The weight is stored transposed, symmetric per output channel in the 7-bit range
     of the ``portable`` preset; returns the weight as stored (dequantized, [classes, hidden]).
     Raises ServedHeadError when shapes or names differ or the head is not a plain linear one.
@@ -182,24 +203,41 @@ def write_int8_head(graph: Path, weight: np.ndarray, bias: np.ndarray, head: str
     scale = np.maximum(np.abs(transposed).max(0), 1e-12) / QMAX
     quantized = np.clip(np.round(transposed / scale), -QMAX, QMAX).astype(np.int8)
     base = INT8_WEIGHT.format(head=head)
-    _replace(model, base + "_quantized", quantized)
-    _replace(model, base + "_scale", scale.astype(np.float32))
-    _replace(model, base + "_zero_point", np.zeros(scale.shape, np.int8))
-    _replace(model, BIAS.format(head=head), bias.astype(np.float32))
+    _replace(model, base + "_quantized", quantized, resize)
+    _replace(model, base + "_scale", scale.astype(np.float32), resize)
+    _replace(model, base + "_zero_point", np.zeros(scale.shape, np.int8), resize)
+    _replace(model, BIAS.format(head=head), bias.astype(np.float32), resize)
+    if resize:
+        _resize_output(model, head, len(bias))
     onnx.save(model, str(graph))
     return (quantized.astype(np.float32) * scale).T
 
 
-def write_fp32_head(graph: Path, weight: np.ndarray, bias: np.ndarray, head: str = "intent") -> None:
-    """Write a linear head into an fp32 graph exported by ``export.onnx_export`` (in place)."""
+def write_fp32_head(
+    graph: Path, weight: np.ndarray, bias: np.ndarray, head: str = "intent", resize: bool = False
+) -> None:
+    """Write a linear head into an fp32 graph exported by ``export.onnx_export`` (in place);
+    ``resize`` as in ``write_int8_head``."""
     model = onnx.load(str(graph))
-    _replace(model, FP32_WEIGHT.format(head=head), weight.astype(np.float32))
-    _replace(model, BIAS.format(head=head), bias.astype(np.float32))
+    _replace(model, FP32_WEIGHT.format(head=head), weight.astype(np.float32), resize, axis=0)
+    _replace(model, BIAS.format(head=head), bias.astype(np.float32), resize)
+    if resize:
+        _resize_output(model, head, len(bias))
     onnx.save(model, str(graph))
 
 
 def _accuracy(x: np.ndarray, y: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> float:
     return float(((x @ weight.T + bias).argmax(1) == y).mean()) if len(y) else 0.0
+
+
+def _merged_accuracy(
+    logits: np.ndarray, y: np.ndarray, old_labels: Sequence[str], index: dict[str, int]
+) -> float:
+    """Accuracy of another label set's logits, each old label read as the intent it is now
+    (``INTENT_ALIASES``); an old label the taxonomy no longer has counts as wrong."""
+    names = [INTENT_ALIASES.get(label, label) for label in old_labels]
+    column = np.array([index.get(name, -1) for name in names], np.int64)
+    return float((column[logits.argmax(1)] == y).mean()) if len(y) else 0.0
 
 
 def refit_served_head(
@@ -210,11 +248,14 @@ def refit_served_head(
     calibration: Sequence[Sample],
     fp32: Path | None = None,
     settings: HeadSettings | None = None,
+    old_labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Refit the int8 ``graph``'s intent head on its own pooled vectors of ``train`` (in place).
 
     ``calibration`` (labelled requests) is only scored, before and after, for the report;
-    the head's schedule is fixed. ``fp32`` (optional) gets the same head. Returns the report.
+    the head's schedule is fixed. ``fp32`` (optional) gets the same head. ``old_labels``: the
+    graph's head columns when the taxonomy changed them (the old head is then scored with its
+    merged intents read as the intent they merged into). Returns the report.
     """
     settings = settings or HeadSettings()
     _check_plain(onnx.load(str(graph)), "intent")
@@ -233,15 +274,23 @@ def refit_served_head(
     base = INT8_WEIGHT.format(head="intent")
     old_w = (inits[base + "_quantized"].astype(np.float32) * inits[base + "_scale"]).T
     old_b = inits[BIAS.format(head="intent")]
-    before = _accuracy(cal_x, cal_y, old_w, old_b)
-    stored = write_int8_head(graph, weight, bias)
+    resize = len(old_b) != len(index)
+    if not resize:
+        before: float | None = _accuracy(cal_x, cal_y, old_w, old_b)
+    elif old_labels is not None and len(old_labels) == len(old_b):
+        before = _merged_accuracy(cal_x @ old_w.T + old_b, cal_y, old_labels, index)
+    else:
+        before = None
+    stored = write_int8_head(graph, weight, bias, resize=resize)
     if fp32 is not None:
-        write_fp32_head(fp32, weight, bias)
+        write_fp32_head(fp32, weight, bias, resize=resize)
     return {
         "settings": asdict(settings),
         "train_texts": len(labelled),
         "calibration_texts": len(calibration),
-        "calibration_accuracy_before": round(before, 4),
+        "classes_before": len(old_b),
+        "classes": len(index),
+        "calibration_accuracy_before": None if before is None else round(before, 4),
         "calibration_accuracy_after": round(_accuracy(cal_x, cal_y, stored, bias), 4),
         "pooling_seconds": round(pooled_seconds, 1),
         "seconds": round(time.perf_counter() - started, 1),

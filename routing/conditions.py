@@ -29,6 +29,7 @@ import msgspec
 
 from routing.errors import did_you_mean
 from routing.facts import SIGNALS, Value, signal_spec
+from routing.taxonomy import INTENT_SUGGESTIONS
 
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "contains", "present"]
 OPS: tuple[Op, ...] = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "contains", "present")
@@ -133,6 +134,8 @@ _ALIASES = {
     "has": "contains",
     "exists": "present",
 }
+# A merged intent's old name suggests the name it was merged into (``INTENT_SUGGESTIONS``).
+_VALUE_ALIASES = {**_ALIASES, **INTENT_SUGGESTIONS}
 
 
 def _is_number(v: object) -> bool:
@@ -303,7 +306,7 @@ def _check_scalar(
 def _check_label(signal: str, domain: tuple[str, ...] | None, value: str) -> str | None:
     if domain is None or value in domain:
         return None
-    return f"unknown value {value!r} for {signal}{did_you_mean(value, domain, _ALIASES)}"
+    return f"unknown value {value!r} for {signal}{did_you_mean(value, domain, _VALUE_ALIASES)}"
 
 
 # --- evaluation --------------------------------------------------------------

@@ -38,7 +38,7 @@ from routing.policy_schema import (
 )
 from routing.signals import SignalConfig
 from routing.slo import parse_slos
-from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS, OUT_OF_SCOPE
+from routing.taxonomy import CATEGORIES, EMOTION_LABELS, INTENT_LABELS, INTENT_SUGGESTIONS, OUT_OF_SCOPE
 from routing.types import BOT_ROUTE, ROUTES
 
 __all__ = ["canonical_hash", "load_policy"]
@@ -261,13 +261,15 @@ class _Loader:
             self.err("", f"{name}.{field}", problem)
         return config if ok else None
 
+    def intent_hint(self, name: str) -> str:
+        """`` (did you mean ...)`` for a name that is not an intent, merged intents' old names included."""
+        return did_you_mean(name, self.intents, INTENT_SUGGESTIONS)
+
     def check_signal_labels(self, config: SignalConfig) -> None:
         for name in ("meta_intents", "human_intents", "churn_intents", "complaint_intents"):
             for label in getattr(config, name):
                 if label not in self.intents:
-                    self.err(
-                        "", f"signals.{name}", f"unknown intent {label!r}{did_you_mean(label, self.intents)}"
-                    )
+                    self.err("", f"signals.{name}", f"unknown intent {label!r}{self.intent_hint(label)}")
         for label in config.peak_emotions:
             if label not in EMOTION_LABELS:
                 hint = did_you_mean(label, EMOTION_LABELS)
@@ -290,7 +292,7 @@ class _Loader:
                 continue
             for intent in intents:
                 if intent not in self.intents or intent == OUT_OF_SCOPE:
-                    self.err("", path, f"unknown intent {intent!r}{did_you_mean(intent, self.intents)}")
+                    self.err("", path, f"unknown intent {intent!r}{self.intent_hint(intent)}")
                 elif intent in owner:
                     self.err("", path, f"intent {intent!r} is already in family '{owner[intent]}'")
                 else:

@@ -48,7 +48,7 @@ from typing import Any
 import msgspec
 
 from routing.errors import ReasonsError, did_you_mean
-from routing.taxonomy import CATEGORIES, INTENT_LABELS, OUT_OF_SCOPE
+from routing.taxonomy import CATEGORIES, INTENT_LABELS, INTENT_SUGGESTIONS, OUT_OF_SCOPE
 
 __all__ = [
     "MAX_EXAMPLES",
@@ -358,7 +358,11 @@ class _Loader:
                     where,
                     "replaces",
                     f"must name a built-in intent, got {shown!r}"
-                    + (did_you_mean(replaces, INTENT_LABELS) if isinstance(replaces, str) else ""),
+                    + (
+                        did_you_mean(replaces, INTENT_LABELS, INTENT_SUGGESTIONS)
+                        if isinstance(replaces, str)
+                        else ""
+                    ),
                 )
             elif replaces in seen_replaced:
                 self.err(

@@ -103,7 +103,7 @@ class SignalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     meta_intents: tuple[str, ...] = ("contact_human_agent", "contact_customer_service")
     # Escalation by intent: the turn's top intent is one of these with at least intent_flag_threshold.
     human_intents: tuple[str, ...] = ("contact_human_agent",)
-    churn_intents: tuple[str, ...] = ("terminate_account", "delete_account")
+    churn_intents: tuple[str, ...] = ("terminate_account",)
     complaint_intents: tuple[str, ...] = ("complaint",)
     intent_flag_threshold: float = 0.5
     # Sentiment trajectory: EWM level, and (recent - start) / 2 banded at +-trend_band.

@@ -52,5 +52,11 @@ def test_the_served_head_line_states_its_schedule_and_before_after() -> None:
     (line,) = _served_head_line({"training": {"served_head": served}})
     assert "23249 intent-labelled training texts" in line and "label smoothing 0.1" in line
     assert "0.9530 → 0.9523" in line and "1.2 min" in line
+    merged = {**served, "classes_before": 131, "classes": 126, "calibration_accuracy_before": 0.9559}
+    (line,) = _served_head_line({"training": {"served_head": merged}})
+    assert "126 outputs where the graph had 131" in line and "0.9559 → 0.9523" in line
+    unscored = {**served, "calibration_accuracy_before": None}
+    (line,) = _served_head_line({"training": {"served_head": unscored}})
+    assert "accuracy 0.9523 (" in line
     assert _served_head_line({"training": {"served_head": {"skipped": "memory"}}}) == []
     assert _served_head_line({"training": {}}) == []

@@ -15,6 +15,7 @@ pytest.importorskip("torch")
 from export.served_head import (
     HeadSettings,
     ServedHeadError,
+    _merged_accuracy,
     fit_linear,
     pooled_input,
     served_pooled,
@@ -59,8 +60,9 @@ def test_a_written_head_is_what_the_graph_computes_on_the_served_vectors(pack_co
     x = served_pooled(graph, tokenizer, manifest.graphs["multitask"].max_length, TEXTS)
     assert x.shape == (3, 384)
     rng = np.random.default_rng(0)
-    weight = rng.normal(0, 0.5, (131, 384)).astype(np.float32)
-    bias = rng.normal(0, 0.1, 131).astype(np.float32)
+    classes = len(manifest.heads["intent"].labels)
+    weight = rng.normal(0, 0.5, (classes, 384)).astype(np.float32)
+    bias = rng.normal(0, 0.1, classes).astype(np.float32)
     stored = write_int8_head(graph, weight, bias)
     assert np.abs(stored - weight).max() <= np.abs(weight).max(1, keepdims=True).max() / 64 / 2 + 1e-6
     for row, text in enumerate(TEXTS):
@@ -77,6 +79,30 @@ def test_a_head_of_the_wrong_shape_is_refused_and_the_graph_is_left_alone(pack_c
     with pytest.raises(ServedHeadError, match="shape"):
         write_int8_head(graph, np.zeros((5, 384), np.float32), np.zeros(5, np.float32))
     assert graph.read_bytes() == before
+
+
+def test_a_head_over_another_label_set_is_written_when_resizing_is_asked_for(
+    tmp_path: Path, pack_copy: Path
+) -> None:
+    graph = tmp_path / "model.int8.onnx"
+    shutil.copy(pack_copy / "model.int8.onnx", graph)
+    rng = np.random.default_rng(2)
+    weight, bias = rng.normal(0, 0.5, (7, 384)).astype(np.float32), rng.normal(0, 0.1, 7).astype(np.float32)
+    write_int8_head(graph, weight, bias, resize=True)
+    (output,) = [o for o in onnx.load(str(graph)).graph.output if o.name == "intent_logits"]
+    assert output.type.tensor_type.shape.dim[1].dim_value == 7
+    assert _intent_logits(graph, pack_copy / "tokenizer.json", TEXTS[0]).shape == (7,)
+    with pytest.raises(ServedHeadError, match="shape"):  # only the class axis may change
+        write_int8_head(graph, np.zeros((7, 100), np.float32), np.zeros(7, np.float32), resize=True)
+
+
+def test_an_old_head_is_scored_with_its_merged_intents_read_as_the_intent_they_became() -> None:
+    index = {"terminate_account": 0, "change_pin": 1}
+    old = ["delete_account", "change_pin", "terminate_account", "some_gone_intent"]
+    logits = np.array([[5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 5]], np.float32)
+    y = np.array([0, 1, 0, 0])
+    # delete_account merged into terminate_account: right; a label the taxonomy lost: wrong
+    assert _merged_accuracy(logits, y, old, index) == 0.75
 
 
 def test_fit_linear_separates_and_smoothing_keeps_it_short_of_certainty() -> None:

@@ -103,6 +103,8 @@ def redis_traces(url: str, prefix: str, needles: list[str]) -> list[str]:
     found: list[str] = []
     for key in client.scan_iter(match=prefix + "*"):
         kind = client.type(key).decode()
+        if kind == "none":  # expired or deleted between SCAN and TYPE: nothing left of it
+            continue
         value: Any = {
             "string": lambda k: client.get(k),
             "hash": lambda k: client.hgetall(k),

@@ -134,7 +134,8 @@ _ALIASES = {
     "has": "contains",
     "exists": "present",
 }
-# A merged intent's old name suggests the name it was merged into (``INTENT_SUGGESTIONS``).
+# An intent name that is not one suggests the intent it means: a merged intent's old name, a
+# common synonym (``INTENT_SUGGESTIONS``).
 _VALUE_ALIASES = {**_ALIASES, **INTENT_SUGGESTIONS}
 
 

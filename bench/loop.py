@@ -19,6 +19,10 @@ after that), so every turn is scored and stored.
    the append first waits, on the load (the usual way of a task started with the request),
    alternating request by request: p50 wall and loop CPU per append, and the wall ratio. At
    concurrency 1 every step before the model is the model's latency too.
+4. Same app: a lone append's store write on the event loop's thread (``inline``, when it is
+   the only append in flight and the SQLite runner is idle) against handed to the SQLite
+   thread, alternating request by request: p50 wall and loop CPU per append, and the wall
+   ratio. The hand-off wakes the idle thread and then the idle loop, after the model's answer.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class InProcess:
         self.app = app
         self.key = key
         self.nonce = secrets.token_hex(4)
+        self.appended = 0  # appends made so far: every turn id is fresh across the parts run on one app
         self._lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -151,8 +156,10 @@ class InProcess:
         await self.app(scope, receive, send)
         return int(sent[0]["status"]), b"".join(m.get("body", b"") for m in sent[1:])
 
-    async def append(self, sequence: int, text: str) -> None:
+    async def append(self, text: str) -> None:
         """Append one customer turn (fresh id); raises unless the service answered 200."""
+        sequence = self.appended
+        self.appended += 1
         conversation = f"bench-loop-{self.nonce}-{sequence // TURNS_PER_CONVERSATION}"
         body = json.dumps({"turns": [{"speaker": "customer", "text": text, "id": f"t{sequence}"}]}).encode()
         path = f"/v1/conversations/{conversation}/turns"
@@ -172,7 +179,7 @@ async def alternating(
     for n in range(requests * 2 + WARMUP):
         on = n % 2 == 0
         switch(on)
-        sample = await timed(functools.partial(service.append, n, texts[n % len(texts)]))
+        sample = await timed(functools.partial(service.append, texts[n % len(texts)]))
         if n >= WARMUP:
             samples[on].append(sample)
     switch(True)
@@ -197,18 +204,39 @@ async def matching_where(service: InProcess, requests: int) -> dict[str, Any]:
     }
 
 
-async def sending_ahead(service: InProcess, requests: int) -> dict[str, Any]:
-    """Part 3: a lone turn's text sent to the model ahead of the lock and the load, or on the load."""
+async def flag_on_and_off(
+    service: InProcess, requests: int, seed: int, flag: str, names: tuple[str, str]
+) -> dict[str, Any]:
+    """The conversation service's boolean ``flag`` on and off on alternate requests: p50 of each
+    under ``names`` (on, off), and the wall ratio off / on."""
     conversations = service.app.state.service.conversations
 
-    def ahead(on: bool) -> None:
-        conversations.send_ahead = on
+    def switch(on: bool) -> None:
+        setattr(conversations, flag, on)
 
-    ahead_p50, after_p50 = await alternating(service, requests, 13, ahead)
+    on_p50, off_p50 = await alternating(service, requests, seed, switch)
     return {
-        "sent_ahead": ahead_p50,
-        "sent_after": after_p50,
-        "wall_ratio": round(after_p50["wall_ms_p50"] / ahead_p50["wall_ms_p50"], 3),
+        names[0]: on_p50,
+        names[1]: off_p50,
+        "wall_ratio": round(off_p50["wall_ms_p50"] / on_p50["wall_ms_p50"], 3),
+    }
+
+
+async def sending_ahead(service: InProcess, requests: int) -> dict[str, Any]:
+    """Part 3: a lone turn's text sent to the model ahead of the lock and the load, or on the load."""
+    return await flag_on_and_off(service, requests, 13, "send_ahead", ("sent_ahead", "sent_after"))
+
+
+async def writing_inline(service: InProcess, requests: int) -> dict[str, Any]:
+    """Part 4: a lone append's write on the event loop's thread, or handed to the SQLite thread."""
+    return await flag_on_and_off(service, requests, 17, "inline_writes", ("inline", "sqlite_thread"))
+
+
+async def model_process_parts(service: InProcess, requests: int) -> dict[str, Any]:
+    """Parts 3 and 4, on one app with the model in its own process."""
+    return {
+        "lone_turn_to_the_model": await sending_ahead(service, requests),
+        "lone_append_write": await writing_inline(service, requests),
     }
 
 
@@ -260,15 +288,15 @@ async def measured(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The three parts, each app with a fresh data dir."""
+    """The four parts, each app with a fresh data dir."""
     folder = Path(tempfile.mkdtemp(prefix="switchboard-bench-loop-"))
     # The model in this process: where the reason match runs (batch worker or loop) is a
     # choice only there; with a model process it always runs on the loop as answers arrive.
     matching = await measured(
         InProcess.serving(folder / "in-process", "off", args.pack), args.requests, matching_where
     )
-    ahead = await measured(
-        InProcess.serving(folder / "model-process", "on", args.pack), args.requests, sending_ahead
+    parts = await measured(
+        InProcess.serving(folder / "model-process", "on", args.pack), args.requests, model_process_parts
     )
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -276,7 +304,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests_per_variant": args.requests,
         "reason_matching": matching,
         "sqlite_call": await sqlite_hops(folder, args.calls),
-        "lone_turn_to_the_model": ahead,
+        **parts,
     }
 
 

@@ -172,15 +172,18 @@ class _KeyedLocks:
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.users = 0  # callers holding or waiting for any of the locks
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
+        self.users += 1
         try:
             async with lock:
                 yield
         finally:
+            self.users -= 1
             lock, users = self._locks[key]
             if users <= 1:
                 del self._locks[key]
@@ -252,6 +255,9 @@ class ConversationService:
         # A lone turn's text goes to the model before the lock and the store's load (``_scoring``);
         # False sends it when the append first waits, on the load (``python -m bench loop`` compares).
         self.send_ahead = True
+        # The only append in flight lets the store write on the event loop's thread (``inline``);
+        # False always hands the write over (``python -m bench loop`` compares).
+        self.inline_writes = True
         self._store_answered = True  # by the last load for an append (``_scoring``)
 
     # -- listeners ---------------------------------------------------------------------------------
@@ -313,11 +319,13 @@ class ConversationService:
         """
         check_conversation_id(conversation_id)
         started = time.perf_counter()
-        incoming = self._validate(turns)
-        ids = [item.turn.id for item in incoming if item.turn.id is not None]
+        stamps = self._check(turns)
         predictions: dict[str, TextPrediction] = {}
         inference_ms = speculative_ms = 0.0
-        async with self._scoring(incoming, predictions) as scoring, self._locks.hold(conversation_id):
+        async with self._scoring(turns, predictions) as scoring, self._locks.hold(conversation_id):
+            # Redacted and digested while the model runs: a lone turn's text is already on its way.
+            incoming = self._prepare(turns, stamps)
+            ids = [item.turn.id for item in incoming if item.turn.id is not None]
             for _attempt in range(MAX_ATTEMPTS):
                 try:
                     stored, known = await self.store.load_for_append(conversation_id, ids)
@@ -382,11 +390,14 @@ class ConversationService:
             response = msgspec.structs.replace(response, turns=every)
         return response
 
-    def _validate(self, turns: Sequence[TurnIn]) -> list[_Incoming]:
-        """Validate once (limits, timestamps); ids repeated inside the request must agree on content."""
-        settings = self.analyzer.settings
+    def _check(self, turns: Sequence[TurnIn]) -> list[datetime | None]:
+        """Validate once (limits, timestamps): the parsed timestamps."""
         with tracing.span("switchboard.validate", {"switchboard.turns": len(turns)}):
-            stamps = check_turns(turns, settings.limits)
+            return check_turns(turns, self.analyzer.settings.limits)
+
+    def _prepare(self, turns: Sequence[TurnIn], stamps: Sequence[datetime | None]) -> list[_Incoming]:
+        """Redact and digest each checked turn; ids repeated inside the request must agree on content."""
+        settings = self.analyzer.settings
         incoming = []
         for turn, stamp in zip(turns, stamps, strict=True):
             clean, pii = redact_found(turn.text) if settings.redact else (turn.text, [])
@@ -477,7 +488,7 @@ class ConversationService:
 
     @contextlib.asynccontextmanager
     async def _scoring(
-        self, incoming: Sequence[_Incoming], cache: dict[str, TextPrediction]
+        self, turns: Sequence[TurnIn], cache: dict[str, TextPrediction]
     ) -> AsyncIterator[asyncio.Future[float]]:
         """The request's text scored while the conversation is locked and loaded (a task filling
         ``cache``).
@@ -492,7 +503,7 @@ class ConversationService:
         again. And only while the store answered its last load: in an outage every append fails
         there, and their texts would take the model from requests it can serve (``/v1/analyze``).
         """
-        ahead = [incoming[0].turn.text] if len(incoming) == 1 else []
+        ahead = [turns[0].text] if len(turns) == 1 else []
         task = asyncio.ensure_future(self._predict_missing(ahead, cache))
         try:
             if ahead and self.send_ahead and self._store_answered:
@@ -581,6 +592,7 @@ class ConversationService:
             records,
             expected_version=version,
             replace=redacted.replace,
+            inline=self.inline_writes and self._locks.users == 1,
         )
         return _Outcome(
             head=updated,

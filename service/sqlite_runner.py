@@ -1,11 +1,19 @@
 """One SQLite connection on one dedicated thread, awaited from the event loop.
 
 Shared by the conversation store and the adapters' outbox / replay guard. sqlite3 calls
-block and a connection must stay on the thread that opened it, so each ``SqliteRunner``
-owns one thread and a queue of calls; each result comes back to the caller's event loop with
-one ``call_soon_threadsafe``. (``run_in_executor`` costs the event loop twice as much per call:
-a ``concurrent.futures.Future`` with its condition variable, then ``wrap_future`` chaining it to
-an asyncio future; an append makes two such calls.)
+block, so each ``SqliteRunner`` owns one thread and a queue of calls; each result comes back
+to the caller's event loop with one ``call_soon_threadsafe``. (``run_in_executor`` costs the
+event loop twice as much per call: a ``concurrent.futures.Future`` with its condition variable,
+then ``wrap_future`` chaining it to an asyncio future; an append makes two such calls.)
+
+A caller with nothing else to do (``run_in_transaction(..., inline=True)``: a lone append on an
+otherwise idle service) has its transaction run on its own thread when no call is queued or
+running. Handing it over would wake the sleeping thread and then the sleeping loop: two
+wake-ups on the turn's critical path, which on an idle two-core VM cost more than the write
+itself. The caller never waits on another process there: the inline attempt takes the write
+lock without a busy timeout and, when another process holds it, queues the transaction for
+the thread, which waits as usual. Either way the connection is used by one thread at a
+time, in the order the calls were made.
 
 A file database is opened in autocommit WAL mode with a busy timeout: readers proceed
 during a write, and writers from other worker processes wait instead of failing. Every
@@ -57,11 +65,12 @@ def open_sqlite(
     instead of waiting on the busy timeout, so that setup is retried up to ``attempts`` times.
     """
     if path is None:
-        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=True)
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         conn.executescript(schema)
         return conn
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=True)
+    # Used by one thread at a time, but not always the one that opened it (``SqliteRunner``).
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         for attempt in range(attempts):
@@ -121,7 +130,10 @@ class SqliteRunner:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self._conn: sqlite3.Connection | None = None  # touched only on the runner's thread
+        self._conn: sqlite3.Connection | None = None  # opened on the runner's thread
+        self._state = threading.Lock()  # guards _pending
+        self._pending = 0  # calls queued or running (on the thread or inline)
+        self._using = threading.Lock()  # held while a call uses the connection
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -132,15 +144,18 @@ class SqliteRunner:
         name_os_thread()
         while (call := self._calls.get()) is not None:
             loop, future, fn = call
-            try:
-                outcome: tuple[Any, BaseException | None] = (fn(), None)
-            except BaseException as exc:  # delivered to the caller, as run_in_executor would
-                outcome = (None, exc)
+            with self._using:
+                try:
+                    outcome: tuple[Any, BaseException | None] = (fn(), None)
+                except BaseException as exc:  # delivered to the caller, as run_in_executor would
+                    outcome = (None, exc)
+            self._done()
             with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, future, *outcome)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._using:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         if self._closed:
@@ -155,8 +170,46 @@ class SqliteRunner:
                     thread = threading.Thread(target=self._serve, name=f"{self._thread_name}_0", daemon=True)
                     thread.start()
                     self._thread = thread
+        with self._state:
+            self._pending += 1
         self._calls.put((loop, future, fn))
         return future
+
+    def _done(self) -> None:
+        with self._state:
+            self._pending -= 1
+
+    def _take_inline(self) -> bool:
+        """Whether a call may run on the caller's thread now; if so, it holds the connection."""
+        if self._conn is None or self._closed:
+            return False
+        with self._state:
+            if self._pending:
+                return False
+            self._pending += 1  # a call made meanwhile queues for the thread and waits for this one
+        self._using.acquire()
+        return True
+
+    def _inline_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """``fn`` in an immediate transaction on the caller's thread (the connection taken by
+        ``_take_inline``); None, with nothing done, when another process holds the write lock."""
+        conn = self._conn
+        assert conn is not None  # _take_inline checked
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                return (immediate_transaction(conn, lambda: fn(conn)),)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # extended codes included
+                    raise
+                return None  # rolled back (or never begun): the thread retries it, waiting
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+        except sqlite3.Error as exc:
+            raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
+        finally:
+            self._using.release()
+            self._done()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Return ``fn(connection)`` computed on the SQLite thread.
@@ -170,8 +223,17 @@ class SqliteRunner:
         except sqlite3.Error as exc:
             raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
 
-    async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``run`` with ``fn(connection)`` inside ``immediate_transaction``: all or nothing."""
+    async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
+        """``run`` with ``fn(connection)`` inside ``immediate_transaction``: all or nothing.
+
+        ``inline``: run it on the caller's thread when no call is queued or running and no other
+        process holds the write lock (see the module docstring), else on the runner's thread.
+        Raises as ``run`` does either way.
+        """
+        if inline and self._take_inline():
+            done = self._inline_transaction(fn)
+            if done is not None:
+                return done[0]
         return await self.run(lambda conn: immediate_transaction(conn, lambda: fn(conn)))
 
     async def close(self) -> None:

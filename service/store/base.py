@@ -123,12 +123,15 @@ class ConversationStore(Protocol):
         expected_version: int,
         closed: bool = False,
         replace: Sequence[tuple[int, bytes]] = (),
+        inline: bool = False,
     ) -> int:
         """Atomically: if the stored version is ``expected_version`` (0 = must not exist or be
         expired), write ``head``, add ``turns`` (whose indices continue the stored ones) and
         overwrite the records at the indices in ``replace`` (a late redaction).
 
         Returns the new version; raises ``VersionConflict`` otherwise. Refreshes the TTL.
+        ``inline``: the caller has nothing else to do meanwhile (a lone append on an idle
+        service); a store that hands its I/O to a thread may do it on the caller's instead.
         """
         ...
 

@@ -77,6 +77,7 @@ class MemoryStore:
         expected_version: int,
         closed: bool = False,
         replace: Sequence[tuple[int, bytes]] = (),
+        inline: bool = False,
     ) -> int:
         """Compare-and-set on the head's version; see ``ConversationStore.append``."""
         current = self._live(conversation_id)

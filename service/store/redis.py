@@ -149,6 +149,7 @@ class RedisStore:
         expected_version: int,
         closed: bool = False,
         replace: Sequence[tuple[int, bytes]] = (),
+        inline: bool = False,
     ) -> int:
         """Atomic compare-and-set and append via the Lua script; refreshes the keys' TTL."""
         args: list[Any] = [

@@ -73,12 +73,15 @@ class SQLiteStore:
 
     # -- thread side -------------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False) -> T:
+    async def _run(
+        self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False, inline: bool = False
+    ) -> T:
         # ``transaction``: one IMMEDIATE transaction, so that a version check and the writes that
         # follow it cannot interleave with another process's append.
-        run = self._runner.run_in_transaction if transaction else self._runner.run
         try:
-            return await run(fn)
+            if transaction:
+                return await self._runner.run_in_transaction(fn, inline=inline)
+            return await self._runner.run(fn)
         except SqliteError as exc:
             # The message can name tables/paths but never carries conversation content.
             raise StoreError(str(exc)) from exc
@@ -143,8 +146,10 @@ class SQLiteStore:
         expected_version: int,
         closed: bool = False,
         replace: Sequence[tuple[int, bytes]] = (),
+        inline: bool = False,
     ) -> int:
-        """Compare-and-set on the head's version, then the new turn rows, in one transaction."""
+        """Compare-and-set on the head's version, then the new turn rows, in one transaction
+        (``inline``: on the caller's thread when the runner is idle, ``SqliteRunner``)."""
         now = self._clock()
         cutoff = now - self.ttl_s
         new_version = expected_version + 1
@@ -191,7 +196,7 @@ class SQLiteStore:
             )
 
         try:
-            await self._run(write, transaction=True)
+            await self._run(write, transaction=True, inline=inline)
         except _Conflict:
             raise VersionConflict(f"conversation changed since version {expected_version}") from None
         return new_version

@@ -277,6 +277,33 @@ async def test_a_lone_turn_goes_to_the_model_before_the_store_is_read(runtime: R
     assert events[:2] == ["load", "predict 1"] and events[2:] == ["predict 1", "load"]
 
 
+class InlineNotingStore(SQLiteStore):
+    """A real SQLite store that notes whether each append was allowed the caller's thread."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, ttl_s=600)
+        self.inline: list[bool] = []
+
+    async def append(self, conversation_id: str, head: bytes, turns: Any, **kwargs: Any) -> int:
+        self.inline.append(kwargs.get("inline", False))
+        return await super().append(conversation_id, head, turns, **kwargs)
+
+
+async def test_only_the_one_append_in_flight_may_write_on_the_callers_thread(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    store = InlineNotingStore(tmp_path / "db.sqlite3")
+    service = make_service(runtime, store)
+    await service.append("alone", [turn("my card was declined", "t1")])
+    first = service.append("one", [turn("I lost my card", "t1")])
+    second = service.append("two", [turn("I want a refund", "t1")])
+    await asyncio.gather(first, second)
+    # The pair's first write had the other append in flight: it leaves the loop to the other.
+    assert store.inline[:2] == [True, False] and len(store.inline) == 3
+    for conversation in ("alone", "one", "two"):
+        assert await store.load_head(conversation) is not None
+
+
 async def test_stored_state_round_trips(runtime: Runtime) -> None:
     store = MemoryStore(600)
     service = make_service(runtime, store)

@@ -126,3 +126,72 @@ def test_immediate_transaction_commits_or_rolls_back_everything(tmp_path: Path) 
     assert not conn.in_transaction
     conn.close()
     other.close()
+
+
+def _where(conn: sqlite3.Connection, key: str) -> str:
+    conn.execute("INSERT INTO t VALUES (?, 1)", (key,))
+    return threading.current_thread().name
+
+
+async def test_an_inline_transaction_on_an_idle_runner_runs_on_the_callers_thread(tmp_path: Path) -> None:
+    runner = SqliteRunner(tmp_path / "db.sqlite3", SCHEMA, thread_name="test-sqlite")
+    here = threading.current_thread().name
+    # Before the runner's thread has opened the database, everything goes there.
+    assert await runner.run_in_transaction(lambda conn: _where(conn, "a"), inline=True) != here
+    assert await runner.run_in_transaction(lambda conn: _where(conn, "b"), inline=True) == here
+    assert await runner.run_in_transaction(lambda conn: _where(conn, "c")) != here  # not asked
+    with pytest.raises(SqliteError, match="IntegrityError"):  # wrapped as on the thread, and rolled back
+        await runner.run_in_transaction(lambda conn: [_where(conn, "d"), _where(conn, "a")], inline=True)
+    keys = await runner.run(lambda conn: [k for (k,) in conn.execute("SELECT k FROM t ORDER BY k")])
+    assert keys == ["a", "b", "c"]
+    await runner.close()
+
+
+async def test_an_inline_transaction_never_overtakes_a_queued_call(tmp_path: Path) -> None:
+    runner = SqliteRunner(tmp_path / "db.sqlite3", SCHEMA)
+    await runner.run(lambda conn: None)  # opened
+    release = threading.Event()
+
+    def slow_first(conn: sqlite3.Connection) -> str:
+        release.wait(5)
+        return _where(conn, "first")
+
+    first = asyncio.ensure_future(runner.run(slow_first))
+    await asyncio.sleep(0.05)  # the slow call is on the thread
+    second = asyncio.ensure_future(
+        runner.run_in_transaction(lambda conn: conn.execute("SELECT k FROM t").fetchall(), inline=True)
+    )
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it queued behind the first instead of running on this thread
+    release.set()
+    await first
+    assert await second == [("first",)]
+    await runner.close()
+
+
+async def test_a_write_lock_held_elsewhere_sends_an_inline_transaction_to_the_thread(tmp_path: Path) -> None:
+    """The caller (the event loop) must never wait on another process's lock: the inline attempt
+    gives up at once, and the runner's thread waits out the lock as usual."""
+    path = tmp_path / "db.sqlite3"
+    runner = SqliteRunner(path, SCHEMA, busy_timeout_s=5)
+    await runner.run(lambda conn: None)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.ensure_future(tick())
+    where = await runner.run_in_transaction(lambda conn: _where(conn, "late"), inline=True)
+    ticker.cancel()
+    assert where != threading.current_thread().name
+    assert ticks >= 10  # the loop kept running while the thread waited for the lock
+    busy = await runner.run(lambda conn: conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    assert busy == 5000  # the inline attempt's zero timeout did not stick
+    holder.close()
+    await runner.close()

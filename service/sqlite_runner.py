@@ -188,13 +188,17 @@ class SqliteRunner:
                 return False
             self._pending += 1  # a call made meanwhile queues for the thread and waits for this one
         self._using.acquire()
+        if self._conn is None:  # closed by the thread meanwhile (``close`` from another thread)
+            self._using.release()
+            self._done()
+            return False
         return True
 
     def _inline_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
         """``fn`` in an immediate transaction on the caller's thread (the connection taken by
         ``_take_inline``); None, with nothing done, when another process holds the write lock."""
         conn = self._conn
-        assert conn is not None  # _take_inline checked
+        assert conn is not None  # _take_inline checked, holding _using
         try:
             conn.execute("PRAGMA busy_timeout=0")
             try:

@@ -31,7 +31,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -200,17 +200,16 @@ class SqliteRunner:
         conn = self._conn
         assert conn is not None  # _take_inline checked, holding _using
         try:
-            conn.execute("PRAGMA busy_timeout=0")
-            try:
-                return (immediate_transaction(conn, lambda: fn(conn)),)
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # extended codes included
-                    raise
-                return None  # rolled back (or never begun): the thread retries it, waiting
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
-        except sqlite3.Error as exc:
-            raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
+            with _wrapped_errors():
+                conn.execute("PRAGMA busy_timeout=0")
+                try:
+                    return (immediate_transaction(conn, lambda: fn(conn)),)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # extended codes included
+                        raise
+                    return None  # rolled back (or never begun): the thread retries it, waiting
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
         finally:
             self._using.release()
             self._done()
@@ -222,10 +221,8 @@ class SqliteRunner:
         (including a failure to open); other exceptions of ``fn`` propagate unchanged;
         ``RuntimeError`` once the runner is closed.
         """
-        try:
+        with _wrapped_errors():
             return await self._submit(lambda: fn(self._connection()))
-        except sqlite3.Error as exc:
-            raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
 
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
         """``run`` with ``fn(connection)`` inside ``immediate_transaction``: all or nothing.
@@ -250,6 +247,15 @@ class SqliteRunner:
             return
         self._calls.put(None)
         await asyncio.to_thread(thread.join)
+
+
+@contextlib.contextmanager
+def _wrapped_errors() -> Iterator[None]:
+    """Any ``sqlite3.Error`` inside becomes a ``SqliteError`` naming its type (never row contents)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise SqliteError(f"sqlite failed ({type(exc).__name__})") from exc
 
 
 _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]

@@ -69,7 +69,7 @@ from service.validation import check_conversation_id, check_turns
 
 __all__ = ["ConversationHead", "ConversationService", "CustomerIn", "TurnIn"]
 
-DecisionListener = Callable[[str, AnalysisResponse, str | None], Awaitable[None]]
+DecisionListener = Callable[[str, AnalysisResponse, str | None], Awaitable[bool | None]]
 EraseListener = Callable[[str], Awaitable[Any]]
 StateListener = Callable[[str, "ConversationHead", int], Awaitable[None]]
 # Enough for every process of a deployment to win a race once; beyond that the
@@ -272,6 +272,10 @@ class ConversationService:
 
         Listeners run after the turns are stored; one that raises is logged and
         counted and does not fail the append (the turns are already committed).
+        ``fn`` returns False when it stored nothing about the conversation (no callback
+        URL for the source, say): unless one listener stored something, the append skips
+        the store read that catches an erase racing the listeners. Any other result
+        (None included) counts as stored.
         """
         self._decision_listeners.append(fn)
 
@@ -382,8 +386,7 @@ class ConversationService:
             started, speculative_ms + inference_ms, outcome.decision, outcome.facts, info=outcome.info,
         )  # fmt: skip
         await self._notify_state(outcome.head, outcome.version)
-        if _notify_worthy(outcome.decision):
-            await self._notify(conversation_id, response, source)
+        if _notify_worthy(outcome.decision) and await self._notify(conversation_id, response, source):
             await self._erase_again_if_gone(conversation_id)
         if include_all_turns:
             every = decode_turns(await self.store.load_turns(conversation_id))
@@ -702,14 +705,18 @@ class ConversationService:
                     "erase listener failed after an append", extra={"conversation_id": conversation_id}
                 )
 
-    async def _notify(self, conversation_id: str, response: AnalysisResponse, source: str | None) -> None:
+    async def _notify(self, conversation_id: str, response: AnalysisResponse, source: str | None) -> bool:
+        """Run the decision listeners; whether any may have stored something about the conversation."""
         self.analyzer.metrics.decision_changes.inc()
+        stored = False
         for listener in self._decision_listeners:
             try:
-                await listener(conversation_id, response, source)
+                stored = await listener(conversation_id, response, source) is not False or stored
             except Exception:
+                stored = True  # it may have stored something before it failed
                 self.analyzer.metrics.listener_failures.inc()
                 _log.exception("decision listener failed", extra={"conversation_id": conversation_id})
+        return stored
 
     # -- read / close / erase ------------------------------------------------------------------------
 

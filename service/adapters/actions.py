@@ -411,19 +411,20 @@ class PlatformActions:
             "summary": context_summary(handoff),
         }
 
-    async def on_decision(self, conversation_id: str, analysis: Any, source: str | None) -> None:
+    async def on_decision(self, conversation_id: str, analysis: Any, source: str | None) -> bool:
         """Decision listener: store the steps of a human handoff of an opted-in source.
 
-        Never raises into the append (like the callbacks): a backend failure is logged.
+        Returns whether it stored (or tried to store) any step. Never raises into the append
+        (like the callbacks): a backend failure is logged.
         """
         if source not in self.sources:
-            return
+            return False
         handoff = handoff_from(conversation_id, source, analysis)
         if handoff is None:
-            return
+            return False
         messages = self.plan(handoff, self._clock())
         if not messages:
-            return
+            return False
         try:
             await self.outbox.add(messages)
         except BackendError:
@@ -431,6 +432,7 @@ class PlatformActions:
                 "platform actions could not be stored; they are lost",
                 extra={"conversation_id": conversation_id},
             )
+        return True
 
     # -- performer (ActionRunner) ----------------------------------------------------------------
 

@@ -340,13 +340,16 @@ class Outbox:
 
     # -- producer side -------------------------------------------------------------------------
 
-    async def on_decision(self, conversation_id: str, analysis: Any, source: str | None) -> None:
+    async def on_decision(self, conversation_id: str, analysis: Any, source: str | None) -> bool:
         """Decision listener: store a callback for ``source``'s URL, if one is configured.
 
+        Returns False when no URL is configured for ``source`` (nothing stored), else True.
         Never raises into the append that triggered it: the turns are already stored and
         failing the request would not bring the callback back. A backend failure is logged
         and counted (``switchboard_callbacks_enqueue_failures_total``).
         """
+        if self.config.callback_url_for(source) is None:
+            return False
         try:
             await self.enqueue(conversation_id, analysis, source)
         except BackendError:
@@ -355,6 +358,7 @@ class Outbox:
                 "callback could not be stored; it is lost",
                 extra={"conversation_id": conversation_id, "source": source},
             )
+        return True
 
     async def enqueue(self, conversation_id: str, analysis: Any, source: str | None) -> str | None:
         """Store the callback and wake the worker; return its idempotency key (None: no URL configured)."""

@@ -513,6 +513,41 @@ async def test_an_erase_between_commit_and_listeners_is_applied_to_what_they_sto
     assert queued == {"kept": [1]}
 
 
+class LiveCountingStore(SQLiteStore):
+    """A real SQLite store that counts its ``live`` reads (the check for an erase after the listeners)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, ttl_s=600)
+        self.live_reads = 0
+
+    async def live(self, conversation_ids: Any) -> set[str]:
+        self.live_reads += 1
+        return await super().live(conversation_ids)
+
+
+async def test_the_erase_check_runs_only_after_a_listener_stored_something(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    store = LiveCountingStore(tmp_path / "sb.sqlite3")
+    service = make_service(runtime, store)
+    heard: list[str] = []
+
+    async def no_url(cid: str, response: AnalysisResponse, source: str | None) -> bool:
+        heard.append(cid)
+        return False
+
+    service.add_decision_listener(no_url)
+    await service.append("quiet", [turn("I want to cancel my contract today", "t1")])
+    assert heard == ["quiet"] and store.live_reads == 0
+
+    async def stored(cid: str, response: AnalysisResponse, source: str | None) -> None:
+        return None  # no answer counts as stored: the check stays on for listeners that say nothing
+
+    service.add_decision_listener(stored)
+    await service.append("queued", [turn("I want to cancel my contract today", "t1")])
+    assert heard == ["quiet", "queued"] and store.live_reads == 1
+
+
 async def test_a_failing_erase_listener_after_an_append_is_counted_not_raised(
     runtime: Runtime, tmp_path: Path
 ) -> None:

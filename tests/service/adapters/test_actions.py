@@ -162,7 +162,7 @@ async def test_a_retention_decision_assigns_labels_and_notes_once(
 ) -> None:
     outbox, actions = started(config(recorder.url), tmp_path / "sb.sqlite3")
     await outbox.start()
-    await actions.on_decision(CID, analysis(), "chatwoot")
+    assert await actions.on_decision(CID, analysis(), "chatwoot") is True
     # The same decision reported again (another worker, a replayed append) plans nothing new.
     await actions.on_decision(CID, analysis(), "chatwoot")
     await settled(outbox, 3)
@@ -261,9 +261,9 @@ async def _counts(url: str) -> dict[str, int]:
 
 async def test_bot_decisions_and_other_sources_are_left_alone(tmp_path: Path, recorder: Recorder) -> None:
     outbox, actions = started(config(recorder.url), tmp_path / "sb.sqlite3")
-    await actions.on_decision(CID, analysis(route="self_serve_bot", queue="bot"), "chatwoot")
-    await actions.on_decision("CA1", analysis(), "twilio_voice")  # not opted in
-    await actions.on_decision("chatwoot:42", analysis(), "chatwoot")  # no account id: cannot act
+    assert await actions.on_decision(CID, analysis(route="self_serve_bot", queue="bot"), "chatwoot") is False
+    assert await actions.on_decision("CA1", analysis(), "twilio_voice") is False  # not opted in
+    assert await actions.on_decision("chatwoot:42", analysis(), "chatwoot") is False  # no account id
     assert await outbox.counts() == {"pending": 0, "delivered": 0, "dead": 0}
     await outbox.stop()
     assert recorder.calls == []

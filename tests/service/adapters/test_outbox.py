@@ -238,6 +238,7 @@ async def test_unreachable_receiver_is_retried_as_a_transport_error(tmp_path: Pa
 async def test_source_without_url_enqueues_nothing(tmp_path: Path) -> None:
     outbox = Outbox(config("http://127.0.0.1:9/x"), open_backend(f"sqlite:///{tmp_path / 'sb.sqlite3'}"))
     assert await outbox.enqueue("chatwoot:1:2", analysis(), "chatwoot") is None
+    assert await outbox.on_decision("chatwoot:1:2", analysis(), "chatwoot") is False  # stored nothing
     assert await outbox.counts() == {"pending": 0, "delivered": 0, "dead": 0}
     await outbox.backend.close()
 
@@ -258,7 +259,7 @@ async def test_listener_never_raises_when_the_backend_fails(tmp_path: Path) -> N
         open_backend(f"sqlite:///{tmp_path / 'blocked.sqlite3'}"),
         registry=registry,
     )
-    await outbox.on_decision("CA123", analysis(), "twilio_voice")
+    assert await outbox.on_decision("CA123", analysis(), "twilio_voice") is True  # it may have stored
     assert (
         registry.get_sample_value("switchboard_callbacks_enqueue_failures_total", {"source": "twilio_voice"})
         == 1

@@ -348,10 +348,8 @@ class Outbox:
         failing the request would not bring the callback back. A backend failure is logged
         and counted (``switchboard_callbacks_enqueue_failures_total``).
         """
-        if self.config.callback_url_for(source) is None:
-            return False
         try:
-            await self.enqueue(conversation_id, analysis, source)
+            return await self.enqueue(conversation_id, analysis, source) is not None
         except BackendError:
             self.metrics.enqueue_failures.labels(source or "").inc()
             log.error(

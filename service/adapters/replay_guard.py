@@ -236,11 +236,19 @@ class RedisNonceStore:
         return bool(int(await self._call(lambda c: self._set(keys=keys, args=args, client=c))))
 
     async def release(self, key: str, conversation_id: str | None = None) -> None:
-        """DEL the key (and drop it from its owner's set)."""
-        await self._call(lambda c: c.delete(self._key(key)))
-        if conversation_id is not None:
-            owner = self._owner_key(conversation_id)
-            await self._call(lambda c: c.srem(owner, self._key(key)))
+        """DEL the key and drop it from its owner's set in one MULTI/EXEC: a failure between two
+        separate commands would have left the set naming a key that is gone."""
+        nonce = self._key(key)
+        owner = self._owner_key(conversation_id) if conversation_id is not None else None
+
+        async def op(c: Any) -> None:
+            async with c.pipeline(transaction=True) as pipe:
+                pipe.delete(nonce)
+                if owner is not None:
+                    pipe.srem(owner, nonce)
+                await pipe.execute()
+
+        await self._call(op)
 
     async def seen(self, key: str) -> bool:
         """EXISTS the key."""

@@ -96,6 +96,22 @@ async def test_redis_claim_release_and_ttl(redis_url: str) -> None:
 
 
 @pytest.mark.redis
+async def test_redis_release_drops_the_key_from_its_owner_set(redis_url: str) -> None:
+    backend = open_backend(redis_url)
+    store = backend.nonces
+    assert isinstance(store, RedisNonceStore)
+    assert await store.claim("chatwoot:owned", 30, "conv-release")
+    assert await store.claim("chatwoot:kept", 30, "conv-release")
+    owner = store._owner_key("conv-release")
+    await store.release("chatwoot:owned", "conv-release")
+    assert not await store.seen("chatwoot:owned")
+    assert await store._conn.client.smembers(owner) == {store._key("chatwoot:kept").encode()}
+    await store.release("chatwoot:kept", "conv-release")
+    assert not await store._conn.client.exists(owner)  # its last member gone, Redis drops the set
+    await backend.close()
+
+
+@pytest.mark.redis
 async def test_redis_claim_is_atomic_across_clients(redis_url: str) -> None:
     backends = [open_backend(redis_url) for _ in range(3)]
     results = await asyncio.gather(*(b.nonces.claim("chatwoot:race", 30) for b in backends for _ in range(3)))

@@ -24,8 +24,10 @@ Then:
 * an open-loop overload run offers twice the measured saturation rate of
   ``append-1`` and reports how much got 200 vs 429 and the latency of both: the
   service must shed the excess with 429 + Retry-After and keep p99 bounded;
-* growth: one conversation built up with 50-turn appends; around turn 10, 500,
-  1,000 and 1,960 the p50 of one-turn appends with the default response and with
+* growth: one conversation per mark, built up with 50-turn appends to 10, 500,
+  1,000 and 1,960 turns; then one-turn appends go to the four in turn (round-robin,
+  the first of each round rotating), so a drift of the host's speed during the step
+  weighs on every mark alike; per mark the p50 with the default response and with
   ``?turns=new``, and the default response's size;
 * memory: 64 clients GET a 2,000-turn conversation back to back while the
   server's RSS (``VmRSS`` of its process tree) is polled;
@@ -894,46 +896,62 @@ async def build_up(
     return stored
 
 
+def growth_step(mark: int) -> str:
+    """The step name (and so the conversation and turn ids) of the growth conversation of ``mark``."""
+    return f"growth-{mark}"
+
+
+def growth_schedule(marks: int, samples: int) -> list[tuple[int, bool]]:
+    """``(mark index, ?turns=new)`` for every timed append: ``samples`` per mark, round-robin.
+
+    Round ``n`` sends one append to every mark, starting at mark ``n % marks``, so no mark is
+    always first after a pause; its appends ask for ``?turns=new`` when ``n`` is odd, so each
+    mark's two columns alternate too.
+    """
+    return [((n + k) % marks, n % 2 == 1) for n in range(samples) for k in range(marks)]
+
+
 async def growth(
     session: aiohttp.ClientSession, base: str, workloads: Workloads, samples: int
 ) -> tuple[list[GrowthPoint], int]:
-    """Time one-turn appends (default response and ``?turns=new``, interleaved) at each of ``GROWTH_MARKS``.
+    """Time one-turn appends (default response and ``?turns=new``) at each of ``GROWTH_MARKS``,
+    one conversation per mark, in ``growth_schedule`` order after one untimed round.
 
-    Returns the points and the turns the conversation holds at the end.
+    Returns the points and the turns the last mark's conversation holds at the end.
     """
-    step = "growth"
-    conversation = workloads.ids.conversation(step, 0, 0)
-    stored = 0
-    points = []
-    for mark in GROWTH_MARKS:
-        stored = await build_up(session, base, workloads, step, stored, mark)
-        default: list[tuple[float, int]] = []
-        new: list[tuple[float, int]] = []
-        statuses: Counter[str] = Counter()
-        for n in range(samples):
-            query = "?turns=new" if n % 2 else ""
-            url = f"{base}/v1/conversations/{conversation}/turns{query}"
-            # Both columns time customer turns (scored by every head); agent turns are shorter.
-            status, payload, ms = await _post(session, url, workloads.customer_turn(step, stored))
-            statuses[str(status)] += 1
-            if status == 200:
-                if append_counts(payload) != (1, 0):
-                    raise RuntimeError(f"growth sample did not append exactly one new turn at {stored}")
-                stored += 1
-                (new if query else default).append((ms, len(payload)))
-        points.append(
-            GrowthPoint(
-                turns=mark,
-                samples=samples,
-                default_p50_ms=round(percentile([ms for ms, _ in default], 50), 2),
-                default_p90_ms=round(percentile([ms for ms, _ in default], 90), 2),
-                default_bytes=int(percentile([b for _, b in default], 50)),
-                new_p50_ms=round(percentile([ms for ms, _ in new], 50), 2),
-                new_bytes=int(percentile([b for _, b in new], 50)),
-                status=dict(statuses),
-            )
+    stored = [await build_up(session, base, workloads, growth_step(mark), 0, mark) for mark in GROWTH_MARKS]
+    timed: list[tuple[list[tuple[float, int]], list[tuple[float, int]]]] = [([], []) for _ in GROWTH_MARKS]
+    statuses: list[Counter[str]] = [Counter() for _ in GROWTH_MARKS]
+    warm_up = [(index, False) for index in range(len(GROWTH_MARKS))]
+    for round_, (index, new) in enumerate(warm_up + growth_schedule(len(GROWTH_MARKS), samples)):
+        step = growth_step(GROWTH_MARKS[index])
+        query = "?turns=new" if new else ""
+        url = f"{base}/v1/conversations/{workloads.ids.conversation(step, 0, 0)}/turns{query}"
+        # Both columns time customer turns (scored by every head); agent turns are shorter.
+        status, payload, ms = await _post(session, url, workloads.customer_turn(step, stored[index]))
+        if status == 200:
+            if append_counts(payload) != (1, 0):
+                raise RuntimeError(f"growth sample did not append exactly one new turn at {stored[index]}")
+            stored[index] += 1
+        if round_ < len(warm_up):
+            continue
+        statuses[index][str(status)] += 1
+        if status == 200:
+            timed[index][1 if new else 0].append((ms, len(payload)))
+    points = [
+        GrowthPoint(
+            turns=mark,
+            samples=samples,
+            default_p50_ms=round(percentile([ms for ms, _ in default], 50), 2),
+            default_p90_ms=round(percentile([ms for ms, _ in default], 90), 2),
+            default_bytes=int(percentile([b for _, b in default], 50)),
+            new_p50_ms=round(percentile([ms for ms, _ in new], 50), 2),
+            new_bytes=int(percentile([b for _, b in new], 50)),
+            status=dict(counts),
         )
-    return points, stored
+        for mark, (default, new), counts in zip(GROWTH_MARKS, timed, statuses, strict=True)
+    ]
+    return points, stored[-1]
 
 
 def growth_ratio(points: Sequence[dict[str, Any]]) -> float | None:
@@ -1044,11 +1062,12 @@ async def run(service: ServiceProcess, args: argparse.Namespace, ids: Ids) -> di
         points, stored = await growth(session, service.url, workloads, args.growth_samples)
         for point in points:
             print(_growth_row(point), flush=True)
-        stored = await build_up(session, service.url, workloads, "growth", stored, GET_TURNS)
+        longest = growth_step(GROWTH_MARKS[-1])
+        stored = await build_up(session, service.url, workloads, longest, stored, GET_TURNS)
         memory = await get_load(
             session,
             service.url,
-            ids.conversation("growth", 0, 0),
+            ids.conversation(longest, 0, 0),
             stored,
             service.process.pid,
             GET_CLIENTS,
@@ -1483,7 +1502,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--overload-factor", type=float, default=2.0, help="multiple of saturation to offer")
     parser.add_argument("--overload-s", type=float, help="seconds of the overload run (default 8)")
     parser.add_argument(
-        "--growth-samples", type=int, help="timed one-turn appends per growth mark (default 40)"
+        "--growth-samples", type=int, help="timed one-turn appends per growth mark (default 80)"
     )
     parser.add_argument("--get-s", type=float, help="seconds of the concurrent-GET memory step (default 5)")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes for the main run")
@@ -1516,7 +1535,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "warmup": 1.0,
         "concurrency": list(CONCURRENCY),
         "overload_s": 8.0,
-        "growth_samples": 40,
+        "growth_samples": 80,
         "get_s": 5.0,
     }
     for name, value in (QUICK if args.quick else defaults).items():

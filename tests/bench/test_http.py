@@ -74,6 +74,29 @@ def test_growth_samples_are_customer_turns_whatever_their_position() -> None:
         assert [t.id for t in request.turns] == [f"n-growth-0-{number}"]
 
 
+def test_growth_schedule_visits_every_mark_each_round_and_rotates_the_first() -> None:
+    schedule = http.growth_schedule(4, 6)
+    assert len(schedule) == 24
+    rounds = [schedule[n * 4 : (n + 1) * 4] for n in range(6)]
+    for n, round_ in enumerate(rounds):
+        assert sorted(index for index, _ in round_) == [0, 1, 2, 3]
+        assert round_[0][0] == n % 4
+        assert {new for _, new in round_} == {n % 2 == 1}
+    for mark in range(4):
+        columns = [new for index, new in schedule if index == mark]
+        assert columns.count(True) == columns.count(False) == 3
+
+
+def test_each_growth_mark_has_its_own_conversation_and_turn_ids() -> None:
+    workloads = http.Workloads(http.Ids("cafe"))
+    steps = [http.growth_step(mark) for mark in http.GROWTH_MARKS]
+    conversations = {workloads.ids.conversation(step, 0, 0) for step in steps}
+    turn_ids = {
+        t["id"] for step in steps for t in msgspec.json.decode(workloads.customer_turn(step, 10))["turns"]
+    }
+    assert len(conversations) == len(turn_ids) == len(http.GROWTH_MARKS)
+
+
 def test_analyze_bodies_are_valid_and_count_their_customer_turns() -> None:
     workload = http.Workloads(http.Ids("n")).get("analyze-20", "analyze-20-c1")
     path, body = workload.make(0, 0)

@@ -2,16 +2,19 @@
 
 The benchmark itself needs a running server and minutes of CPU; these check what
 decides whether its figures mean anything: every request carries fresh ids, the
-counts come from the service's reply, and the targets read the right fields.
+counts come from the service's reply, and the targets read the right fields. One
+test runs the growth step, at small marks, against a real server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -95,6 +98,35 @@ def test_each_growth_mark_has_its_own_conversation_and_turn_ids() -> None:
         t["id"] for step in steps for t in msgspec.json.decode(workloads.customer_turn(step, 10))["turns"]
     }
     assert len(conversations) == len(turn_ids) == len(http.GROWTH_MARKS)
+
+
+def test_growth_step_against_a_real_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "GROWTH_MARKS", (3, 60))
+    service = http.ServiceProcess(None, 1, tmp_path / "server.log", data=str(tmp_path / "var"))
+    try:
+        service.wait_ready()
+        workloads = http.Workloads(http.Ids.new())
+
+        async def measure() -> tuple[list[http.GrowthPoint], int, list[int]]:
+            async with http._session(service.key) as session:
+                points, stored = await http.growth(session, service.url, workloads, 4)
+                stored_now = []
+                for mark in http.GROWTH_MARKS:
+                    conversation = workloads.ids.conversation(http.growth_step(mark), 0, 0)
+                    async with session.get(f"{service.url}/v1/conversations/{conversation}") as reply:
+                        assert reply.status == 200
+                        stored_now.append(len((await reply.json())["turns"]))
+                return points, stored, stored_now
+
+        points, stored, stored_now = asyncio.run(measure())
+    finally:
+        service.stop()
+    assert [p.turns for p in points] == [3, 60]
+    # One untimed append per mark, then 4 timed ones, 2 per column, every one a 200.
+    assert stored_now == [3 + 5, 60 + 5] and stored == 65
+    for point in points:
+        assert point.status == {"200": 4} and point.samples == 4
+        assert point.default_p50_ms > 0 and point.new_p50_ms > 0 and point.default_bytes > 0
 
 
 def test_analyze_bodies_are_valid_and_count_their_customer_turns() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ import pytest
 from service.adapters.backend import open_backend
 from service.adapters.replay_guard import SCHEMA, RedisNonceStore, SqliteNonceStore
 from service.sqlite_runner import SqliteRunner
+
+
+@pytest.fixture
+async def redis_nonces(redis_url: str) -> AsyncIterator[RedisNonceStore]:
+    """The Redis nonce store of a backend on the test's own key prefix; the backend is closed after."""
+    backend = open_backend(redis_url)
+    store = backend.nonces
+    assert isinstance(store, RedisNonceStore)
+    yield store
+    await backend.close()
 
 
 class Clock:
@@ -81,10 +92,8 @@ async def test_claims_survive_a_restart(tmp_path: Path) -> None:
 
 
 @pytest.mark.redis
-async def test_redis_claim_release_and_ttl(redis_url: str) -> None:
-    backend = open_backend(redis_url)
-    store = backend.nonces
-    assert isinstance(store, RedisNonceStore)
+async def test_redis_claim_release_and_ttl(redis_nonces: RedisNonceStore) -> None:
+    store = redis_nonces
     assert await store.claim("generic:abc", 30)
     assert not await store.claim("generic:abc", 30)
     ttl_ms = await store._conn.client.pttl(store._key("generic:abc"))
@@ -92,14 +101,11 @@ async def test_redis_claim_release_and_ttl(redis_url: str) -> None:
     await store.release("generic:abc")
     assert await store.claim("generic:abc", 30)
     await store.release("generic:abc")
-    await backend.close()
 
 
 @pytest.mark.redis
-async def test_redis_release_drops_the_key_from_its_owner_set(redis_url: str) -> None:
-    backend = open_backend(redis_url)
-    store = backend.nonces
-    assert isinstance(store, RedisNonceStore)
+async def test_redis_release_drops_the_key_from_its_owner_set(redis_nonces: RedisNonceStore) -> None:
+    store = redis_nonces
     assert await store.claim("chatwoot:owned", 30, "conv-release")
     assert await store.claim("chatwoot:kept", 30, "conv-release")
     owner = store._owner_key("conv-release")
@@ -108,7 +114,6 @@ async def test_redis_release_drops_the_key_from_its_owner_set(redis_url: str) ->
     assert await store._conn.client.smembers(owner) == {store._key("chatwoot:kept").encode()}
     await store.release("chatwoot:kept", "conv-release")
     assert not await store._conn.client.exists(owner)  # its last member gone, Redis drops the set
-    await backend.close()
 
 
 @pytest.mark.redis
@@ -122,10 +127,8 @@ async def test_redis_claim_is_atomic_across_clients(redis_url: str) -> None:
 
 
 @pytest.mark.redis
-async def test_redis_seen_and_record(redis_url: str) -> None:
-    backend = open_backend(redis_url)
-    store = backend.nonces
-    assert isinstance(store, RedisNonceStore)
+async def test_redis_seen_and_record(redis_nonces: RedisNonceStore) -> None:
+    store = redis_nonces
     assert not await store.seen("twilio:a")
     assert not await store.record("twilio:a", 30)  # nothing claimed: nothing to keep
     assert not await store.seen("twilio:a")
@@ -136,7 +139,6 @@ async def test_redis_seen_and_record(redis_url: str) -> None:
     assert 86_000_000 < await store._conn.client.pttl(store._key("twilio:a")) <= 86_400_000
     await store.release("twilio:a")
     assert not await store.seen("twilio:a")
-    await backend.close()
 
 
 async def test_sqlite_forget_erases_a_conversations_keys_only(tmp_path: Path) -> None:
@@ -156,10 +158,8 @@ async def test_sqlite_forget_erases_a_conversations_keys_only(tmp_path: Path) ->
 
 
 @pytest.mark.redis
-async def test_redis_forget_erases_a_conversations_keys_only(redis_url: str) -> None:
-    backend = open_backend(redis_url)
-    store = backend.nonces
-    assert isinstance(store, RedisNonceStore)
+async def test_redis_forget_erases_a_conversations_keys_only(redis_nonces: RedisNonceStore) -> None:
+    store = redis_nonces
     assert await store.claim("chatwoot:1", 60, "conv-a")
     assert await store.claim("twilio:2", 5, "conv-a") and await store.record("twilio:2", 86_400, "conv-a")
     assert await store.claim("twilio:3", 5, "conv-b") and await store.record("twilio:3", 60, "conv-b")
@@ -170,7 +170,6 @@ async def test_redis_forget_erases_a_conversations_keys_only(redis_url: str) -> 
     assert await store.seen("twilio:3")
     assert not await store._conn.client.exists(store._owner_key("conv-a"))
     await store.forget("conv-b")
-    await backend.close()
 
 
 async def test_sqlite_an_erase_while_processing_is_not_undone_by_record(tmp_path: Path) -> None:

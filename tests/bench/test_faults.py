@@ -1,14 +1,16 @@
-"""``python -m bench faults``: the pure helpers (comparison, classification, corpus, forgeries, report)."""
+"""``python -m bench faults``: the pure helpers (comparison, classification, corpus, forgeries, report),
+and its kill -9 scenario, shortened, against a real server on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import faults
+from bench import faults, http
 from service.adapters.signatures import sign_timestamped, verify_timestamped
 from service.errors import Unauthorized
 
@@ -206,3 +208,20 @@ def test_failures_name_what_went_wrong() -> None:
     found = faults.failures(report)
     assert len(found) == 5
     assert any("lost 2" in f for f in found) and any("3 requests hung" in f for f in found)
+
+
+def test_kill_9_mid_append_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """SIGKILL the server with appends in flight, restart it on the same SQLite file, retry what
+    went unanswered: every acknowledged turn is stored once, and nothing is stored unacknowledged."""
+    args = faults.parse_args(["--clients", "6", "--crash-s", "3", "--kill-after-s", "1"])
+    service = http.ServiceProcess(None, 1, tmp_path / "server.log", data=str(tmp_path / "var"))
+    try:
+        service.wait_ready()
+        ids = http.Ids.new()
+        texts = http.Workloads(ids).texts
+        crash = asyncio.run(faults.crash_scenario("kill -9 (SQLite)", [service], service, ids, args, texts))
+    finally:
+        service.stop()
+    assert crash.acknowledged > 0 and crash.restart_s > 0
+    assert crash.retried_ok == crash.unanswered
+    assert (crash.lost, crash.duplicated, crash.stored_unacknowledged, crash.five_xx) == (0, 0, 0, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -210,18 +211,45 @@ def test_failures_name_what_went_wrong() -> None:
     assert any("lost 2" in f for f in found) and any("3 requests hung" in f for f in found)
 
 
-def test_kill_9_mid_append_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    """SIGKILL the server with appends in flight, restart it on the same SQLite file, retry what
-    went unanswered: every acknowledged turn is stored once, and nothing is stored unacknowledged."""
+def _crash(services: list[http.ServiceProcess], name: str) -> faults.Crash:
+    """The shortened kill -9 scenario (6 clients, 3 s, the kill after 1 s) on the first of ``services``."""
     args = faults.parse_args(["--clients", "6", "--crash-s", "3", "--kill-after-s", "1"])
-    service = http.ServiceProcess(None, 1, tmp_path / "server.log", data=str(tmp_path / "var"))
     try:
-        service.wait_ready()
+        for service in services:
+            service.wait_ready()
         ids = http.Ids.new()
         texts = http.Workloads(ids).texts
-        crash = asyncio.run(faults.crash_scenario("kill -9 (SQLite)", [service], service, ids, args, texts))
+        return asyncio.run(faults.crash_scenario(name, services, services[0], ids, args, texts))
     finally:
-        service.stop()
+        for service in services:
+            service.stop()
+
+
+def _assert_nothing_lost(crash: faults.Crash) -> None:
     assert crash.acknowledged > 0 and crash.restart_s > 0
     assert crash.retried_ok == crash.unanswered
     assert (crash.lost, crash.duplicated, crash.stored_unacknowledged, crash.five_xx) == (0, 0, 0, 0)
+
+
+def test_kill_9_mid_append_on_sqlite_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """SIGKILL the server with appends in flight, restart it on the same SQLite file, retry what
+    went unanswered: every acknowledged turn is stored once, and nothing is stored unacknowledged."""
+    service = http.ServiceProcess(None, 1, tmp_path / "server.log", data=str(tmp_path / "var"))
+    _assert_nothing_lost(_crash([service], "kill -9 (SQLite)"))
+
+
+@pytest.mark.redis
+def test_kill_9_of_one_of_two_processes_on_redis_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """The same with two servers on one Redis (the bench's own redis-server): the clients move to
+    the survivor while the killed one restarts."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    redis = faults.RedisServer(tmp_path / "redis.log")
+    try:
+        env = {"SWITCHBOARD_STORE": redis.url, "SWITCHBOARD_OUTBOX": redis.url}
+        log = tmp_path / "servers.log"
+        first = http.ServiceProcess(None, 1, log, env=env, data=str(tmp_path / "one"))
+        second = http.ServiceProcess(None, 1, log, env=env, data=str(tmp_path / "two"), key=first.key)
+        _assert_nothing_lost(_crash([first, second], "kill -9 (Redis, 2 procs)"))
+    finally:
+        redis.stop()

@@ -618,9 +618,12 @@ async def _serve_child(sock: socket.socket) -> None:
     runtime.on_batch = lambda texts, tokens, seconds: batches.append(Batch(texts, tokens, seconds))
 
     def send(message: Answer | Failure) -> None:
+        frames = []
         while batches:
-            writer.write(_frame(batches.popleft()))
-        writer.write(_frame(message))
+            frames.append(_frame(batches.popleft()))
+        frames.append(_frame(message))
+        # One write, one send(2): the parent is woken once for the reports and the answer together.
+        writer.write(b"".join(frames))
 
     writer.write(_frame(Ready(runtime.info, runtime.labels)))
     pending: set[asyncio.Task[None]] = set()

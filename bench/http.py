@@ -29,8 +29,8 @@ Then:
   the first of each round rotating), so a drift of the host's speed during the step
   weighs on every mark alike; per mark the p50 with the default response and with
   ``?turns=new``, and the default response's size;
-* memory: 64 clients GET a 2,000-turn conversation back to back while the
-  server's RSS (``VmRSS`` of its process tree) is polled;
+* memory: 64 clients GET the last growth conversation (2,000 turns or more) back
+  to back while the server's RSS (``VmRSS`` of its process tree) is polled;
 * workers: ``append-1`` at concurrency 64 against fresh servers with 1 and 2
   uvicorn workers, so the default worker count is measured;
 * model process: ``append-1`` at concurrency 1 and 64, one worker, against fresh servers

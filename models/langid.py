@@ -67,7 +67,7 @@ class CompactIdentifier(LanguageIdentifier):
             beyond = np.flatnonzero(target >= FAR)
             far.update(zip((beyond + start).tolist(), target[beyond].tolist(), strict=True))
             compact.frombytes(np.minimum(target, FAR).astype(np.uint16).tobytes())
-        size = FAR + 1 + states - near if states > near else states
+        size = int(renumbered.max()) + 1
         bases = np.zeros(size, dtype=np.uint32)
         bases[renumbered] = rows << 8
         outputs = np.full(size, -1, dtype=np.int32)

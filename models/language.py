@@ -1,4 +1,4 @@
-"""Language of a turn, offline: py3langid's bundled model (no download, ~0.06 ms a turn).
+"""Language of a turn, offline: py3langid's bundled model (no download, ~0.1 ms a turn).
 
 Short turns are where language ID fails ("ok" scores Serbian, "yes" Walloon),
 and a contact centre's turns are short. So a turn is only *judged* when it has
@@ -54,7 +54,7 @@ class LanguageResult(msgspec.Struct, frozen=True):
 
 @functools.cache
 def _identifier(languages: tuple[str, ...]) -> CompactIdentifier:
-    # One per process, built on first use (0.8 s, 31 MB; see ``models.langid``): every engine of
+    # One per process, built on first use (about 1 s, 31 MB; see ``models.langid``): every engine of
     # the process shares it, since nothing in it changes after it is built.
     from models.langid import CompactIdentifier
 

@@ -1,5 +1,5 @@
 """``python -m bench faults``: the pure helpers (comparison, classification, corpus, forgeries, report),
-and its kill -9 scenario, shortened, against a real server on SQLite."""
+and its two kill -9 scenarios, shortened, against real servers (SQLite; two servers on Redis)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import os
 import signal
 import socket
 import struct
@@ -47,7 +46,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
@@ -89,9 +88,6 @@ CLOSE_TIMEOUT_S = 30.0
 RESTART_DELAY_S = 1.0
 CONTENTION_GAP_S = 0.0005
 CONTENTION_HOLD_S = 0.1
-# glibc (2.35 and later) tunable that backs malloc's large blocks with transparent huge pages
-# (``madvise``); older C libraries and kernels with THP off ignore it.
-HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 
 _ERRORS: dict[str, type[ModelError]] = {
     "overloaded": OverloadedError,
@@ -497,21 +493,6 @@ ServingRuntime = Union["Runtime", ProcessRuntime]
 """What the service serves through: the runtime in this process or in a child."""
 
 
-def child_environment(parent: Mapping[str, str]) -> dict[str, str]:
-    """The model process's environment: ``parent``'s, with glibc asked for transparent huge pages.
-
-    Every run walks the int8 weights (about 11 MB) and language ID walks a 20 MB automaton at
-    random; on 4 KB pages each page is a TLB miss, which costs most on a virtual machine. Backed
-    by 2 MB pages they took 0.05-0.1 ms off a lone turn in ``bench http`` and add about 6 MB of
-    resident memory. An operator's own ``glibc.malloc.hugetlb`` setting is kept as it is.
-    """
-    env = dict(parent)
-    tunables = env.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb=" not in tunables:
-        env["GLIBC_TUNABLES"] = f"{tunables}:{HUGE_PAGES_TUNABLE}" if tunables else HUGE_PAGES_TUNABLE
-    return env
-
-
 def _expire(future: asyncio.Future[list[TextPrediction]], deadline_ms: float) -> None:
     if not future.done():
         future.set_exception(
@@ -548,7 +529,6 @@ class _Child:
             [sys.executable, "-m", "models.process", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             cwd=Path(__file__).resolve().parent.parent,  # the child imports this very package
-            env=child_environment(os.environ),
         )
         theirs.close()
         try:

@@ -150,48 +150,6 @@ def test_the_child_exits_when_its_parent_goes_away(v2_pack: Path) -> None:
     assert child.process.wait(60) == 0
 
 
-def test_the_child_environment_asks_glibc_for_huge_pages_and_keeps_the_operators_tunables() -> None:
-    assert process.child_environment({"PATH": "/bin"}) == {
-        "PATH": "/bin",
-        "GLIBC_TUNABLES": process.HUGE_PAGES_TUNABLE,
-    }
-    other = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
-    assert process.child_environment(other)["GLIBC_TUNABLES"] == (
-        f"glibc.malloc.arena_max=2:{process.HUGE_PAGES_TUNABLE}"
-    )
-    off = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
-    assert process.child_environment(off) == off  # an operator who turned them off keeps them off
-    assert other == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}  # the parent's mapping is untouched
-
-
-def _thp_mode() -> str:
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return "unknown"
-    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "unknown"
-
-
-def _glibc() -> tuple[int, ...]:
-    name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")
-    return tuple(int(part) for part in version.split(".")[:2]) if name == "glibc" else (0,)
-
-
-def test_the_spawned_child_runs_with_the_huge_page_tunable(v2_pack: Path) -> None:
-    child = process._Child.start(v2_pack, CONFIG, 120)
-    try:
-        pid = child.process.pid
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        assert f"GLIBC_TUNABLES={process.HUGE_PAGES_TUNABLE}".encode() in environ
-        if _thp_mode() in ("madvise", "always") and _glibc() >= (2, 35):
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            huge_kb = int(rollup.split("AnonHugePages:", 1)[1].split()[0])
-            assert huge_kb > 0  # the loaded pack sits (partly) on 2 MB pages
-    finally:
-        child.sock.close()
-        child.process.wait(60)
-
-
 def test_the_parent_side_never_loads_onnxruntime() -> None:
     script = (
         "import sys, models.process, service.app\n"

@@ -8,6 +8,7 @@
 ``introductions`` measures callers' self-introductions against the intent head (``bench/introductions.py``);
 ``insights`` times ``GET /v1/insights`` over 10,000 conversations with outcomes (``bench/insights.py``);
 ``loop`` measures what one append costs the event loop (``bench/loop.py``);
+``hugepages`` compares one-turn appends with the service on huge pages or not (``bench/hugepages.py``);
 ``faults`` counts lost / duplicated / 5xx answers under crashes, outages and attacks (``bench/faults.py``).
 """
 
@@ -28,6 +29,7 @@ BENCHES = {
     "insights": "bench.insights",
     "introductions": "bench.introductions",
     "loop": "bench.loop",
+    "hugepages": "bench.hugepages",
 }
 
 

@@ -396,11 +396,14 @@ def requote(signals: ConversationSignals, index: int, text: str, config: SignalC
 # --- validation --------------------------------------------------------------
 
 
-def _check_prob(name: str, value: float, low: float = 0.0) -> float:
+def _check_prob(value: float, where: str, field: str, key: object = None, low: float = 0.0) -> float:
+    """``value`` clamped to ``[low, 1]``; TurnError naming ``where: field`` (``field`` formatted with
+    ``key``) unless it is a finite number within ``_EPS`` of that range. The name is only built
+    for the error: a turn checks a score per emotion and intent on every append."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise TurnError(f"{name} must be a finite number, got {value!r}")
+        raise TurnError(f"{where}: {field.format(key)} must be a finite number, got {value!r}")
     if not low - _EPS <= value <= 1.0 + _EPS:
-        raise TurnError(f"{name} must be between {low:g} and 1, got {value!r}")
+        raise TurnError(f"{where}: {field.format(key)} must be between {low:g} and 1, got {value!r}")
     return min(1.0, max(low, float(value)))
 
 
@@ -415,9 +418,9 @@ def _validated(turn: TurnScores) -> tuple[float, dict[str, float], list[tuple[st
         raise TurnError(
             f"{where}: sentiment_label must be one of {', '.join(labels)}, got {turn.sentiment_label!r}"
         )
-    score = _check_prob(f"{where}: sentiment_score", turn.sentiment_score, low=-1.0)
-    emotions = {k: _check_prob(f"{where}: emotions[{k!r}]", v) for k, v in turn.emotions.items()}
-    intents = [(label, _check_prob(f"{where}: intent {label!r}", p)) for label, p in (turn.intent or [])]
+    score = _check_prob(turn.sentiment_score, where, "sentiment_score", low=-1.0)
+    emotions = {k: _check_prob(v, where, "emotions[{!r}]", k) for k, v in turn.emotions.items()}
+    intents = [(label, _check_prob(p, where, "intent {!r}", label)) for label, p in (turn.intent or [])]
     return score, emotions, intents
 
 
@@ -544,7 +547,7 @@ def _closes_calmly(act: str, sentiment_label: str, emotion_labels: tuple[str, ..
 
 
 def _letters(text: str) -> int:
-    return sum(1 for char in text if char.isalpha())
+    return sum(map(str.isalpha, text))
 
 
 def _languages_update(tallies: dict[str, LanguageTally], turn: TurnScores) -> dict[str, LanguageTally]:

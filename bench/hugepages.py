@@ -148,7 +148,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         row = report[mode]
         lines.append(
             f"huge pages {mode:3s}: p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms "
-            f"({row['appends']} appends); model process AnonHugePages {row['anon_huge_kb']} kB, "
+            f"({row['appends']} appends); {row['model_in']} AnonHugePages {row['anon_huge_kb']} kB, "
             f"tree RSS {row['rss_mb']} MB"
         )
     paired = report["paired"]
@@ -197,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         blocks = run_loop(alternate(services, ids, args.rounds, args.block, args.skip))
         report = summarize(blocks)
         for mode, service in services.items():
-            report[mode]["anon_huge_kb"] = anon_huge_kb(model_process_pid(service.process.pid))
+            # On a 1-CPU quota the model runs in the web process (SWITCHBOARD_MODEL_PROCESS=auto).
+            child = model_process_pid(service.process.pid)
+            report[mode]["model_in"] = "model process" if child is not None else "web process"
+            report[mode]["anon_huge_kb"] = anon_huge_kb(child if child is not None else service.process.pid)
             report[mode]["rss_mb"] = kib_to_mb(rss_kib(process_tree(service.process.pid)))
     finally:
         for service in services.values():

@@ -38,6 +38,7 @@ from bench.http import (
     ServiceProcess,
     Workloads,
     kib_to_mb,
+    percentile,
     process_tree,
     rss_kib,
     run_loop,
@@ -120,14 +121,15 @@ async def alternate(
 
 
 def summarize(blocks: dict[str, list[list[float]]]) -> dict[str, Any]:
-    """Per mode: p50/p99 of every timed append and the block medians; ``on - off`` per round."""
+    """Per mode: p50/p99 of every timed append (nearest rank, as ``bench http``) and the block
+    medians; ``on - off`` per round."""
     out: dict[str, Any] = {}
     for mode, runs in blocks.items():
-        every = sorted(x for run in runs for x in run)
+        every = [x for run in runs for x in run]
         out[mode] = {
             "appends": len(every),
-            "p50_ms": round(statistics.median(every), 3),
-            "p99_ms": round(every[min(len(every) - 1, int(0.99 * len(every)))], 3),
+            "p50_ms": round(percentile(every, 50), 3),
+            "p99_ms": round(percentile(every, 99), 3),
             "block_p50_ms": [round(statistics.median(run), 3) for run in runs],
         }
     diffs = [on - off for on, off in zip(out["on"]["block_p50_ms"], out["off"]["block_p50_ms"], strict=True)]
